@@ -1,0 +1,76 @@
+"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
+
+A kill at any moment leaves either the previous complete file or the new complete file, never a
+half-written one that looks valid (rename is atomic on POSIX and on Windows for same-volume moves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
+
+    Example:
+        >>> with atomic_path("out/video.mp4") as tmp:  # doctest: +SKIP
+        ...     write_video(tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else (path.suffix + ".tmp"), dir=path.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:  # flush the data to disk before it becomes visible
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open ``path`` for writing atomically (text or binary ``mode``).
+
+    Example:
+        >>> with atomic_open("summary.json") as fh:  # doctest: +SKIP
+        ...     fh.write("{}")
+    """
+    if "b" not in mode and "newline" not in kwargs:
+        kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as pretty JSON atomically."""
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` atomically."""
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars/arrays and Paths show up in metrics; make them JSON without importing numpy here.
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
