@@ -1,0 +1,172 @@
+"""Self-describing model files and safe, atomic checkpoint I/O.
+
+A model file (``model.pt``) is a plain dict of tensors, strings and numbers, loadable with
+``torch.load(weights_only=True)`` — no pickled classes, so loading never executes code:
+
+    format="eacfer-model", format_version, backbone, num_classes, class_names, input_size, mean, std,
+    train_config, metrics, eacfer_version, state_dict
+
+The predictor reads preprocessing and class names from here and never guesses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .utils.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "eacfer-model"
+MODEL_FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A model or checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class ModelInfo:
+    """Metadata that travels with the weights."""
+
+    backbone: str
+    class_names: list[str]
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    eacfer_version: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def save_checkpoint(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
+    """``torch.save`` atomically: a kill during the save leaves the previous file intact."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; hostile or broken files raise CheckpointError.
+
+    Example:
+        >>> state = load_checkpoint("runs/demo/last.pt")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (truncated or still being written?)")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        msg = str(e)
+        if "weights_only" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
+            reason = "refused: it contains pickled Python objects/code, not just tensors and plain data"
+        else:
+            reason = f"not a readable checkpoint (truncated or corrupted?): {type(e).__name__}: {msg.splitlines()[0][:200] if msg else ''}"
+        raise CheckpointError(f"{path}: {reason}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
+    return obj
+
+
+def _plain(obj: Any) -> Any:
+    """Reduce configs/metrics to types that ``weights_only`` loading accepts."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def save_model(path: str | os.PathLike[str], model: torch.nn.Module, info: ModelInfo) -> None:
+    """Write a self-describing model file (atomically).
+
+    Example:
+        >>> save_model("model.pt", net, ModelInfo("mobilenet_v2", list(RAFDB_CLASSES), 224,  # doctest: +SKIP
+        ...            list(IMAGENET_MEAN), list(IMAGENET_STD)))
+    """
+    from . import __version__
+
+    if len(info.class_names) != getattr(model, "num_classes", len(info.class_names)):
+        raise ValueError("class_names length does not match the model's number of classes")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        **_plain({**info.to_dict(), "eacfer_version": info.eacfer_version or __version__}),
+        "num_classes": info.num_classes,
+        "state_dict": state,
+    }
+    save_checkpoint(path, payload)
+
+
+def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
+    """Validate a model file's metadata and return it as :class:`ModelInfo`."""
+    if payload.get("format") != MODEL_FORMAT:
+        hint = " (this looks like a training checkpoint; use RUN_DIR/model.pt)" if "optimizer" in payload else ""
+        raise CheckpointError(f"{source}: not an eacfer model file{hint}")
+    if int(payload.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+        raise CheckpointError(f"{source}: made by a newer eacfer (format {payload['format_version']}); upgrade eacfer")
+    try:
+        info = ModelInfo(
+            backbone=str(payload["backbone"]),
+            class_names=[str(c) for c in payload["class_names"]],
+            input_size=int(payload["input_size"]),
+            mean=[float(v) for v in payload["mean"]],
+            std=[float(v) for v in payload["std"]],
+            train_config=dict(payload.get("train_config") or {}),
+            metrics=dict(payload.get("metrics") or {}),
+            eacfer_version=str(payload.get("eacfer_version", "")),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: model metadata incomplete or malformed ({type(e).__name__}: {e})") from None
+    if len(info.mean) != 3 or len(info.std) != 3 or info.input_size < 8 or info.num_classes < 2:
+        raise CheckpointError(f"{source}: model metadata out of range (mean/std/input_size/classes)")
+    return info
+
+
+def load_model(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, ModelInfo]:
+    """Load a model file written by :func:`save_model` (or by ``eacfer train``) in eval mode.
+
+    Example:
+        >>> net, info = load_model("runs/demo/model.pt")  # doctest: +SKIP
+        >>> info.class_names[:2]                          # doctest: +SKIP
+        ['Surprise', 'Fear']
+    """
+    from .models import create_model
+
+    payload = load_checkpoint(path)
+    info = info_from_payload(payload, str(path))
+    try:
+        net = create_model(info.backbone, num_classes=info.num_classes)
+    except KeyError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    try:
+        net.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path}: weights do not fit backbone {info.backbone!r}: {str(e).splitlines()[0]}") from None
+    return net.to(device).eval(), info
