@@ -29,10 +29,12 @@ FLIP_VIEWS = ("mirrored", "independent")
 
 
 def to_tensor_uint8(img: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 numpy → 3×H×W uint8 tensor (no copy of the pixel data when contiguous)."""
+    """H×W×3 uint8 numpy → 3×H×W uint8 tensor (no copy of writable contiguous arrays)."""
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 image, got shape {img.shape} dtype {img.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    # Cached dataset images are read-only; torch.from_numpy warns on those, so copy them (a few KB).
+    arr = np.ascontiguousarray(img) if img.flags.writeable else img.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def add_gaussian_noise(img: torch.Tensor, var: float = 30.0) -> torch.Tensor:

@@ -89,8 +89,11 @@ class CaffeResNet50(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle asked for something other than numpy array reconstruction."""
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """The pickle asked for something other than numpy array reconstruction.
+
+    Also a ValueError, so the CLI reports it as a one-line error instead of a traceback.
+    """
 
 
 # Exactly the globals numpy needs to rebuild ndarrays (and plain containers); nothing can be called
@@ -106,8 +109,20 @@ _ALLOWED_GLOBALS = {
 }
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    # Python 3 pickles (protocol < 3) store the raw bytes of numpy arrays as _codecs.encode(text, "latin1");
+    # only that exact call is admitted (no other codec can be reached through it).
+    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
+    if not isinstance(text, str):
+        raise UnsafePickleError("refusing _codecs.encode of a non-string")
+    return text.encode("latin1")
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) not in _ALLOWED_GLOBALS:
             raise UnsafePickleError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
         import importlib

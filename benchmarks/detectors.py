@@ -1,0 +1,67 @@
+"""Median per-frame latency of each face detector on a 640×360 frame with one real face.
+
+Run:  .venv/bin/python benchmarks/detectors.py [--frames 200]
+The frame is the bundled NASA astronaut portrait (public domain) scaled into a 640×360 canvas, the
+size the issue's numbers refer to. Detector construction is not timed; 10 warm-up calls are discarded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from importlib import resources
+
+import numpy as np
+from PIL import Image
+
+from eacfer.detect import create_detector, list_detectors
+
+
+def make_frame() -> np.ndarray:
+    """640×360 RGB frame, webcam-like: grey background, the astronaut's head and shoulders (face ≈ 130 px)."""
+    with resources.files("eacfer").joinpath("assets", "astronaut.jpg").open("rb") as fh:
+        head = Image.open(fh).convert("RGB").crop((110, 10, 340, 260)).resize((276, 300))
+    frame = np.full((360, 640, 3), 110, np.uint8)
+    frame[30:330, 182:458] = np.asarray(head)
+    return frame
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=200)
+    args = ap.parse_args()
+    frame = make_frame()
+    import cv2
+    import mediapipe
+
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, python {platform.python_version()}, "
+        f"mediapipe {mediapipe.__version__}, opencv {cv2.__version__}"
+    )
+    print(f"{'detector':<16} {'median ms':>9} {'p90 ms':>7} {'faces':>5} {'score':>6}")
+    for name in list_detectors():
+        if name == "mediapipe":  # same as mediapipe-full (mode auto)
+            continue
+        det = create_detector(name)
+        try:
+            for _ in range(10):
+                faces = det.detect(frame)
+            times = []
+            for _ in range(args.frames):
+                t0 = time.perf_counter()
+                faces = det.detect(frame)
+                times.append((time.perf_counter() - t0) * 1e3)
+        finally:
+            det.close()
+        times.sort()
+        best = f"{faces[0].score:.2f}" if faces else "-"
+        print(
+            f"{name:<16} {statistics.median(times):9.2f} {times[int(0.9 * len(times))]:7.2f} {len(faces):5d} {best:>6}"
+        )
+
+
+if __name__ == "__main__":
+    main()

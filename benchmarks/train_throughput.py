@@ -1,0 +1,234 @@
+"""Training throughput: reference pipeline vs fast pipeline vs the pure compute bound, in one process.
+
+Same model, same synthetic RAF-DB-sized data (12,271 random 100×100 uint8 images by default), same
+batch size. Three measurements, each after a warm-up:
+
+* reference — the faithful path of ``eacfer train --pipeline reference``: decoded images in memory,
+  per-image CPU augmentation (:class:`eacfer.transforms.EACTrainTransform`) in DataLoader workers,
+  :func:`eacfer.engine.train_step` (two fp32 forward passes, ``.item()`` per batch);
+* fast — ``--pipeline fast``: the uint8 stack resident on the device, batched on-device augmentation,
+  :func:`eacfer.fast.step.fast_train_step` with bf16 autocast, channels_last, fused Adam, cudnn.benchmark
+  (optionally ``torch.compile``), metrics accumulated on the device; a full epoch is timed;
+* compute bound — the fast step's model/optimizer on one batch already on the device, repeated: what
+  the GPU can do with no data pipeline at all.
+
+GPU (full size, ResNet-50 at 224 — what benchmarks/RESULTS.md reports):
+    PYTHONPATH=src python3 benchmarks/train_throughput.py --device cuda --json-out throughput.json
+CPU smoke run (tiny sizes; the figures say nothing about a GPU):
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_throughput.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
+
+from eacfer import engine  # noqa: E402
+from eacfer.fast.gpu_augment import GPUAugment  # noqa: E402
+from eacfer.fast.pipeline import FastLoader  # noqa: E402
+from eacfer.fast.step import (  # noqa: E402
+    TwoViewEAC,
+    configure_backend,
+    fast_train_epoch,
+    fast_train_step,
+    make_optimizer,
+)
+from eacfer.models import create_model  # noqa: E402
+from eacfer.transforms import EACTrainTransform  # noqa: E402
+
+
+class _InMemory(torch.utils.data.Dataset):
+    """Decoded images + the reference transform, like FERDataset(cache=True)."""
+
+    def __init__(self, imgs: np.ndarray, labels: np.ndarray, transform: EACTrainTransform):
+        self.imgs, self.labels, self.t = imgs, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.imgs)
+
+    def __getitem__(self, i: int):
+        return self.t(self.imgs[i]), int(self.labels[i]), i
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def bench_reference(args, imgs, labels, device) -> dict:
+    torch.manual_seed(0)
+    model = create_model(args.backbone, num_classes=7).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)  # the reference trainer's optimizer
+    ds = _InMemory(imgs, labels, EACTrainTransform(args.image_size))
+    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                                     pin_memory=device.type == "cuda", drop_last=True,
+                                     persistent_workers=args.workers > 0)
+    _peak_reset(device)
+    steps = args.warmup + args.ref_steps
+    it = iter(dl)
+    done = 0
+    t0 = None
+    while done < steps:
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(dl)
+            continue
+        if done == args.warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        engine.train_step(model, batch, opt, method="eac", lam=5.0, device=device)
+        done += 1
+    _sync(device)
+    sec = time.perf_counter() - t0
+    n = args.ref_steps * args.batch_size
+    return {"samples_per_s": n / sec, "samples": n, "seconds": sec, "peak_gib": _peak_gib(device),
+            "workers": args.workers}
+
+
+def _fast_model(args, device):
+    torch.manual_seed(0)
+    net = create_model(args.backbone, num_classes=7).to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    model = TwoViewEAC(net, views=args.views)
+    opt = make_optimizer(net.parameters(), 1e-4, 1e-4, device)
+    if args.compile:
+        model = torch.compile(model)
+    return model, opt
+
+
+def bench_fast(args, imgs, labels, device) -> dict:
+    model, opt = _fast_model(args, device)
+    cuda = device.type == "cuda"
+    t_load = time.perf_counter()
+    dl = FastLoader(imgs, labels, args.batch_size, device=device, augment=GPUAugment(args.image_size), seed=0,
+                    channels_last=cuda, drop_last=True)
+    _sync(device)
+    load_s = time.perf_counter() - t_load
+    _peak_reset(device)
+    # warm-up: a few steps (cudnn autotuning, torch.compile) from epoch 0's batches
+    for b, batch in enumerate(dl):
+        if b >= args.warmup:
+            break
+        fast_train_step(model, batch, opt, amp=cuda)
+    _sync(device)
+    t0 = time.perf_counter()
+    stats = fast_train_epoch(model, dl, opt, amp=cuda, epoch=1, progress=False)  # ends with one sync (.cpu())
+    sec = time.perf_counter() - t0
+    return {"samples_per_s": stats["n"] / sec, "samples": stats["n"], "epoch_seconds": sec,
+            "upload_seconds": load_s, "peak_gib": _peak_gib(device), "resident": dl.resident,
+            "views": args.views, "compile": args.compile}
+
+
+def bench_compute_bound(args, device) -> dict:
+    model, opt = _fast_model(args, device)
+    cuda = device.type == "cuda"
+    g = torch.Generator(device=device).manual_seed(0)
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device, generator=g)
+    x = x.contiguous(memory_format=fmt)
+    batch = (x, x.flip(-1).contiguous(memory_format=fmt),
+             torch.randint(0, 7, (args.batch_size,), device=device, generator=g), None)
+    _peak_reset(device)
+    for _ in range(args.warmup):
+        fast_train_step(model, batch, opt, amp=cuda)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(args.bound_steps):
+        fast_train_step(model, batch, opt, amp=cuda)
+    _sync(device)
+    sec = time.perf_counter() - t0
+    n = args.bound_steps * args.batch_size
+    return {"samples_per_s": n / sec, "samples": n, "seconds": sec, "peak_gib": _peak_gib(device)}
+
+
+def environment(device: torch.device) -> dict:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+           "cpu_threads": torch.get_num_threads(), "platform": platform.platform()}
+    if device.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version(),
+                   gpu_memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1))
+    return env
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--backbone", default="resnet50_msceleb")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--src-size", type=int, default=100, help="side of the synthetic decoded images")
+    p.add_argument("--n-images", type=int, default=12271, help="RAF-DB's training-set size")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=8, help="DataLoader workers of the reference pipeline")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--ref-steps", type=int, default=120)
+    p.add_argument("--bound-steps", type=int, default=120)
+    p.add_argument("--views", choices=("split", "joint"), default="split")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast model")
+    p.add_argument("--quick", action="store_true", help="tiny CPU sizes (smoke run)")
+    p.add_argument("--json-out", default=None, help="also write the results as JSON here")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.backbone, a.image_size, a.n_images, a.batch_size = "resnet18", 64, 192, 16
+        a.workers, a.warmup, a.ref_steps, a.bound_steps = 0, 2, 6, 6
+    return a
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    configure_backend(device)
+    env = environment(device)
+    print(json.dumps(env))
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (args.n_images, args.src_size, args.src_size, 3), dtype=np.uint8)
+    labels = rng.integers(0, 7, args.n_images)
+    setup = {k: getattr(args, k) for k in ("backbone", "image_size", "src_size", "n_images", "batch_size",
+                                           "workers", "views", "compile", "quick")}
+    print("setup:", json.dumps(setup))
+    ref = bench_reference(args, imgs, labels, device)
+    print(f"reference     : {ref['samples_per_s']:9.1f} samples/s  (peak {ref['peak_gib']} GiB)")
+    fast = bench_fast(args, imgs, labels, device)
+    print(f"fast          : {fast['samples_per_s']:9.1f} samples/s  epoch {fast['epoch_seconds']:.2f} s "
+          f"(peak {fast['peak_gib']} GiB, stack upload {fast['upload_seconds']:.2f} s)")
+    bound = bench_compute_bound(args, device)
+    print(f"compute bound : {bound['samples_per_s']:9.1f} samples/s  (peak {bound['peak_gib']} GiB)")
+    ratio = fast["samples_per_s"] / ref["samples_per_s"]
+    of_bound = fast["samples_per_s"] / bound["samples_per_s"]
+    raf_epoch = args.n_images / fast["samples_per_s"]
+    print(f"fast / reference = {ratio:.2f}x ; fast / compute bound = {of_bound:.0%} ; "
+          f"RAF-DB-size epoch (fast) = {raf_epoch:.1f} s")
+    result = {"environment": env, "setup": setup, "reference": ref, "fast": fast, "compute_bound": bound,
+              "fast_over_reference": ratio, "fast_over_bound": of_bound}
+    if args.json_out:
+        from eacfer.utils.atomic import write_json
+
+        write_json(args.json_out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

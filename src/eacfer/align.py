@@ -1,0 +1,189 @@
+"""RAF-DB-like face crops: eyes levelled, square box with a margin, one affine warp.
+
+Why this framing: RAF-DB's "aligned" images (100×100) are similarity-aligned faces with level eyes whose
+face fills most of the frame, from the forehead to the chin, with little background and ears at the edges.
+BlazeFace boxes already span roughly eyebrows/forehead to chin and cheek to cheek, so the crop is a square of
+side ``max(w, h) * (1 + 2 * margin)`` centred on the box centre; the default ``margin=0.1`` (10 % of the box
+added on each side) keeps the whole face, forehead to chin, as RAF-DB does, without much background.
+With keypoints (eyes = keypoints 0 and 1) the square is rotated so the eye line becomes horizontal; without
+keypoints (Haar) there is no rotation. Rotation, scale and translation are one ``cv2.warpAffine`` with
+replicated borders, so a face at the image edge gives a full crop, and the same 2×3 matrix maps attention
+maps back into the photo (:func:`warp_map_to_image`).
+
+Coordinates: boxes and keypoints use continuous pixel coordinates (pixel ``i`` spans ``[i, i+1)``), the
+matrices follow OpenCV's pixel-centre convention (pixel ``i`` is at ``i``); the half-pixel shift is built in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .detect.base import Detection, check_rgb_image
+
+DEFAULT_MARGIN = 0.1
+
+
+def eye_angle(det: Detection) -> float:
+    """Angle (radians) of the line from the subject's right eye (image left) to the left eye; 0 without
+    keypoints.
+
+    Example:
+        >>> d = Detection((0, 0, 10, 10), 1.0, np.array([[2.0, 5.0], [8.0, 5.0]]))
+        >>> eye_angle(d)
+        0.0
+    """
+    kp = det.keypoints
+    if kp is None or len(kp) < 2:
+        return 0.0
+    dx, dy = float(kp[1][0] - kp[0][0]), float(kp[1][1] - kp[0][1])
+    if math.hypot(dx, dy) < 1e-6:
+        return 0.0
+    return math.atan2(dy, dx)
+
+
+def crop_transform(det: Detection, size: int, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The 2×3 affine matrix (image pixels → crop pixels, OpenCV convention) used by :func:`align_face`.
+
+    Example:
+        >>> m = crop_transform(Detection((10, 20, 50, 50), 0.9), size=100, margin=0.0)
+        >>> # box centre (35, 45) is (34.5, 44.5) in OpenCV's pixel-centre coordinates → crop centre
+        >>> np.round(transform_points(np.array([[34.5, 44.5]]), m), 3).tolist()
+        [[49.5, 49.5]]
+    """
+    if size < 1:
+        raise ValueError(f"crop size must be >= 1, got {size}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    x, y, w, h = (float(v) for v in det.box)
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    if side <= 0:
+        raise ValueError(f"cannot crop an empty box {det.box}")
+    k = size / side
+    a = eye_angle(det)
+    c, s = math.cos(a), math.sin(a)
+    # Rotate by -a so that the eye vector (cos a, sin a) becomes (1, 0), then scale.
+    lin = k * np.array([[c, s], [-s, c]], dtype=np.float64)
+    center = np.array([x + w / 2.0, y + h / 2.0])
+    # continuous q = lin @ (p - center) + size/2, with p = p_cv + 0.5 and q = q_cv + 0.5
+    t = lin @ (0.5 - center) + size / 2.0 - 0.5
+    return np.hstack([lin, t[:, None]])
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a 2×3 affine matrix to N×2 points (OpenCV pixel-centre coordinates).
+
+    Detection keypoints are continuous coordinates; passing them directly is off by half a pixel,
+    far below detector precision (subtract 0.5 first when it matters).
+
+    Example:
+        >>> transform_points(np.array([[1.0, 2.0]]), np.array([[1.0, 0, 3], [0, 1.0, 4]])).tolist()
+        [[4.0, 6.0]]
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return pts @ np.asarray(matrix, dtype=np.float64)[:, :2].T + np.asarray(matrix, dtype=np.float64)[:, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 2×3 affine matrix (crop pixels → image pixels).
+
+    Example:
+        >>> invert_affine(np.array([[2.0, 0, 1], [0, 2.0, 1]])).tolist()
+        [[0.5, 0.0, -0.5], [0.0, 0.5, -0.5]]
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    lin_inv = np.linalg.inv(m[:, :2])
+    return np.hstack([lin_inv, (-lin_inv @ m[:, 2])[:, None]])
+
+
+def align_face(
+    image_rgb: np.ndarray, det: Detection, size: int, margin: float = DEFAULT_MARGIN
+) -> np.ndarray:
+    """A ``size``×``size``×3 uint8 RGB crop of one face (eyes level, square box with ``margin``).
+
+    Example:
+        >>> img = np.zeros((120, 160, 3), np.uint8)
+        >>> align_face(img, Detection((40, 30, 60, 60), 0.9), size=112).shape
+        (112, 112, 3)
+    """
+    import cv2
+
+    img = check_rgb_image(image_rgb)
+    m = crop_transform(det, size, margin)
+    scale = math.sqrt(abs(np.linalg.det(m[:, :2])))
+    src, m_src = img, m
+    if scale < 0.5:
+        # Strong downscaling with bilinear sampling aliases; pre-shrink only the region the crop reads
+        # (INTER_AREA) and fold that into the same matrix, so the geometry is still one warp.
+        src, m_src = _preshrink(img, m, size, scale)
+    return cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _preshrink(img: np.ndarray, m: np.ndarray, size: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    h, w = img.shape[:2]
+    corners = transform_points(
+        np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float), invert_affine(m)
+    )
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 3, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 3, y0 + 1, h))
+    roi = img[y0:y1, x0:x1]
+    f = min(1.0, 2.0 * scale)  # leave the final warp a ≤2× reduction
+    rw, rh = max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))
+    small = cv2.resize(roi, (rw, rh), interpolation=cv2.INTER_AREA)
+    fx, fy = rw / roi.shape[1], rh / roi.shape[0]
+    # small_cv = f * (img_cv - origin + 0.5) - 0.5  →  img_cv = (small_cv + 0.5) / f + origin - 0.5
+    back = np.array([[1 / fx, 0, 0.5 / fx + x0 - 0.5], [0, 1 / fy, 0.5 / fy + y0 - 0.5]])
+    m_small = m[:, :2] @ back[:, :2]
+    t_small = m[:, :2] @ back[:, 2] + m[:, 2]
+    return small, np.hstack([m_small, t_small[:, None]])
+
+
+def align_faces(
+    image_rgb: np.ndarray, dets: Sequence[Detection], size: int, margin: float = DEFAULT_MARGIN
+) -> np.ndarray:
+    """N×size×size×3 uint8 crops for all detections (N may be 0), ready to batch.
+
+    Example:
+        >>> align_faces(np.zeros((50, 50, 3), np.uint8), [], size=64).shape
+        (0, 64, 64, 3)
+    """
+    img = check_rgb_image(image_rgb)
+    if not dets:
+        return np.zeros((0, size, size, 3), dtype=np.uint8)
+    return np.stack([align_face(img, d, size, margin) for d in dets])
+
+
+def warp_map_to_image(
+    crop_map: np.ndarray, matrix: np.ndarray, size: int, image_shape: Sequence[int], fill: float = 0.0
+) -> np.ndarray:
+    """Warp a map defined on the ``size``×``size`` crop (e.g. a 7×7 CAM, any resolution) back into the
+    image frame: returns an H×W float32 map, ``fill`` outside the crop.
+
+    Example:
+        >>> m = crop_transform(Detection((10, 10, 20, 20), 0.9), size=8, margin=0.0)
+        >>> out = warp_map_to_image(np.ones((2, 2)), m, 8, (40, 40))
+        >>> float(out[20, 20]), float(out[2, 2])
+        (1.0, 0.0)
+    """
+    import cv2
+
+    src = np.asarray(crop_map, dtype=np.float32)
+    if src.ndim != 2:
+        raise ValueError(f"crop_map must be 2-D, got shape {src.shape}")
+    if src.shape != (size, size):
+        src = cv2.resize(src, (size, size), interpolation=cv2.INTER_LINEAR)
+    h, w = int(image_shape[0]), int(image_shape[1])
+    return cv2.warpAffine(
+        src,
+        np.asarray(matrix, dtype=np.float64),
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=float(fill),
+    )

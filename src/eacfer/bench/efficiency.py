@@ -1,0 +1,444 @@
+"""Cost of a model: parameters, FLOPs, file sizes, per-face latency, video FPS, and accuracy when known.
+
+* FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode` (no extra dependency). It counts
+  2 FLOPs per multiply-accumulate of convolutions and matrix products (the usual "GFLOPs = 2·GMAC"
+  convention; normalisation, activations and pooling are not counted), for one face at S×S.
+  Caffe-style ResNet-50 + 7-class head: 23.52 M parameters, 7.71 GFLOP at 224²; MobileNetV2: 2.23 M, 0.60.
+* Latency is the median wall time of repeated forward passes after warm-up, per face, at batch 1 and at
+  a throughput batch: torch eager (float32) and onnxruntime on CPU, plus torch bf16 autocast on CUDA when
+  the device is CUDA. Threads: torch's current setting, and onnxruntime gets the same number.
+* Video FPS is end to end — decode a synthetic 640×480 clip, detect (the default MediaPipe detector),
+  align, classify — through :class:`eacfer.predictor.Predictor`, on the bundled astronaut photo.
+
+Example:
+    >>> spec = ModelSpec.from_backbone("mobilenet_v2")
+    >>> row = measure_model(spec, image_size=64, iters=2, warmup=1, video_frames=0, onnx=False)
+    >>> round(row["params_m"], 2)
+    2.23
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+EFFICIENCY_MD = "efficiency.md"
+EFFICIENCY_CSV = "efficiency.csv"
+PLOT_PNG = "accuracy_vs_latency.png"
+
+#: CSV columns, in order (units in the names).
+COLUMNS = (
+    "name", "backbone", "model_source", "image_size", "params_m", "gflops", "pt_mb", "onnx_mb",
+    "torch_cpu_b1_ms", "torch_cpu_batch_ms_per_face", "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face",
+    "cuda_bf16_b1_ms", "cuda_bf16_batch_ms_per_face", "throughput_batch", "threads",
+    "video_fps", "video_fps_kind", "video_frames_with_face",
+    "accuracy", "accuracy_metric", "published_accuracy", "published_source", "notes",
+)
+
+
+@dataclass
+class ModelSpec:
+    """A model to measure: a bare backbone (random weights: cost only) or a trained ``model.pt``."""
+
+    name: str
+    backbone: str
+    checkpoint: str | None = None
+
+    @classmethod
+    def from_backbone(cls, backbone: str) -> ModelSpec:
+        return cls(name=backbone, backbone=backbone)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str]) -> ModelSpec:
+        from ..checkpoint import info_from_payload, load_checkpoint
+
+        info = info_from_payload(load_checkpoint(path), str(path))
+        p = Path(path)
+        return cls(name=f"{info.backbone} ({p.parent.name}/{p.name})", backbone=info.backbone, checkpoint=str(p))
+
+    def load(self, image_size: int) -> tuple[torch.nn.Module, Any]:
+        """(net in eval mode on CPU, ModelInfo)."""
+        from ..checkpoint import ModelInfo, load_model
+        from ..constants import RAFDB_CLASSES
+        from ..models import create_model, get_backbone_spec
+
+        if self.checkpoint:
+            return load_model(self.checkpoint, "cpu")
+        spec = get_backbone_spec(self.backbone)
+        net = create_model(self.backbone, num_classes=len(RAFDB_CLASSES)).eval()
+        info = ModelInfo(self.backbone, list(RAFDB_CLASSES), image_size, list(spec.mean), list(spec.std))
+        return net, info
+
+
+def count_params(net: torch.nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers such as BN statistics excluded).
+
+    Example:
+        >>> count_params(torch.nn.Linear(10, 7))
+        77
+    """
+    return sum(p.numel() for p in net.parameters())
+
+
+def count_flops(net: torch.nn.Module, image_size: int) -> int:
+    """FLOPs (2·MAC) of one forward pass on a single 3×S×S face.
+
+    Example:
+        >>> from eacfer import create_model
+        >>> round(count_flops(create_model("mobilenet_v2"), 224) / 1e9, 2)
+        0.6
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, image_size, image_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net.eval()(x)
+    return int(counter.get_total_flops())
+
+
+def _median_ms(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[], None] | None = None) -> float:
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def torch_latency(net: torch.nn.Module, image_size: int, batch: int, device: str = "cpu", bf16: bool = False,
+                  warmup: int = 3, iters: int = 10) -> float:
+    """Median milliseconds **per face** of a forward pass at ``batch`` (float32, or bf16 autocast on CUDA)."""
+    dev = torch.device(device)
+    net = net.to(dev).eval()
+    x = torch.randn(batch, 3, image_size, image_size, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None
+
+    def fwd() -> Any:
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            return net(x)
+
+    return _median_ms(fwd, warmup, iters, sync) / batch
+
+
+def onnx_latency(model: bytes | str, image_size: int, batch: int, threads: int, warmup: int = 3, iters: int = 10) -> float:
+    """Median milliseconds **per face** of onnxruntime (CPU) at ``batch``."""
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((batch, 3, image_size, image_size)).astype(np.float32)
+    return _median_ms(lambda: sess.run(None, {name: x}), warmup, iters) / batch
+
+
+def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), fps: float = 25.0) -> Path:
+    """Write a short MJPG clip of the bundled astronaut photo's face drifting across a gray frame."""
+    import cv2
+    import numpy as np
+
+    from ..data.imageio import load_image
+
+    photo = load_image(Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg")
+    # The face sits at about (172, 66, 106, 106) in the 512×512 photo; a head-and-shoulders crop scaled to
+    # ~60 % of the frame height is what a webcam sees and what the short-range detector is made for.
+    face = photo[20:250, 110:340]
+    w, h = size
+    side = int(0.6 * h)
+    face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    fh, fw = face.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot write an MJPG clip here")
+    try:
+        for i in range(frames):
+            frame = np.full((h, w, 3), 110, np.uint8)
+            x = int((w - fw) * (0.5 + 0.4 * np.sin(i / 7.0)))
+            y = (h - fh) // 2
+            frame[y:y + fh, x:x + fw] = face
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def video_fps(model_path: str, device: str, frames: int, workdir: Path) -> tuple[float, int]:
+    """End-to-end frames per second of :meth:`Predictor.stream` over a synthetic clip; (fps, frames with a face)."""
+    from ..backends import load_classifier
+    from ..predictor import Predictor
+
+    clip = synthetic_clip(workdir / "bench_clip.avi", frames)
+    # use_cache=False: a throw-away benchmark model must not land in the user's ONNX cache
+    with Predictor(load_classifier(model_path, device=device, use_cache=False)) as pred:
+        it = pred.stream(str(clip))
+        first = next(it, None)  # warm-up: detector/classifier initialisation is not per-frame cost
+        with_face = int(bool(first and first.faces))
+        n, t0 = 0, time.perf_counter()
+        for r in it:
+            n += 1
+            with_face += int(bool(r.faces))
+        dt = time.perf_counter() - t0
+    return (n / dt if dt > 0 and n else float("nan")), with_face
+
+
+def measure_model(
+    spec: ModelSpec,
+    image_size: int | None = None,
+    device: str = "cpu",
+    batch: int = 16,
+    warmup: int = 3,
+    iters: int = 10,
+    video_frames: int = 60,
+    onnx: bool = True,
+    workdir: str | os.PathLike[str] | None = None,
+    published: Any = None,
+) -> dict[str, Any]:
+    """Measure one model; returns a row with the :data:`COLUMNS` keys (None where not measured)."""
+    from ..checkpoint import save_model
+    from ..utils.device import resolve_device
+
+    dev = resolve_device(device)
+    net, info = spec.load(image_size or 224)
+    size = int(image_size or info.input_size)
+    if size != info.input_size:
+        info.input_size = size  # measure at the requested size (FLOPs and latency scale with it)
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    notes: list[str] = []
+    threads = torch.get_num_threads()
+    row.update(name=spec.name, backbone=spec.backbone, model_source=spec.checkpoint or "backbone (random weights)",
+               image_size=size, params_m=count_params(net) / 1e6, gflops=count_flops(net, size) / 1e9,
+               throughput_batch=batch, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="eacfer-bench-", dir=workdir) as tmp:
+        tmpd = Path(tmp)
+        pt = Path(spec.checkpoint) if spec.checkpoint else tmpd / "model.pt"
+        if not spec.checkpoint:
+            save_model(pt, net, info)
+        row["pt_mb"] = pt.stat().st_size / 1e6
+        log.info("%s: %.2f M params, %.2f GFLOP at %d², model.pt %.1f MB", spec.name, row["params_m"],
+                 row["gflops"], size, row["pt_mb"])
+        row["torch_cpu_b1_ms"] = torch_latency(net, size, 1, "cpu", warmup=warmup, iters=iters)
+        row["torch_cpu_batch_ms_per_face"] = torch_latency(net, size, batch, "cpu", warmup=warmup, iters=iters)
+        if onnx:
+            from ..export import export_onnx_bytes
+
+            data = export_onnx_bytes(net, info, dynamic_batch=True)
+            row["onnx_mb"] = len(data) / 1e6
+            row["ort_cpu_b1_ms"] = onnx_latency(data, size, 1, threads, warmup, iters)
+            row["ort_cpu_batch_ms_per_face"] = onnx_latency(data, size, batch, threads, warmup, iters)
+        if dev.type == "cuda":
+            row["cuda_bf16_b1_ms"] = torch_latency(net, size, 1, str(dev), bf16=True, warmup=warmup, iters=iters)
+            row["cuda_bf16_batch_ms_per_face"] = torch_latency(net, size, batch, str(dev), bf16=True,
+                                                               warmup=warmup, iters=iters)
+            net.to("cpu")
+        if video_frames > 0:
+            try:
+                fps, with_face = video_fps(str(pt), str(dev), video_frames, tmpd)
+                row.update(video_fps=fps, video_frames_with_face=with_face,
+                           video_fps_kind=f"end-to-end: decode + MediaPipe detect + align + classify "
+                                          f"({'torch' if dev.type == 'cuda' else 'onnxruntime'}), 640x480")
+            except Exception as e:  # the detector is an optional native component; cost figures still count
+                log.warning("%s: end-to-end video FPS not measured (%s: %s)", spec.name, type(e).__name__, e)
+                row["video_fps"] = 1000.0 / row["torch_cpu_b1_ms"]
+                row["video_fps_kind"] = "classify only (torch CPU, batch 1): the end-to-end run failed"
+                notes.append(f"video: {type(e).__name__}: {e}")
+    if spec.checkpoint and info.metrics:
+        for key in ("last5_mean_accuracy", "final_accuracy", "best_accuracy", "accuracy"):
+            if info.metrics.get(key) is not None:
+                row["accuracy"], row["accuracy_metric"] = 100.0 * float(info.metrics[key]), key
+                break
+    if published is not None:
+        ref = published.noisy_reference(spec.backbone, "eac")
+        if ref is not None and "0.0" in ref["values"]:
+            row["published_accuracy"] = ref["values"]["0.0"]
+            row["published_source"] = f"{ref['model']}, clean, {ref['metric']} [{ref['source']}]"
+    row["notes"] = "; ".join(notes) or None
+    return row
+
+
+def measure_models(specs: Sequence[ModelSpec], **kw: Any) -> list[dict[str, Any]]:
+    """:func:`measure_model` for each spec, with a progress bar; a model that fails is reported and skipped."""
+    from tqdm import tqdm
+
+    rows = []
+    for spec in tqdm(specs, desc="efficiency", unit="model", disable=len(specs) < 2):
+        try:
+            rows.append(measure_model(spec, **kw))
+        except (ValueError, OSError, RuntimeError) as e:
+            log.error("%s: not measured: %s", spec.name, e)
+    return rows
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _f(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def write_efficiency_outputs(out: str | os.PathLike[str], rows: Sequence[dict[str, Any]], published: Any,
+                             meta: dict[str, Any] | None = None, plot: bool = True) -> dict[str, Path]:
+    """Write ``efficiency.csv``, ``efficiency.md`` and ``accuracy_vs_latency.png`` into ``out``."""
+    import csv
+    import io
+
+    from ..utils.atomic import write_text
+    from .provenance import describe_machine
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in COLUMNS})
+    write_text(out / EFFICIENCY_CSV, buf.getvalue())
+
+    md = ["# Efficiency benchmark", ""]
+    if meta:
+        md += [f"- **Measured here** with `{meta.get('command', '?')}`",
+               f"- commit `{meta.get('commit', '?')}`, {meta.get('date', '?')}",
+               f"- machine: {describe_machine(meta.get('machine', {}))}", ""]
+    md += ["## Measured here", "", *efficiency_table_md(rows)]
+    md += _published_cost_md(published, rows)
+    write_text(out / EFFICIENCY_MD, "\n".join(md))
+    files = {"csv": out / EFFICIENCY_CSV, "md": out / EFFICIENCY_MD}
+    if plot:
+        from .plots import plot_accuracy_vs_cost
+
+        files["png"] = plot_accuracy_vs_cost(rows, published, out / PLOT_PNG)
+    return files
+
+
+NUMERIC = {"image_size", "params_m", "gflops", "pt_mb", "onnx_mb", "torch_cpu_b1_ms", "torch_cpu_batch_ms_per_face",
+           "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face", "cuda_bf16_b1_ms", "cuda_bf16_batch_ms_per_face",
+           "throughput_batch", "threads", "video_fps", "video_frames_with_face", "accuracy", "published_accuracy"}
+
+
+def coerce_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row read back from ``efficiency.csv`` (strings) with numbers as numbers and blanks as None."""
+    out: dict[str, Any] = {}
+    for k in COLUMNS:
+        v = row.get(k)
+        if v is None or v == "":
+            out[k] = None
+        elif k in NUMERIC and isinstance(v, str):
+            f = float(v)
+            out[k] = int(f) if k in ("image_size", "throughput_batch", "threads", "video_frames_with_face") else f
+        else:
+            out[k] = v
+    return out
+
+
+def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The measured-efficiency table (markdown lines) with its footnotes; rows from :func:`measure_model` or the CSV."""
+    from .noisy import _md_table
+
+    rows = [coerce_row(r) for r in rows]
+    batch = rows[0]["throughput_batch"] if rows else "N"
+    threads = sorted({r["threads"] for r in rows if r.get("threads")})
+    md = ["FLOPs = 2·MAC of convolutions and matrix products for one face (torch FlopCounterMode). Latency: median "
+          f"per face after warm-up, batch 1 and batch {batch}, {'/'.join(map(str, threads)) or '?'} CPU thread(s). "
+          "`—` = not measured in this run.", ""]
+    head = ["model", "input", "params (M)", "GFLOPs", ".pt (MB)", ".onnx (MB)", "torch CPU b1 (ms)",
+            f"torch CPU b{batch} (ms/face)", "ORT CPU b1 (ms)", f"ORT CPU b{batch} (ms/face)"]
+    cuda = any(r.get("cuda_bf16_b1_ms") is not None for r in rows)
+    if cuda:
+        head += ["CUDA bf16 b1 (ms)", f"CUDA bf16 b{batch} (ms/face)"]
+    head += ["video FPS", "accuracy (%, from checkpoint)"]
+    body = []
+    for r in rows:
+        line = [r["name"], f"{r['image_size']}²", _f(r["params_m"]), _f(r["gflops"]), _f(r["pt_mb"], 1),
+                _f(r["onnx_mb"], 1), _f(r["torch_cpu_b1_ms"]), _f(r["torch_cpu_batch_ms_per_face"]),
+                _f(r["ort_cpu_b1_ms"]), _f(r["ort_cpu_batch_ms_per_face"])]
+        if cuda:
+            line += [_f(r["cuda_bf16_b1_ms"], 3), _f(r["cuda_bf16_batch_ms_per_face"], 3)]
+        fps = _f(r["video_fps"], 1)
+        if r.get("video_fps_kind") and not str(r["video_fps_kind"]).startswith("end-to-end"):
+            fps += " (classify only)"
+        line += [fps, "—" if r.get("accuracy") is None else f"{r['accuracy']:.2f} ({r['accuracy_metric']})"]
+        body.append(line)
+    md += [_md_table(head, body), ""]
+    kinds = sorted({str(r["video_fps_kind"]) for r in rows if r.get("video_fps_kind")})
+    md += [f"- video FPS: {k}" for k in kinds]
+    faces = [f"{r['name']}: {r['video_frames_with_face']}" for r in rows if r.get("video_frames_with_face") is not None]
+    if faces:
+        md.append(f"- frames with a detected face (sanity check of the video run, first frame is warm-up): {', '.join(faces)}")
+    md += [f"- {r['name']}: {r['notes']}" for r in rows if r.get("notes")]
+    md += [f"- {r['name']}: weights from `{r['model_source']}`" for r in rows if r.get("model_source")
+           and not str(r["model_source"]).startswith("backbone")]
+    return md + [""]
+
+
+def _published_cost_md(published: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+    from .noisy import _md_table
+
+    body = []
+    for r in rows:
+        if r.get("published_accuracy") is not None:
+            body.append([f"{r['name']} architecture", _f(r["published_accuracy"]), "measured here (above)",
+                         "measured here (above)", "—", r["published_source"]])
+    for e in published.sota:
+        lat = f"{e['latency_ms']} ({e.get('latency_hardware', '?')})" if e.get("latency_ms") else "—"
+        body.append([e["model"] + (f" ({e['backbone']})" if e.get("backbone") else ""), _f(e["accuracy"]),
+                     _f(e.get("params_m"), 1), _f(e.get("gflops"), 1), lat, f"[{e['source']}]"])
+    refs = sorted({e["source"] for e in published.sota} | {"eac_repo"})
+    return ["## Published (not measured here): RAF-DB accuracy and reported cost", "",
+            "Accuracies and costs as reported by their authors. Published latencies were measured on other "
+            "hardware and are not comparable with the latencies above.", "",
+            _md_table(["model", "accuracy (%)", "params (M)", "GFLOPs", "latency (ms/face)", "source"], body), "",
+            *[f"- [{k}] {published.cite(k)}" for k in refs], ""]
+
+
+def read_efficiency_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Read ``efficiency.csv`` back."""
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def run_efficiency_bench(specs: Sequence[ModelSpec], out: str | os.PathLike[str], command: str | None = None,
+                         plot: bool = True, **kw: Any) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Measure ``specs`` (see :func:`measure_model` for ``kw``) and write the tables, plot and ``bench_meta.json``.
+
+    Example:
+        >>> rows, files = run_efficiency_bench([ModelSpec.from_backbone("mobilenet_v2")], "bench/eff")  # doctest: +SKIP
+    """
+    from ..utils.atomic import write_json
+    from .provenance import META_NAME, provenance
+    from .published import load_published
+
+    if not specs:
+        raise ValueError("nothing to measure: give --backbones and/or --checkpoints")
+    published = load_published()
+    meta = provenance("efficiency", command)  # before measuring: the date is when the run started
+    rows = measure_models(specs, published=published, **kw)
+    if not rows:
+        raise ValueError("no model could be measured (see the errors above)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / META_NAME, meta)
+    return rows, write_efficiency_outputs(out, rows, published, meta=meta, plot=plot)

@@ -1,0 +1,523 @@
+"""The noisy-label grid: every backbone × method × noise level trained with the paper's recipe.
+
+Each cell is one run directory ``OUT/runs/<backbone>_<method>_<noise tag>`` written by
+:func:`eacfer.trainer.train`. The grid is resumable: a finished run (``summary.json`` says finished and
+reached the planned epochs) is skipped, an interrupted one is resumed from its ``last.pt`` (the
+trainer then ends bit-identical to an uninterrupted run), and one whose ``last.pt`` is unreadable
+starts over. The tables are built only from the runs' own ``summary.json``/``metrics.csv``.
+
+Example:
+    >>> cells = plan_grid(["mobilenet_v2"], ["eac", "ce"], noise_rates=[0.0, 0.3])
+    >>> [c.name for c in cells]
+    ['mobilenet_v2_eac_clean', 'mobilenet_v2_eac_noise30', 'mobilenet_v2_ce_clean', 'mobilenet_v2_ce_noise30']
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: metric key in summary.json → (table title, short name). Accuracies are fractions there, percent here.
+TABLE_METRICS: dict[str, tuple[str, str]] = {
+    "last5_mean_accuracy": ("Mean test accuracy of the last 5 epochs (%), EAC's reporting", "last-5 mean"),
+    "best_accuracy": ("Best test accuracy over all epochs (%)", "best"),
+    "final_mean_class_accuracy": ("Mean-class test accuracy at the final epoch (%)", "mean-class"),
+}
+RUNS_DIR = "runs"
+TABLE_MD = "noisy_table.md"
+TABLE_CSV = "noisy_table.csv"
+GRID_JSON = "noisy_grid.json"
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One run of the grid: ``backbone`` × ``method`` × one noise level.
+
+    ``noise_rate`` is the injected noise (or the rate a label file is known to carry, ``None`` when
+    unknown); ``label_file`` is set for official noise files.
+    """
+
+    backbone: str
+    method: str
+    tag: str
+    noise_rate: float | None
+    label_file: str | None = None
+
+    @property
+    def name(self) -> str:
+        return safe_name(f"{self.backbone}_{self.method}_{self.tag}")
+
+    @property
+    def column(self) -> str:
+        """Column header in the tables."""
+        return noise_column(self.tag, self.noise_rate, self.label_file)
+
+
+def safe_name(text: str) -> str:
+    """A folder-safe version of ``text`` (``timm:vit_tiny`` → ``timm-vit_tiny``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
+
+
+def noise_tag(rate: float) -> str:
+    """``0.0`` → ``clean``, ``0.1`` → ``noise10`` (percent of flipped training labels)."""
+    pct = round(rate * 100, 6)
+    if pct == 0:
+        return "clean"
+    return f"noise{int(pct):02d}" if float(pct).is_integer() else f"noise{pct:g}".replace(".", "p")
+
+
+def noise_column(tag: str, rate: float | None, label_file: str | None) -> str:
+    """Header for a noise level: ``clean`` / ``10%`` / ``noise01.txt (10%)``."""
+    pct = "" if rate is None else ("clean" if rate == 0 else f"{rate * 100:g}%")
+    if label_file:
+        return f"{Path(label_file).name} ({pct})" if pct else Path(label_file).name
+    return pct or tag
+
+
+def rate_from_label_file(path: str | os.PathLike[str]) -> float | None:
+    """The noise rate a label file's name announces (EAC names: ``noise01.txt`` = 10 %), else None.
+
+    Example:
+        >>> rate_from_label_file("EmoLabel/noise02.txt"), rate_from_label_file("list_patition_label.txt")
+        (0.2, 0.0)
+    """
+    stem = Path(path).stem.lower()
+    if stem in ("clean", "list_patition_label", "list_partition_label") or stem.startswith("clean"):
+        return 0.0
+    m = re.search(r"(0?\.\d+)[_-]?noise", stem)
+    if m:
+        return float(m.group(1))
+    m = re.search(r"noise[_-]?(\d+)", stem)
+    if m:
+        d = m.group(1)
+        # EAC's convention: noise01/02/03 are 10/20/30 %; otherwise the digits are a percentage.
+        return int(d) / 10 if len(d) == 2 and d[0] == "0" else int(d) / 100
+    return None
+
+
+def parse_label_files(specs: Sequence[str], data: str | os.PathLike[str] | None = None) -> list[tuple[str, float | None]]:
+    """``["clean.txt", "0.1=noise01.txt"]`` → ``[(path, rate), ...]``; names are also looked up in DATA/EmoLabel.
+
+    Example:
+        >>> parse_label_files(["0.25=my_noise.txt"])[0][1]
+        0.25
+    """
+    out: list[tuple[str, float | None]] = []
+    for spec in specs:
+        rate: float | None
+        if "=" in spec:
+            r, path = spec.split("=", 1)
+            try:
+                rate = float(r)
+            except ValueError:
+                raise ValueError(f"--label-files: {spec!r}: expected RATE=FILE with a number RATE") from None
+        else:
+            path, rate = spec, rate_from_label_file(spec)
+        p = Path(path)
+        if not p.is_file() and data is not None:
+            for cand in (Path(data) / "EmoLabel" / path, Path(data) / path):
+                if cand.is_file():
+                    p = cand
+                    break
+        if not p.is_file():
+            raise FileNotFoundError(f"{path}: label file not found (also looked in {data}/EmoLabel)")
+        out.append((str(p), rate))
+    return out
+
+
+def plan_grid(
+    backbones: Sequence[str],
+    methods: Sequence[str],
+    noise_rates: Sequence[float] | None = None,
+    label_files: Sequence[tuple[str, float | None]] | None = None,
+) -> list[GridCell]:
+    """All cells, rows (backbone × method) in the given order, noise levels as given.
+
+    Exactly one of ``noise_rates`` (injected noise) and ``label_files`` (``(path, rate)``) is used.
+    """
+    if not backbones or not methods:
+        raise ValueError("the grid needs at least one backbone and one method")
+    if (noise_rates is None) == (label_files is None):
+        raise ValueError("give either --noise RATES or --label-files FILES")
+    levels: list[tuple[str, float | None, str | None]] = []
+    if noise_rates is not None:
+        for r in noise_rates:
+            if not 0.0 <= float(r) < 1.0:
+                raise ValueError(f"--noise: rate {r} is outside [0, 1)")
+            levels.append((noise_tag(float(r)), float(r), None))
+    else:
+        for path, rate in label_files or []:
+            levels.append((safe_name(Path(path).stem), rate, path))
+    tags = [t for t, _, _ in levels]
+    if len(set(tags)) != len(tags) or not levels:
+        raise ValueError(f"noise levels must be distinct and non-empty, got {tags}")
+    if len(set(backbones)) != len(backbones) or len(set(methods)) != len(methods):
+        raise ValueError("backbones and methods must not repeat")
+    return [GridCell(b, m, t, r, f) for b in backbones for m in methods for t, r, f in levels]
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class RunResult:
+    """A grid cell with what its run directory holds."""
+
+    cell: GridCell
+    run_dir: Path
+    status: str  # "done" | "partial" | "missing" | "failed"
+    summary: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    action: str = ""  # what this invocation did: "skipped" | "resumed" | "trained" | "restarted" | "failed: ..."
+
+    def metric(self, key: str) -> float | None:
+        """A summary metric in percent (None when the run has no value)."""
+        v = self.summary.get(key)
+        return None if v is None else 100.0 * float(v)
+
+
+def read_run(cell: GridCell, run_dir: Path, epochs: int | None = None) -> RunResult:
+    """What ``run_dir`` holds: its summary, per-epoch metrics and whether it is finished."""
+    summary: dict[str, Any] = {}
+    sp = run_dir / "summary.json"
+    if sp.is_file():
+        try:
+            summary = json.loads(sp.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            log.warning("%s: unreadable summary (%s); treating the run as unfinished", sp, e)
+            summary = {}
+    history: list[dict[str, float]] = []
+    mp = run_dir / "metrics.csv"
+    if mp.is_file():
+        try:
+            from ..trainer import read_metrics_csv
+
+            history = read_metrics_csv(mp)
+        except (OSError, ValueError) as e:
+            log.warning("%s: unreadable metrics (%s)", mp, e)
+    if not summary:
+        status = "partial" if (run_dir / "last.pt").exists() else "missing"
+    elif is_finished(summary, run_dir, epochs):
+        status = "done"
+    else:
+        status = "partial"
+    return RunResult(cell, run_dir, status, summary, history)
+
+
+def is_finished(summary: dict[str, Any], run_dir: Path, epochs: int | None) -> bool:
+    """A run is finished when its summary says so, it reached ``epochs`` and ``model.pt`` exists."""
+    if not summary.get("finished") or not (run_dir / "model.pt").is_file():
+        return False
+    want = epochs if epochs is not None else summary.get("epochs_planned")
+    return want is None or int(summary.get("epochs") or 0) >= int(want)
+
+
+def _last_state_readable(path: Path) -> bool:
+    from ..checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except CheckpointError as e:
+        log.warning("%s; starting this run over", e)
+        return False
+    return True
+
+
+def make_config(cell: GridCell, data: str, out: Path, train_options: dict[str, Any],
+                pretrained: dict[str, str], noise_seed: int) -> Any:
+    """The :class:`eacfer.trainer.TrainConfig` of one cell (unknown option names are an error)."""
+    from dataclasses import fields
+
+    from ..trainer import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    fixed = {"data", "out", "backbone", "method", "label_file", "noise_rate", "noise_seed", "pretrained", "resume", "force"}
+    bad = sorted(set(train_options) - names) + sorted(set(train_options) & fixed)
+    if bad:
+        raise ValueError(f"training option(s) not accepted by the grid: {', '.join(bad)}")
+    kw = dict(train_options)
+    kw.update(data=str(data), out=str(out), backbone=cell.backbone, method=cell.method,
+              label_file=cell.label_file, noise_rate=0.0 if cell.label_file else float(cell.noise_rate or 0.0),
+              noise_seed=int(noise_seed), pretrained=pretrained.get(cell.backbone))
+    return TrainConfig(**kw)
+
+
+@dataclass
+class NoisyBench:
+    """A noisy-label grid bench: where the data is, which cells, how to train them.
+
+    Example:
+        >>> bench = NoisyBench(data="data/RAF-DB", out="bench/noisy",            # doctest: +SKIP
+        ...                    cells=plan_grid(["mobilenet_v2"], ["eac", "ce"], [0.0, 0.1]),
+        ...                    train_options={"epochs": 60})
+        >>> results = bench.run()                                                # doctest: +SKIP
+    """
+
+    data: str
+    out: str
+    cells: list[GridCell]
+    train_options: dict[str, Any] = field(default_factory=dict)
+    pretrained: dict[str, str] = field(default_factory=dict)
+    noise_seed: int = 0
+
+    def run_dir(self, cell: GridCell) -> Path:
+        return Path(self.out) / RUNS_DIR / cell.name
+
+    @property
+    def epochs(self) -> int:
+        from ..trainer import TrainConfig
+
+        return int(self.train_options.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
+
+    def configs(self) -> list[Any]:
+        """Every cell's TrainConfig, validated up front so a typo fails before hours of training."""
+        unknown = sorted(set(self.pretrained) - {c.backbone for c in self.cells})
+        if unknown:
+            raise ValueError(f"--pretrained names backbone(s) not in the grid: {', '.join(unknown)}")
+        cfgs = [make_config(c, self.data, self.run_dir(c), self.train_options, self.pretrained, self.noise_seed)
+                for c in self.cells]
+        for cfg in cfgs:
+            cfg.validate()
+        return cfgs
+
+    def collect(self) -> list[RunResult]:
+        """The current state of every cell, without training."""
+        return [read_run(c, self.run_dir(c), self.epochs) for c in self.cells]
+
+    def run(self, train_fn: Callable[[Any], dict[str, Any]] | None = None) -> list[RunResult]:
+        """Train every cell that is not finished (resuming interrupted ones); returns all cells' results.
+
+        A run that fails is reported (``action`` starts with ``failed``) and the grid goes on.
+        """
+        if train_fn is None:
+            from ..trainer import train as train_fn
+        cfgs = self.configs()
+        results: list[RunResult] = []
+        for i, (cell, cfg) in enumerate(zip(self.cells, cfgs, strict=True), 1):
+            run_dir = self.run_dir(cell)
+            before = read_run(cell, run_dir, self.epochs)
+            if before.status == "done":
+                log.info("[%d/%d] %s: finished, skipped", i, len(cfgs), cell.name)
+                before.action = "skipped"
+                results.append(before)
+                continue
+            last = run_dir / "last.pt"
+            if last.exists() and _last_state_readable(last):
+                cfg.resume, action = True, "resumed"
+            elif run_dir.exists() and any(run_dir.iterdir()):
+                cfg.force, action = True, "restarted"  # leftovers without a usable state: start over
+            else:
+                action = "trained"
+            log.info("[%d/%d] %s: %s (%d epochs)", i, len(cfgs), cell.name, action, self.epochs)
+            try:
+                train_fn(cfg)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one broken run must not lose the rest of the grid
+                log.error("%s: run failed: %s: %s", cell.name, type(e).__name__, e)
+                action = f"failed: {type(e).__name__}: {e}"
+            res = read_run(cell, run_dir, self.epochs)
+            res.action = action
+            if action.startswith("failed"):
+                res.status = "failed"
+            results.append(res)
+        return results
+
+
+# ---------------------------------------------------------------- tables
+
+
+def columns_of(cells: Sequence[GridCell]) -> list[GridCell]:
+    """One representative cell per noise level, in grid order."""
+    seen: dict[str, GridCell] = {}
+    for c in cells:
+        seen.setdefault(c.tag, c)
+    return list(seen.values())
+
+
+def rows_of(cells: Sequence[GridCell]) -> list[tuple[str, str]]:
+    """(backbone, method) rows in grid order."""
+    rows: list[tuple[str, str]] = []
+    for c in cells:
+        if (c.backbone, c.method) not in rows:
+            rows.append((c.backbone, c.method))
+    return rows
+
+
+def measured_table(results: Sequence[RunResult], metric: str) -> tuple[list[tuple[str, str]], list[GridCell], list[list[float | None]]]:
+    """``(rows, columns, values)`` of one metric in percent; a cell without a finished run is None."""
+    cells = [r.cell for r in results]
+    rows, cols = rows_of(cells), columns_of(cells)
+    by_key = {(r.cell.backbone, r.cell.method, r.cell.tag): r for r in results}
+    values = []
+    for b, m in rows:
+        line: list[float | None] = []
+        for col in cols:
+            r = by_key.get((b, m, col.tag))
+            line.append(r.metric(metric) if r is not None and r.status == "done" else None)
+        values.append(line)
+    return rows, cols, values
+
+
+def published_row(published: Any, backbone: str, method: str, cols: Sequence[GridCell]) -> tuple[dict[str, Any], list[float | None]] | None:
+    """The published EAC-repository row for (backbone, method) aligned to the grid's noise columns."""
+    ref = published.noisy_reference(backbone, method)
+    if ref is None:
+        return None
+    vals = [ref["values"].get(f"{c.noise_rate:.1f}") if c.noise_rate is not None else None for c in cols]
+    return ref, vals
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def write_noisy_outputs(out: str | os.PathLike[str], results: Sequence[RunResult], published: Any,
+                        meta: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Path]:
+    """Write ``noisy_table.md/.csv`` (+ ``noisy_curves.png``, ``noisy_table.png``) into ``out``."""
+    from ..utils.atomic import write_text
+    from .provenance import describe_machine
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = columns_of([r.cell for r in results])
+    files: dict[str, Path] = {}
+
+    # CSV: one row per (source, backbone, method, metric); the source column keeps measured and published apart.
+    header = ["source", "backbone", "method", "metric", *[c.column for c in cols]]
+    lines = [header]
+    for metric in TABLE_METRICS:
+        rows, _, values = measured_table(results, metric)
+        for (b, m), vals in zip(rows, values, strict=True):
+            lines.append(["measured", b, m, metric, *["" if v is None else repr(v) for v in vals]])
+    for b, m in rows_of([r.cell for r in results]):
+        pr = published_row(published, b, m, cols)
+        if pr is not None:
+            ref, vals = pr
+            lines.append([f"published: {ref['model']} [{ref['source']}] {published.cite(ref['source'])}",
+                          ref["backbone"], m, ref["metric"], *["" if v is None else repr(v) for v in vals]])
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(lines)
+    write_text(out / TABLE_CSV, buf.getvalue())
+    files["csv"] = out / TABLE_CSV
+
+    md = ["# Noisy-label benchmark", ""]
+    if meta:
+        md += [f"- **Measured here** with `{meta.get('command', '?')}`",
+               f"- commit `{meta.get('commit', '?')}`, {meta.get('date', '?')}",
+               f"- machine: {describe_machine(meta.get('machine', {}))}"]
+    first = next((r for r in results if r.run_dir.joinpath("config.yaml").is_file()), None)
+    if first is not None:
+        md.append(f"- data: {_data_line(first.run_dir / 'config.yaml')}")
+    md += [f"- runs: {sum(r.status == 'done' for r in results)} of {len(results)} finished "
+           f"(accuracies on the test split in %, from each run's `summary.json`)", ""]
+    for metric, (title, _) in TABLE_METRICS.items():
+        rows, _, values = measured_table(results, metric)
+        md += [f"## Measured here: {title}", "", _md_table(["backbone", "method", *[c.column for c in cols]],
+               [[b, m, *map(_fmt, v)] for (b, m), v in zip(rows, values, strict=True)]), ""]
+        if metric == "last5_mean_accuracy":
+            md += _aligned_published_md(published, rows, cols)
+    md += _published_md(published, results, cols)
+    md += ["## Runs", "", _md_table(["run", "status", "this invocation", "epochs", "train seconds"],
+           [[f"`{RUNS_DIR}/{r.cell.name}`", r.status, r.action or "—", str(r.summary.get("epochs", "—")),
+             f"{float(r.summary['seconds']):.0f}" if r.summary.get("seconds") is not None else "—"] for r in results]), ""]
+    write_text(out / TABLE_MD, "\n".join(md))
+    files["md"] = out / TABLE_MD
+    if plots:
+        from .plots import plot_noisy_curves, plot_noisy_table
+
+        files["curves"] = plot_noisy_curves(results, out / "noisy_curves.png")
+        files["table_png"] = plot_noisy_table(results, published, out / "noisy_table.png")
+    return files
+
+
+def _aligned_published_md(published: Any, rows: Sequence[tuple[str, str]], cols: Sequence[GridCell]) -> list[str]:
+    """The published rows matching the measured ones, in the same layout, as a separate table."""
+    body = []
+    for b, m in rows:
+        pr = published_row(published, b, m, cols)
+        if pr is not None:
+            ref, vals = pr
+            body.append([f"{ref['model']} (for {b} {m})", m, *map(_fmt, vals), f"[{ref['source']}]"])
+    if not body:
+        return []
+    return ["**Published, same layout (not measured here)**: last-5 mean accuracy from the EAC repository "
+            "(real RAF-DB, the paper's recipe); `—` where it has no such noise level.", "",
+            _md_table(["published model", "method", *[c.column for c in cols], "source"], body), ""]
+
+
+def _published_md(published: Any, results: Sequence[RunResult], cols: Sequence[GridCell]) -> list[str]:
+    keys = ["0.0", "0.1", "0.2", "0.3"]
+    head = ["model", "method", "clean", "10%", "20%", "30%", "metric", "source"]
+    body = []
+    for e in published.noisy:
+        body.append([e["model"], e["method"], *[_fmt(e["values"].get(k)) for k in keys], e["metric"], f"[{e['source']}]"])
+    refs = sorted({e["source"] for e in published.noisy})
+    md = ["## Published (not measured here): RAF-DB test accuracy (%) under label noise", "",
+          "Rows of the EAC repository pair with the measured rows above by backbone "
+          "(`resnet50_msceleb` ↔ ResNet-50, `mobilenet_v2` ↔ MobileNet) and method; the ResNet-18 rows are from the "
+          "EAC paper, for context. The measured grid may use other data, epochs or image size, so compare with care.", "",
+          _md_table(head, body), ""]
+    md += [f"- [{k}] {published.cite(k)}" for k in refs] + [""]
+    return md
+
+
+def _data_line(config_yaml: Path) -> str:
+    try:
+        import yaml
+
+        c = yaml.safe_load(config_yaml.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError) as e:
+        return f"(unreadable {config_yaml.name}: {e})"
+    return (f"`{c.get('data')}` ({c.get('format')}, {c.get('train_images')} train / {c.get('test_images')} test images), "
+            f"{c.get('epochs')} epochs, image size {c.get('image_size')}, batch {c.get('batch_size')}, lr {c.get('lr')}, "
+            f"noise seed {c.get('noise_seed')}")
+
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def read_noisy_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Read ``noisy_table.csv`` back (one dict per row)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def run_noisy_bench(bench: NoisyBench, command: str | None = None, train: bool = True, plots: bool = True,
+                    train_fn: Callable[[Any], dict[str, Any]] | None = None) -> tuple[list[RunResult], dict[str, Path]]:
+    """Run (or with ``train=False`` only tabulate) the grid and write its tables, plots and ``bench_meta.json``.
+
+    Example:
+        >>> results, files = run_noisy_bench(bench)  # doctest: +SKIP
+        >>> files["md"]                              # doctest: +SKIP
+        PosixPath('bench/noisy/noisy_table.md')
+    """
+    from ..utils.atomic import write_json
+    from .provenance import META_NAME, provenance
+    from .published import load_published
+
+    out = Path(bench.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = provenance("noisy", command)
+    if train:
+        results = bench.run(train_fn)
+    else:
+        bench.configs()  # same validation as a real run
+        results = bench.collect()
+    write_json(out / META_NAME, meta)
+    files = write_noisy_outputs(out, results, load_published(), meta=meta, plots=plots)
+    return results, files

@@ -1,0 +1,166 @@
+"""Benchmark plots (matplotlib, Agg backend, written atomically).
+
+Measured values are drawn solid/filled, published ones dashed/hollow and labelled "published".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _figure(ncols: int = 1, width: float = 7.0, height: float = 4.5) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # files only; never open a window
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, axes[0]
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    import matplotlib.pyplot as plt
+
+    from ..utils.atomic import atomic_path
+
+    path = Path(path)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_noisy_curves(results: Sequence[Any], path: str | os.PathLike[str]) -> Path:
+    """Test accuracy per epoch, one line per run (from each run's ``metrics.csv``).
+
+    Example:
+        >>> plot_noisy_curves(results, "bench/noisy_curves.png")  # doctest: +SKIP
+    """
+    fig, (ax,) = _figure()
+    drawn = 0
+    for r in results:
+        if not r.history:
+            continue
+        xs = [row["epoch"] for row in r.history]
+        ys = [100.0 * row["test_accuracy"] for row in r.history]
+        ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, label=r.cell.name)
+        drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no finished epochs yet", ha="center", va="center", transform=ax.transAxes)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%), measured here")
+    ax.set_title("Noisy-label grid: test accuracy per epoch")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_noisy_table(results: Sequence[Any], published: Any, path: str | os.PathLike[str]) -> Path:
+    """Last-5 mean accuracy vs noise rate: one solid line per measured backbone × method, the matching
+    published EAC-repository row dashed in the same colour."""
+    from .noisy import columns_of, measured_table, published_row
+
+    fig, (ax,) = _figure()
+    rows, cols, values = measured_table(results, "last5_mean_accuracy")
+    known = all(c.noise_rate is not None for c in cols)
+    xs = [100.0 * c.noise_rate for c in cols] if known else list(range(len(cols)))
+    for i, ((b, m), vals) in enumerate(zip(rows, values, strict=True)):
+        color = f"C{i % 10}"
+        pts = [(x, v) for x, v in zip(xs, vals, strict=True) if v is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", color=color, label=f"{b} {m} (measured)")
+        pr = published_row(published, b, m, columns_of([r.cell for r in results])) if known else None
+        if pr is not None:
+            ref, pv = pr
+            ppts = [(x, v) for x, v in zip(xs, pv, strict=True) if v is not None]
+            if ppts:
+                ax.plot(*zip(*ppts, strict=True), ls="--", marker="s", mfc="none", color=color,
+                        label=f"{ref['model']} (published, {ref['source']})")
+    if known:
+        ax.set_xlabel("training labels flipped (%)")
+    else:
+        ax.set_xticks(xs, [c.column for c in cols], rotation=15)
+        ax.set_xlabel("label file")
+    ax.set_ylabel("last-5-epoch mean test accuracy (%)")
+    ax.set_title("Accuracy under label noise (solid: measured here, dashed: published)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_cost(rows: Sequence[dict[str, Any]], published: Any, path: str | os.PathLike[str]) -> Path:
+    """Two panels: accuracy vs per-face latency (measured models; a published latency only as a labelled,
+    not-comparable point) and accuracy vs parameters (measured and published models)."""
+    fig, (ax_lat, ax_par) = _figure(ncols=2, width=6.5, height=5.0)
+    lat_drawn = 0
+    lat_kinds: set[str] = set()
+    for i, r in enumerate(rows):
+        color = f"C{i % 10}"
+        acc, own = _accuracy_of(r)
+        if acc is None:
+            continue
+        style = {"color": color, "marker": "o", "ms": 8, "mfc": color if own else "none"}
+        tag = "" if own else " (acc. published)"
+        lat = r.get("ort_cpu_b1_ms") or r.get("torch_cpu_b1_ms")
+        if lat:
+            lat_kinds.add("onnxruntime" if r.get("ort_cpu_b1_ms") else "torch eager")
+            ax_lat.plot([lat], [acc], ls="none", **style)
+            ax_lat.annotate(r["name"] + tag, (lat, acc), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            lat_drawn += 1
+        ax_par.plot([r["params_m"]], [acc], ls="none", **style)
+        ax_par.annotate(f"{r['name']}{tag}\n{r['params_m']:.2f} M, {r['gflops']:.2f} GFLOPs @ {r['image_size']}²",
+                        (r["params_m"], acc), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    no_cost = []
+    for e in published.sota:
+        if e.get("latency_ms"):
+            ax_lat.plot([e["latency_ms"]], [e["accuracy"]], ls="none", marker="D", mfc="none", color="gray")
+            ax_lat.annotate(f"{e['model']}\npublished, {e.get('latency_hardware', '?')}: not comparable",
+                            (e["latency_ms"], e["accuracy"]), fontsize=6, color="gray", xytext=(-4, -14),
+                            textcoords="offset points", ha="right")
+        if e.get("params_m"):
+            ax_par.plot([e["params_m"]], [e["accuracy"]], ls="none", marker="D", mfc="none", color="gray")
+            gf = f", {e['gflops']} GFLOPs" if e.get("gflops") else ""
+            ax_par.annotate(f"{e['model']} (published)\n{e['params_m']} M{gf}", (e["params_m"], e["accuracy"]), fontsize=7, color="gray",
+                            xytext=(4, 4), textcoords="offset points")
+        elif not e.get("latency_ms"):
+            no_cost.append(e)
+    for e in no_cost:  # accuracy known, cost unknown: a labelled horizontal reference line
+        ax_par.axhline(e["accuracy"], color="gray", lw=0.6, ls=":")
+        ax_par.text(1.0, e["accuracy"], f" {e['model']} {e['accuracy']:.2f}", transform=ax_par.get_yaxis_transform(),
+                    fontsize=6, color="gray", va="center", ha="left", clip_on=False)
+    if not lat_drawn:
+        ax_lat.text(0.5, 0.5, "no measured model with an accuracy\n(give --checkpoints with metrics)",
+                    ha="center", va="center", transform=ax_lat.transAxes, fontsize=8)
+    ax_lat.set_xlabel(f"per-face latency, batch 1, CPU {' / '.join(sorted(lat_kinds)) or ''} (ms), measured here")
+    ax_lat.set_ylabel("RAF-DB test accuracy (%)")
+    ax_lat.set_title("Accuracy vs latency\n(filled: accuracy from the checkpoint; hollow: published accuracy)", fontsize=9)
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ax_par.set_xscale("log")
+    ax_par.set_xlim(left=0.5, right=max([100.0] + [float(r["params_m"]) * 2 for r in rows]))
+    ax_par.xaxis.set_major_locator(FixedLocator([0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]))
+    ax_par.xaxis.set_major_formatter(ScalarFormatter())
+    ax_par.xaxis.set_minor_formatter(NullFormatter())
+    ax_par.set_xlabel("parameters (M), log scale")
+    ax_par.set_title("Accuracy vs parameters\n(gray: published models; dotted: published accuracy, cost unknown)",
+                     fontsize=9)
+    for ax in (ax_lat, ax_par):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _accuracy_of(row: dict[str, Any]) -> tuple[float | None, bool]:
+    """(accuracy %, measured?) of an efficiency row: the checkpoint's own metric, else the published one."""
+    if row.get("accuracy") is not None:
+        return float(row["accuracy"]), True
+    if row.get("published_accuracy") is not None:
+        return float(row["published_accuracy"]), False
+    return None, False

@@ -1,0 +1,79 @@
+"""``eacfer train``: train EAC (or the CE baseline) on a dataset; defaults are the paper's recipe."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..constants import PAPER_RECIPE
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (EAC or CE baseline)",
+        description="Train EAC on RAF-DB (or another FER dataset). Defaults reproduce the paper's recipe.",
+        epilog="example: eacfer train --data data/RAF-DB --backbone resnet50_msceleb "
+        "--pretrained resnet50_ft_weight.pkl --out runs/eac",
+    )
+    p.add_argument("--data", required=True, help="dataset folder (or fer2013 CSV)")
+    p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013 (default: auto-detect)")
+    p.add_argument("--backbone", required=True, help="backbone name (see `eacfer train --backbone list`)")
+    p.add_argument("--pretrained", default=None, help="backbone weights: a file, or 'imagenet' for torchvision backbones")
+    p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
+    noise = p.add_argument_group("label noise")
+    noise.add_argument("--label-file", default=None, help="train on another RAF-DB label file (e.g. noise03.txt)")
+    noise.add_argument("--noise-rate", type=float, default=0.0, help="inject symmetric label noise at this rate")
+    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the injected noise")
+    r = PAPER_RECIPE
+    p.add_argument("--epochs", type=int, default=int(r["epochs"]))
+    p.add_argument("--batch-size", type=int, default=int(r["batch_size"]))
+    p.add_argument("--lr", type=float, default=float(r["lr"]))
+    p.add_argument("--weight-decay", type=float, default=float(r["weight_decay"]))
+    p.add_argument("--gamma", type=float, default=float(r["gamma"]), help="ExponentialLR factor per epoch")
+    p.add_argument("--lam", type=float, default=float(r["lam"]), help="weight λ of the consistency loss")
+    p.add_argument("--image-size", type=int, default=int(r["image_size"]))
+    p.add_argument("--flip-view", choices=("auto", "mirrored", "independent"), default="auto",
+                   help="how the flipped view is built (auto: independent when train labels are noisy)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--seed", type=int, default=int(r["seed"]))
+    p.add_argument("--strict", action="store_true", help="stop at the first broken image or label line")
+    p.add_argument("--pipeline", default="reference", help="training pipeline (default: reference)")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run (with --resume: ignore config differences)")
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`eacfer.trainer.TrainConfig` for parsed arguments."""
+    from ..trainer import TrainConfig
+
+    return TrainConfig(
+        data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
+        method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,
+        device=args.device, amp=args.amp, seed=args.seed, strict=args.strict, pipeline=args.pipeline,
+        resume=args.resume, force=args.force, progress=not getattr(args, "quiet", False),
+        tensorboard=not args.no_tensorboard,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.backbone == "list":
+        from ..models import list_backbones
+
+        print("\n".join(list_backbones()))
+        return 0
+    from ..trainer import train
+
+    summary = train(config_from_args(args))
+    print(json.dumps({k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy",
+                                              "best_epoch", "last5_mean_accuracy", "skipped_images")}, indent=2))
+    print(f"run folder: {summary['run_dir']}  (model: {summary['model']})")
+    return 0

@@ -1,0 +1,88 @@
+"""``eacfer weights``: where to get the MS-Celeb/VGGFace2 ResNet-50 weights, and ``verify FILE``.
+
+Nothing is downloaded: the user fetches the file once and passes ``--pretrained FILE``.
+``eacfer weights verify FILE`` prints the SHA-256 and checks that the file loads (with the restricted,
+numpy-only unpickler) into the Caffe-style ResNet-50 with every key present and correctly shaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+INFO = """\
+EAC's backbone is a Caffe-style ResNet-50 pre-trained on MS-Celeb-1M and fine-tuned on VGGFace2
+(file resnet50_ft_weight.pkl, ~94 MB, a pickle of numpy arrays). eacfer never downloads it for you.
+
+Where to get it:
+  * the EAC authors' repository (github.com/zyh-uaiaaaa/Erasing-Attention-Consistency): the README links
+    the exact resnet50_ft_weight.pkl used in the paper;
+  * it is the "resnet50_ft" weight file of the VGGFace2 PyTorch conversion (github.com/cydonia999/VGGFace2-pytorch).
+
+Then:
+  eacfer weights verify /path/to/resnet50_ft_weight.pkl     # SHA-256 + loads safely into the right network
+  eacfer train --backbone resnet50_msceleb --pretrained /path/to/resnet50_ft_weight.pkl --data ... --out ...
+
+Compare the printed SHA-256 with the one of a copy you trust (e.g. a colleague's); eacfer ships no
+reference checksum because none is published with the file.
+torchvision backbones (mobilenet_v2, resnet18, resnet50) take --pretrained imagenet or a state_dict file."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "weights",
+        help="where to get pretrained weights; verify a weights file",
+        description="Print where to get resnet50_ft_weight.pkl, or verify a copy.",
+        epilog="example: eacfer weights verify resnet50_ft_weight.pkl",
+    )
+    p.add_argument("action", nargs="?", choices=("info", "verify"), default="info")
+    p.add_argument("file", nargs="?", help="weights file to verify")
+    p.set_defaults(func=run)
+    return p
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_weights(path: str | Path) -> dict[str, object]:
+    """SHA-256, size and parameter count of a ``resnet50_ft_weight.pkl``; raises ValueError if unusable.
+
+    Example:
+        >>> verify_weights("resnet50_ft_weight.pkl")["sha256"]  # doctest: +SKIP
+    """
+    from ..models.resnet_caffe import CaffeResNet50, UnsafePickleError, load_msceleb_weights
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    trunk = CaffeResNet50()
+    try:
+        load_msceleb_weights(trunk, path)
+    except UnsafePickleError as e:
+        raise ValueError(str(e)) from None
+    return {
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "parameters": sum(p.numel() for p in trunk.parameters()),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "info":
+        print(INFO)
+        return 0
+    if not args.file:
+        raise ValueError("verify needs a FILE: eacfer weights verify resnet50_ft_weight.pkl")
+    r = verify_weights(args.file)
+    print(f"{r['file']}: OK — loads into the Caffe-style ResNet-50 ({r['parameters']:,} parameters, all keys matched)")
+    print(f"size   {r['bytes']:,} bytes")
+    print(f"sha256 {r['sha256']}")
+    return 0

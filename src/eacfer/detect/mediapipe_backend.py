@@ -1,0 +1,207 @@
+"""MediaPipe BlazeFace detectors (short-range and full-range) on the model files bundled in eacfer/assets.
+
+The two ``.tflite`` files come from the mediapipe 0.10.21 wheel (Apache-2.0, see assets/NOTICE); newer
+mediapipe wheels no longer ship them, so eacfer carries them and nothing is downloaded at run time.
+
+* short-range (128×128 input, faces within ~2 m, best for webcams): MediaPipe Tasks ``FaceDetector``.
+* full-range (192×192 input, small faces in photos): the Tasks ``FaceDetector`` graph only knows the
+  short-range decoder (see :mod:`eacfer.detect.blazeface`), so the network is run by the Tasks
+  ``ImageEmbedder`` (which hands back the raw output tensors) and decoded in numpy.
+
+Instances are not thread-safe; use each from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from . import blazeface
+from .base import Detection, check_rgb_image, clip_box, finalize
+
+log = logging.getLogger(__name__)
+
+SHORT_RANGE_FILE = "face_detection_short_range.tflite"
+FULL_RANGE_FILE = "face_detection_full_range_sparse.tflite"
+
+
+def asset_bytes(name: str) -> bytes:
+    """Bytes of a file bundled in ``eacfer/assets``.
+
+    Example:
+        >>> len(asset_bytes("face_detection_short_range.tflite")) > 100_000
+        True
+    """
+    return resources.files("eacfer").joinpath("assets", name).read_bytes()
+
+
+def _close_native(task: Any) -> None:
+    # Runs from close() or when a detector that was never closed is garbage-collected. Not at interpreter
+    # exit: by then MediaPipe's worker pool is already shut down and closing cannot work (MediaPipe then
+    # prints a harmless "Exception ignored in __del__"); callers should close() or use ``with``.
+    try:
+        task.close()
+    except Exception:  # noqa: BLE001 - best effort during shutdown
+        log.debug("closing a MediaPipe task failed", exc_info=True)
+
+
+def _import_mediapipe() -> tuple[Any, Any, Any]:
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ValueError(
+            "the 'mediapipe' detector needs the mediapipe package (a core dependency of eacfer): "
+            "pip install 'mediapipe>=0.10.30'; or use --detector haar"
+        ) from exc
+    return mp, BaseOptions, vision
+
+
+class MediaPipeShortRange:
+    """BlazeFace short-range through MediaPipe Tasks ``FaceDetector`` (IMAGE mode, stateless per call).
+
+    Example:
+        >>> det = MediaPipeShortRange(score_threshold=0.6)  # doctest: +SKIP
+        >>> faces = det.detect(rgb_frame)  # doctest: +SKIP
+    """
+
+    name = "mediapipe-short"
+
+    def __init__(self, score_threshold: float = 0.6, min_face: int = 0, max_faces: int = 32) -> None:
+        mp, BaseOptions, vision = _import_mediapipe()
+        self._mp = mp
+        self.score_threshold = float(score_threshold)
+        self.min_face = int(min_face)
+        opts = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_buffer=asset_bytes(SHORT_RANGE_FILE)),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=self.score_threshold,
+            min_suppression_threshold=blazeface.SHORT_RANGE.suppression_iou,
+        )
+        self._det: Any = vision.FaceDetector.create_from_options(opts)
+        self._finalizer = weakref.finalize(self, _close_native, self._det)
+        self._finalizer.atexit = False
+        # Tasks FaceDetector has no num_faces option in Python; cap the list ourselves.
+        self.max_faces = int(max_faces)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """Faces in an H×W×3 uint8 RGB image, sorted by score."""
+        img = check_rgb_image(image_rgb)
+        if self._det is None:
+            raise RuntimeError("detector is closed")
+        h, w = img.shape[:2]
+        res = self._det.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=img))
+        out = []
+        for d in res.detections:
+            b = d.bounding_box
+            score = float(d.categories[0].score) if d.categories else 0.0
+            kps = None
+            if d.keypoints:
+                kps = np.array([[k.x * w, k.y * h] for k in d.keypoints], dtype=np.float32)
+            out.append(Detection(clip_box(b.origin_x, b.origin_y, b.width, b.height, w, h), score, kps))
+        return finalize(out, self.min_face)[: self.max_faces]
+
+    def close(self) -> None:
+        """Release the MediaPipe graph."""
+        self._finalizer()  # closes the native task once; later calls do nothing
+        self._det = None
+
+    def __enter__(self) -> MediaPipeShortRange:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MediaPipeRaw:
+    """Any BlazeFace model run by the Tasks ``ImageEmbedder`` and decoded with :mod:`blazeface`.
+
+    Used for full-range (the default for photos). It also accepts the short-range spec, which the
+    tests use to check this decoder against MediaPipe's own FaceDetector.
+
+    Example:
+        >>> det = MediaPipeRaw()  # full-range  # doctest: +SKIP
+        >>> faces = det.detect(rgb_photo)  # doctest: +SKIP
+    """
+
+    name = "mediapipe-full"
+
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        min_face: int = 0,
+        spec: blazeface.BlazeFaceSpec = blazeface.FULL_RANGE,
+        model_file: str = FULL_RANGE_FILE,
+        max_faces: int = 32,
+    ) -> None:
+        mp, BaseOptions, vision = _import_mediapipe()
+        self._mp = mp
+        self.spec = spec
+        if spec != blazeface.FULL_RANGE:
+            self.name = f"mediapipe-raw-{spec.input_size}"
+        self.score_threshold = float(score_threshold)
+        self.min_face = int(min_face)
+        self.max_faces = int(max_faces)
+        self._anchors = blazeface.ssd_anchor_centers(spec)
+        opts = vision.ImageEmbedderOptions(
+            base_options=BaseOptions(model_asset_buffer=asset_bytes(model_file)),
+            running_mode=vision.RunningMode.IMAGE,
+            l2_normalize=False,  # we need the raw tensors, not an embedding
+            quantize=False,
+        )
+        self._emb: Any = vision.ImageEmbedder.create_from_options(opts)
+        self._finalizer = weakref.finalize(self, _close_native, self._emb)
+        self._finalizer.atexit = False
+
+    def raw_outputs(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the network on an input-sized RGB square; returns (N×16 regressors, N logits)."""
+        res = self._emb.embed(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=square))
+        n = self.spec.num_boxes
+        boxes = scores = None
+        for e in res.embeddings:  # identify the two heads by size, not by index
+            v = np.asarray(e.embedding, dtype=np.float32)
+            if v.size == n * 16:
+                boxes = v.reshape(n, 16)
+            elif v.size == n:
+                scores = v
+        if boxes is None or scores is None:
+            raise RuntimeError(
+                f"unexpected BlazeFace outputs: {[np.size(e.embedding) for e in res.embeddings]}"
+            )
+        return boxes, scores
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """Faces in an H×W×3 uint8 RGB image, sorted by score."""
+        img = check_rgb_image(image_rgb)
+        if self._emb is None:
+            raise RuntimeError("detector is closed")
+        h, w = img.shape[:2]
+        size = self.spec.input_size
+        square, scale, pad = blazeface.letterbox(img, size)
+        raw_boxes, raw_scores = self.raw_outputs(square)
+        boxes, scores, kps = blazeface.decode(
+            raw_boxes, raw_scores, self._anchors, size, self.score_threshold
+        )
+        out = []
+        for box, score, kp in blazeface.weighted_nms(boxes, scores, kps, self.spec.suppression_iou):
+            # model-input [0,1] → input pixels → image pixels
+            x0, y0 = (box[:2] * size - pad) / scale
+            x1, y1 = (box[2:] * size - pad) / scale
+            kp_img = ((kp * size - pad) / scale).astype(np.float32)
+            out.append(Detection(clip_box(x0, y0, x1 - x0, y1 - y0, w, h), score, kp_img))
+        return finalize(out, self.min_face)[: self.max_faces]
+
+    def close(self) -> None:
+        """Release the MediaPipe graph."""
+        self._finalizer()  # closes the native task once; later calls do nothing
+        self._emb = None
+
+    def __enter__(self) -> MediaPipeRaw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,138 @@
+"""Typed results of the predictor: one :class:`FaceResult` per face, one :class:`FrameResult` per image/frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class FaceResult:
+    """One detected and classified face.
+
+    Attributes:
+        box: ``(x, y, w, h)`` in image pixels (floats).
+        score: detector confidence.
+        keypoints: K×2 image-pixel keypoints from the detector (MediaPipe order) or ``None``.
+        emotion: predicted class name; ``class_index`` its index into ``class_names``.
+        probabilities: K class probabilities (float32, same order as ``class_names``).
+        cam: attention map of the predicted class in crop space (h×w feature grid, raw values) or ``None``.
+        crop_affine: 2×3 affine mapping image pixels to crop pixels (``crop_size`` wide), to warp CAMs back.
+        track_id / smoothed: filled by :class:`eacfer.tracking.IoUTracker` for streams (``None`` otherwise).
+
+    Example:
+        >>> face.emotion, round(face.probability, 2)  # doctest: +SKIP
+        ('Happiness', 0.93)
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray | None
+    emotion: str
+    class_index: int
+    probabilities: np.ndarray
+    class_names: tuple[str, ...]
+    cam: np.ndarray | None = None
+    crop_affine: np.ndarray | None = None
+    crop_size: int = 0
+    track_id: int | None = None
+    smoothed: np.ndarray | None = None
+
+    @property
+    def probability(self) -> float:
+        """Probability of the predicted class."""
+        return float(self.probabilities[self.class_index])
+
+    @property
+    def smoothed_emotion(self) -> str | None:
+        """Class with the highest temporally smoothed probability (streams only)."""
+        return None if self.smoothed is None else self.class_names[int(np.argmax(self.smoothed))]
+
+    def prob_dict(self, smoothed: bool = False) -> dict[str, float]:
+        """``{class name: probability}``."""
+        p = self.smoothed if smoothed and self.smoothed is not None else self.probabilities
+        return {c: float(v) for c, v in zip(self.class_names, p, strict=True)}
+
+    def cam_crop(self) -> np.ndarray | None:
+        """The CAM resized to the crop (``crop_size``²), scaled to [0, 1] (float32)."""
+        if self.cam is None:
+            return None
+        import cv2
+
+        cam = self.cam.astype(np.float32)
+        cam = cam - cam.min()
+        top = float(cam.max())
+        cam = cam / top if top > 0 else cam
+        size = self.crop_size or cam.shape[0]
+        return cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
+
+    def cam_image(self, image_size: tuple[int, int]) -> np.ndarray | None:
+        """The CAM warped into image space (H×W float32 in [0, 1], 0 outside the face crop).
+
+        Args:
+            image_size: ``(width, height)`` of the image (``FrameResult.image_size``).
+        """
+        crop = self.cam_crop()
+        if crop is None or self.crop_affine is None:
+            return None
+        import cv2
+
+        w, h = image_size
+        # crop_affine maps image → crop, which is exactly the dst→src map WARP_INVERSE_MAP expects
+        return cv2.warpAffine(crop, self.crop_affine.astype(np.float64), (int(w), int(h)),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (no CAM array)."""
+        d: dict[str, Any] = {
+            "box": [round(float(v), 2) for v in self.box],
+            "score": round(float(self.score), 4),
+            "emotion": self.emotion,
+            "probabilities": {k: round(v, 6) for k, v in self.prob_dict().items()},
+        }
+        if self.keypoints is not None:
+            d["keypoints"] = np.round(np.asarray(self.keypoints, dtype=float), 2).tolist()
+        if self.track_id is not None:
+            d["track"] = self.track_id
+        if self.smoothed is not None:
+            d["smoothed_emotion"] = self.smoothed_emotion
+        return d
+
+
+@dataclass
+class FrameResult:
+    """All faces of one image or video frame.
+
+    Attributes:
+        faces: one :class:`FaceResult` per face (detector order).
+        image_size: ``(width, height)``.
+        timings: milliseconds per stage: ``decode``, ``detect``, ``align``, ``classify``, ``total``.
+        index / time_s: frame number and timestamp (streams), ``None`` for single images.
+        image: the decoded frame, H×W×3 uint8 **RGB** (``Predictor.stream`` always sets it; ``predict``
+            sets it unless ``keep_image=False``), so callers can draw without decoding again.
+        source: file name or stream description.
+        processed: ``False`` for stream frames skipped by ``every=N`` (no detection ran; ``faces`` empty).
+    """
+
+    faces: list[FaceResult]
+    image_size: tuple[int, int]
+    timings: dict[str, float] = field(default_factory=dict)
+    index: int | None = None
+    time_s: float | None = None
+    image: np.ndarray | None = None
+    source: str | None = None
+    processed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (no pixels)."""
+        return {
+            "source": self.source,
+            "index": self.index,
+            "time_s": self.time_s,
+            "image_size": list(self.image_size),
+            "faces": [f.to_dict() for f in self.faces],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+        }

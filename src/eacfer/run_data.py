@@ -1,0 +1,151 @@
+"""Datasets and loaders of a training run (the one place where the trainer builds its data).
+
+Kept separate from :mod:`eacfer.trainer` so another pipeline can reuse :func:`build_datasets` (decoded,
+cached uint8 images + labels) and replace only :func:`make_loaders`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .utils.seed import seed_worker
+
+if TYPE_CHECKING:
+    from .data.datasets import FERDataset
+    from .trainer import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CLEAN_RAFDB_LABEL_FILE = "list_patition_label.txt"
+
+
+@dataclass
+class TrainData:
+    """The train/test datasets of a run and what was decided while building them."""
+
+    train: FERDataset
+    test: FERDataset
+    class_names: list[str]
+    format: str
+    noisy: bool
+    flip_view: str
+    labels_changed: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def used_labels(self) -> list[tuple[str, int]]:
+        """``(name, 0-based label)`` of every training image actually used (after skips and noise)."""
+        labels = self.train.labels()
+        return [(str(s.name), int(v)) for s, v in zip(self.train.samples, labels, strict=True)]
+
+
+def write_used_labels(path: str | Path, entries: Sequence[tuple[str, int]]) -> None:
+    """Write ``train_labels_used.txt`` in the official ``NAME LABEL`` (1-based) format.
+
+    RAF-DB names are plain file names and go through :func:`eacfer.data.labels.write_label_file`.
+    Other formats name samples by relative path (``happy/img1.jpg``), which the strict writer refuses
+    (it guards against path escapes when *reading*); those are written as they are, with any
+    whitespace percent-encoded so that each line keeps exactly two columns.
+    """
+    from urllib.parse import quote
+
+    from .data.labels import write_label_file
+    from .utils.atomic import write_text
+
+    try:
+        write_label_file(path, entries)
+    except ValueError:
+        write_text(path, "".join(f"{quote(n, safe='/._-()[]+,@')} {int(y) + 1}\n" for n, y in entries))
+
+
+def labels_are_noisy(label_file: str | None, noise_rate: float) -> bool:
+    """Whether the training labels are (knowingly) noisy: injected noise or a label file other than the clean one.
+
+    Example:
+        >>> labels_are_noisy("EmoLabel/noise03.txt", 0.0), labels_are_noisy(None, 0.0)
+        (True, False)
+    """
+    return noise_rate > 0 or (label_file is not None and Path(label_file).name != CLEAN_RAFDB_LABEL_FILE)
+
+
+def build_datasets(cfg: TrainConfig) -> TrainData:
+    """Load both splits, inject label noise if asked, and wrap them with EAC's train / eval transforms.
+
+    Example:
+        >>> data = build_datasets(TrainConfig(data="data/RAF-DB", out="runs/x"))  # doctest: +SKIP
+    """
+    from .data.datasets import FERDataset, load_split
+    from .data.labels import inject_symmetric_noise
+    from .models import get_backbone_spec
+    from .transforms import EACTrainTransform, EvalTransform
+
+    train_split = load_split(cfg.data, split="train", format=cfg.format, label_file=cfg.label_file, strict=cfg.strict)
+    test_split = load_split(cfg.data, split="test", format=train_split.format, strict=cfg.strict)
+    problems = list(train_split.problems) + list(test_split.problems)
+    for p in problems[:20]:
+        log.warning("%s", p)
+    if len(problems) > 20:
+        log.warning("... and %d more label problems", len(problems) - 20)
+    if list(train_split.class_names) != list(test_split.class_names):
+        raise ValueError(f"{cfg.data}: train and test splits have different classes: "
+                         f"{train_split.class_names} vs {test_split.class_names}")
+    class_names = [str(c) for c in train_split.class_names]
+    changed = None
+    if cfg.noise_rate > 0:
+        clean = np.asarray(train_split.labels())
+        noisy_labels = inject_symmetric_noise(clean, cfg.noise_rate, len(class_names), cfg.noise_seed)
+        changed = int((noisy_labels != clean).sum())
+        train_split = train_split.with_labels(noisy_labels)
+        log.info("injected symmetric label noise: %d of %d train labels changed (rate %.3f, seed %d)",
+                 changed, clean.size, cfg.noise_rate, cfg.noise_seed)
+    noisy = labels_are_noisy(cfg.label_file, cfg.noise_rate)
+    flip_view = cfg.flip_view if cfg.flip_view != "auto" else ("independent" if noisy else "mirrored")
+    spec = get_backbone_spec(cfg.backbone)
+    train_tf = EACTrainTransform(cfg.image_size, mean=spec.mean, std=spec.std, noise_p=cfg.noise_p,
+                                 noise_var=cfg.noise_var, erasing_scale=tuple(cfg.erasing_scale), flip_view=flip_view)
+    train = FERDataset(train_split, transform=train_tf, cache=True, strict=cfg.strict, progress=cfg.progress)
+    test = FERDataset(test_split, transform=EvalTransform(cfg.image_size, spec.mean, spec.std), cache=True,
+                      strict=cfg.strict, progress=cfg.progress)
+    for ds, split in ((train, "train"), (test, "test")):
+        for file, reason in ds.skipped[:20]:
+            log.warning("skipped %s image %s: %s", split, file, reason)
+        if len(ds.skipped) > 20:
+            log.warning("... %d %s images skipped in all", len(ds.skipped), split)
+    if len(train) == 0:
+        raise ValueError(f"{cfg.data}: no usable training images")
+    if len(test) == 0:
+        raise ValueError(f"{cfg.data}: no usable test images")
+    return TrainData(train=train, test=test, class_names=class_names, format=str(train_split.format), noisy=noisy,
+                     flip_view=flip_view, labels_changed=changed, problems=problems)
+
+
+def make_loaders(
+    cfg: TrainConfig,
+    data: TrainData,
+    generator: torch.Generator,
+    *,
+    pin_memory: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """Training loader (shuffled from ``generator``, seeded workers) and test loader (in order)."""
+    del mean, std  # the transforms already carry them; kept for pipelines that normalise on the device
+    n = len(data.train)
+    # A last batch of one sample breaks BatchNorm in train mode when the final feature map is 1×1 (small
+    # inputs); dropping that single sample is the only case where we drop anything.
+    drop_last = n % cfg.batch_size == 1 and n > 1
+    common = {"num_workers": cfg.workers, "pin_memory": pin_memory, "worker_init_fn": seed_worker,
+              "persistent_workers": False}
+    train_loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last,
+                              generator=generator, **common)
+    # The test loader gets its own generator so iterating it never draws from torch's global RNG.
+    test_loader = DataLoader(data.test, batch_size=cfg.eval_batch_size or max(cfg.batch_size, 64), shuffle=False,
+                             generator=torch.Generator().manual_seed(0), **common)
+    return train_loader, test_loader

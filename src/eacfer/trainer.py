@@ -1,0 +1,396 @@
+"""``train(cfg)``: a full EAC (or CE-baseline) run with its run directory, resume and summary.
+
+RUN_DIR holds ``config.yaml`` (resolved config), ``metrics.csv`` (one row per epoch), ``last.pt``
+(everything needed to resume, atomic every epoch), ``model.pt`` (self-describing inference model),
+``summary.json``, ``train_labels_used.txt`` (official label format) and ``tb/`` (TensorBoard events
+when tensorboard is installed). Defaults are the paper's recipe (:data:`eacfer.constants.PAPER_RECIPE`).
+
+Determinism: every RNG is seeded, the training DataLoader draws its shuffling and worker seeds from an
+explicit ``torch.Generator``, and ``last.pt`` stores all RNG states *after* the epoch's evaluation, so
+a run killed at any point and resumed ends with exactly the metrics and weights of an uninterrupted
+run (on CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import engine
+from .constants import PAPER_RECIPE
+from .run_data import TrainData, build_datasets, make_loaders, write_used_labels
+from .utils.atomic import write_json, write_text
+from .utils.seed import capture_rng_state, restore_rng_state, seed_everything
+
+log = logging.getLogger(__name__)
+
+PIPELINES = ("reference",)
+METRIC_COLUMNS = (
+    "epoch", "train_loss", "train_ce", "train_consistency", "train_accuracy",
+    "test_accuracy", "test_mean_class_accuracy", "lr", "seconds",
+)
+#: Files a run writes; ``--force`` removes exactly these (never anything else in RUN_DIR).
+RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "model.pt", "summary.json", "train_labels_used.txt")
+#: Config keys that must match for ``--resume`` (else the checkpoint belongs to another experiment).
+RESUME_KEYS = ("backbone", "method", "class_names", "data", "format", "label_file", "noise_rate", "noise_seed")
+LAST5 = 5  # EAC reports the mean test accuracy of the last 5 epochs
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; defaults are the paper's recipe.
+
+    Example:
+        >>> cfg = TrainConfig(data="data/RAF-DB", out="runs/eac", backbone="resnet50_msceleb",
+        ...                   pretrained="resnet50_ft_weight.pkl")
+        >>> cfg.epochs, cfg.batch_size, cfg.lr
+        (60, 32, 0.0001)
+    """
+
+    data: str
+    out: str
+    backbone: str = "resnet50_msceleb"
+    format: str | None = None
+    pretrained: str | None = None
+    method: str = "eac"
+    label_file: str | None = None
+    noise_rate: float = 0.0
+    noise_seed: int = 0
+    epochs: int = int(PAPER_RECIPE["epochs"])
+    batch_size: int = int(PAPER_RECIPE["batch_size"])
+    lr: float = float(PAPER_RECIPE["lr"])
+    weight_decay: float = float(PAPER_RECIPE["weight_decay"])
+    gamma: float = float(PAPER_RECIPE["gamma"])
+    lam: float = float(PAPER_RECIPE["lam"])
+    image_size: int = int(PAPER_RECIPE["image_size"])
+    noise_p: float = float(PAPER_RECIPE["noise_p"])
+    noise_var: float = float(PAPER_RECIPE["noise_var"])
+    erasing_scale: tuple[float, float] = (float(PAPER_RECIPE["erasing_scale_min"]), float(PAPER_RECIPE["erasing_scale_max"]))
+    flip_view: str = "auto"
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = False
+    seed: int = int(PAPER_RECIPE["seed"])
+    strict: bool = False
+    pipeline: str = "reference"
+    eval_batch_size: int | None = None
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+    tensorboard: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError/FileNotFoundError with a one-line message for an unusable config."""
+        from .models import list_backbones
+        from .transforms import FLIP_VIEWS
+
+        if not self.data:
+            raise ValueError("--data is required")
+        data = Path(self.data)
+        if not data.exists():
+            raise FileNotFoundError(f"{data}: dataset folder not found")
+        if not data.is_dir() and self.format != "fer2013":
+            raise NotADirectoryError(f"{data}: not a folder (only --format fer2013 takes a CSV file)")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"{out}: --out exists and is a file, expected a run folder")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(f"eval batch size must be at least 1, got {self.eval_batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if not (self.lam >= 0 and math.isfinite(self.lam)):
+            raise ValueError(f"--lam must be >= 0, got {self.lam}")
+        if self.image_size < 16:
+            raise ValueError(f"--image-size must be at least 16, got {self.image_size}")
+        if self.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {self.workers}")
+        if self.method not in engine.METHODS:
+            raise ValueError(f"--method must be one of {', '.join(engine.METHODS)}, got {self.method!r}")
+        if self.flip_view != "auto" and self.flip_view not in FLIP_VIEWS:
+            raise ValueError(f"--flip-view must be auto, {' or '.join(FLIP_VIEWS)}, got {self.flip_view!r}")
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"--pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
+        if self.label_file and self.noise_rate:
+            raise ValueError("use either --label-file or --noise-rate, not both")
+        if not 0.0 <= self.noise_rate < 1.0:
+            raise ValueError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
+        if self.label_file and not Path(self.label_file).is_file():
+            raise FileNotFoundError(f"{self.label_file}: label file not found")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        known = list_backbones()
+        if self.backbone not in known and not self.backbone.startswith("timm:"):
+            raise ValueError(f"unknown backbone {self.backbone!r}; known backbones: {', '.join(known)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["erasing_scale"] = list(self.erasing_scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "erasing_scale" in kw:
+            kw["erasing_scale"] = tuple(kw["erasing_scale"])
+        return cls(**kw)
+
+
+def step_function(pipeline: str) -> engine.StepFn:
+    """The per-batch step of a pipeline (looked up at call time so it can be swapped or wrapped)."""
+    if pipeline == "reference":
+        return engine.train_step
+    raise ValueError(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
+
+
+# ---------------------------------------------------------------- run directory
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    """Create RUN_DIR, refusing to clobber an existing run unless ``resume`` or ``force``."""
+    run = Path(cfg.out)
+    if run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"{run}: --out exists and is a file, expected a run folder")
+    run.mkdir(parents=True, exist_ok=True)
+    finished = (run / "model.pt").exists()
+    unfinished = (run / "last.pt").exists() and not finished
+    if cfg.force and not cfg.resume:
+        for name in RUN_FILES:
+            (run / name).unlink(missing_ok=True)
+        shutil.rmtree(run / "tb", ignore_errors=True)
+    elif not cfg.resume and finished:
+        raise FileExistsError(f"{run}: holds a finished run (model.pt); use --force to overwrite or another --out")
+    elif not cfg.resume and unfinished:
+        raise FileExistsError(f"{run}: holds an unfinished run (last.pt); use --resume to continue or --force to start over")
+    return run
+
+
+def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path, force: bool) -> None:
+    diffs = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    if diffs and not force:
+        raise ValueError(f"{path}: checkpoint is from a different run ({'; '.join(diffs)}); use --force to resume anyway")
+    if diffs:
+        log.warning("resuming despite config differences (--force): %s", "; ".join(diffs))
+    soft = [k for k in ("batch_size", "lr", "weight_decay", "gamma", "lam", "image_size", "seed", "flip_view")
+            if saved.get(k) != current.get(k)]
+    if soft:
+        log.warning("resuming with changed %s: the result will not match an uninterrupted run", ", ".join(soft))
+
+
+def _write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})  # repr: round-trip exact
+    write_text(path, buf.getvalue())
+
+
+def summarize(history: list[dict[str, Any]], skipped: int, epochs: int, finished: bool) -> dict[str, Any]:
+    """The run summary from the per-epoch history.
+
+    Example:
+        >>> summarize([{"epoch": 1, "test_accuracy": 0.5, "test_mean_class_accuracy": 0.4, "seconds": 2.0}], 0, 1, True)["best_epoch"]
+        1
+    """
+    if not history:
+        return {"best_accuracy": None, "best_epoch": None, "last5_mean_accuracy": None, "final_accuracy": None,
+                "final_mean_class_accuracy": None, "skipped_images": skipped, "epochs": 0,
+                "epochs_planned": epochs, "seconds": 0.0, "finished": finished}
+    accs = [float(r["test_accuracy"]) for r in history]
+    best = max(range(len(accs)), key=lambda i: (accs[i], -i))  # first epoch reaching the best accuracy
+    tail = accs[-LAST5:]
+    return {
+        "best_accuracy": accs[best],
+        "best_epoch": int(history[best]["epoch"]),
+        "last5_mean_accuracy": sum(tail) / len(tail),
+        "final_accuracy": accs[-1],
+        "final_mean_class_accuracy": float(history[-1]["test_mean_class_accuracy"]),
+        "skipped_images": skipped,
+        "epochs": int(history[-1]["epoch"]),
+        "epochs_planned": epochs,
+        "seconds": float(sum(float(r["seconds"]) for r in history)),
+        "finished": finished,
+    }
+
+
+def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp: bool) -> dict[str, Any]:
+    """The full config as written to ``config.yaml`` (and stored in checkpoints)."""
+    from . import __version__
+
+    d = cfg.to_dict()
+    d.pop("resume"), d.pop("force"), d.pop("progress")  # how this invocation ran, not what the run is
+    d.update(
+        data=str(Path(cfg.data).resolve()),
+        label_file=str(Path(cfg.label_file).resolve()) if cfg.label_file else None,
+        pretrained=str(cfg.pretrained) if cfg.pretrained else None,
+        format=data.format,
+        flip_view=data.flip_view,
+        flip_view_requested=cfg.flip_view,
+        noisy_labels=data.noisy,
+        class_names=list(data.class_names),
+        num_classes=len(data.class_names),
+        train_images=len(data.train),
+        test_images=len(data.test),
+        skipped_train_images=len(data.train.skipped),
+        skipped_test_images=len(data.test.skipped),
+        label_problems=len(data.problems),
+        labels_changed_by_noise=data.labels_changed,
+        device=str(device),
+        amp_effective=amp,
+        eacfer_version=__version__,
+        torch_version=str(torch.__version__),
+    )
+    return d
+
+
+def _tensorboard(run: Path, enabled: bool, purge_step: int) -> Any:
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is an optional extra
+        log.info("tensorboard not installed: no TensorBoard events (pip install 'eacfer[tensorboard]')")
+        return None
+    return SummaryWriter(log_dir=str(run / "tb"), purge_step=purge_step)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, evaluate every epoch, write RUN_DIR; returns the summary dict (also in ``summary.json``).
+
+    Example:
+        >>> summary = train(TrainConfig(data="data/RAF-DB", out="runs/eac"))  # doctest: +SKIP
+        >>> summary["last5_mean_accuracy"]                                     # doctest: +SKIP
+    """
+    import yaml
+
+    from .checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
+    from .models import create_model, get_backbone_spec
+    from .utils.device import resolve_device
+
+    cfg.validate()
+    run = prepare_run_dir(cfg)
+    device = resolve_device(cfg.device)
+    amp = bool(cfg.amp and device.type == "cuda")
+    if cfg.amp and not amp:
+        log.warning("--amp needs a CUDA device; training in float32 on %s", device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False  # reproducible kernel choice
+
+    seed_everything(cfg.seed)
+    data = build_datasets(cfg)
+    spec = get_backbone_spec(cfg.backbone)
+    model = create_model(cfg.backbone, num_classes=len(data.class_names), pretrained=cfg.pretrained).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader, test_loader = make_loaders(cfg, data, generator, pin_memory=device.type == "cuda",
+                                             mean=spec.mean, std=spec.std)
+    config = resolved_config(cfg, data, device, amp)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    last_path = run / "last.pt"
+    if cfg.resume and last_path.exists():
+        state = load_checkpoint(last_path, map_location="cpu")
+        try:
+            _check_resumable(state["config"], config, last_path, cfg.force)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            history = [dict(r) for r in state["history"]]
+            start_epoch = int(state["epoch"]) + 1
+            restore_rng_state(state["rng"], {"train_loader": generator})
+        except (KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{last_path}: cannot resume from it ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        log.info("resuming %s after epoch %d", run, start_epoch - 1)
+    elif cfg.resume:
+        log.info("--resume: no %s yet, starting a new run", last_path)
+
+    write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_used_labels(run / "train_labels_used.txt", data.used_labels())
+    skipped = len(data.train.skipped) + len(data.test.skipped)
+    tb = _tensorboard(run, cfg.tensorboard, start_epoch)
+    step_fn = step_function(cfg.pipeline)
+    log.info("training %s (%s) on %d images (%s, flip view %s), testing on %d, device %s, epochs %d..%d",
+             cfg.backbone, cfg.method, len(data.train), data.format, data.flip_view, len(data.test), device,
+             start_epoch, cfg.epochs)
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            lr = float(optimizer.param_groups[0]["lr"])
+            tr = engine.train_one_epoch(model, train_loader, optimizer, method=cfg.method, lam=cfg.lam, device=device,
+                                        epoch=epoch, scaler=scaler, amp=amp, step_fn=step_fn, progress=cfg.progress)
+            scheduler.step()  # ExponentialLR is stepped once per epoch, as in the paper
+            ev = engine.evaluate(model, test_loader, data.class_names, device=device, amp=amp, progress=cfg.progress)
+            row = {"epoch": epoch, **{k: tr[k] for k in ("train_loss", "train_ce", "train_consistency", "train_accuracy")},
+                   "test_accuracy": ev["accuracy"], "test_mean_class_accuracy": ev["mean_class_accuracy"], "lr": lr,
+                   "seconds": time.perf_counter() - t0}
+            history.append(row)
+            log.info("epoch %d/%d  loss %.4f (ce %.4f, cons %.5f)  train acc %.4f  test acc %.4f  mean-class %.4f  "
+                     "%.0f img/s  %.1fs", epoch, cfg.epochs, row["train_loss"], row["train_ce"], row["train_consistency"],
+                     row["train_accuracy"], row["test_accuracy"], row["test_mean_class_accuracy"], tr["images_per_s"],
+                     row["seconds"])
+            _write_metrics_csv(run / "metrics.csv", history)
+            write_json(run / "summary.json", summarize(history, skipped, cfg.epochs, finished=False))
+            # RNG states captured after evaluation: exactly the state the next epoch starts from.
+            save_checkpoint(last_path, {
+                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if amp else {},
+                "rng": capture_rng_state({"train_loader": generator}), "history": history, "config": config,
+            })
+            if tb is not None:
+                for k in METRIC_COLUMNS[1:]:
+                    tb.add_scalar(k.replace("_", "/", 1), float(row[k]), epoch)
+                tb.flush()
+    finally:
+        if tb is not None:
+            tb.close()
+
+    summary = summarize(history, skipped, cfg.epochs, finished=True)
+    final = {k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy", "best_epoch",
+                                     "last5_mean_accuracy")}
+    info = ModelInfo(backbone=cfg.backbone, class_names=list(data.class_names), input_size=cfg.image_size,
+                     mean=list(spec.mean), std=list(spec.std), train_config=config, metrics=final)
+    save_model(run / "model.pt", model, info)
+    summary.update(run_dir=str(run), model=str(run / "model.pt"))
+    write_json(run / "summary.json", summary)
+    log.info("done: final test accuracy %.4f (best %.4f at epoch %s, last-5 mean %.4f); model %s",
+             summary["final_accuracy"], summary["best_accuracy"], summary["best_epoch"],
+             summary["last5_mean_accuracy"], run / "model.pt")
+    return summary
+
+
+def read_metrics_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """Read ``metrics.csv`` back as floats (``epoch`` as int).
+
+    Example:
+        >>> rows = read_metrics_csv("runs/demo/metrics.csv")  # doctest: +SKIP
+    """
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]

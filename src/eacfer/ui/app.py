@@ -1,0 +1,104 @@
+"""Start the desktop app: QApplication, settings, the main window and the scripted screenshot mode."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..utils.atomic import atomic_path
+from .qtenv import require_pyside, sanitize_qt_environment
+
+log = logging.getLogger(__name__)
+
+ORGANIZATION = "eacfer"
+APPLICATION = "eacfer-ui"
+#: extra seconds ``--quit-after`` waits for the first frame / the model before shooting anyway
+READY_GRACE_S = 120.0
+
+
+def open_settings(path: str | os.PathLike[str] | None = None):  # noqa: ANN201 - QSettings, imported lazily
+    """The app's QSettings: an INI file at ``path`` (tests, portable set-ups) or the user's default store.
+
+    ``$EACFER_UI_SETTINGS`` names the file when ``path`` is not given.
+    """
+    from PySide6.QtCore import QSettings
+
+    path = path or os.environ.get("EACFER_UI_SETTINGS")
+    if path:
+        return QSettings(str(path), QSettings.Format.IniFormat)
+    return QSettings(ORGANIZATION, APPLICATION)
+
+
+def save_screenshot(widget, path: str | os.PathLike[str]) -> Path:  # noqa: ANN001 - a QWidget
+    """Grab the whole window (title bar excluded) into a PNG, atomically."""
+    path = Path(path)
+    pixmap = widget.grab()
+    with atomic_path(path, suffix=".png") as tmp:
+        if not pixmap.save(str(tmp), "PNG"):
+            raise OSError(f"{path}: could not write the screenshot")
+    return path
+
+
+def run_app(
+    checkpoint: str | None = None,
+    source: str | list[str] | None = None,
+    detector: str = "mediapipe",
+    device: str = "auto",
+    backend: str | None = None,
+    output_dir: str | None = None,
+    screenshot: str | None = None,
+    quit_after: float | None = None,
+    settings_path: str | None = None,
+    size: tuple[int, int] | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """Open the window and run the Qt event loop; returns the exit status.
+
+    With ``quit_after`` the app plays the source for that many seconds (counted from the first frame on
+    screen with the model loaded), saves ``screenshot`` if given, and exits 0 — for tests and demos.
+
+    Example:
+        >>> run_app("runs/demo/model.pt", "clip.mp4", screenshot="ui.png", quit_after=3)  # doctest: +SKIP
+        0
+    """
+    require_pyside()
+    sanitize_qt_environment()  # before Qt reads the environment (cv2 may already have been imported)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .window import MainWindow, WindowOptions
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else [sys.argv[0]])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    settings = open_settings(settings_path)
+    options = WindowOptions(checkpoint=checkpoint, source=source, detector=detector, device=device, backend=backend,
+                            output_dir=output_dir, probe_cameras=quit_after is None)
+    window = MainWindow(settings, options)
+    if size is not None:
+        window.resize(*size)
+    window.show()
+    status = {"code": 0}
+
+    if quit_after is not None:
+        def finish() -> None:
+            if getattr(finish, "done", False):
+                return
+            finish.done = True  # type: ignore[attr-defined]
+            if screenshot:
+                try:
+                    save_screenshot(window, screenshot)
+                    log.info("screenshot saved to %s", screenshot)
+                except OSError as e:
+                    log.error("%s", e)
+                    status["code"] = 2
+            window.close()
+            app.quit()
+
+        window.ready.connect(lambda: QTimer.singleShot(int(max(quit_after, 0.0) * 1000), finish))
+        QTimer.singleShot(int((max(quit_after, 0.0) + READY_GRACE_S) * 1000), finish)
+    app.exec()
+    window.shutdown()
+    return status["code"]

@@ -1,0 +1,93 @@
+"""Drawing an :class:`~eacfer.ui.session.Analysis` onto its frame for display, snapshots and recording.
+
+The app's own look (selection highlight, raw vs smoothed labels, track ids); CAM colouring comes from
+:mod:`eacfer.viz` so the app and ``eacfer predict --cam`` show attention the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .session import face_label
+
+SELECTED_RGB = (255, 255, 255)
+
+
+@dataclass
+class RenderOptions:
+    """What to draw."""
+
+    smoothed: bool = True
+    cam: bool = False
+    selected: int | None = None  # index into Analysis.faces
+
+
+def color_of(class_names: tuple[str, ...] | list[str], name: str) -> tuple[int, int, int]:
+    """RGB colour of a class, the same as ``eacfer predict`` / ``eacfer video`` use (:mod:`eacfer.viz`)."""
+    from ..viz import class_color
+
+    return class_color(list(class_names).index(name) if name in class_names else 0)
+
+
+def overlay_cams(image: np.ndarray, faces: list[Any]) -> np.ndarray:
+    """Blend each face's class attention map (warped to image space) over ``image``."""
+    from ..viz import overlay_cam
+
+    out = image
+    size = (image.shape[1], image.shape[0])
+    for face in faces:
+        cam = face.cam_image(size) if hasattr(face, "cam_image") else None
+        if cam is not None:
+            out = overlay_cam(out, cam)
+    return out
+
+
+def render(image: np.ndarray, faces: list[Any], options: RenderOptions) -> np.ndarray:
+    """Annotated copy of ``image`` (H×W×3 uint8 RGB): CAMs, boxes and ``#track emotion nn%`` labels.
+
+    Example:
+        >>> out = render(frame, analysis.faces, RenderOptions(smoothed=True))  # doctest: +SKIP
+    """
+    import cv2
+
+    out = np.ascontiguousarray(image).copy()
+    if options.cam and faces:
+        out = np.ascontiguousarray(overlay_cams(out, faces))
+    h, w = out.shape[:2]
+    thick = max(2, round(min(h, w) / 240))
+    scale = max(0.45, min(h, w) / 900)
+    for i, face in enumerate(faces):
+        x, y, bw, bh = (float(v) for v in face.box)
+        p1 = (int(round(x)), int(round(y)))
+        p2 = (int(round(x + bw)), int(round(y + bh)))
+        name, conf = face_label(face, options.smoothed)
+        color = color_of(tuple(face.class_names), name)
+        selected = options.selected == i
+        if selected:
+            cv2.rectangle(out, (p1[0] - thick, p1[1] - thick), (p2[0] + thick, p2[1] + thick), SELECTED_RGB, thick)
+        cv2.rectangle(out, p1, p2, color, thick + (1 if selected else 0))
+        track = getattr(face, "track_id", None)
+        text = f"{'#' + str(track) + ' ' if track is not None else ''}{name} {100 * conf:.0f}%"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thick - 1))
+        ty = p1[1] - 4 if p1[1] - th - base - 6 >= 0 else p2[1] + th + base + 4
+        cv2.rectangle(out, (p1[0], ty - th - base - 2), (p1[0] + tw + 6, ty + 2), color, -1)
+        cv2.putText(out, text, (p1[0] + 3, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, thick - 1),
+                    cv2.LINE_AA)
+    return out
+
+
+def largest_face(faces: list[Any]) -> int | None:
+    """Index of the face with the largest box area (the default selection)."""
+    if not faces:
+        return None
+    return int(np.argmax([float(f.box[2]) * float(f.box[3]) for f in faces]))
+
+
+def face_at(faces: list[Any], x: float, y: float) -> int | None:
+    """Index of the smallest face box containing ``(x, y)`` (so nested/overlapping faces stay clickable)."""
+    hits = [(float(f.box[2]) * float(f.box[3]), i) for i, f in enumerate(faces)
+            if f.box[0] <= x <= f.box[0] + f.box[2] and f.box[1] <= y <= f.box[1] + f.box[3]]
+    return min(hits)[1] if hits else None

@@ -1,0 +1,147 @@
+"""The model side of the app, as thin as possible: a loaded :class:`eacfer.predictor.Predictor` plus
+an :class:`eacfer.tracking.IoUTracker`, turned into per-frame :class:`Analysis` objects.
+
+All detection, classification, CAMs and smoothing come from the predictor and the tracker; this
+module only wires them to frames from the capture thread and records what the side panel shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .worker import FramePacket
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What the side panel shows about the loaded model."""
+
+    path: str
+    backbone: str
+    class_names: tuple[str, ...]
+    input_size: int
+    backend: str  # "torch" | "onnxruntime"
+    device: str  # "CPU" | "CUDA"
+    detector: str
+
+    def text(self) -> str:
+        return (
+            f"{os.path.basename(self.path)}\n"
+            f"backbone: {self.backbone} · input {self.input_size}×{self.input_size}\n"
+            f"classes ({len(self.class_names)}): {', '.join(self.class_names)}\n"
+            f"backend: {self.backend} on {self.device} · detector: {self.detector}"
+        )
+
+
+@dataclass
+class Analysis:
+    """A frame together with everything computed on it (the unit the UI displays)."""
+
+    packet: FramePacket
+    faces: list[Any] = field(default_factory=list)  # eacfer.results.FaceResult
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage
+    class_names: tuple[str, ...] = ()
+    model_path: str = ""
+    finished_at: float = field(default_factory=time.monotonic)
+
+
+def passthrough(packet: FramePacket) -> Analysis:
+    """The frame with no faces (no model loaded, or analysis failed)."""
+    return Analysis(packet=packet)
+
+
+def face_probabilities(face: Any, smoothed: bool) -> np.ndarray:
+    """The probabilities to show for a face: the tracker's smoothed ones when asked and available."""
+    if smoothed and getattr(face, "smoothed", None) is not None:
+        return np.asarray(face.smoothed, dtype=float)
+    return np.asarray(face.probabilities, dtype=float)
+
+
+def face_label(face: Any, smoothed: bool) -> tuple[str, float]:
+    """``(emotion, confidence)`` of a face, raw or smoothed."""
+    p = face_probabilities(face, smoothed)
+    k = int(np.argmax(p))
+    return str(face.class_names[k]), float(p[k])
+
+
+class ModelSession:
+    """A loaded model + detector + tracker, used from the inference thread only.
+
+    Example:
+        >>> session = ModelSession.load("runs/demo/model.pt")          # doctest: +SKIP
+        >>> analysis = session.analyze(packet, want_cam=False)          # doctest: +SKIP
+    """
+
+    def __init__(self, predictor: Any, path: str, detector: str):
+        self.predictor = predictor
+        self.path = str(path)
+        self.detector = detector
+        self._tracker = self._new_tracker()
+        self._auto_mode = detector == "mediapipe" and getattr(predictor, "detector_mode", "") == "auto"
+        self.summary = self._summarize()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str = "auto", detector: str = "mediapipe",
+             backend: str | None = None) -> ModelSession:
+        """Load a ``.pt`` or ``.onnx`` model file; raises CheckpointError / ValueError with a clear message."""
+        from ..predictor import Predictor
+
+        path = str(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: model file not found")
+        predictor = Predictor.from_checkpoint(path, device=device, detector=detector, backend=backend)
+        return cls(predictor, path, detector)
+
+    @staticmethod
+    def _new_tracker() -> Any:
+        from ..tracking import IoUTracker
+
+        return IoUTracker()
+
+    @property
+    def has_cams(self) -> bool:
+        return bool(getattr(self.predictor.classifier, "has_cams", False))
+
+    def _summarize(self) -> ModelSummary:
+        clf = self.predictor.classifier
+        info = clf.info
+        device = str(getattr(clf, "device", "cpu"))
+        return ModelSummary(
+            path=self.path,
+            backbone=str(info.backbone),
+            class_names=tuple(info.class_names),
+            input_size=int(info.input_size),
+            backend=str(clf.backend),
+            device="CUDA" if "cuda" in device.lower() else "CPU",
+            detector=self.detector,
+        )
+
+    def analyze(self, packet: FramePacket, want_cam: bool) -> Analysis:
+        """Detect, classify and track the faces of one frame."""
+        if packet.reset or packet.still:
+            self._tracker = self._new_tracker()  # a new photo / a seek is not a continuation
+        if self._auto_mode:
+            # MediaPipe short-range for live frames (fast, close faces), full-range for photos
+            self.predictor.detector_mode = "full" if packet.still else "short"
+        result = self.predictor.predict(packet.image, color="rgb", cam=want_cam and self.has_cams, keep_image=False)
+        faces = list(result.faces)
+        if not packet.still:
+            faces = self._tracker.update(faces, packet.index)
+        return Analysis(
+            packet=packet,
+            faces=faces,
+            timings=dict(result.timings),
+            class_names=self.summary.class_names,
+            model_path=self.path,
+        )
+
+    def close(self) -> None:
+        self.predictor.close()

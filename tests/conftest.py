@@ -1,0 +1,30 @@
+"""Shared test fixtures (generic; used by several test modules)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Qt-based tests must never try to open a window.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def synth_rafdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic dataset in the official RAF-DB layout: 56 train + 28 test images, 48×48, seed 0.
+
+    Session-scoped and shared: tests must not modify it (copy it first if they need to).
+    """
+    from eacfer.data.synth import generate_rafdb
+
+    return generate_rafdb(tmp_path_factory.mktemp("synth_rafdb"), n_train=56, n_test=28, seed=0, size=48)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Folder of committed test fixtures (``tests/fixtures``)."""
+    return FIXTURES

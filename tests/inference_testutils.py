@@ -1,0 +1,126 @@
+"""Shared fixtures of the inference tests (predictor, backends, export, tracking, video, predict/video CLIs).
+
+Import the fixtures you need into a test module: ``from inference_testutils import model_pt, ...  # noqa: F401``.
+Models have random weights and a 64 px input: the pipeline, not the accuracy, is under test.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FACE = Path(__file__).parent / "fixtures" / "faces" / "astronaut.jpg"
+#: where the astronaut's face is in the 512×512 portrait (x, y, w, h), generously
+FACE_REGION = (150, 40, 150, 160)
+
+
+def save_random_model(path: Path, backbone: str = "mobilenet_v2", size: int = 64, seed: int = 0) -> Path:
+    import torch
+
+    from eacfer import create_model
+    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+
+    torch.manual_seed(seed)
+    net = create_model(backbone)
+    save_model(path, net, ModelInfo(backbone, list(RAFDB_CLASSES), size, list(IMAGENET_MEAN), list(IMAGENET_STD)))
+    return path
+
+
+@pytest.fixture(scope="session", autouse=False)
+def inference_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Point the on-the-fly ONNX export cache at a temporary folder for the whole session."""
+    old = os.environ.get("EACFER_CACHE_DIR")
+    d = tmp_path_factory.mktemp("eacfer_cache")
+    os.environ["EACFER_CACHE_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("EACFER_CACHE_DIR", None)
+    else:
+        os.environ["EACFER_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def model_pt(tmp_path_factory: pytest.TempPathFactory, inference_cache: Path) -> Path:
+    """A random-weight MobileNetV2 model file (64 px input)."""
+    return save_random_model(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="session")
+def predictor(model_pt: Path):
+    """A shared CPU predictor (onnxruntime, MediaPipe) with CAMs; tests must not change its settings."""
+    from eacfer.predictor import Predictor
+
+    p = Predictor.from_checkpoint(model_pt, device="cpu", cam=True)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="session")
+def face_rgb() -> np.ndarray:
+    from eacfer.data.imageio import load_image
+
+    return load_image(FACE)
+
+
+def head_crop(face_rgb: np.ndarray) -> np.ndarray:
+    """The astronaut's head and shoulders (a portrait tile for composed images and clips)."""
+    return np.ascontiguousarray(face_rgb[10:270, 110:350])
+
+
+def compose_faces(face_rgb: np.ndarray, n: int = 3, tile_h: int = 220) -> np.ndarray:
+    """``n`` portrait tiles side by side on a grey canvas (every other one mirrored)."""
+    import cv2
+
+    tile = head_crop(face_rgb)
+    tile = cv2.resize(tile, (int(tile.shape[1] * tile_h / tile.shape[0]), tile_h), interpolation=cv2.INTER_AREA)
+    gap = 40
+    canvas = np.full((tile_h + 2 * gap, n * (tile.shape[1] + gap) + gap, 3), 128, np.uint8)
+    for i in range(n):
+        x = gap + i * (tile.shape[1] + gap)
+        canvas[gap:gap + tile_h, x:x + tile.shape[1]] = tile[:, ::-1] if i % 2 else tile
+    return canvas
+
+
+def make_clip(path: Path, face_rgb: np.ndarray, frames: int = 24, second_face_from: int | None = None,
+              size: tuple[int, int] = (640, 360)) -> Path:
+    from eacfer.video import make_moving_face_clip
+
+    return make_moving_face_clip(path, head_crop(face_rgb), frames=frames, size=size,
+                                 second_face_from=second_face_from, face_height=min(220, size[1] - 20))
+
+
+def count_frames(path: Path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+class _Hostile:
+    """Unpickling this runs ``open(marker, 'w')`` — a stand-in for arbitrary code in a model file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_hostile_pt(path: Path, marker: Path) -> Path:
+    """A ``.pt`` whose unpickling would create ``marker`` (torch.save format, plain pickle inside)."""
+    import torch
+
+    torch.save({"format": "eacfer-model", "payload": _Hostile(str(marker))}, path)
+    assert not marker.exists()
+    # sanity: the payload really is live (plain pickle would run it)
+    assert b"open" in path.read_bytes() or pickle is not None
+    return path

@@ -1,0 +1,376 @@
+"""The desktop app driven offscreen: a generated clip of a real face (the NASA astronaut portrait) as the
+live source, a random-weight model, the real window, detector and classifier."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6", reason="the desktop app needs the 'ui' extra (PySide6)")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg"
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the .pt → ONNX export cache out of the user's home."""
+    path = tmp_path_factory.mktemp("onnx-cache")
+    old = os.environ.get("EACFER_CACHE_DIR")
+    os.environ["EACFER_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("EACFER_CACHE_DIR", None)
+    else:
+        os.environ["EACFER_CACHE_DIR"] = old
+
+
+def _save_random_model(path: Path, backbone: str) -> Path:
+    import torch
+
+    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.models.factory import create_model
+
+    torch.manual_seed(0)
+    save_model(path, create_model(backbone), ModelInfo(backbone, list(RAFDB_CLASSES), 64, list(IMAGENET_MEAN),
+                                                       list(IMAGENET_STD)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    return _save_random_model(tmp_path_factory.mktemp("model") / "model.pt", "mobilenet_v2")
+
+
+def two_face_frame(i: int = 0) -> np.ndarray:
+    """640×360 BGR frame: a large astronaut face on the left, a smaller mirrored one on the right."""
+    import cv2
+
+    img = cv2.imread(str(ASTRONAUT))
+    assert img is not None, ASTRONAUT
+    crop = img[10:250, 110:350]
+    frame = np.full((360, 640, 3), 40, np.uint8)
+    frame[15:345, 10:340] = cv2.resize(crop, (330, 330))
+    dx = i % 6  # a little motion, so consecutive frames differ
+    frame[60:320, 364 + dx:624 + dx] = cv2.resize(cv2.flip(crop, 1), (260, 260))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import cv2
+
+    path = tmp_path_factory.mktemp("clip") / "astronauts.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (640, 360))
+    for i in range(24):
+        writer.write(two_face_frame(i))
+    writer.release()
+    assert path.stat().st_size > 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def qapp():
+    from eacfer.ui.qtenv import sanitize_qt_environment
+
+    sanitize_qt_environment()
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication(["eacfer-test"])
+
+
+def wait_until(cond, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
+    from PySide6.QtWidgets import QApplication
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def make_window(qapp, tmp_path: Path):  # noqa: ANN001
+    """Build real MainWindows with a temporary settings file; shut them down afterwards."""
+    from PySide6.QtCore import QSettings
+
+    from eacfer.ui.window import MainWindow, WindowOptions
+
+    windows = []
+    settings_file = tmp_path / "settings.ini"
+
+    def make(**kw):  # noqa: ANN003, ANN202
+        kw.setdefault("output_dir", str(tmp_path / "out"))
+        kw.setdefault("probe_cameras", False)
+        win = MainWindow(QSettings(str(settings_file), QSettings.Format.IniFormat), WindowOptions(**kw))
+        win.resize(1100, 720)
+        win.show()
+        windows.append(win)
+        return win
+
+    make.settings_file = settings_file
+    yield make
+    for win in windows:
+        win.close()
+        win.shutdown()
+
+
+def window_pixels(win) -> np.ndarray:  # noqa: ANN001
+    """The whole window as an H×W×3 RGB array (what --screenshot saves)."""
+    from PySide6.QtGui import QImage
+
+    img = win.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    arr = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
+    return arr[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+
+def to_window(win, x: float, y: float) -> tuple[int, int]:  # noqa: ANN001
+    from PySide6.QtCore import QPoint
+
+    p = win.view.image_to_widget(x, y)
+    q = win.view.mapTo(win, QPoint(round(p.x()), round(p.y())))
+    return q.x(), q.y()
+
+
+def playing_with_faces(win, n: int = 2) -> bool:  # noqa: ANN001
+    a = win.last_analysis
+    return a is not None and len(a.faces) >= n and win.session is not None
+
+
+# -- the live window ------------------------------------------------------------------------------------
+def test_video_frames_advance_boxes_drawn_and_panel_follows_selection(make_window, model_file, clip) -> None:
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    from eacfer.ui.session import face_label, face_probabilities
+    from eacfer.viz import class_color
+
+    win = make_window(checkpoint=str(model_file), source=str(clip))
+    wait_until(lambda: playing_with_faces(win), what="two faces on screen")
+    seen = set()
+    wait_until(lambda: seen.add(win.last_analysis.packet.seq) or len(seen) >= 6, what="frames advancing")
+    assert win.frames_displayed >= 6
+    assert "model" not in win._notes and win.banner_text() == ""
+
+    # default selection: the largest face, shown in the panel
+    a = win.last_analysis
+    sel = win.selected_face_index()
+    areas = [f.box[2] * f.box[3] for f in a.faces]
+    assert sel == int(np.argmax(areas))
+    face = a.faces[sel]
+    assert face.track_id is not None and face.smoothed is not None
+    assert np.allclose(win.panel.bars.probabilities, face_probabilities(face, True))
+    name, conf = face_label(face, True)
+    assert name in win.panel.face_label.text() and f"{100 * conf:.0f}%" in win.panel.face_label.text()
+    assert len(win.panel.history.times) >= 1
+
+    # pixel checks on the window at every predicted box: the box edge and the label are drawn there
+    pixels = window_pixels(win)
+    for f in a.faces:
+        x, y, w, h = f.box
+        color = np.array(class_color(list(f.class_names).index(face_label(f, True)[0])))
+        edge = [to_window(win, x + w * t, y + 1.0) for t in np.linspace(0.55, 0.9, 8)]
+        edge += [to_window(win, x + 1.0, y + h * t) for t in np.linspace(0.2, 0.9, 8)]
+        hits = [np.abs(pixels[py, px].astype(int) - color).max() <= 40 for px, py in edge]
+        assert sum(hits) >= 13, f"box edge not drawn at {f.box}: {[pixels[py, px] for px, py in edge]}"
+        x0, y0 = to_window(win, x, y - 14)
+        x1, y1 = to_window(win, x + w * 0.45, y - 4)
+        label = pixels[y0:y1, x0:x1].reshape(-1, 3).astype(int)
+        assert (np.abs(label - color).max(axis=1) <= 40).mean() > 0.4, "label background missing"
+
+    # click the other (smaller) face: the panel switches to it and stays on its track
+    other = 1 - sel
+    ox, oy, ow, oh = a.faces[other].box
+    track = a.faces[other].track_id
+    wx, wy = win.view.image_to_widget(ox + ow / 2, oy + oh / 2).toTuple()
+    QTest.mouseClick(win.view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(round(wx), round(wy)))
+    assert win.selected_track == track
+    wait_until(lambda: win.last_analysis.packet.seq != a.packet.seq and playing_with_faces(win), what="next frame")
+    b = win.last_analysis
+    i = win.selected_face_index()
+    assert b.faces[i].track_id == track and i != int(np.argmax([f.box[2] * f.box[3] for f in b.faces]))
+    assert np.allclose(win.panel.bars.probabilities, face_probabilities(b.faces[i], True))
+
+    # raw vs smoothed (T) and the attention map (C)
+    QTest.keyClick(win, Qt.Key.Key_T)
+    assert not win.act_smoothed.isChecked() and "(raw)" in win.panel.face_label.text()
+    assert np.allclose(win.panel.bars.probabilities, win.last_analysis.faces[win.selected_face_index()].probabilities)
+    QTest.keyClick(win, Qt.Key.Key_C)
+    assert win.inference.want_cam
+    wait_until(lambda: playing_with_faces(win) and all(f.cam is not None for f in win.last_analysis.faces),
+               what="faces with attention maps")
+
+    # pause (Space) stops the frames; play resumes them
+    QTest.keyClick(win, Qt.Key.Key_Space)
+    assert win.capture.paused
+    time.sleep(0.4)
+    wait_until(lambda: True)
+    seq = win.last_analysis.packet.seq
+    time.sleep(0.4)
+    wait_until(lambda: True)
+    assert win.last_analysis.packet.seq == seq
+    QTest.keyClick(win, Qt.Key.Key_Space)
+    wait_until(lambda: win.last_analysis.packet.seq != seq, what="playback resumed")
+
+
+def test_snapshot_and_record_write_files(make_window, model_file, clip, tmp_path: Path) -> None:
+    import cv2
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    win = make_window(checkpoint=str(model_file), source=str(clip))
+    wait_until(lambda: playing_with_faces(win), what="faces on screen")
+
+    QTest.keyClick(win, Qt.Key.Key_S)
+    assert win.last_snapshot is not None
+    png, table = win.last_snapshot
+    assert Path(png).parent == tmp_path / "out"
+    saved = cv2.imread(str(png))
+    assert saved is not None and saved.shape == (360, 640, 3)
+    rows = list(csv.DictReader(open(table, encoding="utf-8")))
+    faces = win.last_analysis.faces
+    assert len(rows) == len(faces) >= 2
+    assert {"source", "frame", "time_s", "track", "x", "y", "w", "h", "emotion", "p_Happiness",
+            "smoothed_emotion"} <= set(rows[0])
+    assert sorted(r["emotion"] for r in rows) == sorted(f.emotion for f in faces)
+    assert abs(sum(float(rows[0][f"p_{c}"]) for c in faces[0].class_names) - 1.0) < 1e-3
+
+    QTest.keyClick(win, Qt.Key.Key_R)
+    assert win.recorder is not None and win.act_record.isChecked()
+    wait_until(lambda: win.recorder is not None and win.recorder.frames >= 8, what="recorded frames")
+    QTest.keyClick(win, Qt.Key.Key_R)
+    assert win.recorder is None and not win.act_record.isChecked()
+    videos = list((tmp_path / "out").glob("recording_*.mp4"))
+    tables = list((tmp_path / "out").glob("recording_*.csv"))
+    assert len(videos) == 1 and len(tables) == 1
+    cap = cv2.VideoCapture(str(videos[0]))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    assert n >= 8
+    rows = list(csv.DictReader(open(tables[0], encoding="utf-8")))
+    assert len({r["frame"] for r in rows}) >= 4 and all(r["track"] for r in rows)
+    assert not list((tmp_path / "out").glob(".*tmp"))  # no temporary files left behind
+
+
+def test_model_switching_onnx_and_broken_file(make_window, model_file, clip, tmp_path: Path) -> None:
+    from eacfer.export import export_onnx
+
+    onnx = tmp_path / "other.onnx"
+    export_onnx(_save_random_model(tmp_path / "other.pt", "resnet18"), onnx, with_cams=True)
+    win = make_window(checkpoint=str(model_file), source=str(clip))
+    wait_until(lambda: playing_with_faces(win), what="faces with the first model")
+    assert "mobilenet_v2" in win.panel.model_label.text()
+
+    win.load_model(str(onnx))
+    wait_until(lambda: win.session is not None and win.session.path == str(onnx), what="the ONNX model")
+    summary = win.session.summary
+    assert (summary.backbone, summary.backend, summary.device, summary.input_size) == ("resnet18", "onnxruntime", "CPU", 64)
+    assert "resnet18" in win.panel.model_label.text() and "onnxruntime" in win.panel.model_label.text()
+    wait_until(lambda: playing_with_faces(win) and win.last_analysis.model_path == str(onnx), what="frames from it")
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"this is not a model")
+    win.load_model(str(broken))
+    wait_until(lambda: not win.model_loading, what="the broken model to fail")
+    assert win.session.path == str(onnx)  # the working model stays
+    assert "Could not load the model" in win.banner_text() and "broken.pt" in win.banner_text()
+    from PySide6.QtCore import QSettings
+
+    assert QSettings(str(make_window.settings_file), QSettings.Format.IniFormat).value("model/path") == str(onnx)
+
+
+def test_no_model_explains_how_to_get_one_and_still_plays(make_window, clip, cache_dir) -> None:
+    win = make_window(source=str(clip))
+    wait_until(lambda: win.frames_displayed >= 3, what="frames without a model")
+    text = win.banner_text()
+    assert "No model loaded" in text and "eacfer demo" in text and "eacfer train" in text
+    assert win.last_analysis.faces == [] and win.panel.model_label.text() == "No model loaded."
+
+
+def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, tmp_path: Path) -> None:
+    win = make_window(checkpoint=str(model_file), source="9")
+    wait_until(lambda: "No camera at index 9" in win.banner_text(), what="the no-camera message")
+
+    broken_video = tmp_path / "broken.mp4"
+    broken_video.write_bytes(os.urandom(4096))
+    win.open_source(str(broken_video))
+    wait_until(lambda: "Cannot play" in win.banner_text(), what="the undecodable-video message")
+    assert "broken.mp4" in win.banner_text()
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a_broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (photos / "b_face.jpg").write_bytes(ASTRONAUT.read_bytes())
+    win.open_source(str(photos))
+    wait_until(lambda: "a_broken.jpg" in win.banner_text(), what="the undecodable-photo message")
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    QTest.keyClick(win, Qt.Key.Key_Right)  # next photo: the real face
+    wait_until(lambda: win.last_analysis is not None and win.last_analysis.packet.still
+               and len(win.last_analysis.faces) >= 1, what="the face in the next photo")
+    assert win.banner_text() == "" and win.photos.index == 1
+    assert win.last_analysis.faces[0].track_id is None  # photos are not tracked
+    assert win.isVisible()
+
+
+def test_settings_remember_model_and_source(make_window, model_file, clip) -> None:
+    first = make_window(checkpoint=str(model_file), source=str(clip))
+    wait_until(lambda: playing_with_faces(first, 1), what="first window playing")
+    first.close()
+    second = make_window()  # nothing on the command line: both come back from the settings file
+    wait_until(lambda: playing_with_faces(second, 1), what="second window playing")
+    assert second.session.path == str(model_file.resolve())
+    assert second.source_spec.target == str(clip)
+
+
+def test_cli_screenshot_mode_after_cv2_import(model_file, clip, tmp_path: Path, cache_dir: Path) -> None:
+    """`eacfer ui --screenshot --quit-after` in a fresh process that imported cv2 first."""
+    import subprocess
+    import sys
+
+    shot = tmp_path / "ui.png"
+    code = (
+        "import os, sys, cv2\n"
+        "injected = [k for k in ('QT_QPA_PLATFORM_PLUGIN_PATH', 'QT_QPA_FONTDIR') if k in os.environ]\n"
+        "from eacfer.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "left = [k for k in injected if k in os.environ]\n"
+        "print('INJECTED', injected, 'LEFT', left)\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "EACFER_CACHE_DIR": str(cache_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "ui", "--checkpoint", str(model_file), "--source", str(clip), "--screenshot",
+         str(shot), "--quit-after", "1", "--settings", str(tmp_path / "s.ini"), "--size", "1000x640",
+         "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "LEFT []" in proc.stdout
+    import cv2
+
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (640, 1000)
+    # the annotated frame is on it: box/label pixels in the palette colours, left of the side panel,
+    # far more of them than in the raw frame (the panel's own bars are excluded by the crop)
+    from eacfer.viz import PALETTE
+
+    def palette_pixels(bgr: np.ndarray) -> int:
+        rgb = bgr[:, :, ::-1].reshape(-1, 1, 3).astype(int)
+        return int((np.abs(rgb - np.array(PALETTE[:7])[None]).max(axis=2) <= 10).any(axis=1).sum())
+
+    assert palette_pixels(img[60:600, :600]) > palette_pixels(two_face_frame(0)) + 800
