@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -75,19 +76,20 @@ def _peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def bench_reference(args, imgs, labels, device) -> dict:
+def bench_reference(args, imgs, labels, device, workers: int) -> dict:
+    torch.backends.cudnn.benchmark = False  # as the reference trainer (reproducible kernel choice)
     torch.manual_seed(0)
     model = create_model(args.backbone, num_classes=7).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)  # the reference trainer's optimizer
     ds = _InMemory(imgs, labels, EACTrainTransform(args.image_size))
-    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers,
                                      pin_memory=device.type == "cuda", drop_last=True,
-                                     persistent_workers=args.workers > 0)
+                                     persistent_workers=workers > 0)
     _peak_reset(device)
     steps = args.warmup + args.ref_steps
     it = iter(dl)
     done = 0
-    t0 = None
+    t0 = time.perf_counter()
     while done < steps:
         try:
             batch = next(it)
@@ -102,24 +104,24 @@ def bench_reference(args, imgs, labels, device) -> dict:
     _sync(device)
     sec = time.perf_counter() - t0
     n = args.ref_steps * args.batch_size
-    return {"samples_per_s": n / sec, "samples": n, "seconds": sec, "peak_gib": _peak_gib(device),
-            "workers": args.workers}
+    return {"samples_per_s": n / sec, "samples": n, "seconds": sec, "peak_gib": _peak_gib(device), "workers": workers}
 
 
-def _fast_model(args, device):
+def _fast_model(args, device, views: str):
+    configure_backend(device)  # cudnn.benchmark on CUDA
     torch.manual_seed(0)
     net = create_model(args.backbone, num_classes=7).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    model = TwoViewEAC(net, views=args.views)
+    model = TwoViewEAC(net, views=views)
     opt = make_optimizer(net.parameters(), 1e-4, 1e-4, device)
     if args.compile:
         model = torch.compile(model)
     return model, opt
 
 
-def bench_fast(args, imgs, labels, device) -> dict:
-    model, opt = _fast_model(args, device)
+def bench_fast(args, imgs, labels, device, views: str) -> dict:
+    model, opt = _fast_model(args, device, views)
     cuda = device.type == "cuda"
     t_load = time.perf_counter()
     dl = FastLoader(imgs, labels, args.batch_size, device=device, augment=GPUAugment(args.image_size), seed=0,
@@ -138,11 +140,11 @@ def bench_fast(args, imgs, labels, device) -> dict:
     sec = time.perf_counter() - t0
     return {"samples_per_s": stats["n"] / sec, "samples": stats["n"], "epoch_seconds": sec,
             "upload_seconds": load_s, "peak_gib": _peak_gib(device), "resident": dl.resident,
-            "views": args.views, "compile": args.compile}
+            "views": views, "compile": args.compile}
 
 
-def bench_compute_bound(args, device) -> dict:
-    model, opt = _fast_model(args, device)
+def bench_compute_bound(args, device, views: str) -> dict:
+    model, opt = _fast_model(args, device, views)
     cuda = device.type == "cuda"
     g = torch.Generator(device=device).manual_seed(0)
     fmt = torch.channels_last if cuda else torch.contiguous_format
@@ -160,17 +162,29 @@ def bench_compute_bound(args, device) -> dict:
     _sync(device)
     sec = time.perf_counter() - t0
     n = args.bound_steps * args.batch_size
-    return {"samples_per_s": n / sec, "samples": n, "seconds": sec, "peak_gib": _peak_gib(device)}
+    return {"samples_per_s": n / sec, "samples": n, "seconds": sec, "peak_gib": _peak_gib(device), "views": views}
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median samples/s (all its fields), plus every round's samples/s."""
+    ordered = sorted(runs, key=lambda r: r["samples_per_s"])
+    out = dict(ordered[len(ordered) // 2])
+    out["rounds_samples_per_s"] = [r["samples_per_s"] for r in runs]
+    return out
 
 
 def environment(device: torch.device) -> dict:
     env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-           "cpu_threads": torch.get_num_threads(), "platform": platform.platform()}
+           "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "platform": platform.platform()}
     if device.type == "cuda":
         env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                    cudnn=torch.backends.cudnn.version(),
                    gpu_memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1))
     return env
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -181,18 +195,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--src-size", type=int, default=100, help="side of the synthetic decoded images")
     p.add_argument("--n-images", type=int, default=12271, help="RAF-DB's training-set size")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=8, help="DataLoader workers of the reference pipeline")
+    p.add_argument("--ref-workers", type=_ints, default=[2, 8],
+                   help="DataLoader workers of the reference pipeline, comma-separated (2 = eacfer train's default)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--ref-steps", type=int, default=120)
     p.add_argument("--bound-steps", type=int, default=120)
-    p.add_argument("--views", choices=("split", "joint"), default="split")
+    p.add_argument("--views", default="split,joint", help="fast-pipeline view modes to measure (first = headline)")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast model")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved rounds; the median is reported")
     p.add_argument("--quick", action="store_true", help="tiny CPU sizes (smoke run)")
     p.add_argument("--json-out", default=None, help="also write the results as JSON here")
     a = p.parse_args(argv)
+    a.views = [v.strip() for v in a.views.split(",") if v.strip()]
+    if not a.views or any(v not in ("split", "joint") for v in a.views):
+        p.error("--views takes split and/or joint")
     if a.quick:
         a.backbone, a.image_size, a.n_images, a.batch_size = "resnet18", 64, 192, 16
-        a.workers, a.warmup, a.ref_steps, a.bound_steps = 0, 2, 6, 6
+        a.ref_workers, a.warmup, a.ref_steps, a.bound_steps = [0], 2, 6, 6
+        a.repeats = max(a.repeats, 3)
     return a
 
 
@@ -200,29 +220,37 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    configure_backend(device)
     env = environment(device)
     print(json.dumps(env))
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (args.n_images, args.src_size, args.src_size, 3), dtype=np.uint8)
     labels = rng.integers(0, 7, args.n_images)
     setup = {k: getattr(args, k) for k in ("backbone", "image_size", "src_size", "n_images", "batch_size",
-                                           "workers", "views", "compile", "quick")}
+                                           "ref_workers", "views", "compile", "quick", "repeats")}
     print("setup:", json.dumps(setup))
-    ref = bench_reference(args, imgs, labels, device)
-    print(f"reference     : {ref['samples_per_s']:9.1f} samples/s  (peak {ref['peak_gib']} GiB)")
-    fast = bench_fast(args, imgs, labels, device)
-    print(f"fast          : {fast['samples_per_s']:9.1f} samples/s  epoch {fast['epoch_seconds']:.2f} s "
-          f"(peak {fast['peak_gib']} GiB, stack upload {fast['upload_seconds']:.2f} s)")
-    bound = bench_compute_bound(args, device)
-    print(f"compute bound : {bound['samples_per_s']:9.1f} samples/s  (peak {bound['peak_gib']} GiB)")
-    ratio = fast["samples_per_s"] / ref["samples_per_s"]
+    runs: dict[str, list[dict]] = {}
+    for r in range(args.repeats):  # interleaved, so a busy machine slows every variant alike
+        for w in args.ref_workers:
+            runs.setdefault(f"reference_w{w}", []).append(bench_reference(args, imgs, labels, device, w))
+        for v in args.views:
+            runs.setdefault(f"fast_{v}", []).append(bench_fast(args, imgs, labels, device, v))
+            runs.setdefault(f"bound_{v}", []).append(bench_compute_bound(args, device, v))
+        print(f"round {r + 1}/{args.repeats}: " + ", ".join(
+            f"{k} {v[-1]['samples_per_s']:.1f}" for k, v in runs.items()) + " samples/s", flush=True)
+    res = {k: _median_run(v) for k, v in runs.items()}
+    for k, v in res.items():
+        extra = f"  epoch {v['epoch_seconds']:.2f} s, stack upload {v['upload_seconds']:.2f} s" if "epoch_seconds" in v else ""
+        print(f"{k:16s}: {v['samples_per_s']:9.1f} samples/s  peak {v['peak_gib'] if v['peak_gib'] is None else round(v['peak_gib'], 2)} GiB{extra}")
+    best_ref = max((res[f"reference_w{w}"] for w in args.ref_workers), key=lambda r: r["samples_per_s"])
+    head = args.views[0]
+    fast, bound = res[f"fast_{head}"], res[f"bound_{head}"]
+    ratio = fast["samples_per_s"] / best_ref["samples_per_s"]
     of_bound = fast["samples_per_s"] / bound["samples_per_s"]
-    raf_epoch = args.n_images / fast["samples_per_s"]
-    print(f"fast / reference = {ratio:.2f}x ; fast / compute bound = {of_bound:.0%} ; "
-          f"RAF-DB-size epoch (fast) = {raf_epoch:.1f} s")
-    result = {"environment": env, "setup": setup, "reference": ref, "fast": fast, "compute_bound": bound,
-              "fast_over_reference": ratio, "fast_over_bound": of_bound}
+    raf_epoch = 12271 / fast["samples_per_s"]
+    print(f"headline (views={head}): fast / best reference ({best_ref['workers']} workers) = {ratio:.2f}x ; "
+          f"fast / compute bound = {of_bound:.0%} ; RAF-DB epoch (12,271 images) at this rate = {raf_epoch:.1f} s")
+    result = {"environment": env, "setup": setup, "results": res, "headline_views": head,
+              "fast_over_best_reference": ratio, "fast_over_bound": of_bound, "rafdb_epoch_seconds": raf_epoch}
     if args.json_out:
         from eacfer.utils.atomic import write_json
 

@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from fast_testutils import synthetic_faces, tiny_net
 
 from eacfer import engine
 from eacfer.constants import RAFDB_CLASSES
@@ -22,6 +21,7 @@ from eacfer.fast.step import (
     make_optimizer,
 )
 from eacfer.transforms import EACTrainTransform, EvalTransform
+from fast_testutils import synthetic_faces, tiny_net
 
 
 class _RefSet(torch.utils.data.Dataset):

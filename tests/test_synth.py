@@ -110,14 +110,14 @@ def test_expressions_change_the_face_where_real_ones_do():
         for seed in range(40):
             d = _diff(label, seed)
             assert d[:8, :8].max() < 1e-3 and d[:8, -8:].max() < 1e-3  # corners untouched
-            lo.append(d[34:52, 18:46].mean())  # mouth area
-            up.append(d[12:30, 14:50].mean())  # brows and eyes
+            lo.append(d[42:58, 16:48].mean())  # mouth area
+            up.append(d[14:36, 10:54].mean())  # brows, eyes and forehead
         lower[label], upper[label] = float(np.mean(lo)), float(np.mean(up))
-    assert lower[HAPPINESS] > 1.5 * upper[HAPPINESS]  # a smile is mostly the mouth
-    assert upper[ANGER] > 1.5 * lower[ANGER]  # anger is mostly lowered, drawn-together brows
-    assert lower[SURPRISE] > 2 and upper[SURPRISE] > 4  # open mouth, raised brows and wide eyes
+    assert lower[HAPPINESS] > 1.2 * upper[HAPPINESS]  # a smile is mostly the mouth (plus raised cheeks)
+    assert upper[ANGER] > 2 * lower[ANGER]  # anger is mostly lowered, drawn-together brows
+    assert lower[SURPRISE] > 3 and upper[SURPRISE] > 6  # open mouth, raised brows and wide eyes
     assert lower[SURPRISE] > 1.5 * lower[SADNESS]  # an O mouth moves more than a frown
-    assert upper[SADNESS] > 1 and lower[SADNESS] > 1  # inner brows up, mouth corners down
+    assert upper[SADNESS] > 2 and lower[SADNESS] > 1  # inner brows up, mouth corners down
 
 
 def test_same_label_faces_vary():

@@ -354,7 +354,7 @@ def coerce_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The measured-efficiency table (markdown lines) with its footnotes; rows from :func:`measure_model` or the CSV."""
-    from .noisy import _md_table
+    from .tables import md_table
 
     rows = [coerce_row(r) for r in rows]
     batch = rows[0]["throughput_batch"] if rows else "N"
@@ -380,7 +380,7 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
             fps += " (classify only)"
         line += [fps, "—" if r.get("accuracy") is None else f"{r['accuracy']:.2f} ({r['accuracy_metric']})"]
         body.append(line)
-    md += [_md_table(head, body), ""]
+    md += [md_table(head, body), ""]
     kinds = sorted({str(r["video_fps_kind"]) for r in rows if r.get("video_fps_kind")})
     md += [f"- video FPS: {k}" for k in kinds]
     faces = [f"{r['name']}: {r['video_frames_with_face']}" for r in rows if r.get("video_frames_with_face") is not None]
@@ -393,7 +393,7 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _published_cost_md(published: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
-    from .noisy import _md_table
+    from .tables import md_table
 
     body = []
     for r in rows:
@@ -408,7 +408,7 @@ def _published_cost_md(published: Any, rows: Sequence[dict[str, Any]]) -> list[s
     return ["## Published (not measured here): RAF-DB accuracy and reported cost", "",
             "Accuracies and costs as reported by their authors. Published latencies were measured on other "
             "hardware and are not comparable with the latencies above.", "",
-            _md_table(["model", "accuracy (%)", "params (M)", "GFLOPs", "latency (ms/face)", "source"], body), "",
+            md_table(["model", "accuracy (%)", "params (M)", "GFLOPs", "latency (ms/face)", "source"], body), "",
             *[f"- [{k}] {published.cite(k)}" for k in refs], ""]
 
 

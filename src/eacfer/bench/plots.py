@@ -66,7 +66,7 @@ def plot_noisy_curves(results: Sequence[Any], path: str | os.PathLike[str]) -> P
 def plot_noisy_table(results: Sequence[Any], published: Any, path: str | os.PathLike[str]) -> Path:
     """Last-5 mean accuracy vs noise rate: one solid line per measured backbone × method, the matching
     published EAC-repository row dashed in the same colour."""
-    from .noisy import columns_of, measured_table, published_row
+    from .tables import columns_of, measured_table, published_row
 
     fig, (ax,) = _figure()
     rows, cols, values = measured_table(results, "last5_mean_accuracy")

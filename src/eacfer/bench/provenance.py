@@ -70,6 +70,10 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - a dependency, but the report should not die without it
         info["onnxruntime"] = None
     info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:  # other work on a shared machine skews latencies: record how busy it was
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        info["load_avg_1m"] = None
     return info
 
 
@@ -80,6 +84,8 @@ def describe_machine(m: dict[str, Any]) -> str:
         parts.append(f"onnxruntime {m['onnxruntime']}")
     if m.get("gpu"):
         parts.append(f"GPU {m['gpu']}")
+    if m.get("load_avg_1m") is not None:
+        parts.append(f"load average {m['load_avg_1m']} at start")
     return ", ".join(parts)
 
 

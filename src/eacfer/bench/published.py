@@ -13,9 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: eacfer backbone → the EAC repository's row name (for "measured vs published" pairing).
-NOISE_KEYS = ("0.0", "0.1", "0.2", "0.3")
-
 
 @dataclass(frozen=True)
 class Published:

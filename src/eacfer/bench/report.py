@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .efficiency import EFFICIENCY_CSV, PLOT_PNG, efficiency_table_md, read_efficiency_csv
-from .noisy import TABLE_CSV, TABLE_METRICS, _md_table, read_noisy_csv
 from .provenance import META_NAME, describe_machine
+from .tables import TABLE_CSV, TABLE_METRICS, md_table, read_noisy_csv
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _noisy_md(b: BenchOutput) -> list[str]:
         if not mrows:
             continue
         body = [[r["backbone"], r["method"], *[f"{float(r[c]):.2f}" if r[c] else "—" for c in cols]] for r in mrows]
-        md += [f"**{title}** (measured)", "", _md_table(["backbone", "method", *cols], body), ""]
+        md += [f"**{title}** (measured)", "", md_table(["backbone", "method", *cols], body), ""]
     return md
 
 
@@ -120,11 +120,11 @@ def published_md(published: Any) -> list[str]:
     keys = ["0.0", "0.1", "0.2", "0.3"]
     md = [f"## {PUBLISHED_HEADING}", "", published.note, ""]
     md += ["### RAF-DB test accuracy (%) under label noise", "",
-           _md_table(["model", "method", "clean", "10%", "20%", "30%", "metric", "source"],
+           md_table(["model", "method", "clean", "10%", "20%", "30%", "metric", "source"],
                      [[e["model"], e["method"], *[_fmt(e["values"].get(k)) for k in keys], e["metric"],
                        f"[{e['source']}]"] for e in published.noisy]), ""]
     md += ["### Other datasets (clean labels)", "",
-           _md_table(["model", "dataset", "accuracy (%)", "source"],
+           md_table(["model", "dataset", "accuracy (%)", "source"],
                      [[e["model"], e["dataset"], _fmt(e["value"]), f"[{e['source']}]"] for e in published.other_datasets]),
            ""]
     body = []
@@ -133,7 +133,7 @@ def published_md(published: Any) -> list[str]:
         body.append([e["model"], e.get("backbone", "—"), _fmt(e["accuracy"]), _fmt(e.get("params_m"), 1),
                      _fmt(e.get("gflops"), 1), lat, f"[{e['source']}]" + (f" ({e['note']})" if e.get("note") else "")])
     md += ["### State of the art on clean RAF-DB", "",
-           _md_table(["model", "backbone", "accuracy (%)", "params (M)", "GFLOPs", "latency (ms/face, hardware)",
+           md_table(["model", "backbone", "accuracy (%)", "params (M)", "GFLOPs", "latency (ms/face, hardware)",
                       "source"], body), "",
            "### Sources", ""]
     used = sorted({e["source"] for g in (published.noisy, published.other_datasets, published.sota) for e in g})
@@ -154,7 +154,7 @@ def build_report(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     published = published or load_published()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    outputs = find_outputs(inputs)
+    outputs = sorted(find_outputs(inputs), key=lambda b: b.kind != "noisy")  # noisy grid first, as in the paper
     md = ["# eacfer benchmark results", "",
           "Two separate parts. **Part 1** holds only figures measured by eacfer, each bench with the command, git "
           "commit, machine and date that produced it. **Part 2** holds only figures published by others, each with "

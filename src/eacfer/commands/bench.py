@@ -117,6 +117,37 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- runners
 
+_NOT_OPTIONS = {"func", "command", "bench_command", "verbose", "quiet"}
+_SPACE_LISTS = {"checkpoints", "inputs"}  # nargs="+" options; "append" options repeat the flag
+
+
+def canonical_command(args: argparse.Namespace) -> str:
+    """The command with every effective option spelled out (defaults included), for the provenance record.
+
+    Rebuilt from the parsed arguments rather than ``sys.argv`` so that it is also right when the CLI is
+    called in-process (``eacfer.cli.main([...])``).
+    """
+    import shlex
+
+    parts = ["eacfer", "bench", args.bench_command]
+    for key, value in vars(args).items():
+        if key in _NOT_OPTIONS or value is None or value is False or value == []:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list) and key in _SPACE_LISTS:
+            parts += [flag, *map(str, value)]
+        elif isinstance(value, list) and key in ("pretrained", "train_opt"):
+            for v in value:
+                parts += [flag, str(v)]
+        elif isinstance(value, list):
+            parts += [flag, ",".join(map(str, value))]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
 
 def _key_values(items: list[str], flag: str) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -160,10 +191,9 @@ def noisy_from_args(args: argparse.Namespace) -> Any:
 
 def run_noisy(args: argparse.Namespace) -> int:
     from ..bench.noisy import run_noisy_bench
-    from ..bench.provenance import command_line
 
     bench = noisy_from_args(args)
-    results, files = run_noisy_bench(bench, command=command_line(), train=not args.tables_only,
+    results, files = run_noisy_bench(bench, command=canonical_command(args), train=not args.tables_only,
                                      plots=not args.no_plots)
     for r in results:
         acc = r.metric("last5_mean_accuracy")
@@ -181,7 +211,6 @@ def run_efficiency(args: argparse.Namespace) -> int:
     import torch
 
     from ..bench.efficiency import ModelSpec, run_efficiency_bench
-    from ..bench.provenance import command_line
 
     for name in ("batch", "iters"):
         if getattr(args, name) < 1:
@@ -202,7 +231,7 @@ def run_efficiency(args: argparse.Namespace) -> int:
         get_backbone_spec(b)  # unknown names fail here with the list of known ones
     specs = [ModelSpec.from_backbone(b) for b in backbones] + [ModelSpec.from_checkpoint(c) for c in args.checkpoints]
     rows, files = run_efficiency_bench(
-        specs, args.out, command=command_line(), plot=not args.no_plots, image_size=args.image_size,
+        specs, args.out, command=canonical_command(args), plot=not args.no_plots, image_size=args.image_size,
         device=args.device, batch=args.batch, warmup=args.warmup, iters=args.iters,
         video_frames=args.video_frames, onnx=not args.no_onnx,
     )

@@ -30,5 +30,7 @@ def run(args: argparse.Namespace) -> int:
                     with_cams=args.with_cams)
     print(f"wrote {r['path']} ({r['bytes'] / 1e6:.1f} MB, {r['backbone']}, {r['input_size']} px, opset {r['opset']}, "
           f"batch {'dynamic' if r['dynamic_batch'] else 1}, outputs logits{' + cams' if r['with_cams'] else ''})")
-    print(f"onnxruntime vs torch: max |diff| = {r['max_abs_diff']:.2e} (limit 1e-4) OK")
+    d = r["diffs"]
+    cams = f"; cams max |diff| {d['cams']:.2e} ({d['cams_scaled']:.2e} relative to their scale)" if "cams" in d else ""
+    print(f"onnxruntime vs torch on random inputs: logits max |diff| = {d['logits']:.2e}{cams} (limit 1e-4) OK")
     return 0

@@ -5,7 +5,7 @@ Used by tests and the demo; it is *not* real data and says so in a ``README.txt`
 Each face is drawn with OpenCV from an expression parameter vector (brow raise, inner-brow raise,
 eye opening, mouth curve/opening/width, lip press, sneer, nose wrinkle, teeth, forehead lines, brow
 furrow, smile lines) whose class prototypes follow the facial action units of the 7 basic
-expressions. Intensity varies per sample and ~30% of faces blend in a confusable neighbour (fear and
+expressions. Intensity varies per sample and ~25% of faces blend in a confusable neighbour (fear and
 surprise, disgust and anger, sadness and neutral...), so classes overlap the way real ones do.
 Identity (face shape, skin tone, hair, eye colour, glasses), pose (in-plane roll, yaw-like feature
 shift, scale, position), background, lighting gradient, blur, pixel noise and JPEG quality vary
@@ -86,11 +86,11 @@ def class_counts(n: int, weights: tuple[int, ...] | np.ndarray) -> np.ndarray:
 
 def expression_params(label: int, rng: np.random.Generator) -> np.ndarray:
     """Expression parameter vector (see :data:`PARAMS`) for one face of class ``label``."""
-    intensity = rng.uniform(0.3, 1.0)
+    intensity = rng.uniform(0.4, 1.0)
     target = PROTOTYPES[label].copy()
-    if rng.random() < 0.3:  # partly another, confusable expression
+    if rng.random() < 0.25:  # partly another, confusable expression
         other = PROTOTYPES[rng.choice(_CONFUSABLE[label])]
-        w = rng.uniform(0.15, 0.5)
+        w = rng.uniform(0.1, 0.45)
         target = (1 - w) * target + w * other
     params = _NEUTRAL + intensity * (target - _NEUTRAL)
     return params + rng.normal(0.0, 0.12, size=params.shape)
@@ -128,7 +128,7 @@ def render_face(label: int, rng: np.random.Generator, size: int = 100) -> np.nda
     out *= (grad * np.float32(rng.uniform(0.7, 1.2)))[:, :, None]
     out += np.float32(rng.uniform(-20, 20))
     if rng.random() < 0.5:
-        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2) * size / 100)  # sigma relative to size
     # Sensor noise, uniform rather than Gaussian: 4x cheaper to draw and just as good for this purpose.
     amp = np.float32(rng.uniform(0.0, 10.0))
     out += (rng.random(size=out.shape, dtype=np.float32) - np.float32(0.5)) * (2 * amp)
@@ -157,11 +157,13 @@ class _Face:
 
     def __init__(self, rng: np.random.Generator, size: int) -> None:
         self.rng, self.size = rng, size
-        self.a = size * rng.uniform(0.25, 0.31)  # face half-width in pixels
-        self.elong = rng.uniform(1.15, 1.4)
-        self.cx = size / 2 + rng.normal(0, 0.03 * size)
-        self.cy = size / 2 + rng.normal(0, 0.03 * size) + 0.03 * size
-        self.roll = rng.normal(0, 7.0)
+        # Tight crops like RAF-DB's aligned images: the face fills most of the frame, eyes near the
+        # same place in every image (alignment), with a little residual jitter.
+        self.a = size * rng.uniform(0.34, 0.41)  # face half-width in pixels
+        self.elong = rng.uniform(1.15, 1.35)
+        self.cx = size / 2 + rng.normal(0, 0.02 * size)
+        self.cy = size / 2 + rng.normal(0, 0.02 * size) + 0.04 * size
+        self.roll = rng.normal(0, 5.0)
         self.yaw = rng.uniform(-0.22, 0.22)
         cr, sr = math.cos(math.radians(self.roll)), math.sin(math.radians(self.roll))
         self.rot = np.array([[cr, -sr], [sr, cr]])
@@ -276,7 +278,7 @@ class _Face:
                 self.poly(img, [(-0.09, y0 + 0.07 + dv), (0.09, y0 + 0.07 + dv)], self.shade(k))
         if p["smile_lines"] > 0.3:
             k = 1 - 0.25 * min(p["smile_lines"], 1.2)
-            mw = 0.32 * p["mouth_width"]
+            mw = 0.34 * p["mouth_width"]
             for side in (-1, 1):
                 uv = [
                     (side * 0.2, 0.27),
@@ -287,11 +289,11 @@ class _Face:
 
     def draw_mouth(self, img, p) -> None:
         m = self.mouth_y
-        mw = 0.32 * float(np.clip(p["mouth_width"], 0.5, 1.6))
+        mw = 0.34 * float(np.clip(p["mouth_width"], 0.5, 1.6))
         opening = float(np.clip(p["mouth_open"], 0.0, 1.3))
-        corner = m - 0.13 * p["mouth_curve"]
+        corner = m - 0.17 * p["mouth_curve"]
         upper_c = m - 0.04 * opening
-        lower_c = m + 0.3 * opening + 0.04 * max(p["mouth_curve"], 0.0)
+        lower_c = m + 0.36 * opening + 0.05 * max(p["mouth_curve"], 0.0)
         t = np.linspace(-1.0, 1.0, 13)
         bow = 1 - t**2
         x = t * mw

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..utils.atomic import atomic_path
 from .qtenv import require_pyside, sanitize_qt_environment
+from .recorder import shareable
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def save_screenshot(widget, path: str | os.PathLike[str]) -> Path:  # noqa: ANN0
     with atomic_path(path, suffix=".png") as tmp:
         if not pixmap.save(str(tmp), "PNG"):
             raise OSError(f"{path}: could not write the screenshot")
+        shareable(tmp)
     return path
 
 
@@ -52,6 +54,7 @@ def run_app(
     quit_after: float | None = None,
     settings_path: str | None = None,
     size: tuple[int, int] | None = None,
+    cam: bool | None = None,
     argv: list[str] | None = None,
 ) -> int:
     """Open the window and run the Qt event loop; returns the exit status.
@@ -75,7 +78,7 @@ def run_app(
     app.setApplicationName(APPLICATION)
     settings = open_settings(settings_path)
     options = WindowOptions(checkpoint=checkpoint, source=source, detector=detector, device=device, backend=backend,
-                            output_dir=output_dir, probe_cameras=quit_after is None)
+                            output_dir=output_dir, probe_cameras=quit_after is None, cam=cam)
     window = MainWindow(settings, options)
     if size is not None:
         window.resize(*size)

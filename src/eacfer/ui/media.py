@@ -135,13 +135,14 @@ class CaptureReader:
     ``live`` sources (cameras, URLs) cannot seek; files report ``frame_count`` and ``fps``.
     """
 
-    def __init__(self, spec: SourceSpec):
+    def __init__(self, spec: SourceSpec, live: bool | None = None):
         from ..sources import open_source
 
         self.spec = spec
         target: Any = int(spec.target) if spec.kind == "camera" else spec.target
         try:
-            self._src = open_source(target)
+            # live=True makes a file behave like a camera (used to simulate a camera that disconnects)
+            self._src = open_source(target, live=live)
         except (ValueError, OSError) as e:
             if spec.kind == "camera":
                 raise SourceError(

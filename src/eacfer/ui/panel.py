@@ -56,9 +56,9 @@ class SidePanel(QWidget):
         v.addWidget(self.history)
         layout.addWidget(box)
 
-        self.hint_label = QLabel("Click a face to select it. Keys: Space pause · S snapshot · R record · "
-                                 "C attention map · ←/→ previous/next photo (or seek)")
-        self.hint_label.setWordWrap(True)
+        self.hint_label = QLabel("Click a face to select it · Space S R C T ← →")
+        self.hint_label.setToolTip("Space pause · S snapshot · R record · C attention map · T smoothed/raw labels · "
+                                   "←/→ previous/next photo (or 5 s in a video)")
         self.hint_label.setStyleSheet("color: gray")
         layout.addWidget(self.hint_label)
         layout.addStretch(1)
@@ -78,8 +78,8 @@ class SidePanel(QWidget):
             return "–" if v is None else f"{v:.1f} ms"
 
         text = (f"<b>{fps:.1f} FPS</b> · {faces} face(s)<br>"
-                f"detect {ms('detect')} · classify {ms('classify')} · draw {ms('draw')}<br>"
-                f"frames dropped (stale): {dropped}")
+                f"detect {ms('detect')} · classify {ms('classify')}<br>draw {ms('draw')} · "
+                f"stale frames dropped: {dropped}")
         if recording:
             text += f"<br><span style='color:#d22'>● {recording}</span>"
         self.perf_label.setText(text)

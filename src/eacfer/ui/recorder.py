@@ -24,25 +24,28 @@ log = logging.getLogger(__name__)
 
 def csv_columns(class_names: tuple[str, ...] | list[str]) -> list[str]:
     """The ``frames.csv`` columns of ``eacfer video``: frame, time, track, box, emotion, p_<class>…, smoothed."""
-    return ["frame", "time_s", "track", "x", "y", "w", "h", "emotion", *[f"p_{c}" for c in class_names],
-            "smoothed_emotion"]
+    from ..video import frames_csv_header
+
+    return frames_csv_header(list(class_names))
 
 
-def face_rows(analysis: Any) -> list[dict[str, Any]]:
-    """One CSV row per face of an :class:`~eacfer.ui.session.Analysis`."""
-    rows = []
+def face_rows(analysis: Any, empty_row: bool = False) -> list[dict[str, Any]]:
+    """One CSV row per face of an :class:`~eacfer.ui.session.Analysis`, formatted like ``frames.csv``.
+
+    With ``empty_row`` a frame without faces gets one row with empty face fields (as ``eacfer video`` does).
+    """
     packet = analysis.packet
+    base = {"frame": packet.index, "time_s": f"{float(packet.time_s):.4f}"}
+    if not analysis.faces:
+        return [dict(base)] if empty_row else []
+    rows = []
     for face in analysis.faces:
-        x, y, w, h = (float(v) for v in face.box)
-        row: dict[str, Any] = {
-            "frame": packet.index,
-            "time_s": round(float(packet.time_s), 3),
-            "track": "" if getattr(face, "track_id", None) is None else face.track_id,
-            "x": round(x, 1), "y": round(y, 1), "w": round(w, 1), "h": round(h, 1),
-            "emotion": face.emotion,
-        }
+        row: dict[str, Any] = dict(base)
+        row["track"] = "" if getattr(face, "track_id", None) is None else face.track_id
+        row.update(zip(("x", "y", "w", "h"), (f"{float(v):.1f}" for v in face.box), strict=True))
+        row["emotion"] = face.emotion
         for name, p in zip(face.class_names, face.probabilities, strict=True):
-            row[f"p_{name}"] = round(float(p), 6)
+            row[f"p_{name}"] = f"{float(p):.5f}"
         row["smoothed_emotion"] = face.smoothed_emotion or ""
         rows.append(row)
     return rows
@@ -54,12 +57,20 @@ def timestamp_name(prefix: str) -> str:
     return f"{prefix}_{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
 
 
+def shareable(path: str | os.PathLike[str]) -> None:
+    """Give a temporary file the usual permissions (temporary files are created private, 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     import cv2
 
     with atomic_path(path, suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[:, :, ::-1])):
             raise OSError(f"{path}: could not write the PNG")
+        shareable(tmp)
 
 
 def save_snapshot(out_dir: str | os.PathLike[str], annotated_rgb: np.ndarray, analysis: Any) -> tuple[Path, Path]:
@@ -74,15 +85,19 @@ def save_snapshot(out_dir: str | os.PathLike[str], annotated_rgb: np.ndarray, an
     _write_png(png, annotated_rgb)
     class_names = tuple(analysis.class_names) or (tuple(analysis.faces[0].class_names) if analysis.faces else ())
     with atomic_open(table, "w", newline="", encoding="utf-8") as fh:
+        shareable(fh.name)
         writer = csv.DictWriter(fh, fieldnames=["source", *csv_columns(class_names)])
         writer.writeheader()
-        for row in face_rows(analysis):
+        for row in face_rows(analysis, empty_row=True):
             writer.writerow({"source": analysis.packet.name, **row})
     return png, table
 
 
 class Recorder:
     """Writes the annotated stream to ``recording_*.mp4`` and its faces to ``recording_*.csv``.
+
+    The MP4 holds the frames shown on screen at the rate given (the source's for files); the CSV has
+    the columns of ``eacfer video``'s ``frames.csv``.
 
     Example:
         >>> rec = Recorder("recordings", class_names, fps=25.0, size=(640, 360))  # doctest: +SKIP
@@ -91,42 +106,36 @@ class Recorder:
 
     def __init__(self, out_dir: str | os.PathLike[str], class_names: tuple[str, ...], fps: float,
                  size: tuple[int, int]):
-        import cv2
+        from ..video import VideoWriter
 
         out = Path(out_dir)
         stem = timestamp_name("recording")
         self.video_path, self.csv_path = out / f"{stem}.mp4", out / f"{stem}.csv"
-        self.size = (int(size[0]), int(size[1]))
-        self.fps = float(min(max(fps, 1.0), 60.0))
         self.frames = 0
+        self._video = VideoWriter(self.video_path, float(min(max(fps, 1.0), 60.0)), size)
         self._stack = contextlib.ExitStack()
         try:
-            tmp_video = self._stack.enter_context(atomic_path(self.video_path, suffix=".mp4"))
-            self._writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
-            if not self._writer.isOpened():
-                raise OSError(f"{self.video_path}: cannot create an MP4 writer (no mp4v encoder in OpenCV?)")
             fh = self._stack.enter_context(atomic_open(self.csv_path, "w", newline="", encoding="utf-8"))
+            shareable(fh.name)
             self._csv = csv.DictWriter(fh, fieldnames=csv_columns(class_names))
             self._csv.writeheader()
         except BaseException:
-            # hand the exception to the atomic writers so they delete their temporary files
+            self._video.abort()
+            # hand the exception to the atomic writer so it deletes its temporary file
             self._stack.__exit__(*sys.exc_info())
             raise
 
     def write(self, annotated_rgb: np.ndarray, analysis: Any) -> None:
-        """Append one annotated frame and its faces; frames of another size are letterboxed to fit."""
-        import cv2
-
-        frame = annotated_rgb
-        if (frame.shape[1], frame.shape[0]) != self.size:
-            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-        for row in face_rows(analysis):
+        """Append one annotated frame and its faces (frames of another size are resized to fit)."""
+        self._video.write(np.ascontiguousarray(annotated_rgb[:, :, ::-1]))
+        for row in face_rows(analysis, empty_row=True):
             self._csv.writerow(row)
         self.frames += 1
 
     def close(self) -> tuple[Path, Path]:
         """Finish both files (they appear under their final names now)."""
-        self._writer.release()
-        self._stack.close()
+        try:
+            self._video.close()
+        finally:
+            self._stack.close()
         return self.video_path, self.csv_path

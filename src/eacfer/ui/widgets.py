@@ -171,7 +171,7 @@ class HistoryPlot(QWidget):
         self.class_names: list[str] = []
         self.times = np.zeros(0)
         self.values = np.zeros((0, 0))
-        self.setMinimumHeight(120)
+        self.setMinimumHeight(100)
 
     def set_history(self, class_names: Sequence[str], times: np.ndarray, values: np.ndarray) -> None:
         """``times``: N timestamps (s, increasing); ``values``: N×K probabilities."""

@@ -66,6 +66,7 @@ class WindowOptions:
     output_dir: str | None = None
     history_s: float = 10.0
     probe_cameras: bool = True
+    cam: bool | None = None  # start with attention maps on/off (None: as last time)
 
 
 class Bridge(QObject):
@@ -125,6 +126,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.result_slot: LatestSlot[Analysis] = LatestSlot()
         self.inference = InferenceThread(self.frame_slot, self._post_result, self.bridge.analysis_error.emit, passthrough)
 
+        import cv2  # noqa: F401 - imported now, so the first frame's "draw" time is drawing, not an import
+
         self._build_ui()
         self.bridge.result_ready.connect(self._on_result_ready)
         self.bridge.source_event.connect(self._on_source_event)
@@ -168,7 +171,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
 
     def _restore_and_start(self) -> None:
         s = self.settings
-        self.act_cam.setChecked(_as_bool(s.value("view/cam", False)))
+        cam = self.options.cam
+        self.act_cam.setChecked(_as_bool(s.value("view/cam", False)) if cam is None else cam)
         self.act_smoothed.setChecked(_as_bool(s.value("view/smoothed", True)))
         self.act_loop.setChecked(_as_bool(s.value("view/loop", True)))
         geometry = s.value("window/geometry")
@@ -223,6 +227,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         gen = self._model_gen
         self.model_loading = True
         self.panel.set_model(None, loading=os.path.basename(path))
+        if self.session is None:
+            self.set_note("model", f"Loading the model {os.path.basename(path)} …")
         opts = self.options
 
         def work() -> None:

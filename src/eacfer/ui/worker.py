@@ -199,7 +199,8 @@ class CaptureThread(threading.Thread):
             self.frames_read += 1
             time_s = index / reader.fps if not reader.live else time.monotonic() - self._t0
             packet = FramePacket(
-                seq=self._next_seq(), index=index, time_s=time_s, image=image, source_id=self.source_id, reset=reset
+                seq=self._next_seq(), index=index, time_s=time_s, image=image, source_id=self.source_id, reset=reset,
+                name=reader.spec.label if reader.live else reader.spec.target,
             )
             reset = False
             if not reader.live:

@@ -1,0 +1,197 @@
+"""Tables of the noisy-label grid: measured values from the runs' own summaries, published rows apart.
+
+``noisy_table.csv`` has one row per (source, backbone, method, metric) and one column per noise level;
+its ``source`` column is ``measured`` or ``published: …`` so the two never share a row. The markdown
+shows measured and published values in separate tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only for annotations: noisy imports this module
+    from .noisy import GridCell, RunResult
+
+#: metric key in summary.json → (table title, short name). Accuracies are fractions there, percent here.
+TABLE_METRICS: dict[str, tuple[str, str]] = {
+    "last5_mean_accuracy": ("Mean test accuracy of the last 5 epochs (%), EAC's reporting", "last-5 mean"),
+    "best_accuracy": ("Best test accuracy over all epochs (%)", "best"),
+    "final_mean_class_accuracy": ("Mean-class test accuracy at the final epoch (%)", "mean-class"),
+}
+TABLE_MD = "noisy_table.md"
+TABLE_CSV = "noisy_table.csv"
+RUNS_DIR = "runs"
+
+
+def md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-markdown table.
+
+    Example:
+        >>> print(md_table(["a", "b"], [["1", "2"]]))
+        | a | b |
+        |---|---|
+        | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def columns_of(cells: Sequence[GridCell]) -> list[GridCell]:
+    """One representative cell per noise level, in grid order."""
+    seen: dict[str, GridCell] = {}
+    for c in cells:
+        seen.setdefault(c.tag, c)
+    return list(seen.values())
+
+
+def rows_of(cells: Sequence[GridCell]) -> list[tuple[str, str]]:
+    """(backbone, method) rows in grid order."""
+    rows: list[tuple[str, str]] = []
+    for c in cells:
+        if (c.backbone, c.method) not in rows:
+            rows.append((c.backbone, c.method))
+    return rows
+
+
+def measured_table(results: Sequence[RunResult], metric: str) -> tuple[list[tuple[str, str]], list[GridCell], list[list[float | None]]]:
+    """``(rows, columns, values)`` of one metric in percent; a cell without a finished run is None."""
+    cells = [r.cell for r in results]
+    rows, cols = rows_of(cells), columns_of(cells)
+    by_key = {(r.cell.backbone, r.cell.method, r.cell.tag): r for r in results}
+    values = []
+    for b, m in rows:
+        line: list[float | None] = []
+        for col in cols:
+            r = by_key.get((b, m, col.tag))
+            line.append(r.metric(metric) if r is not None and r.status == "done" else None)
+        values.append(line)
+    return rows, cols, values
+
+
+def published_row(published: Any, backbone: str, method: str, cols: Sequence[GridCell]) -> tuple[dict[str, Any], list[float | None]] | None:
+    """The published EAC-repository row for (backbone, method) aligned to the grid's noise columns."""
+    ref = published.noisy_reference(backbone, method)
+    if ref is None:
+        return None
+    vals = [ref["values"].get(f"{c.noise_rate:.1f}") if c.noise_rate is not None else None for c in cols]
+    return ref, vals
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def write_noisy_outputs(out: str | os.PathLike[str], results: Sequence[RunResult], published: Any,
+                        meta: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Path]:
+    """Write ``noisy_table.md/.csv`` (+ ``noisy_curves.png``, ``noisy_table.png``) into ``out``."""
+    from ..utils.atomic import write_text
+    from .provenance import describe_machine
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = columns_of([r.cell for r in results])
+    files: dict[str, Path] = {}
+
+    # CSV: one row per (source, backbone, method, metric); the source column keeps measured and published apart.
+    header = ["source", "backbone", "method", "metric", *[c.column for c in cols]]
+    lines = [header]
+    for metric in TABLE_METRICS:
+        rows, _, values = measured_table(results, metric)
+        for (b, m), vals in zip(rows, values, strict=True):
+            lines.append(["measured", b, m, metric, *["" if v is None else repr(v) for v in vals]])
+    for b, m in rows_of([r.cell for r in results]):
+        pr = published_row(published, b, m, cols)
+        if pr is not None:
+            ref, vals = pr
+            lines.append([f"published: {ref['model']} [{ref['source']}] {published.cite(ref['source'])}",
+                          ref["backbone"], m, ref["metric"], *["" if v is None else repr(v) for v in vals]])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(lines)
+    write_text(out / TABLE_CSV, buf.getvalue())
+    files["csv"] = out / TABLE_CSV
+
+    md = ["# Noisy-label benchmark", ""]
+    if meta:
+        md += [f"- **Measured here** with `{meta.get('command', '?')}`",
+               f"- commit `{meta.get('commit', '?')}`, {meta.get('date', '?')}",
+               f"- machine: {describe_machine(meta.get('machine', {}))}"]
+    first = next((r for r in results if r.run_dir.joinpath("config.yaml").is_file()), None)
+    if first is not None:
+        md.append(f"- data: {_data_line(first.run_dir / 'config.yaml')}")
+    md += [f"- runs: {sum(r.status == 'done' for r in results)} of {len(results)} finished "
+           f"(accuracies on the test split in %, from each run's `summary.json`)", ""]
+    for metric, (title, _) in TABLE_METRICS.items():
+        rows, _, values = measured_table(results, metric)
+        md += [f"## Measured here: {title}", "", md_table(["backbone", "method", *[c.column for c in cols]],
+               [[b, m, *map(_fmt, v)] for (b, m), v in zip(rows, values, strict=True)]), ""]
+        if metric == "last5_mean_accuracy":
+            md += _aligned_published_md(published, rows, cols)
+    md += _published_md(published, results, cols)
+    md += ["## Runs", "", md_table(["run", "status", "this invocation", "epochs", "train seconds"],
+           [[f"`{RUNS_DIR}/{r.cell.name}`", r.status, r.action or "—", str(r.summary.get("epochs", "—")),
+             f"{float(r.summary['seconds']):.0f}" if r.summary.get("seconds") is not None else "—"] for r in results]), ""]
+    write_text(out / TABLE_MD, "\n".join(md))
+    files["md"] = out / TABLE_MD
+    if plots:
+        from .plots import plot_noisy_curves, plot_noisy_table
+
+        files["curves"] = plot_noisy_curves(results, out / "noisy_curves.png")
+        files["table_png"] = plot_noisy_table(results, published, out / "noisy_table.png")
+    return files
+
+
+def _aligned_published_md(published: Any, rows: Sequence[tuple[str, str]], cols: Sequence[GridCell]) -> list[str]:
+    """The published rows matching the measured ones, in the same layout, as a separate table."""
+    body = []
+    for b, m in rows:
+        pr = published_row(published, b, m, cols)
+        if pr is not None:
+            ref, vals = pr
+            body.append([f"{ref['model']} (for {b} {m})", m, *map(_fmt, vals), f"[{ref['source']}]"])
+    if not body:
+        return []
+    return ["**Published, same layout (not measured here)**: last-5 mean accuracy from the EAC repository "
+            "(real RAF-DB, the paper's recipe); `—` where it has no such noise level.", "",
+            md_table(["published model", "method", *[c.column for c in cols], "source"], body), ""]
+
+
+def _published_md(published: Any, results: Sequence[RunResult], cols: Sequence[GridCell]) -> list[str]:
+    keys = ["0.0", "0.1", "0.2", "0.3"]
+    head = ["model", "method", "clean", "10%", "20%", "30%", "metric", "source"]
+    body = []
+    for e in published.noisy:
+        body.append([e["model"], e["method"], *[_fmt(e["values"].get(k)) for k in keys], e["metric"], f"[{e['source']}]"])
+    refs = sorted({e["source"] for e in published.noisy})
+    md = ["## Published (not measured here): RAF-DB test accuracy (%) under label noise", "",
+          "Rows of the EAC repository pair with the measured rows above by backbone "
+          "(`resnet50_msceleb` ↔ ResNet-50, `mobilenet_v2` ↔ MobileNet) and method; the ResNet-18 rows are from the "
+          "EAC paper, for context. The measured grid may use other data, epochs or image size, so compare with care.", "",
+          md_table(head, body), ""]
+    md += [f"- [{k}] {published.cite(k)}" for k in refs] + [""]
+    return md
+
+
+def _data_line(config_yaml: Path) -> str:
+    try:
+        import yaml
+
+        c = yaml.safe_load(config_yaml.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError) as e:
+        return f"(unreadable {config_yaml.name}: {e})"
+    return (f"`{c.get('data')}` ({c.get('format')}, {c.get('train_images')} train / {c.get('test_images')} test images), "
+            f"{c.get('epochs')} epochs, image size {c.get('image_size')}, batch {c.get('batch_size')}, lr {c.get('lr')}, "
+            f"noise seed {c.get('noise_seed')}")
+
+
+def read_noisy_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Read ``noisy_table.csv`` back (one dict per row)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+

@@ -1,0 +1,134 @@
+"""The fast pipeline's side of ``eacfer train``: data on the device, wrapped model, epoch and eval loops.
+
+:class:`FastPipeline` is what :func:`eacfer.trainer.train` uses instead of DataLoaders and
+:mod:`eacfer.engine` when ``pipeline == "fast"``. The trainer keeps owning the run directory, resume,
+the optimizer's schedule and the summary; checkpoints hold the plain network's weights, exactly as with
+the reference pipeline (DDP / torch.compile / two-view wrappers are never saved).
+
+Under ``torchrun`` the global batch stays ``batch_size`` (each of the W ranks takes ``batch_size / W``),
+so the optimisation follows the recipe; BatchNorm then sees ``batch_size / W`` images per rank unless
+``sync_bn`` is set (SyncBatchNorm, CUDA only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import distributed as fd
+from .cache import content_key, load_or_build
+from .gpu_augment import GPUAugment
+from .pipeline import FastLoader
+from .step import TwoViewEAC, configure_backend, fast_evaluate, fast_train_epoch, make_optimizer
+
+log = logging.getLogger(__name__)
+
+
+def decoded_stack(ds: Any, image_size: int, cache_dir: str | None, split: str) -> np.ndarray:
+    """A dataset's images as one N×H×W×3 uint8 stack (memory-mapped from ``cache_dir`` when given).
+
+    Images of one size are stacked as they are (the on-device resize then matches the reference);
+    mixed sizes are first resized to ``image_size`` on the CPU, which the reference does not do (warned).
+    """
+
+    def build() -> np.ndarray:
+        try:
+            return ds.uint8_stack()
+        except ValueError as e:
+            log.warning("%s split: %s; caching the images resized to %d (the reference pipeline resizes "
+                        "after the pixel noise instead)", split, e, image_size)
+            return ds.uint8_stack(image_size)
+
+    paths = [getattr(s, "path", None) for s in ds.samples]
+    if cache_dir is None or any(p is None for p in paths):
+        if cache_dir is not None:
+            log.info("%s split has in-memory pixels (no files): decoded cache kept in memory", split)
+        return load_or_build(build, key="", cache_dir=None)
+    key = content_key(paths, extra=f"{split}|n={len(paths)}|size={image_size}")
+    return load_or_build(build, key=key, cache_dir=cache_dir, expected_len=len(paths), prefix=f"decoded-{split}")
+
+
+class FastPipeline:
+    """Loaders, model wrappers and loops of a fast-pipeline run.
+
+    Args:
+        net: the EAC network, already on ``dist_info.device`` (its weights are what checkpoints store).
+        train_ds, test_ds: :class:`~eacfer.data.datasets.FERDataset`-like (``uint8_stack``, ``labels``, ``samples``).
+        views: ``"split"`` (reference BatchNorm semantics) or ``"joint"`` (one 2N forward pass).
+
+    Example:
+        >>> fp = FastPipeline(net, data.train, data.test, cfg, fd.setup("cpu"), mean, std)  # doctest: +SKIP
+        >>> stats = fp.train_epoch(optimizer, epoch=1)                                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        train_ds: Any,
+        test_ds: Any,
+        *,
+        image_size: int,
+        batch_size: int,
+        eval_batch_size: int | None,
+        flip_view: str,
+        noise_p: float,
+        noise_var: float,
+        erasing_scale: Sequence[float],
+        seed: int,
+        dist_info: fd.DistInfo,
+        mean: Sequence[float],
+        std: Sequence[float],
+        views: str = "split",
+        compile: bool = False,
+        sync_bn: bool = False,
+        cache_dir: str | None = None,
+    ):
+        self.info = dist_info
+        self.device = dist_info.device
+        world = dist_info.world_size
+        if batch_size % world:
+            raise ValueError(f"--batch-size {batch_size} must be divisible by the number of processes ({world})")
+        per_rank = batch_size // world
+        cuda = self.device.type == "cuda"
+        self.amp = cuda  # bf16 autocast on CUDA; CPU runs stay fp32
+        configure_backend(self.device)
+        aug = GPUAugment(image_size, mean=mean, std=std, noise_p=noise_p, noise_var=noise_var,
+                         erasing_scale=(float(erasing_scale[0]), float(erasing_scale[1])), flip_view=flip_view)
+        train_imgs = decoded_stack(train_ds, image_size, cache_dir, "train")
+        test_imgs = decoded_stack(test_ds, image_size, cache_dir, "test")
+        shard = -(-len(train_imgs) // world)
+        # as the reference: drop a trailing batch of exactly one image (BatchNorm cannot train on it)
+        drop_last = shard % per_rank == 1 and shard > 1
+        common = {"device": self.device, "rank": dist_info.rank, "world_size": world, "channels_last": cuda}
+        self.train_loader = FastLoader(train_imgs, train_ds.labels(), per_rank, augment=aug, seed=seed,
+                                       drop_last=drop_last, **common)
+        self.test_loader = FastLoader(test_imgs, test_ds.labels(), max(1, (eval_batch_size or max(batch_size, 64)) // world),
+                                      eval_transform=aug, **common)
+        if cuda:
+            net.to(memory_format=torch.channels_last)  # in place: the Parameter objects stay the same
+        self.net = net
+        model: nn.Module = fd.wrap_ddp(TwoViewEAC(net, views), dist_info, sync_bn=sync_bn)
+        self.model = torch.compile(model) if compile else model
+        self.views, self.compiled = views, compile
+        log.info("fast pipeline: %d train images (%s on %s), per-rank batch %d × %d ranks, views %s, %s%s",
+                 len(train_imgs), "resident" if self.train_loader.resident else "streamed", self.device,
+                 per_rank, world, views, "bf16 autocast" if self.amp else "fp32", ", torch.compile" if compile else "")
+
+    def make_optimizer(self, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        """The recipe's Adam (fused on CUDA)."""
+        return make_optimizer(params, lr, weight_decay, self.device)
+
+    def train_epoch(self, optimizer: torch.optim.Optimizer, *, epoch: int, method: str = "eac", lam: float = 5.0,
+                    progress: bool = True) -> dict[str, float]:
+        """One epoch; same keys as :func:`eacfer.engine.train_one_epoch`, reduced over all ranks."""
+        return fast_train_epoch(self.model, self.train_loader, optimizer, method=method, lam=lam, amp=self.amp,
+                                epoch=epoch, dist_info=self.info, progress=progress)
+
+    def evaluate(self, class_names: Sequence[str]) -> dict[str, Any]:
+        """Test metrics over every rank's shard; same keys as :func:`eacfer.engine.evaluate`."""
+        return fast_evaluate(self.model, self.test_loader, class_names, amp=self.amp, dist_info=self.info)

@@ -1,0 +1,166 @@
+"""Classifier backends: torch vs onnxruntime agreement, preprocessing, safe loading, ONNX checks, cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from inference_testutils import inference_cache, model_pt, write_hostile_pt  # noqa: F401
+
+from eacfer.backends import OnnxClassifier, TorchClassifier, cache_dir, load_classifier
+from eacfer.checkpoint import CheckpointError, load_model
+from eacfer.transforms import EvalTransform
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
+
+
+def test_torch_preprocessing_matches_eval_transform(model_pt, crops):
+    net, info = load_model(model_pt)
+    clf = TorchClassifier(net, info, "cpu")
+    probs, cams = clf.classify(crops, cams=True)
+    tf = EvalTransform(info.input_size, info.mean, info.std)
+    with torch.inference_mode():
+        ref = torch.softmax(net(torch.stack([tf(c) for c in crops])), 1).numpy()
+    np.testing.assert_allclose(probs, ref, atol=2e-5)  # same maths, other float32 rounding order
+    assert probs.shape == (3, 7) and cams.shape[:2] == (3, 7)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_onnxruntime_matches_torch(model_pt, crops):
+    ort_clf = load_classifier(model_pt, device="cpu")
+    assert ort_clf.backend == "onnxruntime" and ort_clf.has_cams
+    torch_clf = load_classifier(model_pt, device="cpu", backend="torch")
+    p1, c1 = ort_clf.classify(crops, cams=True)
+    p2, c2 = torch_clf.classify(crops, cams=True)
+    np.testing.assert_allclose(p1, p2, atol=1e-5)
+    np.testing.assert_allclose(c1, c2, atol=1e-4 * max(1.0, float(np.abs(c2).max())))
+    assert probs_differ(p1)
+    # single crop (H×W×3) is accepted as a batch of one
+    np.testing.assert_allclose(ort_clf.classify(crops[0])[0], p1[:1], atol=1e-6)
+
+
+def test_export_is_cached_by_content_hash(model_pt, inference_cache):
+    load_classifier(model_pt, device="cpu")
+    files = list(cache_dir().glob("*.onnx"))
+    assert len(files) == 1 and str(inference_cache) in str(files[0])
+    before = files[0].stat().st_mtime_ns
+    load_classifier(model_pt, device="cpu")
+    assert files[0].stat().st_mtime_ns == before  # reused, not exported again
+
+
+def test_wrong_crop_shape_is_a_clear_error(model_pt):
+    clf = load_classifier(model_pt, device="cpu")
+    with pytest.raises(ValueError, match="64×64×3 uint8"):
+        clf.classify(np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def test_hostile_pt_never_runs(tmp_path):
+    # the payload is live: plain unpickling does create its marker…
+    probe = tmp_path / "probe"
+    torch.load(write_hostile_pt(tmp_path / "probe.pt", probe), weights_only=False)
+    assert probe.exists()
+    # …but no backend ever runs it
+    marker = tmp_path / "pwned"
+    bad = write_hostile_pt(tmp_path / "evil.pt", marker)
+    for backend in ("onnxruntime", "torch"):
+        with pytest.raises(CheckpointError, match="refused"):
+            load_classifier(bad, device="cpu", backend=backend)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_truncated_model_files(model_pt, tmp_path, suffix):
+    if suffix == ".pt":
+        src = model_pt.read_bytes()
+    else:
+        from eacfer.export import export_onnx
+
+        export_onnx(model_pt, tmp_path / "full.onnx")
+        src = (tmp_path / "full.onnx").read_bytes()
+    bad = tmp_path / f"cut{suffix}"
+    bad.write_bytes(src[: len(src) // 3])
+    with pytest.raises(CheckpointError, match=r"cut\.(pt|onnx): .*(truncated|corrupt)"):
+        load_classifier(bad, device="cpu")
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty file"):
+        load_classifier(empty, device="cpu")
+
+
+def _plain_onnx(net, size: int) -> bytes:
+    import io
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, size, size),), buf, dynamo=False, input_names=["input"],
+                          output_names=["logits"])
+    return buf.getvalue()
+
+
+def test_onnx_without_metadata_or_wrong_shape(model_pt, tmp_path):
+    import onnx
+
+    net, info = load_model(model_pt)
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(_plain_onnx(net, 64))
+    with pytest.raises(CheckpointError, match="without eacfer metadata"):
+        load_classifier(plain)
+    # metadata says 32 px, the graph takes 64 px
+    from eacfer.export import export_onnx_bytes
+
+    m = onnx.load_from_string(export_onnx_bytes(net, info))
+    for p in m.metadata_props:
+        if p.key == "input_size":
+            p.value = json.dumps(32)
+    lying = tmp_path / "lying.onnx"
+    lying.write_bytes(m.SerializeToString())
+    with pytest.raises(CheckpointError, match="does not match the metadata"):
+        load_classifier(lying)
+
+
+def test_fixed_batch_onnx_runs_face_by_face(model_pt, tmp_path, crops):
+    from eacfer.export import export_onnx
+
+    export_onnx(model_pt, tmp_path / "b1.onnx", dynamic_batch=False)
+    clf = OnnxClassifier.from_file(tmp_path / "b1.onnx")
+    assert clf.fixed_batch == 1 and not clf.has_cams
+    probs, _ = clf.classify(crops)
+    ref, _ = load_classifier(model_pt, backend="torch", device="cpu").classify(crops)
+    np.testing.assert_allclose(probs, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="--with-cams"):
+        clf.classify(crops, cams=True)
+
+
+def test_argument_errors(model_pt, tmp_path):
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_classifier(model_pt, backend="tensorrt")
+    (tmp_path / "m.bin").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="unknown model file type"):
+        load_classifier(tmp_path / "m.bin")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_classifier(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="CUDA"):
+        load_classifier(model_pt, device="cuda") if not torch.cuda.is_available() else (_ for _ in ()).throw(
+            ValueError("CUDA present"))
+
+
+def test_no_cache_dir_still_works(model_pt, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EACFER_CACHE_DIR", str(blocker))  # cache folder cannot be created
+    clf = load_classifier(model_pt, device="cpu")
+    assert clf.backend == "onnxruntime"
+    assert isinstance(Path(blocker), Path) and blocker.read_text() == "not a folder"
+
+
+def probs_differ(p: np.ndarray) -> bool:
+    """The test model's outputs depend on the input (not a constant softmax of the bias)."""
+    return float(np.abs(p[0] - p[1]).max()) > 1e-3
