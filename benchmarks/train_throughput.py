@@ -210,8 +210,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not a.views or any(v not in ("split", "joint") for v in a.views):
         p.error("--views takes split and/or joint")
     if a.quick:
-        a.backbone, a.image_size, a.n_images, a.batch_size = "resnet18", 64, 192, 16
-        a.ref_workers, a.warmup, a.ref_steps, a.bound_steps = [0], 2, 6, 6
+        a.backbone, a.image_size, a.n_images, a.batch_size = "resnet18", 48, 96, 16
+        a.ref_workers, a.warmup, a.ref_steps, a.bound_steps = [0], 2, 4, 4
         a.repeats = max(a.repeats, 3)
     return a
 

@@ -1,16 +1,15 @@
 """Shared fixtures of the inference tests (predictor, backends, export, tracking, video, predict/video CLIs).
 
-Import the fixtures you need into a test module: ``from inference_testutils import model_pt, ...  # noqa: F401``.
+Fixtures live in ``inference_fixtures.py``; a test module enables them with
+``pytest_plugins = ["inference_fixtures"]``.
 Models have random weights and a 64 px input: the pipeline, not the accuracy, is under test.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 FACE = Path(__file__).parent / "fixtures" / "faces" / "astronaut.jpg"
 #: where the astronaut's face is in the 512×512 portrait (x, y, w, h), generously
@@ -51,42 +50,6 @@ def save_random_model(path: Path, backbone: str = "mobilenet_v2", size: int = 64
     net = calibrated(create_model(backbone), size)
     save_model(path, net, ModelInfo(backbone, list(RAFDB_CLASSES), size, list(IMAGENET_MEAN), list(IMAGENET_STD)))
     return path
-
-
-@pytest.fixture(scope="session", autouse=False)
-def inference_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Point the on-the-fly ONNX export cache at a temporary folder for the whole session."""
-    old = os.environ.get("EACFER_CACHE_DIR")
-    d = tmp_path_factory.mktemp("eacfer_cache")
-    os.environ["EACFER_CACHE_DIR"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("EACFER_CACHE_DIR", None)
-    else:
-        os.environ["EACFER_CACHE_DIR"] = old
-
-
-@pytest.fixture(scope="session")
-def model_pt(tmp_path_factory: pytest.TempPathFactory, inference_cache: Path) -> Path:
-    """A random-weight MobileNetV2 model file (64 px input)."""
-    return save_random_model(tmp_path_factory.mktemp("model") / "model.pt")
-
-
-@pytest.fixture(scope="session")
-def predictor(model_pt: Path):
-    """A shared CPU predictor (onnxruntime, MediaPipe) with CAMs; tests must not change its settings."""
-    from eacfer.predictor import Predictor
-
-    p = Predictor.from_checkpoint(model_pt, device="cpu", cam=True)
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="session")
-def face_rgb() -> np.ndarray:
-    from eacfer.data.imageio import load_image
-
-    return load_image(FACE)
 
 
 def head_crop(face_rgb: np.ndarray) -> np.ndarray:

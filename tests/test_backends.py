@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_testutils import inference_cache, model_pt, write_hostile_pt  # noqa: F401
 
 from eacfer.backends import OnnxClassifier, TorchClassifier, cache_dir, load_classifier
 from eacfer.checkpoint import CheckpointError, load_model
 from eacfer.transforms import EvalTransform
+from inference_testutils import write_hostile_pt
+
+pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +77,8 @@ def test_hostile_pt_never_runs(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".onnx"])
-def test_truncated_model_files(model_pt, tmp_path, suffix):
-    if suffix == ".pt":
-        src = model_pt.read_bytes()
-    else:
-        from eacfer.export import export_onnx
-
-        export_onnx(model_pt, tmp_path / "full.onnx")
-        src = (tmp_path / "full.onnx").read_bytes()
+def test_truncated_model_files(model_pt, exported_onnx_b1, tmp_path, suffix):
+    src = (model_pt if suffix == ".pt" else exported_onnx_b1).read_bytes()
     bad = tmp_path / f"cut{suffix}"
     bad.write_bytes(src[: len(src) // 3])
     with pytest.raises(CheckpointError, match=r"cut\.(pt|onnx): .*(truncated|corrupt)"):
@@ -93,44 +89,36 @@ def test_truncated_model_files(model_pt, tmp_path, suffix):
         load_classifier(empty, device="cpu")
 
 
-def _plain_onnx(net, size: int) -> bytes:
-    import io
-    import warnings
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, 3, size, size),), buf, dynamo=False, input_names=["input"],
-                          output_names=["logits"])
-    return buf.getvalue()
-
-
-def test_onnx_without_metadata_or_wrong_shape(model_pt, tmp_path):
+def test_onnx_without_metadata_or_wrong_shape(exported_onnx, tmp_path):
     import onnx
 
-    net, info = load_model(model_pt)
+    m = onnx.load(str(exported_onnx))
+    meta = {p.key: p.value for p in m.metadata_props}
+    del m.metadata_props[:]
     plain = tmp_path / "plain.onnx"
-    plain.write_bytes(_plain_onnx(net, 64))
+    plain.write_bytes(m.SerializeToString())
     with pytest.raises(CheckpointError, match="without eacfer metadata"):
         load_classifier(plain)
     # metadata says 32 px, the graph takes 64 px
-    from eacfer.export import export_onnx_bytes
-
-    m = onnx.load_from_string(export_onnx_bytes(net, info))
-    for p in m.metadata_props:
-        if p.key == "input_size":
-            p.value = json.dumps(32)
+    for key, value in {**meta, "input_size": json.dumps(32)}.items():
+        prop = m.metadata_props.add()
+        prop.key, prop.value = key, value
     lying = tmp_path / "lying.onnx"
     lying.write_bytes(m.SerializeToString())
     with pytest.raises(CheckpointError, match="does not match the metadata"):
         load_classifier(lying)
+    # metadata from a stranger's tool
+    del m.metadata_props[:]
+    prop = m.metadata_props.add()
+    prop.key, prop.value = "format", "{not json"
+    odd = tmp_path / "odd.onnx"
+    odd.write_bytes(m.SerializeToString())
+    with pytest.raises(CheckpointError, match="malformed eacfer metadata"):
+        load_classifier(odd)
 
 
-def test_fixed_batch_onnx_runs_face_by_face(model_pt, tmp_path, crops):
-    from eacfer.export import export_onnx
-
-    export_onnx(model_pt, tmp_path / "b1.onnx", dynamic_batch=False)
-    clf = OnnxClassifier.from_file(tmp_path / "b1.onnx")
+def test_fixed_batch_onnx_runs_face_by_face(model_pt, exported_onnx_b1, crops):
+    clf = OnnxClassifier.from_file(exported_onnx_b1)
     assert clf.fixed_batch == 1 and not clf.has_cams
     probs, _ = clf.classify(crops)
     ref, _ = load_classifier(model_pt, backend="torch", device="cpu").classify(crops)

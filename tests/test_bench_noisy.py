@@ -218,6 +218,16 @@ def test_grid_rerun_repeats_only_the_killed_run(grid: tuple[Path, list[str]], ca
     assert "| `runs/mobilenet_v2_eac_noise20` | done | restarted |" in (out / "noisy_table.md").read_text()
 
 
+def test_tables_only_trains_nothing(grid: tuple[Path, list[str]]) -> None:
+    out, argv = grid
+    stamps = {f: f.stat().st_mtime_ns for r in _runs(out) for f in r.iterdir() if f.is_file()}
+    (out / "noisy_table.csv").unlink()
+    assert main([*argv, "--tables-only", "--no-plots"]) == 0
+    assert {f: f.stat().st_mtime_ns for f in stamps} == stamps
+    rows = [r for r in csv.DictReader(open(out / "noisy_table.csv", encoding="utf-8")) if r["source"] == "measured"]
+    assert len(rows) == 6 and all(r["clean"] and r["20%"] for r in rows)
+
+
 def test_interrupted_run_resumes_not_restarts(synth_rafdb: Path, tmp_path: Path) -> None:
     """A run stopped after epoch 1 of 2 continues from last.pt: epoch 1's metrics are kept as they were."""
     from eacfer.trainer import train

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from eacfer.constants import RAFDB_CLASSES
@@ -348,3 +350,51 @@ def test_ferdataset_fer2013_pixels(tmp_path):
     assert len(ds) == 2 and ds.skipped == []
     assert ds.image(0).shape == (48, 48, 3)
     assert ds.uint8_stack().shape == (2, 48, 48, 3)
+
+
+# ------------------------------------------------------------------------------------ fuzzing
+_csv_text = st.lists(
+    st.one_of(
+        st.text(max_size=30),
+        st.builds(lambda n, y: f"{n},{y}", st.text(max_size=15), st.integers(-2, 9)),
+        st.sampled_from(["image,label", "train_00001_aligned.jpg,4", '"a,b",1', "x,1,2,3", '"unterminated,1']),
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=_csv_text, raw=st.binary(max_size=30), strict=st.booleans())
+def test_fuzz_kaggle_csv_parser(tmp_path, lines, raw, strict):
+    root = tmp_path / "kfuzz"  # shared by all examples; each one rewrites the CSV
+    if not root.exists():
+        _img(root / "DATASET" / "train" / "4" / "train_00001_aligned.jpg")
+    (root / "train_labels.csv").write_bytes("\n".join(lines).encode("utf-8", errors="replace") + raw)
+    try:
+        split = load_split(root, "train", format="rafdb-kaggle", strict=strict)
+    except ValueError as e:
+        assert str(root) in str(e)
+    else:
+        assert [s.name for s in split.samples] == ["train_00001_aligned.jpg"]
+        assert split.labels().tolist() == [3]
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(st.text(max_size=4), st.text(max_size=30), st.sampled_from(["Training", "PublicTest", "x", ""])),
+        max_size=6,
+    ),
+    header=st.sampled_from(["emotion,pixels,Usage", "emotion,pixels", "pixels,emotion,Usage", "a,b"]),
+)
+def test_fuzz_fer2013_csv_parser(tmp_path, rows, header):
+    path = tmp_path / "fer2013.csv"
+    body = "\n".join(",".join(f'"{c}"' if i == 1 else c for i, c in enumerate(r)) for r in rows)
+    path.write_text(header + "\n" + body, encoding="utf-8", errors="replace")
+    for split in ("train", "test"):
+        try:
+            data = load_split(path, split, format="fer2013")
+        except ValueError as e:
+            assert "fer2013.csv" in str(e)
+        else:
+            assert all(s.pixels.shape == (48, 48, 3) for s in data.samples)

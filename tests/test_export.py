@@ -8,19 +8,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from inference_testutils import inference_cache, model_pt  # noqa: F401
 
 from eacfer import export as export_mod
 from eacfer.backends import OnnxClassifier
 from eacfer.checkpoint import load_model
 from eacfer.cli import main
 
+pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
+
 
 @pytest.fixture(scope="module")
-def cams_onnx(model_pt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "model.onnx"
-    result = export_mod.export_onnx(model_pt, out, dynamic_batch=True, with_cams=True)
-    return out, result
+def cams_onnx(exported_onnx):
+    """The session's export with a dynamic batch and CAMs, and export_onnx's report on it."""
+    return exported_onnx, json.loads(exported_onnx.with_suffix(".json").read_text())
 
 
 def test_metadata_and_signature(cams_onnx):
@@ -48,7 +48,8 @@ def test_onnx_cams_match_torch(cams_onnx, model_pt):
     assert cams.shape == (4, 7, 2, 2)
 
 
-def test_parity_failure_writes_nothing(model_pt, tmp_path, monkeypatch):
+def test_parity_failure_writes_nothing(model_pt, exported_onnx, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "export_onnx_bytes", lambda *a, **k: exported_onnx.read_bytes())
     monkeypatch.setattr(export_mod, "check_parity", lambda *a, **k: {"logits": 0.5})
     out = tmp_path / "bad.onnx"
     with pytest.raises(export_mod.ExportError, match="disagrees"):

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from inference_testutils import (  # noqa: F401
-    FACE,
-    FACE_REGION,
-    compose_faces,
-    face_rgb,
-    inference_cache,
-    make_clip,
-    model_pt,
-    predictor,
-)
 from PIL import Image
 
 from eacfer.predictor import Predictor, to_rgb_array
 from eacfer.tracking import iou
+from inference_testutils import FACE, FACE_REGION, compose_faces, make_clip
+
+pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 
 
 def _inside(box, region, tol=10):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from inference_testutils import face_rgb, inference_cache, make_clip, model_pt, predictor  # noqa: F401
 
 from eacfer.results import FaceResult
 from eacfer.tracking import IoUTracker, iou
+from inference_testutils import make_clip
 
 NAMES = ("a", "b", "c")
+
+pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 
 
 def _face(x: float, probs=(0.2, 0.3, 0.5)) -> FaceResult:

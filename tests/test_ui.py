@@ -223,6 +223,12 @@ def test_video_frames_advance_boxes_drawn_and_panel_follows_selection(make_windo
     time.sleep(0.4)
     wait_until(lambda: True)
     assert win.last_analysis.packet.seq == seq
+    # seeking while paused shows the frame there: the slider, then → (5 s ahead, clamped to the last frame)
+    win.slider.setValue(5)
+    wait_until(lambda: win.last_analysis.packet.index == 5, what="the frame at the slider position")
+    QTest.keyClick(win, Qt.Key.Key_Right)
+    wait_until(lambda: win.last_analysis.packet.index == 23, what="the frame 5 s ahead (last frame)")
+    seq = win.last_analysis.packet.seq
     QTest.keyClick(win, Qt.Key.Key_Space)
     wait_until(lambda: win.last_analysis.packet.seq != seq, what="playback resumed")
 
@@ -304,6 +310,8 @@ def test_no_model_explains_how_to_get_one_and_still_plays(make_window, clip, cac
 
 
 def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, tmp_path: Path) -> None:
+    from PySide6.QtCore import Qt
+
     win = make_window(checkpoint=str(model_file), source="9")
     wait_until(lambda: "No camera at index 9" in win.banner_text(), what="the no-camera message")
 
@@ -317,9 +325,16 @@ def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, 
     photos.mkdir()
     (photos / "a_broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (photos / "b_face.jpg").write_bytes(ASTRONAUT.read_bytes())
-    win.open_source(str(photos))
+    # dropped on the window, like a user would
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(photos))])
+    win.dropEvent(QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                             Qt.KeyboardModifier.NoModifier))
+    assert win.source_spec.kind == "photos" and len(win.photos.paths) == 2
     wait_until(lambda: "a_broken.jpg" in win.banner_text(), what="the undecodable-photo message")
-    from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
     QTest.keyClick(win, Qt.Key.Key_Right)  # next photo: the real face

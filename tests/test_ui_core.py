@@ -93,6 +93,7 @@ class FakeReader:
 
         class Spec:
             label = "camera 0" if live else "clip.mp4"
+            target = "0" if live else "clip.mp4"
 
         self.spec = Spec()
 

@@ -246,11 +246,11 @@ def _image_sample(
 
 def _resolve_label_file(root: Path, label_file: str | os.PathLike[str]) -> Path:
     p = Path(label_file)
-    if p.is_file():
-        return p
     inside = root / "EmoLabel" / p
     if not p.is_absolute() and len(p.parts) == 1 and inside.is_file():
-        return inside
+        return inside  # a bare name means the dataset's own EmoLabel/noise0X.txt first
+    if p.is_file():
+        return p
     raise FileNotFoundError(f"{label_file}: label file not found (also looked in {root / 'EmoLabel'})")
 
 
@@ -358,6 +358,13 @@ def _load_kaggle(root: Path, split: str, label_file, probs: _Problems) -> tuple[
 
 def _read_label_csv(path: Path, probs: _Problems) -> list[tuple[str, int, int]]:
     """``image,label`` rows (1-based labels) → ``(name, 0-based label, line)``."""
+    try:
+        return _read_label_csv_rows(path, probs)
+    except csv.Error as e:  # e.g. an over-long field: the reader cannot resynchronise, so stop here
+        raise ValueError(f"{path}: malformed CSV ({e})") from None
+
+
+def _read_label_csv_rows(path: Path, probs: _Problems) -> list[tuple[str, int, int]]:
     rows: list[tuple[str, int, int]] = []
     seen: dict[str, int] = {}
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
@@ -439,6 +446,13 @@ def _load_fer2013(root: Path, split: str, probs: _Problems) -> tuple[Sequence[st
     path = root if root.is_file() else _find_fer_csv(root)
     if path is None:
         raise FileNotFoundError(f"{root}: no fer2013.csv found; {LAYOUTS_HELP}")
+    try:
+        return FER2013_CLASSES, _fer_samples(path, split, probs)
+    except csv.Error as e:
+        raise ValueError(f"{path}: malformed CSV ({e})") from None
+
+
+def _fer_samples(path: Path, split: str, probs: _Problems) -> list[Sample]:
     usages = _FER_USAGE[split]
     samples = []
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
@@ -456,7 +470,7 @@ def _load_fer2013(root: Path, split: str, probs: _Problems) -> tuple[Sequence[st
             sample = _fer_row(row, fields, line, path, probs)
             if sample is not None:
                 samples.append(sample)
-    return FER2013_CLASSES, samples
+    return samples
 
 
 def _fer_row(row: dict, fields: dict[str, str], line: int, path: Path, probs: _Problems) -> Sample | None:

@@ -67,7 +67,7 @@ def class_counts(n: int, weights: tuple[int, ...] | np.ndarray) -> np.ndarray:
 
     Example:
         >>> class_counts(14, RAFDB_TRAIN_COUNTS).tolist()
-        [1, 1, 1, 5, 2, 1, 3]
+        [2, 1, 1, 4, 2, 1, 3]
     """
     w = np.asarray(weights, dtype=np.float64)
     k = len(w)

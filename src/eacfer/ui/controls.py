@@ -34,7 +34,7 @@ class ControlsMixin:
                 found = []
             if busy is not None and busy not in found:
                 found = sorted([*found, busy])
-            self.bridge.cameras_listed.emit(found)
+            self.emit_safely("cameras_listed", found)
 
         threading.Thread(target=probe, name="eacfer-camera-probe", daemon=True).start()
 

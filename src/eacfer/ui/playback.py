@@ -45,7 +45,7 @@ class PlaybackMixin:
             sid = self.source_id
             self.capture = CaptureThread(
                 lambda: CaptureReader(spec), self.frame_slot, sid,
-                lambda kind, payload: self.bridge.source_event.emit(sid, kind, payload),
+                lambda kind, payload: self.emit_safely("source_event", sid, kind, payload),
                 lambda: next(self._seq), loop=self.act_loop.isChecked(),
             )
             self.capture.start()
@@ -68,7 +68,9 @@ class PlaybackMixin:
             reader = payload
             self._source_fps = reader.fps
             self._seekable = reader.seekable
+            self.slider.blockSignals(True)
             self.slider.setRange(0, max(reader.frame_count - 1, 0))
+            self.slider.blockSignals(False)
             self.set_note("source", "")
             self._remember_source()
         elif kind == "ended":

@@ -124,7 +124,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
 
         self.frame_slot: LatestSlot[FramePacket] = LatestSlot(merge=merge_packets)
         self.result_slot: LatestSlot[Analysis] = LatestSlot()
-        self.inference = InferenceThread(self.frame_slot, self._post_result, self.bridge.analysis_error.emit, passthrough)
+        self.inference = InferenceThread(self.frame_slot, self._post_result,
+                                         lambda msg: self.emit_safely("analysis_error", msg), passthrough)
 
         import cv2  # noqa: F401 - imported now, so the first frame's "draw" time is drawing, not an import
 
@@ -150,7 +151,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setEnabled(False)
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.slider.sliderMoved.connect(self.seek)
+        self.slider.valueChanged.connect(self.seek)  # user moves only: playback updates it with signals blocked
         self.position_label = QLabel("")
         row.addWidget(self.slider, 1)
         row.addWidget(self.position_label)
@@ -196,6 +197,13 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
             self.set_note("source", "Open a camera, a video or photos (File menu or toolbar), or drop files here.")
             self._check_ready()
 
+    def emit_safely(self, signal: str, *args: Any) -> None:
+        """Emit a :class:`Bridge` signal from a worker thread; a window already destroyed is not an error."""
+        try:
+            getattr(self.bridge, signal).emit(*args)
+        except RuntimeError:  # the C++ side is gone (window closed while a thread was finishing)
+            log.debug("dropped %s: window closed", signal)
+
     # -- messages -----------------------------------------------------------------------------------
     def set_note(self, slot: str, text: str, level: str = "info") -> None:
         """Show (or clear, with empty ``text``) one of the banner messages: model / source / analysis."""
@@ -236,9 +244,9 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
                 session = ModelSession.load(path, device=opts.device, detector=opts.detector, backend=opts.backend)
             except Exception as e:  # every failure is a message, the app keeps running
                 msg = str(e) if str(e) else type(e).__name__
-                self.bridge.model_failed.emit(gen, msg if path in msg else f"{path}: {msg}")
+                self.emit_safely("model_failed", gen, msg if path in msg else f"{path}: {msg}")
             else:
-                self.bridge.model_loaded.emit(gen, session)
+                self.emit_safely("model_loaded", gen, session)
 
         threading.Thread(target=work, name="eacfer-model-loader", daemon=True).start()
 
@@ -287,7 +295,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
     # -- results ------------------------------------------------------------------------------------
     def _post_result(self, analysis: Analysis) -> None:  # inference thread
         self.result_slot.put(analysis)
-        self.bridge.result_ready.emit()
+        self.emit_safely("result_ready")
 
     def _on_result_ready(self) -> None:
         analysis = self.result_slot.get()
@@ -305,7 +313,9 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.fps.tick()
         self.stages.update({k: v for k, v in analysis.timings.items() if k in ("detect", "classify")})
         if self._seekable and not self.slider.isSliderDown():
+            self.slider.blockSignals(True)
             self.slider.setValue(analysis.packet.index)
+            self.slider.blockSignals(False)
         if self._source_fps and not analysis.packet.still:
             self.position_label.setText(f"{analysis.packet.time_s:6.1f} s")
         self._source_settled = True
@@ -330,7 +340,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         if i is None:
             return
         self.selected_track = a.faces[i].track_id  # type: ignore[union-attr]
-        self.selected_index = i
+        # photos have no track ids: remember the face by its position in the list instead
+        self.selected_index = i if self.selected_track is None else None
         self.redraw()
 
     def redraw(self, timed: bool = False) -> None:
