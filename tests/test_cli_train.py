@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -54,24 +55,37 @@ ERRORS = [
 ]
 
 
-def test_argument_errors_are_one_line(synth_rafdb, tmp_path):
-    (tmp_path / "afile").write_text("x")
-    procs = []
-    for extra, _ in ERRORS:
-        args = {"--data": str(synth_rafdb), "--backbone": "resnet18", "--out": str(tmp_path / "run"),
-                "--epochs": "1", "--workers": "0"}
-        for k, v in zip(extra[::2], extra[1::2], strict=True):
-            args[k] = v.format(data=synth_rafdb, tmp=tmp_path)
-        procs.append(eacfer("train", *[x for kv in args.items() for x in kv]))
-    procs.append(eacfer("eval", "--data", synth_rafdb, "--checkpoint", tmp_path / "afile", "--out", tmp_path / "e"))
-    expected = [m for _, m in ERRORS] + ["afile"]
-    for p, match in zip(procs, expected, strict=True):
-        rc, out, err = finish(p, timeout=120)
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert rc == 2, err
-        assert len(lines) == 1 and "Traceback" not in err, err
-        assert lines[0].startswith("eacfer ") and "error:" in lines[0]
-        import re
+def _train_args(extra, data, tmp):
+    args = {"--data": str(data), "--backbone": "resnet18", "--out": str(tmp / "run"), "--epochs": "1", "--workers": "0"}
+    for k, v in zip(extra[::2], extra[1::2], strict=True):
+        args[k] = v.format(data=data, tmp=tmp)
+    return [x for kv in args.items() for x in kv]
 
-        assert re.search(match, lines[0]), lines[0]
+
+def _check_one_line(rc, err, match):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("eacfer ") and "error:" in lines[0]
+    assert re.search(match, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("extra, match", ERRORS, ids=[e[1].split()[0] for e in ERRORS])
+def test_argument_errors_in_process(synth_rafdb, tmp_path, capsys, extra, match):
+    from eacfer.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    rc = main(["train", *_train_args(extra, synth_rafdb, tmp_path)])
+    _check_one_line(rc, capsys.readouterr().err, match)
     assert not (tmp_path / "run").exists()  # nothing was created for a refused run
+
+
+def test_argument_errors_subprocess_exit_2(synth_rafdb, tmp_path):
+    """The real console behaviour: one line on stderr, no traceback, exit status 2."""
+    (tmp_path / "afile").write_text("x")
+    procs = [(eacfer("train", *_train_args(ERRORS[i][0], synth_rafdb, tmp_path)), ERRORS[i][1]) for i in (0, 2, 5)]
+    procs.append((eacfer("eval", "--data", synth_rafdb, "--checkpoint", tmp_path / "afile", "--out", tmp_path / "e"),
+                  "afile"))
+    for p, match in procs:
+        rc, _, err = finish(p, timeout=240)
+        _check_one_line(rc, err, match)

@@ -357,7 +357,9 @@ _csv_text = st.lists(
     st.one_of(
         st.text(max_size=30),
         st.builds(lambda n, y: f"{n},{y}", st.text(max_size=15), st.integers(-2, 9)),
-        st.sampled_from(["image,label", "train_00001_aligned.jpg,4", '"a,b",1', "x,1,2,3", '"unterminated,1']),
+        st.sampled_from(
+            ["image,label", "train_00001_aligned.jpg,4", '"a,b",1', "x,1,2,3", '"unterminated,1']
+        ),
     ),
     max_size=10,
 )
@@ -382,7 +384,9 @@ def test_fuzz_kaggle_csv_parser(tmp_path, lines, raw, strict):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
-        st.tuples(st.text(max_size=4), st.text(max_size=30), st.sampled_from(["Training", "PublicTest", "x", ""])),
+        st.tuples(
+            st.text(max_size=4), st.text(max_size=30), st.sampled_from(["Training", "PublicTest", "x", ""])
+        ),
         max_size=6,
     ),
     header=st.sampled_from(["emotion,pixels,Usage", "emotion,pixels", "pixels,emotion,Usage", "a,b"]),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 
@@ -33,11 +31,16 @@ def test_fast_run_and_exact_resume(synth_rafdb, tmp_path):
     assert resumed["final_accuracy"] == pytest.approx(full["final_accuracy"])
 
 
-def test_auto_pipeline_is_reference_on_cpu(synth_rafdb, tmp_path):
-    train(_cfg(synth_rafdb, tmp_path / "r", pipeline="auto", epochs=1))
-    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
-    assert cfg["pipeline"] == "reference"
-    assert json.loads((tmp_path / "r" / "summary.json").read_text())["finished"]
+def test_auto_pipeline_is_fast_on_cuda_reference_on_cpu(tmp_path):
+    import torch
+
+    from eacfer.trainer import resolve_pipeline
+
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"))
+    assert cfg.pipeline == "auto"
+    assert resolve_pipeline(cfg, torch.device("cpu")).pipeline == "reference"
+    assert resolve_pipeline(cfg, torch.device("cuda")).pipeline == "fast"
+    assert resolve_pipeline(_cfg(tmp_path, tmp_path / "o", pipeline="reference"), torch.device("cuda")).pipeline == "reference"
 
 
 def test_ddp_needs_fast_pipeline_and_bad_values(synth_rafdb, tmp_path, monkeypatch):

@@ -159,6 +159,14 @@ def test_broken_files_raise_clear_errors(tmp_path, name, data, reason):
     assert isinstance(ei.value, ValueError) and ei.value.path == str(path)
 
 
+def test_error_pickles(tmp_path):
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ImageLoadError(tmp_path / "a.jpg", "empty file (0 bytes)")))
+    assert isinstance(err, ImageLoadError) and str(err) == f"{tmp_path / 'a.jpg'}: empty file (0 bytes)"
+    assert err.reason == "empty file (0 bytes)"
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(ImageLoadError, match="file not found"):
         load_image(tmp_path / "nope.jpg")

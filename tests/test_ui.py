@@ -87,7 +87,7 @@ def qapp():
     return QApplication.instance() or QApplication(["eacfer-test"])
 
 
-def wait_until(cond, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
+def wait_until(cond, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ANN001
     from PySide6.QtWidgets import QApplication
 
     end = time.monotonic() + timeout
@@ -214,14 +214,20 @@ def test_video_frames_advance_boxes_drawn_and_panel_follows_selection(make_windo
     wait_until(lambda: playing_with_faces(win) and all(f.cam is not None for f in win.last_analysis.faces),
                what="faces with attention maps")
 
-    # pause (Space) stops the frames; play resumes them
+    # pause (Space) stops the frames (once the frame already in flight is shown); play resumes them
     QTest.keyClick(win, Qt.Key.Key_Space)
     assert win.capture.paused
-    time.sleep(0.4)
-    wait_until(lambda: True)
+
+    def drained() -> bool:
+        n = win.inference.processed
+        time.sleep(0.3)
+        wait_until(lambda: True, timeout=0.1)
+        return win.inference.processed == n and win.frame_slot.get(0) is None
+
+    wait_until(drained, what="the pipeline to drain after pausing")
     seq = win.last_analysis.packet.seq
-    time.sleep(0.4)
-    wait_until(lambda: True)
+    time.sleep(0.5)
+    wait_until(lambda: True, timeout=0.1)
     assert win.last_analysis.packet.seq == seq
     # seeking while paused shows the frame there: the slider, then → (5 s ahead, clamped to the last frame)
     win.slider.setValue(5)
@@ -314,6 +320,15 @@ def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, 
 
     win = make_window(checkpoint=str(model_file), source="9")
     wait_until(lambda: "No camera at index 9" in win.banner_text(), what="the no-camera message")
+    # the camera picker: what the probe found is listed; picking a camera that is gone is a message too
+    win._on_cameras_listed([0, 7])
+    assert [win.camera_combo.itemText(i) for i in range(win.camera_combo.count())] == [
+        "Choose a camera…", "Camera 0", "Camera 7"]
+    win.camera_combo.activated.emit(2)
+    wait_until(lambda: "No camera at index 7" in win.banner_text(), what="the message for camera 7")
+    win._on_cameras_listed([])
+    win.camera_combo.activated.emit(0)
+    assert "No camera found" in win.banner_text()
 
     broken_video = tmp_path / "broken.mp4"
     broken_video.write_bytes(os.urandom(4096))

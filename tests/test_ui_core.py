@@ -281,3 +281,32 @@ def test_ui_package_imports_without_qt_and_missing_pyside_is_one_line(monkeypatc
     assert main(["ui", "--quit-after", "0"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'eacfer[ui]'" in err and "Traceback" not in err
+
+
+def test_list_cameras_probes_device_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    from eacfer.ui import media
+
+    opened = []
+
+    class FakeCapture:
+        def __init__(self, index: int) -> None:
+            opened.append(index)
+            self.index = index
+
+        def isOpened(self) -> bool:  # noqa: N802 - OpenCV API
+            return self.index != 4
+
+        def read(self):  # noqa: ANN201
+            return (self.index != 1), None  # /dev/video1: a metadata node that opens but gives no image
+
+        def release(self) -> None:
+            pass
+
+    monkeypatch.setattr(media.sys, "platform", "linux")
+    monkeypatch.setattr(media.glob, "glob", lambda pattern: ["/dev/video0", "/dev/video1", "/dev/video2",
+                                                             "/dev/video4", "/dev/video-meta"])
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    assert media.list_cameras() == [0, 2]
+    assert opened == [0, 1, 2, 4]

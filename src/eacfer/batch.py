@@ -135,7 +135,7 @@ def predict_paths(
                     stats["errors"] += 1
                     if len(errors) < MAX_LISTED_ERRORS:
                         errors.append(msg)
-                    log.warning("%s", msg)
+                    log.info("%s", msg)  # listed in the summary and the error column
                     emit(_row(str(file), names, error=msg[len(str(file)) + 2:]))
                     continue
                 stats["images"] += 1

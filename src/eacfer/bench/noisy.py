@@ -284,6 +284,9 @@ class NoisyBench:
         unknown = sorted(set(self.pretrained) - {c.backbone for c in self.cells})
         if unknown:
             raise ValueError(f"--pretrained names backbone(s) not in the grid: {', '.join(unknown)}")
+        for b in sorted({c.backbone for c in self.cells} - set(self.pretrained)):
+            log.warning("%s: no --pretrained weights; it trains from random initialisation, unlike the published "
+                        "numbers (pre-trained backbones)", b)
         cfgs = [make_config(c, self.data, self.run_dir(c), self.train_options, self.pretrained, self.noise_seed)
                 for c in self.cells]
         for cfg in cfgs:

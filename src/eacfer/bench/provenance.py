@@ -84,8 +84,10 @@ def describe_machine(m: dict[str, Any]) -> str:
         parts.append(f"onnxruntime {m['onnxruntime']}")
     if m.get("gpu"):
         parts.append(f"GPU {m['gpu']}")
-    if m.get("load_avg_1m") is not None:
-        parts.append(f"load average {m['load_avg_1m']} at start")
+    load = m.get("load_avg_1m")
+    if load is not None:
+        busy = isinstance(m.get("cores"), int) and load > m["cores"]
+        parts.append(f"load average {load} at start" + (" (busy machine: latencies are pessimistic)" if busy else ""))
     return ", ".join(parts)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from .efficiency import EFFICIENCY_CSV, PLOT_PNG, efficiency_table_md, read_efficiency_csv
 from .provenance import META_NAME, describe_machine
-from .tables import TABLE_CSV, TABLE_METRICS, md_table, read_noisy_csv
+from .tables import TABLE_CSV, TABLE_METRICS, _data_line, md_table, read_noisy_csv
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,10 @@ def _noisy_md(b: BenchOutput) -> list[str]:
         return ["No finished runs in this grid yet.", ""]
     cols = [c for c in rows[0] if c not in ("source", "backbone", "method", "metric")]
     md: list[str] = []
+    configs = sorted((b.path / "runs").glob("*/config.yaml"))
+    if configs:
+        md += [f"Data and recipe (first run): {_data_line(configs[0])}; test accuracy in %, from each run's "
+               "`summary.json`. In `noisy_table.png` the dashed lines are the published EAC numbers (Part 2).", ""]
     for metric, (title, _) in TABLE_METRICS.items():
         mrows = [r for r in rows if r["metric"] == metric]
         if not mrows:

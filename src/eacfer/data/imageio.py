@@ -38,6 +38,10 @@ class ImageLoadError(ValueError):
         self.path = str(path)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable with its two arguments (DataLoader workers and process pools send errors back).
+        return (type(self), (self.path, self.reason))
+
 
 def load_image(
     path: str | os.PathLike[str] | bytes | IO[bytes], max_pixels: int = DEFAULT_MAX_PIXELS
@@ -263,8 +267,6 @@ def _sniff(fh: IO[bytes]) -> str:
         return "JPEG header but unreadable data"
     if head[:4] in (b"\x00\x00\x00\x18", b"\x00\x00\x00\x1c", b"\x00\x00\x00\x20") and b"ftyp" in head[:12]:
         return "looks like a video or HEIC file, which is not supported"
-    try:
-        head.decode("utf-8")
+    if not any(b < 9 or 13 < b < 32 or b == 127 for b in head):  # no control bytes: text (any encoding)
         return "looks like a text file"
-    except UnicodeDecodeError:
-        return "unrecognised format"
+    return "unrecognised format"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..utils.atomic import atomic_path
-from .qtenv import require_pyside, sanitize_qt_environment
+from .qtenv import guard_pyside_none_bug, require_pyside, sanitize_qt_environment
 from .recorder import shareable
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def run_app(
     from .window import MainWindow, WindowOptions
 
     app = QApplication.instance() or QApplication(argv if argv is not None else [sys.argv[0]])
+    guard_pyside_none_bug()  # before any thread starts
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     settings = open_settings(settings_path)

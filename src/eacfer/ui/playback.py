@@ -31,6 +31,7 @@ class PlaybackMixin:
         self.source_id = next(self._source_ids)
         self.source_spec = spec
         self._ended = False
+        self.clear_display()
         self.history.clear()
         self.selected_track = self.selected_index = None
         self.set_note("source", "")
@@ -51,6 +52,14 @@ class PlaybackMixin:
             self.capture.start()
         self._update_controls()
         return True
+
+    def clear_display(self) -> None:
+        """Forget the frame on screen (a new source starts from a blank view)."""
+        self.last_analysis = None
+        self.last_annotated = None
+        self.view.set_image(None)
+        self.panel.set_face("No face", (), None)
+        self.panel.set_history((), [], [])
 
     def close_source(self) -> None:
         self.stop_recording()
@@ -92,6 +101,7 @@ class PlaybackMixin:
         try:
             image = load_photo(path)
         except SourceError as e:
+            self.clear_display()  # never leave the previous photo on screen under this one's name
             self.set_note("source", f"{e} — use ←/→ for the other photos.", "error")
             self._source_settled = True
             self._check_ready()

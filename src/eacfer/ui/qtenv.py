@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import MutableMapping
+import sys
+from collections.abc import Callable, MutableMapping
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,56 @@ def require_pyside() -> None:
         import PySide6  # noqa: F401
     except ImportError as e:
         raise ModuleNotFoundError(UI_EXTRA_HINT, name="PySide6") from e
+
+
+def _painter_probe() -> None:
+    """QPainter calls that PySide6 6.12.0 returns from without a reference to None."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    img = QImage(4, 4, QImage.Format.Format_RGB32)
+    p = QPainter(img)
+    try:
+        for _ in range(50):
+            p.drawRoundedRect(QRectF(0, 0, 2, 2), 1, 1)
+            p.setPen(QColor(0, 0, 0))
+    finally:
+        p.end()
+
+
+def none_refcount_leaks(probe: Callable[[], None] | None = None) -> bool:
+    """True when this PySide6 build loses references to ``None`` (PySide6 6.12.0 on Python < 3.12).
+
+    Call it before starting threads (their own use of None would blur the count). On Python ≥ 3.12
+    None is immortal and lost references are harmless.
+    """
+    if sys.version_info >= (3, 12):
+        return False
+    before = sys.getrefcount(None)
+    (probe or _painter_probe)()
+    return sys.getrefcount(None) < before - 25
+
+
+def protect_none() -> None:
+    """Give ``None`` a reference count so high that lost references can never free it.
+
+    This is what Python 3.12 does by making None immortal; without it, PySide6 6.12.0 on Python 3.11
+    aborts the app ("none_dealloc") after a few thousand painted frames.
+    """
+    import ctypes
+
+    # ob_refcnt is the first field of every CPython object (Py_ssize_t); None is never freed anyway
+    ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
+
+
+def guard_pyside_none_bug() -> bool:
+    """Detect the PySide6 None-reference bug and neutralise it; return True when it was found."""
+    if not none_refcount_leaks():
+        return False
+    import PySide6
+
+    log.warning(
+        "PySide6 %s loses references to None on Python %d.%d (fixed by Python 3.12 or PySide6-Essentials<6.12: "
+        "pip install 'PySide6-Essentials<6.12'); working around it", PySide6.__version__, *sys.version_info[:2])
+    protect_none()
+    return True

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +94,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1280, 760)
         self.bridge = Bridge(self)
-        self.messages: list[str] = []  # every message shown, for tests and the log
+        self.messages: deque[str] = deque(maxlen=200)  # the latest messages shown, for tests and the log
         self._notes: dict[str, tuple[str, str]] = {}
         self._seq = itertools.count(1)
         self._source_ids = itertools.count(1)
@@ -196,6 +197,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
             self._source_settled = True
             self.set_note("source", "Open a camera, a video or photos (File menu or toolbar), or drop files here.")
             self._check_ready()
+        self._update_controls()
 
     def emit_safely(self, signal: str, *args: Any) -> None:
         """Emit a :class:`Bridge` signal from a worker thread; a window already destroyed is not an error."""
