@@ -57,6 +57,8 @@ def test_efficiency_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         for key in ("torch_cpu_b1_ms", "torch_cpu_batch_ms_per_face", "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face",
                     "pt_mb", "onnx_mb", "video_fps"):
             assert float(r[key]) > 0, key
+        for kind in ("torch", "ort"):
+            assert 0 < float(r[f"{kind}_cpu_b1_min_ms"]) <= float(r[f"{kind}_cpu_b1_ms"])
         assert r["cuda_bf16_b1_ms"] == ""  # CPU run: not measured, not made up
         assert r["video_fps_kind"].startswith("end-to-end")
         assert int(r["video_frames_with_face"]) >= 3  # the synthetic clip really shows a detectable face

@@ -103,7 +103,8 @@ def test_run_decides_skip_resume_restart(synth_rafdb: Path, tmp_path: Path) -> N
     cells = plan_grid(["mobilenet_v2"], ["eac"], noise_rates=[0.0, 0.1, 0.2, 0.3])
     bench = NoisyBench(str(synth_rafdb), str(tmp_path), cells, train_options={"epochs": 2, "workers": 0})
     runs = [bench.run_dir(c) for c in cells]
-    _fake_summary(runs[0], 2, finished=True)  # finished → skipped
+    _fake_summary(runs[0], 2, finished=True)  # finished → skipped (and told it was made with another lr)
+    (runs[0] / "config.yaml").write_text("lr: 0.5\nbatch_size: 32\n")
     runs[1].mkdir(parents=True)
     torch.save({"epoch": 1}, runs[1] / "last.pt")  # interrupted with a readable state → resumed
     runs[2].mkdir(parents=True)
@@ -120,7 +121,8 @@ def test_run_decides_skip_resume_restart(synth_rafdb: Path, tmp_path: Path) -> N
     results = bench.run(fake_train)
     assert calls == [("mobilenet_v2_eac_noise10", True, False), ("mobilenet_v2_eac_noise20", False, True),
                      ("mobilenet_v2_eac_noise30", False, False)]
-    assert [r.action.split(":")[0] for r in results] == ["skipped", "resumed", "restarted", "failed"]
+    assert [r.action.split(":")[0] for r in results] == ["skipped (made with other lr)", "resumed", "restarted",
+                                                        "failed"]
     assert [r.status for r in results] == ["done", "done", "done", "failed"]
     assert results[1].metric("best_accuracy") == pytest.approx(70.0)
     # a finished run with fewer epochs than now planned is not "done"

@@ -59,11 +59,13 @@ def test_sigint_flushes_every_output(model_pt, face_rgb, tmp_path, inference_cac
     env = {**os.environ, "EACFER_CACHE_DIR": str(inference_cache)}
     proc = subprocess.Popen([sys.executable, "-m", "eacfer", "video", str(clip), "--checkpoint", str(model_pt),
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    # wait until frames are being written (the CSV's temporary file appears when the loop starts)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out.exists() and any(p.name.startswith(".frames") for p in out.iterdir())):
+    # wait until rows reach the CSV's temporary file (the loop is running and has flushed a buffer)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        tmp = [p for p in out.iterdir() if p.name.startswith(".frames")] if out.exists() else []
+        if tmp and tmp[0].stat().st_size > 0:
+            break
         time.sleep(0.1)
-    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

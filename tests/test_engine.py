@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from eacfer import create_model
 from eacfer.engine import evaluate, train_one_epoch, train_step
 
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     # Intra-op threads spin-wait: on a busy 2-core machine 2 threads can be 10x slower than 1.

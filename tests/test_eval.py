@@ -11,6 +11,7 @@ import torch
 
 from eacfer.metrics import classification_metrics, confusion_matrix, plot_confusion
 
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     # Intra-op threads spin-wait: on a busy 2-core machine 2 threads can be 10x slower than 1.

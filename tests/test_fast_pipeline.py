@@ -70,11 +70,12 @@ def test_shard_indices_like_distributed_sampler():
                 assert shard_indices(perm, rank, world, drop).tolist() == ref
 
 
-def test_streamed_equals_resident_and_channels_last():
+def test_streamed_memmap_equals_resident_and_channels_last(tmp_path):
     imgs, labels = _data()
+    np.save(tmp_path / "s.npy", imgs)
+    mm = np.load(tmp_path / "s.npy", mmap_mode="r")  # what the decoded cache hands over
     a = _collect(FastLoader(imgs, labels, 6, augment=GPUAugment(16), seed=2, resident=True))
-    b = _collect(FastLoader(imgs, labels, 6, augment=GPUAugment(16),
-                            seed=2, resident=False, channels_last=True))
+    b = _collect(FastLoader(mm, labels, 6, augment=GPUAugment(16), seed=2, resident=False, channels_last=True))
     for ba, bb in zip(a, b, strict=True):
         for ta, tb in zip(ba, bb, strict=True):
             assert torch.equal(ta, tb)

@@ -21,8 +21,13 @@ def test_fast_run_and_exact_resume(synth_rafdb, tmp_path):
     cfg = yaml.safe_load((tmp_path / "full" / "config.yaml").read_text())
     assert cfg["pipeline"] == "fast" and cfg["world_size"] == 1 and cfg["views"] == "split"
     # interrupted after epoch 1, then resumed: the same metrics as the uninterrupted run
-    train(_cfg(synth_rafdb, tmp_path / "part", epochs=1))
-    resumed = train(_cfg(synth_rafdb, tmp_path / "part", resume=True))
+    # (with a memory-mapped decoded cache: written by the first run, mapped by the resumed one)
+    cache = tmp_path / "cache"
+    train(_cfg(synth_rafdb, tmp_path / "part", epochs=1, cache_dir=str(cache)))
+    files = sorted(p.name for p in cache.iterdir())
+    assert len(files) == 2 and files[0].startswith("decoded-test-") and files[1].startswith("decoded-train-")
+    resumed = train(_cfg(synth_rafdb, tmp_path / "part", resume=True, cache_dir=str(cache)))
+    assert sorted(p.name for p in cache.iterdir()) == files
     a = read_metrics_csv(tmp_path / "full" / "metrics.csv")
     b = read_metrics_csv(tmp_path / "part" / "metrics.csv")
     for ra, rb in zip(a, b, strict=True):

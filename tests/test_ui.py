@@ -84,10 +84,14 @@ def qapp():
     sanitize_qt_environment()
     from PySide6.QtWidgets import QApplication
 
-    return QApplication.instance() or QApplication(["eacfer-test"])
+    from eacfer.ui.qtenv import guard_pyside_none_bug
+
+    app = QApplication.instance() or QApplication(["eacfer-test"])
+    guard_pyside_none_bug()  # as run_app does
+    return app
 
 
-def wait_until(cond, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ANN001
+def wait_until(cond, timeout: float = 30.0, what: str = "condition", window=None) -> None:  # noqa: ANN001
     from PySide6.QtWidgets import QApplication
 
     end = time.monotonic() + timeout
@@ -96,7 +100,12 @@ def wait_until(cond, timeout: float = 30.0, what: str = "condition") -> None:  #
         if cond():
             return
         time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    state = ""
+    if window is not None:  # what the user would see, to make a failure under load diagnosable
+        a = window.last_analysis
+        state = (f"; banner={window.banner_text()!r}; model_loading={window.model_loading}; "
+                 f"faces={None if a is None else len(a.faces)}; messages={list(window.messages)[-5:]}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{state}")
 
 
 @pytest.fixture
@@ -319,13 +328,13 @@ def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, 
     from PySide6.QtCore import Qt
 
     win = make_window(checkpoint=str(model_file), source="9")
-    wait_until(lambda: "No camera at index 9" in win.banner_text(), what="the no-camera message")
+    wait_until(lambda: "No camera at index 9" in win.banner_text(), what="the no-camera message", window=win)
     # the camera picker: what the probe found is listed; picking a camera that is gone is a message too
     win._on_cameras_listed([0, 7])
     assert [win.camera_combo.itemText(i) for i in range(win.camera_combo.count())] == [
         "Choose a camera…", "Camera 0", "Camera 7"]
     win.camera_combo.activated.emit(2)
-    wait_until(lambda: "No camera at index 7" in win.banner_text(), what="the message for camera 7")
+    wait_until(lambda: "No camera at index 7" in win.banner_text(), what="the message for camera 7", window=win)
     win._on_cameras_listed([])
     win.camera_combo.activated.emit(0)
     assert "No camera found" in win.banner_text()
@@ -333,7 +342,7 @@ def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, 
     broken_video = tmp_path / "broken.mp4"
     broken_video.write_bytes(os.urandom(4096))
     win.open_source(str(broken_video))
-    wait_until(lambda: "Cannot play" in win.banner_text(), what="the undecodable-video message")
+    wait_until(lambda: "Cannot play" in win.banner_text(), what="the undecodable-video message", window=win)
     assert "broken.mp4" in win.banner_text()
 
     photos = tmp_path / "photos"
@@ -349,13 +358,14 @@ def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, 
     win.dropEvent(QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                              Qt.KeyboardModifier.NoModifier))
     assert win.source_spec.kind == "photos" and len(win.photos.paths) == 2
-    wait_until(lambda: "a_broken.jpg" in win.banner_text(), what="the undecodable-photo message")
+    wait_until(lambda: "a_broken.jpg" in win.banner_text(), what="the undecodable-photo message", window=win)
     from PySide6.QtTest import QTest
 
     QTest.keyClick(win, Qt.Key.Key_Right)  # next photo: the real face
     wait_until(lambda: win.last_analysis is not None and win.last_analysis.packet.still
-               and len(win.last_analysis.faces) >= 1, what="the face in the next photo")
-    assert win.banner_text() == "" and win.photos.index == 1
+               and len(win.last_analysis.faces) >= 1, what="the face in the next photo", window=win)
+    assert win.banner_text() == "", list(win.messages)
+    assert win.photos.index == 1
     assert win.last_analysis.faces[0].track_id is None  # photos are not tracked
     assert win.isVisible()
 

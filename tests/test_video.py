@@ -109,7 +109,10 @@ def test_broken_video_files(predictor, clip, tmp_path):
     text.write_text("this is not a video\n" * 100)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # mp4v keeps its index at the end
-    for bad, msg in ((empty, "empty file"), (text, "text.mp4: "), (cut, "cut.mp4: ")):
+    zero = tmp_path / "zero_frames.mp4"
+    w = cv2.VideoWriter(str(zero), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    w.release()  # a container without a single frame
+    for bad, msg in ((empty, "empty file"), (text, "text.mp4: "), (cut, "cut.mp4: "), (zero, "zero_frames.mp4: ")):
         with pytest.raises(ValueError, match=msg):
             run_video(predictor, bad, tmp_path / "o", progress=False)
     with pytest.raises(FileNotFoundError, match="no such video"):
@@ -182,3 +185,14 @@ def test_parse_source():
     assert parse_source(2) == ("camera", 2, True)
     assert parse_source("rtsp://cam/stream")[0::2] == ("url", True)
     assert parse_source("clip.mp4")[0] == "file"
+
+
+def test_inference_demo_step(model_pt, tmp_path):
+    from eacfer.demo import inference_report_lines, run_inference_demo
+
+    d = run_inference_demo(model_pt, tmp_path, frames=8, progress=False)
+    assert d["predict"]["faces"] == 1 and d["predict"]["emotion"] is not None
+    assert d["video"]["frames"] == 8 and d["video"]["frames_with_faces"] == 8 and d["video"]["fps"] > 0
+    assert count_frames(tmp_path / "video" / "annotated.mp4") == 8
+    assert any(p.suffix == ".jpg" for p in (tmp_path / "predict" / "annotated").rglob("*"))
+    assert "FPS end-to-end" in "\n".join(inference_report_lines(d))

@@ -7,8 +7,8 @@ normalise with the model file's own mean/std) happens here so every caller gets 
 Backend choice (``backend=None``): onnxruntime on CPU, torch on CUDA. A ``.pt`` file used on the CPU is
 exported to ONNX once (with CAMs and a dynamic batch) and cached under ``$EACFER_CACHE_DIR`` (default
 ``~/.cache/eacfer/onnx``), keyed by the SHA-256 of the ``.pt`` content and the torch version; when the
-cache is not writable the export stays in memory. Measured on 2 cores, 224 px, batch 1: MobileNetV2
-≈ 4 ms in onnxruntime vs ≈ 20+ ms in eager torch (see ``benchmarks/RESULTS.md``).
+cache is not writable the export stays in memory. onnxruntime is several times faster than eager torch
+on a CPU (numbers in ``benchmarks/RESULTS.md``, from ``benchmarks/cpu_inference.py``).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class OnnxClassifier:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         # No busy-waiting worker threads: with spinning on, ORT's idle threads keep both cores busy after
-        # each run and starve the face detector and the video codec (measured: 24 → 61 FPS end-to-end).
+        # each run and starve the face detector and the video codec (measured on 2 cores with a 64 px
+        # test model: 24 → 61 FPS end-to-end for `eacfer video`).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
@@ -266,6 +267,11 @@ def load_classifier(
     if suffix == ".onnx":
         if backend == "torch":
             raise ValueError(f"{path}: an .onnx model runs on onnxruntime only (drop --backend torch)")
+        if device == "auto" and dev.startswith("cuda"):
+            import onnxruntime as ort
+
+            # "auto" must not fail on a GPU machine whose onnxruntime is the CPU-only build
+            dev = dev if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
         return OnnxClassifier.from_file(path, threads=threads, device=dev)
     if backend is None:
         backend = "torch" if dev.startswith("cuda") else "onnxruntime"

@@ -131,7 +131,7 @@ def train_one_epoch(
         b = out["n"]
         loss = out["loss"].item()
         if not np.isfinite(loss):
-            raise FloatingPointError(f"epoch {epoch}: training loss became {loss} (try a lower --lr, or drop --amp)")
+            raise ValueError(f"epoch {epoch}: training loss became {loss} (try a lower --lr, or drop --amp)")
         sums["loss"] += loss * b
         sums["ce"] += out["ce"].item() * b
         sums["consistency"] += out["consistency"].item() * b

@@ -11,10 +11,10 @@ the desktop app all use it.
   no faces, so a writer can still output every frame. Track ids are not assigned here: the caller owns an
   :class:`eacfer.tracking.IoUTracker` (``eacfer video`` and the UI each keep their own).
 * ``detector_mode="auto"`` uses MediaPipe's full-range model for photos and video files and the
-  short-range one for live cameras/streams (≈2.6 ms vs 5–7 ms per 640×360 frame; webcam faces are close
-  and large). Short-range misses faces smaller than ≈ a quarter of the frame height (measured: a 100 px
-  face in a 640×360 frame was found in 12 of 25 frames vs 25/25 full-range), so files keep full-range;
-  pass ``detector_mode="short"`` to trade that for speed.
+  short-range one for live cameras/streams (measured here: ≈2.1 vs ≈7.6 ms per 640×360 frame; webcam
+  faces are close and large). Short-range misses small faces (an ≈80 px face in a 640×360 frame was found
+  in 12 of 25 frames vs 25/25 with full-range), so files keep full-range; pass ``detector_mode="short"``
+  to trade that for speed.
 * ``detector="none"`` treats the whole image as one already-aligned face (e.g. RAF-DB aligned crops).
 """
 

@@ -181,9 +181,9 @@ def run_video(
             total = max_frames if src.frame_count is None else min(src.frame_count, max_frames or src.frame_count)
             bar = stack.enter_context(tqdm(total=total, unit="frame", desc=Path(src.description).name or "video",
                                            disable=None, leave=False))
-        if write_video:
-            writer = VideoWriter(out / "annotated.mp4", src.fps, src.size)
         try:
+            if write_video:
+                writer = VideoWriter(out / "annotated.mp4", src.fps, src.size)
             for r in predictor.stream(src, every=every, max_frames=max_frames, cam=cam):
                 counts["frames"] += 1
                 for k, v in r.timings.items():

@@ -1,7 +1,7 @@
 """Drawing results: face boxes, labels, probability bars and attention-map (CAM) overlays.
 
-Everything is drawn with OpenCV primitives directly on uint8 arrays (≈0.1–0.3 ms per face at 640×360),
-which matters when every frame of a video is annotated. Colours are given in RGB; pass
+Everything is drawn with OpenCV primitives directly on uint8 arrays (well under a millisecond per face; the
+``draw`` stage in ``benchmarks/RESULTS.md``), which matters when every frame of a video is annotated. Colours are given in RGB; pass
 ``color_order="bgr"`` when drawing on an OpenCV (BGR) frame so the same emotion keeps the same colour.
 """
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -40,7 +40,8 @@ PLOT_PNG = "accuracy_vs_latency.png"
 #: CSV columns, in order (units in the names).
 COLUMNS = (
     "name", "backbone", "model_source", "image_size", "params_m", "gflops", "pt_mb", "onnx_mb",
-    "torch_cpu_b1_ms", "torch_cpu_batch_ms_per_face", "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face",
+    "torch_cpu_b1_ms", "torch_cpu_b1_min_ms", "torch_cpu_batch_ms_per_face", "ort_cpu_b1_ms", "ort_cpu_b1_min_ms",
+    "ort_cpu_batch_ms_per_face",
     "cuda_bf16_b1_ms", "cuda_bf16_batch_ms_per_face", "throughput_batch", "threads",
     "video_fps", "video_fps_kind", "video_frames_with_face",
     "accuracy", "accuracy_metric", "published_accuracy", "published_source", "notes",
@@ -107,7 +108,15 @@ def count_flops(net: torch.nn.Module, image_size: int) -> int:
     return int(counter.get_total_flops())
 
 
-def _median_ms(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[], None] | None = None) -> float:
+class Latency(NamedTuple):
+    """Milliseconds per face: the median (the figure reported) and the fastest repetition (the least disturbed
+    by other work on a shared machine)."""
+
+    median_ms: float
+    min_ms: float
+
+
+def _timed_ms(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[], None] | None = None) -> Latency:
     for _ in range(warmup):
         fn()
     if sync:
@@ -119,12 +128,12 @@ def _median_ms(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[]
         if sync:
             sync()
         times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+    return Latency(statistics.median(times), min(times))
 
 
 def torch_latency(net: torch.nn.Module, image_size: int, batch: int, device: str = "cpu", bf16: bool = False,
-                  warmup: int = 3, iters: int = 10) -> float:
-    """Median milliseconds **per face** of a forward pass at ``batch`` (float32, or bf16 autocast on CUDA)."""
+                  warmup: int = 3, iters: int = 10) -> Latency:
+    """Milliseconds **per face** of a forward pass at ``batch`` (float32, or bf16 autocast on CUDA)."""
     dev = torch.device(device)
     net = net.to(dev).eval()
     x = torch.randn(batch, 3, image_size, image_size, device=dev)
@@ -134,11 +143,13 @@ def torch_latency(net: torch.nn.Module, image_size: int, batch: int, device: str
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             return net(x)
 
-    return _median_ms(fwd, warmup, iters, sync) / batch
+    t = _timed_ms(fwd, warmup, iters, sync)
+    return Latency(t.median_ms / batch, t.min_ms / batch)
 
 
-def onnx_latency(model: bytes | str, image_size: int, batch: int, threads: int, warmup: int = 3, iters: int = 10) -> float:
-    """Median milliseconds **per face** of onnxruntime (CPU) at ``batch``."""
+def onnx_latency(model: bytes | str, image_size: int, batch: int, threads: int, warmup: int = 3,
+                 iters: int = 10) -> Latency:
+    """Milliseconds **per face** of onnxruntime (CPU) at ``batch``."""
     import numpy as np
     import onnxruntime as ort
 
@@ -148,7 +159,8 @@ def onnx_latency(model: bytes | str, image_size: int, batch: int, threads: int, 
     sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).standard_normal((batch, 3, image_size, image_size)).astype(np.float32)
-    return _median_ms(lambda: sess.run(None, {name: x}), warmup, iters) / batch
+    t = _timed_ms(lambda: sess.run(None, {name: x}), warmup, iters)
+    return Latency(t.median_ms / batch, t.min_ms / batch)
 
 
 def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), fps: float = 25.0) -> Path:
@@ -235,19 +247,21 @@ def measure_model(
         row["pt_mb"] = pt.stat().st_size / 1e6
         log.info("%s: %.2f M params, %.2f GFLOP at %d², model.pt %.1f MB", spec.name, row["params_m"],
                  row["gflops"], size, row["pt_mb"])
-        row["torch_cpu_b1_ms"] = torch_latency(net, size, 1, "cpu", warmup=warmup, iters=iters)
-        row["torch_cpu_batch_ms_per_face"] = torch_latency(net, size, batch, "cpu", warmup=warmup, iters=iters)
+        row["torch_cpu_b1_ms"], row["torch_cpu_b1_min_ms"] = torch_latency(net, size, 1, "cpu", warmup=warmup,
+                                                                           iters=iters)
+        row["torch_cpu_batch_ms_per_face"] = torch_latency(net, size, batch, "cpu", warmup=warmup, iters=iters).median_ms
         if onnx:
             from ..export import export_onnx_bytes
 
             data = export_onnx_bytes(net, info, dynamic_batch=True)
             row["onnx_mb"] = len(data) / 1e6
-            row["ort_cpu_b1_ms"] = onnx_latency(data, size, 1, threads, warmup, iters)
-            row["ort_cpu_batch_ms_per_face"] = onnx_latency(data, size, batch, threads, warmup, iters)
+            row["ort_cpu_b1_ms"], row["ort_cpu_b1_min_ms"] = onnx_latency(data, size, 1, threads, warmup, iters)
+            row["ort_cpu_batch_ms_per_face"] = onnx_latency(data, size, batch, threads, warmup, iters).median_ms
         if dev.type == "cuda":
-            row["cuda_bf16_b1_ms"] = torch_latency(net, size, 1, str(dev), bf16=True, warmup=warmup, iters=iters)
+            row["cuda_bf16_b1_ms"] = torch_latency(net, size, 1, str(dev), bf16=True, warmup=warmup,
+                                                   iters=iters).median_ms
             row["cuda_bf16_batch_ms_per_face"] = torch_latency(net, size, batch, str(dev), bf16=True,
-                                                               warmup=warmup, iters=iters)
+                                                               warmup=warmup, iters=iters).median_ms
             net.to("cpu")
         if video_frames > 0:
             try:
@@ -332,7 +346,8 @@ def write_efficiency_outputs(out: str | os.PathLike[str], rows: Sequence[dict[st
     return files
 
 
-NUMERIC = {"image_size", "params_m", "gflops", "pt_mb", "onnx_mb", "torch_cpu_b1_ms", "torch_cpu_batch_ms_per_face",
+NUMERIC = {"image_size", "params_m", "gflops", "pt_mb", "onnx_mb", "torch_cpu_b1_ms", "torch_cpu_b1_min_ms",
+           "ort_cpu_b1_min_ms", "torch_cpu_batch_ms_per_face",
            "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face", "cuda_bf16_b1_ms", "cuda_bf16_batch_ms_per_face",
            "throughput_batch", "threads", "video_fps", "video_frames_with_face", "accuracy", "published_accuracy"}
 
@@ -352,6 +367,10 @@ def coerce_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _with_min(median: Any, fastest: Any) -> str:
+    return _f(median) + (f" ({_f(fastest)})" if fastest is not None else "")
+
+
 def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The measured-efficiency table (markdown lines) with its footnotes; rows from :func:`measure_model` or the CSV."""
     from .tables import md_table
@@ -360,10 +379,11 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
     batch = rows[0]["throughput_batch"] if rows else "N"
     threads = sorted({r["threads"] for r in rows if r.get("threads")})
     md = ["FLOPs = 2·MAC of convolutions and matrix products for one face (torch FlopCounterMode). Latency: median "
-          f"per face after warm-up, batch 1 and batch {batch}, {'/'.join(map(str, threads)) or '?'} CPU thread(s). "
-          "`—` = not measured in this run.", ""]
-    head = ["model", "input", "params (M)", "GFLOPs", ".pt (MB)", ".onnx (MB)", "torch CPU b1 (ms)",
-            f"torch CPU b{batch} (ms/face)", "ORT CPU b1 (ms)", f"ORT CPU b{batch} (ms/face)"]
+          f"per face after warm-up, batch 1 and batch {batch}, {'/'.join(map(str, threads)) or '?'} CPU thread(s); "
+          "at batch 1 the fastest repetition follows in brackets (on a busy machine it is the better estimate of "
+          "the undisturbed cost). `—` = not measured in this run.", ""]
+    head = ["model", "input", "params (M)", "GFLOPs", ".pt (MB)", ".onnx (MB)", "torch CPU b1 (ms) median (min)",
+            f"torch CPU b{batch} (ms/face)", "ORT CPU b1 (ms) median (min)", f"ORT CPU b{batch} (ms/face)"]
     cuda = any(r.get("cuda_bf16_b1_ms") is not None for r in rows)
     if cuda:
         head += ["CUDA bf16 b1 (ms)", f"CUDA bf16 b{batch} (ms/face)"]
@@ -371,8 +391,9 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
     body = []
     for r in rows:
         line = [r["name"], f"{r['image_size']}²", _f(r["params_m"]), _f(r["gflops"]), _f(r["pt_mb"], 1),
-                _f(r["onnx_mb"], 1), _f(r["torch_cpu_b1_ms"]), _f(r["torch_cpu_batch_ms_per_face"]),
-                _f(r["ort_cpu_b1_ms"]), _f(r["ort_cpu_batch_ms_per_face"])]
+                _f(r["onnx_mb"], 1), _with_min(r["torch_cpu_b1_ms"], r.get("torch_cpu_b1_min_ms")),
+                _f(r["torch_cpu_batch_ms_per_face"]), _with_min(r["ort_cpu_b1_ms"], r.get("ort_cpu_b1_min_ms")),
+                _f(r["ort_cpu_batch_ms_per_face"])]
         if cuda:
             line += [_f(r["cuda_bf16_b1_ms"], 3), _f(r["cuda_bf16_batch_ms_per_face"], 3)]
         fps = _f(r["video_fps"], 1)

@@ -233,6 +233,22 @@ def _last_state_readable(path: Path) -> bool:
     return True
 
 
+#: recipe settings that change a finished run's numbers (checked when a finished run is skipped)
+_RECIPE_KEYS = ("batch_size", "lr", "weight_decay", "gamma", "lam", "image_size", "seed", "noise_seed", "flip_view_requested")
+
+
+def _config_differences(run_dir: Path, cfg: Any) -> list[str]:
+    """Recipe settings in which a finished run's ``config.yaml`` differs from ``cfg``."""
+    try:
+        import yaml
+
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError):
+        return []
+    want = {**cfg.to_dict(), "flip_view_requested": cfg.flip_view}
+    return [k for k in _RECIPE_KEYS if k in saved and saved[k] != want.get(k)]
+
+
 def make_config(cell: GridCell, data: str, out: Path, train_options: dict[str, Any],
                 pretrained: dict[str, str], noise_seed: int) -> Any:
     """The :class:`eacfer.trainer.TrainConfig` of one cell (unknown option names are an error)."""
@@ -310,8 +326,12 @@ class NoisyBench:
             run_dir = self.run_dir(cell)
             before = read_run(cell, run_dir, self.epochs)
             if before.status == "done":
+                diffs = _config_differences(run_dir, cfg)
+                before.action = "skipped" + (f" (made with other {', '.join(diffs)})" if diffs else "")
+                if diffs:
+                    log.warning("%s: finished earlier with different %s; kept (delete the folder to retrain)",
+                                cell.name, ", ".join(diffs))
                 log.info("[%d/%d] %s: finished, skipped", i, len(cfgs), cell.name)
-                before.action = "skipped"
                 results.append(before)
                 continue
             last = run_dir / "last.pt"

@@ -122,9 +122,9 @@ def plot_accuracy_vs_cost(rows: Sequence[dict[str, Any]], published: Any, path: 
     for e in published.sota:
         if e.get("latency_ms"):
             ax_lat.plot([e["latency_ms"]], [e["accuracy"]], ls="none", marker="D", mfc="none", color="gray")
-            ax_lat.annotate(f"{e['model']}\npublished, {e.get('latency_hardware', '?')}: not comparable",
-                            (e["latency_ms"], e["accuracy"]), fontsize=6, color="gray", xytext=(-4, -14),
-                            textcoords="offset points", ha="right")
+            ax_lat.annotate(f"{e['model'].split(' (')[0]} (published;\nother hardware: not comparable)",
+                            (e["latency_ms"], e["accuracy"]), fontsize=6, color="gray", xytext=(6, -4),
+                            textcoords="offset points", ha="left", va="top")
         if e.get("params_m"):
             ax_par.plot([e["params_m"]], [e["accuracy"]], ls="none", marker="D", mfc="none", color="gray")
             gf = f", {e['gflops']} GFLOPs" if e.get("gflops") else ""

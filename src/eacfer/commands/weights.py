@@ -13,7 +13,7 @@ from pathlib import Path
 
 INFO = """\
 EAC's backbone is a Caffe-style ResNet-50 pre-trained on MS-Celeb-1M and fine-tuned on VGGFace2
-(file resnet50_ft_weight.pkl, ~94 MB, a pickle of numpy arrays). eacfer never downloads it for you.
+(file resnet50_ft_weight.pkl, a pickle of numpy arrays). eacfer never downloads it for you.
 
 Where to get it:
   * the EAC authors' repository (github.com/zyh-uaiaaaa/Erasing-Attention-Consistency): the README links

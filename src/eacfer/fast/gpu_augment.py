@@ -56,7 +56,7 @@ def add_noise_batch(
 
 
 def resize_normalize_batch(
-    raw: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]
+    raw: torch.Tensor, size: int, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
 ) -> torch.Tensor:
     """uint8 N×3×H×W → float N×3×size×size, bilinear antialiased, uint8-rounded, normalised.
 
@@ -72,8 +72,8 @@ def resize_normalize_batch(
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         x = x.clamp_(0, 255).round_()
     x = x.div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
 
 
@@ -190,6 +190,17 @@ class GPUAugment:
         self.erasing_p = float(erasing_p)
         self.erasing_scale, self.erasing_ratio = tuple(erasing_scale), tuple(erasing_ratio)
         self.flip_view, self.augment, self.erasing_value = flip_view, augment, erasing_value
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # made once per device: no small host→device copy per batch
+        if device not in self._stats:
+            self._stats[device] = (torch.tensor(self.mean, dtype=torch.float32, device=device),
+                                   torch.tensor(self.std, dtype=torch.float32, device=device))
+        return self._stats[device]
+
+    def _resize(self, raw: torch.Tensor) -> torch.Tensor:
+        return resize_normalize_batch(raw, self.image_size, *self._mean_std(raw.device))
 
     @staticmethod
     def to_nchw(raw: torch.Tensor) -> torch.Tensor:
@@ -200,7 +211,7 @@ class GPUAugment:
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
         """Evaluation preprocessing of a uint8 batch (resize + normalise), as :class:`EvalTransform`."""
-        return resize_normalize_batch(self.to_nchw(raw), self.image_size, self.mean, self.std)
+        return self._resize(self.to_nchw(raw))
 
     def _erase(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         if not self.augment:
@@ -214,10 +225,10 @@ class GPUAugment:
         n = raw.shape[0]
         src = add_noise_batch(raw, self.noise_p, self.noise_var, generator) if self.augment else raw
         if self.flip_view == "mirrored":
-            x = self._erase(resize_normalize_batch(src, self.image_size, self.mean, self.std), generator)
+            x = self._erase(self._resize(src), generator)
             return x, x.flip(-1)
         # independent: x from the (noisy) raw image, x′ from the mirrored clean raw image; one resize and
         # one vectorised erasing over the 2N stack, each image with its own box
-        both = resize_normalize_batch(torch.cat([src, raw.flip(-1)]), self.image_size, self.mean, self.std)
+        both = self._resize(torch.cat([src, raw.flip(-1)]))
         both = self._erase(both, generator)
         return both[:n], both[n:]

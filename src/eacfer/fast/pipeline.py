@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,7 +117,13 @@ class FastLoader:
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.channels_last = channels_last
         self.epoch = 0
-        host = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+        if isinstance(images, torch.Tensor):
+            host = images
+        else:
+            with warnings.catch_warnings():
+                # a read-only memmap of the decoded cache: wrapped without a copy and never written to
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                host = torch.from_numpy(np.ascontiguousarray(images))
         if host.dtype != torch.uint8 or host.ndim != 4 or host.shape[-1] != 3:
             raise ValueError(f"expected an N×H×W×3 uint8 stack, got shape {tuple(host.shape)} dtype {host.dtype}")
         self.resident = _fits_on_device(host.numel(), self.device) if resident is None else resident

@@ -99,8 +99,9 @@ class FastPipeline:
         configure_backend(self.device)
         aug = GPUAugment(image_size, mean=mean, std=std, noise_p=noise_p, noise_var=noise_var,
                          erasing_scale=(float(erasing_scale[0]), float(erasing_scale[1])), flip_view=flip_view)
-        train_imgs = decoded_stack(train_ds, image_size, cache_dir, "train")
-        test_imgs = decoded_stack(test_ds, image_size, cache_dir, "test")
+        with fd.main_first(dist_info):  # rank 0 writes the memory-mapped cache, the others then map it
+            train_imgs = decoded_stack(train_ds, image_size, cache_dir, "train")
+            test_imgs = decoded_stack(test_ds, image_size, cache_dir, "test")
         shard = -(-len(train_imgs) // world)
         # as the reference: drop a trailing batch of exactly one image (BatchNorm cannot train on it)
         drop_last = shard % per_rank == 1 and shard > 1

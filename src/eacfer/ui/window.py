@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 
 NO_MODEL_HELP = (
     "No model loaded. Open one with File → Open model… (Ctrl+M) or drop a .pt / .onnx file on this window.\n"
-    "No model yet? `eacfer demo` trains a small demo model in a few minutes (runs/demo/model.pt); "
-    "`eacfer train --data DATASET --out RUN` trains on your own data (RUN/model.pt); "
-    "`eacfer export` turns it into a faster .onnx."
+    "No model yet? `eacfer demo` trains a small demo model in a few minutes (runs/demo/run/model.pt); "
+    "`eacfer train --data DATASET --backbone mobilenet_v2 --out RUN` trains on your own data (RUN/model.pt); "
+    "`eacfer export --with-cams` turns it into a faster .onnx with attention maps."
 )
 
 
@@ -292,7 +292,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         if a.packet.still or (self.capture is not None and self.capture.paused):
             p = a.packet
             self.frame_slot.put(FramePacket(next(self._seq), p.index, p.time_s, p.image, p.source_id,
-                                            reset=p.still, still=p.still, name=p.name))
+                                            reset=p.still, still=p.still, name=p.name, live=p.live))
 
     # -- results ------------------------------------------------------------------------------------
     def _post_result(self, analysis: Analysis) -> None:  # inference thread

@@ -35,6 +35,7 @@ class FramePacket:
     source_id: int  # generation of the source; results from an older source are discarded
     reset: bool = False  # restart tracking at this frame (seek, new photo, loop)
     still: bool = False  # a photo rather than a stream
+    live: bool = False  # from a camera or stream URL (not a file)
     name: str = ""  # file name for photos
     captured_at: float = field(default_factory=time.monotonic)
 
@@ -200,7 +201,7 @@ class CaptureThread(threading.Thread):
             time_s = index / reader.fps if not reader.live else time.monotonic() - self._t0
             packet = FramePacket(
                 seq=self._next_seq(), index=index, time_s=time_s, image=image, source_id=self.source_id, reset=reset,
-                name=reader.spec.label if reader.live else reader.spec.target,
+                name=reader.spec.label if reader.live else reader.spec.target, live=reader.live,
             )
             reset = False
             if not reader.live:
