@@ -125,3 +125,14 @@ def test_fast_evaluate_matches_engine_evaluate():
                          RAFDB_CLASSES, return_predictions=True)
     assert fast["confusion"] == ref["confusion"]
     np.testing.assert_allclose(fast["predictions"]["probs"], ref["predictions"]["probs"], rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_loss_is_one_clear_error():
+    imgs, labels = synthetic_faces(16, size=40)
+    net = tiny_net(seed=0)
+    with torch.no_grad():
+        net.fc.bias.fill_(float("nan"))
+    opt = make_optimizer(net.parameters(), 1e-3, 0.0, torch.device("cpu"))
+    dl = FastLoader(imgs, labels, 8, augment=GPUAugment(32), seed=0)
+    with pytest.raises(ValueError, match="training loss became nan"):
+        fast_train_epoch(TwoViewEAC(net), dl, opt, epoch=3, progress=False)

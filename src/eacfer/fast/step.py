@@ -193,7 +193,7 @@ def fast_train_epoch(
     if out["n"] == 0:
         raise ValueError("the training loader produced no batches (empty training set?)")
     if not np.isfinite(out["train_loss"]):
-        raise FloatingPointError(f"epoch {epoch}: training loss became {out['train_loss']} (try a lower --lr)")
+        raise ValueError(f"epoch {epoch}: training loss became {out['train_loss']} (try a lower --lr)")
     out.update(seconds=seconds, images_per_s=out["n"] / max(seconds, 1e-9))
     return out
 

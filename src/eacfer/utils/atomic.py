@@ -30,6 +30,10 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would (0666 & ~umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:  # flush the data to disk before it becomes visible
