@@ -180,8 +180,10 @@ def noisy_from_args(args: argparse.Namespace) -> Any:
     if args.label_files:
         cells = plan_grid(args.backbones, args.methods, label_files=parse_label_files(args.label_files, args.data))
     else:
+        if not args.noise:
+            args.noise = ["0", "0.1", "0.2", "0.3"]  # the paper's levels; set here so the provenance shows them
         try:
-            rates = [float(r) for r in (args.noise or ["0", "0.1", "0.2", "0.3"])]
+            rates = [float(r) for r in args.noise]
         except ValueError:
             raise ValueError(f"--noise: expected comma-separated numbers, got {','.join(args.noise)!r}") from None
         cells = plan_grid(args.backbones, args.methods, noise_rates=rates)

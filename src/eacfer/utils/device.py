@@ -16,7 +16,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's message lists every backend it knows; ours says what works here
+        raise ValueError(f"--device must be auto, cpu or cuda (e.g. cuda:1), got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda (e.g. cuda:1), got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was requested but no CUDA GPU is available (use --device cpu or auto)")
     return dev

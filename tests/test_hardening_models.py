@@ -1,0 +1,319 @@
+"""Model files from strangers: hostile pickles never run, damaged files give a clear error naming the file,
+ONNX files are checked, ``--resume`` refuses another experiment, and a kill during a save loses nothing.
+
+Every loader is exercised through the real command line (``eacfer train/eval/predict/video/export/weights``,
+one process per command line, see ``hostile.run_cli_cases``) and through the Python API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import hostile
+from eacfer.checkpoint import CheckpointError, load_checkpoint, load_model
+
+TRAIN = ["-q", "train", "--backbone", "mobilenet_v2", "--epochs", "1", "--batch-size", "16", "--image-size", "32",
+         "--workers", "0", "--device", "cpu", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(synth_rafdb, tmp_path_factory) -> Path:
+    """A finished 1-epoch run (real ``python -m eacfer train``): last.pt, model.pt, config.yaml…"""
+    out = tmp_path_factory.mktemp("hardening_run") / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "eacfer", *TRAIN, "--data", str(synth_rafdb), "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (out / "last.pt").is_file() and (out / "model.pt").is_file()
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_file(run_dir, tmp_path_factory) -> Path:
+    from eacfer.export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(run_dir / "model.pt", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(run_dir, onnx_file, synth_rafdb, tmp_path_factory) -> dict[str, Path]:
+    """Hostile, truncated and corrupted copies of every model format, plus run folders built from them."""
+    d = tmp_path_factory.mktemp("model_files")
+    f: dict[str, Path] = {"marker": d / "PWNED", "data": synth_rafdb, "tmp": d, "model": run_dir / "model.pt",
+                          "onnx": onnx_file, "face": hostile.FACE}
+    good_model = torch.load(run_dir / "model.pt", weights_only=True)
+    good_last = torch.load(run_dir / "last.pt", weights_only=True)
+    f["evil_model"] = hostile.write_hostile_pt(d / "evil_model.pt", f["marker"], good_model)
+    f["evil_pkl"] = hostile.write_hostile_pickle(d / "evil.pkl", f["marker"])
+    f["evil_pkl_p0"] = hostile.write_hostile_pickle(d / "evil_p0.pkl", f["marker"], protocol=0)
+    f["evil_state"] = hostile.write_hostile_pt(d / "evil_state.pth", f["marker"], {"conv.weight": torch.zeros(1)})
+    f["cut_model"] = hostile.truncate_copy(run_dir / "model.pt", d / "cut_model.pt", 0.6)
+    f["bad_model"] = hostile.corrupt_copy(run_dir / "model.pt", d / "corrupt_model.pt", 0.5)
+    f["cut_onnx"] = hostile.truncate_copy(onnx_file, d / "cut.onnx", 0.6)
+    f["bad_onnx"] = hostile.corrupt_copy(onnx_file, d / "corrupt.onnx", 0.02, length=512)
+    pkl = d / "good.pkl"
+    import pickle
+
+    import numpy as np
+
+    pkl.write_bytes(pickle.dumps({f"k{i}": np.zeros((64, 64), np.float32) for i in range(8)}, protocol=2))
+    f["cut_pkl"] = hostile.truncate_copy(pkl, d / "cut.pkl", 0.5)
+    # run folders for --resume: hostile / truncated / corrupted last.pt next to a copy of the run
+    for name, make in {
+        "evil_run": lambda p: hostile.write_hostile_pt(p, f["marker"], good_last),
+        "cut_run": lambda p: hostile.truncate_copy(run_dir / "last.pt", p, 0.6),
+        "junk_run": lambda p: torch.save({"epoch": "one", "config": 5, "history": 7}, p),
+    }.items():
+        r = d / name
+        shutil.copytree(run_dir, r)
+        make(r / "last.pt")
+        (r / "model.pt").unlink()  # an unfinished run: what --resume is for
+        f[name] = r
+    return f
+
+
+# (argv template, words one of which the error line must contain)
+CASES: list[tuple[list[str], str]] = [
+    (["eval", "--data", "{data}", "--checkpoint", "{evil_model}", "--out", "{tmp}/e1"], "refused"),
+    (["predict", "{face}", "--checkpoint", "{evil_model}", "--out", "{tmp}/p1", "--detector", "none"], "refused"),
+    (["predict", "{face}", "--checkpoint", "{evil_model}", "--out", "{tmp}/p1b", "--backend", "torch"], "refused"),
+    (["video", "{face}", "--checkpoint", "{evil_model}", "--out", "{tmp}/v1"], "refused"),
+    (["export", "--checkpoint", "{evil_model}", "--out", "{tmp}/x1.onnx"], "refused"),
+    ([*TRAIN, "--data", "{data}", "--out", "{evil_run}", "--resume"], "refused"),
+    ([*TRAIN, "--data", "{data}", "--out", "{tmp}/t1", "--backbone", "resnet50_msceleb", "--pretrained", "{evil_pkl}"],
+     "refus"),
+    ([*TRAIN, "--data", "{data}", "--out", "{tmp}/t2", "--backbone", "resnet50_msceleb", "--pretrained",
+      "{evil_pkl_p0}"], "refus"),
+    ([*TRAIN, "--data", "{data}", "--out", "{tmp}/t3", "--pretrained", "{evil_state}"], "weights_only|refus|unsupported"),
+    (["weights", "verify", "{evil_pkl}"], "refus"),
+    # truncated / corrupted files of each format: a clear error naming the file
+    (["eval", "--data", "{data}", "--checkpoint", "{cut_model}", "--out", "{tmp}/e2"], "truncated|corrupt"),
+    (["eval", "--data", "{data}", "--checkpoint", "{bad_model}", "--out", "{tmp}/e3"], "truncated|corrupt"),
+    (["predict", "{face}", "--checkpoint", "{cut_model}", "--out", "{tmp}/p2", "--detector", "none"], "truncated|corrupt"),
+    (["predict", "{face}", "--checkpoint", "{cut_onnx}", "--out", "{tmp}/p3", "--detector", "none"], "truncated|corrupt"),
+    (["predict", "{face}", "--checkpoint", "{bad_onnx}", "--out", "{tmp}/p4", "--detector", "none"], "truncated|corrupt"),
+    ([*TRAIN, "--data", "{data}", "--out", "{cut_run}", "--resume"], "truncated|corrupt"),
+    ([*TRAIN, "--data", "{data}", "--out", "{junk_run}", "--resume"], "cannot resume"),
+    ([*TRAIN, "--data", "{data}", "--out", "{tmp}/t4", "--backbone", "resnet50_msceleb", "--pretrained", "{cut_pkl}"],
+     "not a readable|truncat"),
+    (["weights", "verify", "{cut_pkl}"], "not a readable|truncat"),
+    (["export", "--checkpoint", "{cut_model}", "--out", "{tmp}/x2.onnx"], "truncated|corrupt"),
+]
+
+
+@pytest.fixture(scope="module")
+def cli_results(files):
+    subs = {f"{{{k}}}": str(v) for k, v in files.items()}
+
+    def fill(a: str) -> str:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        return a
+
+    argvs = [[fill(a) for a in argv] for argv, _ in CASES]
+    env = {"EACFER_CACHE_DIR": str(files["tmp"] / "cache")}
+    res = hostile.run_cli_cases(argvs, files["tmp"] / "work", env=env, timeout=120)
+    return [(argvs[i], *res[i]) for i in range(len(CASES))]
+
+
+def test_hostile_payload_is_live(files, tmp_path):
+    """The probes are real: unrestricted unpickling of the same files does create the marker."""
+    import pickle
+
+    probe = tmp_path / "probe"
+    torch.load(hostile.write_hostile_pt(tmp_path / "p.pt", probe), weights_only=False)
+    assert probe.exists()
+    probe.unlink()
+    pickle.loads(hostile.write_hostile_pickle(tmp_path / "p.pkl", probe).read_bytes())
+    assert probe.exists()
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{a[0] if a[0] != '-q' else 'train'}#{n}"
+                                                      for n, (a, _) in enumerate(CASES)])
+def test_model_file_refused_by_cli(cli_results, files, i):
+    argv, rc, out, err = cli_results[i]
+    assert "Traceback" not in err + out, f"{argv}\n{err[-3000:]}"
+    assert rc == 2, f"{argv}: exit {rc}\n{out[-500:]}\n{err[-1500:]}"
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert last.startswith("eacfer") and "error:" in last, last
+    # the message names the damaged file…
+    named = [a for a in argv if Path(a).name.startswith(("evil", "cut", "corrupt", "junk")) or "_run" in a]
+    assert named and any(Path(n).name in last for n in named), last
+    assert any(w.lower() in last.lower() for w in CASES[i][1].split("|")), last
+    # …and no payload ever ran
+    assert not files["marker"].exists()
+
+
+def test_python_api_refuses_hostile_files(files):
+    from eacfer.models.resnet_caffe import UnsafePickleError, load_numpy_pickle
+    from eacfer.predictor import Predictor
+
+    with pytest.raises(CheckpointError, match="evil_model.pt: refused"):
+        load_model(files["evil_model"])
+    with pytest.raises(CheckpointError, match="last.pt: refused"):
+        load_checkpoint(files["evil_run"] / "last.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        Predictor.from_checkpoint(files["evil_model"], device="cpu", detector="none")
+    with pytest.raises(UnsafePickleError):
+        load_numpy_pickle(files["evil_pkl"])
+    assert not files["marker"].exists()
+
+
+def test_corrupted_model_never_loads_silently(files):
+    """Same size, damaged bytes in the middle of the weights: refused, not garbage weights."""
+    with pytest.raises(CheckpointError, match="corrupt_model.pt"):
+        load_model(files["bad_model"])
+
+
+def test_onnx_metadata_and_shape_checked_by_cli(files, onnx_file, tmp_path):
+    import onnx
+
+    from eacfer.cli import main
+
+    m = onnx.load(str(onnx_file))
+    meta = {p.key: p.value for p in m.metadata_props}
+    del m.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(m.SerializeToString())
+    for k, v in {**meta, "input_size": json.dumps(48)}.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    lying = tmp_path / "lying.onnx"
+    lying.write_bytes(m.SerializeToString())
+    for path, words in ((bare, "without eacfer metadata"), (lying, "does not match")):
+        with pytest.raises(CheckpointError, match=words):
+            from eacfer.backends import load_classifier
+
+            load_classifier(path, device="cpu")
+        rc = main(["predict", str(hostile.FACE), "--checkpoint", str(path), "--out", str(tmp_path / "o"),
+                   "--detector", "none"])
+        assert rc == 2
+
+
+RESUME_CASES = {
+    "backbone": ["--backbone", "resnet18"],
+    "noise": ["--noise-rate", "0.25"],
+    "method": ["--method", "ce"],
+}
+
+
+def test_resume_refuses_another_configuration(run_dir, synth_rafdb, tmp_path):
+    """Other backbone / labels / method / dataset: refused unless --force (which then resumes)."""
+    other_data = tmp_path / "other data"
+    shutil.copytree(synth_rafdb, other_data)
+    cases = []
+    for name, extra in RESUME_CASES.items():
+        r = tmp_path / f"run_{name}"
+        shutil.copytree(run_dir, r)
+        cases.append([*TRAIN, "--data", str(synth_rafdb), "--out", str(r), "--resume", *extra])
+    r = tmp_path / "run_data"
+    shutil.copytree(run_dir, r)
+    cases.append([*TRAIN, "--data", str(other_data), "--out", str(r), "--resume"])
+    # --force: resumes the other-dataset run for one more epoch
+    r2 = tmp_path / "run_forced"
+    shutil.copytree(run_dir, r2)
+    cases.append([*TRAIN, "--data", str(other_data), "--out", str(r2), "--resume", "--force", "--epochs", "2"])
+    res = hostile.run_cli_cases(cases, tmp_path / "work", timeout=300)
+    for argv, (rc, out, err) in zip(cases[:-1], res[:-1], strict=True):
+        assert "Traceback" not in err and rc == 2, (argv, rc, err[-2000:])
+        assert "different run" in err and "--force" in err and "last.pt" in err, err
+    rc, out, err = res[-1]
+    assert rc == 0, err[-2000:]
+    metrics = (r2 / "metrics.csv").read_text().splitlines()
+    assert len(metrics) == 3  # header + epoch 1 (from the checkpoint) + epoch 2
+
+
+# ------------------------------------------------------------------------------------ kill during save
+SAVER = r"""
+import sys, torch
+from eacfer.checkpoint import save_checkpoint
+from eacfer.utils.atomic import write_json
+path, jpath = sys.argv[1], sys.argv[2]
+i = int(sys.argv[3])
+print("ready", flush=True)
+while True:
+    i += 1
+    save_checkpoint(path, {"version": i, "blob": torch.full((1_500_000,), float(i))})
+    write_json(jpath, {"version": i, "values": list(range(i % 500 + 2000))})
+"""
+
+
+def test_kill_during_save_leaves_a_complete_previous_version(tmp_path):
+    """A process saving last.pt (6 MB) and a JSON in a loop is SIGKILLed at random moments, 6 times:
+    afterwards both files always load and hold one complete version."""
+    path, jpath = tmp_path / "last.pt", tmp_path / "summary.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rng = random.Random(0)
+    last_version = 0
+    versions_seen = []
+    for _ in range(6):
+        p = subprocess.Popen([sys.executable, "-c", SAVER, str(path), str(jpath), str(last_version)],
+                             stdout=subprocess.PIPE, env=env, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:  # at least one complete save first
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        ck = load_checkpoint(path)
+        v = int(ck["version"])
+        assert torch.equal(ck["blob"], torch.full((1_500_000,), float(v))), v
+        j = json.loads(jpath.read_text())
+        assert j["values"] == list(range(j["version"] % 500 + 2000))
+        assert v >= last_version
+        last_version = v
+        versions_seen.append(v)
+    assert versions_seen[-1] > versions_seen[0]  # it really was saving over and over
+
+
+def test_every_output_writer_is_atomic():
+    """Static check of src/: each file-writing call writes to a temporary path from eacfer.utils.atomic
+    (or is the atomic module itself)."""
+    import re
+
+    src = Path(__file__).resolve().parent.parent / "src" / "eacfer"
+    writer = re.compile(r"(cv2\.imwrite|\.savefig|torch\.save|np\.save|\.write_bytes|\.write_text|cv2\.VideoWriter\("
+                        r"|shutil\.copy\w*|open\([^)]*['\"][wax]b?\+?['\"])")
+    offenders = []
+    for f in sorted(src.rglob("*.py")):
+        if f.name == "atomic.py":
+            continue
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if ">>>" in code or not writer.search(code):
+                continue
+            if "tmp" in code or "self._tmp" in code:
+                continue
+            offenders.append(f"{f.relative_to(src)}:{n}: {line.strip()}")
+    assert not offenders, "non-atomic writes:\n" + "\n".join(offenders)
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    from eacfer.utils.atomic import atomic_open, write_json
+
+    target = tmp_path / "x.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_open(target) as fh:
+        fh.write('{"half": ')
+        raise RuntimeError("disk full")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_saver_script_is_valid_python():
+    compile(textwrap.dedent(SAVER), "saver", "exec")
