@@ -126,6 +126,10 @@ def write_image_corpus(root: Path) -> dict[str, str]:
     put("text.jpg", "error:text|not an image").write_text("this is a note, not a photo\n", encoding="utf-8")
     put("random.png", "error:not an image|unrecognised").write_bytes(np.random.default_rng(0).bytes(3000))
     write_bomb_png(put("bomb.png", "error:bomb|pixels"))
+    os.mkfifo(put("a pipe.jpg", "error:regular file|empty"))  # reading it would block forever
+    put("dangling.png", "error:not found").symlink_to(root / "no such target.png")
+    put("folder.jpg/inside.png", "face").parent.mkdir(parents=True, exist_ok=True)
+    im.save(root / "folder.jpg/inside.png")
     put("readme.txt", "ignored").write_text("a stray non-image file")
     put("data.json", "ignored").write_text("{}")
     put(".hidden.jpg", "ignored").write_bytes(full_jpg)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 
 
-def test_throughput_script_tiny_cpu(tmp_path, capsys):
+def test_throughput_script_tiny_cpu(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its checkout's src/; undo after
     spec = importlib.util.spec_from_file_location("train_throughput", BENCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -45,19 +45,28 @@ def model_file(tmp_path_factory) -> Path:
     return path
 
 
-def _run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 400) -> tuple[int, str, str, int]:
-    """Run ``cmd``; returns (exit code, stdout, stderr, peak RSS in MB of that process)."""
-    out, err = cwd / "stdout.txt", cwd / "stderr.txt"
-    with open(out, "wb") as fo, open(err, "wb") as fe:
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env, cwd=cwd)
-        try:
-            _, status, usage = os.wait4(p.pid, 0)
-        except BaseException:
-            p.kill()
-            raise
-        p.returncode = os.waitstatus_to_exitcode(status)
-    return (p.returncode, out.read_text(encoding="utf-8"), err.read_text(encoding="utf-8"),
-            usage.ru_maxrss // 1024)
+# ``python -m eacfer`` plus an exit hook recording the process's own peak RSS (VmHWM). ru_maxrss from
+# wait4() would not do: it keeps the high-water mark of the forked copy of this (large) pytest process.
+_MEASURED = r"""
+import atexit, runpy, sys
+PEAK_FILE = sys.argv.pop(1)
+def _peak():
+    with open("/proc/self/status") as fh:
+        kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+    with open(PEAK_FILE, "w") as out:
+        out.write(str(kb // 1024))
+atexit.register(_peak)
+sys.argv[0] = "eacfer"
+runpy.run_module("eacfer", run_name="__main__", alter_sys=True)
+"""
+
+
+def _run_measured(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 400) -> tuple[int, str, str, int]:
+    """Run ``eacfer ARGS`` in a fresh interpreter; returns (exit code, stdout, stderr, its peak RSS in MB)."""
+    peak = cwd / "peak_mb.txt"
+    p = subprocess.run([sys.executable, "-c", _MEASURED, str(peak), *args], capture_output=True, text=True,
+                       env=env, cwd=cwd, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr, int(peak.read_text())
 
 
 def test_load_image_on_the_corpus(corpus):
@@ -94,10 +103,11 @@ def test_load_image_on_the_corpus(corpus):
 def test_big_image_decodes_with_sane_memory(corpus, tmp_path):
     root, _ = corpus
     code = textwrap.dedent(f"""
-        import resource, sys
         from eacfer.data.imageio import load_image
         img = load_image({str(root / 'big_9000x7000.jpg')!r})
-        print(img.shape, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        with open("/proc/self/status") as fh:  # VmHWM: this process's own peak (ru_maxrss counts the fork)
+            kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+        print(img.shape, kb // 1024)
     """)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -139,8 +149,7 @@ def test_predict_hostile_folder(corpus, model_file, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8",
            "EACFER_CACHE_DIR": str(tmp_path / "cache")}
     rc, stdout, stderr, peak_mb = _run_measured(
-        [sys.executable, "-m", "eacfer", "predict", str(root), "--checkpoint", str(model_file), "--out", str(out)],
-        env, tmp_path)
+        ["predict", str(root), "--checkpoint", str(model_file), "--out", str(out)], env, tmp_path)
     assert rc == 0, stderr
     assert "Traceback" not in stdout + stderr
     with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:

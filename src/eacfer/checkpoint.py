@@ -82,7 +82,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"{path}: {reason}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
+    _verify_zip_crc(path)
     return obj
+
+
+def _verify_zip_crc(path: Path) -> None:
+    from .utils.integrity import verify_torch_zip
+
+    try:
+        verify_torch_zip(path)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def _plain(obj: Any) -> Any:

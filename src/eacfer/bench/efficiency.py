@@ -169,6 +169,7 @@ def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), 
     import numpy as np
 
     from ..data.imageio import load_image
+    from ..utils.atomic import atomic_path
 
     photo = load_image(Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg")
     # The face sits at about (172, 66, 106, 106) in the 512×512 photo; a head-and-shoulders crop scaled to
@@ -178,18 +179,20 @@ def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), 
     side = int(0.6 * h)
     face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
     fh, fw = face.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot write an MJPG clip here")
-    try:
-        for i in range(frames):
-            frame = np.full((h, w, 3), 110, np.uint8)
-            x = int((w - fw) * (0.5 + 0.4 * np.sin(i / 7.0)))
-            y = (h - fh) // 2
-            frame[y:y + fh, x:x + fw] = face
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+    # atomic: a kill mid-write must not leave a short clip that looks complete; ".avi" so OpenCV picks AVI
+    with atomic_path(path, suffix=".tmp.avi") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"{path}: OpenCV cannot write an MJPG clip here")
+        try:
+            for i in range(frames):
+                frame = np.full((h, w, 3), 110, np.uint8)
+                x = int((w - fw) * (0.5 + 0.4 * np.sin(i / 7.0)))
+                y = (h - fh) // 2
+                frame[y:y + fh, x:x + fw] = face
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
     return path
 
 

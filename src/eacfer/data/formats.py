@@ -238,7 +238,12 @@ def _image_sample(
     if not _inside(root_real, path):
         probs.add(f"{where}: refused, {path} resolves outside the dataset folder {root_real}")
         return None
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # e.g. a name longer than the file system allows (ENAMETOOLONG)
+        probs.add(f"{where}: cannot access image {str(path)[:200]}: {e.strerror or e}")
+        return None
+    if not found:
         probs.add(f"{where}: image not found: {path}")
         return None
     return Sample(name=name, path=path, label=label)
@@ -445,6 +450,10 @@ def _load_fer2013(root: Path, split: str, probs: _Problems) -> tuple[Sequence[st
     _check_split(split, tuple(_FER_USAGE), "fer2013")
     path = root if root.is_file() else _find_fer_csv(root)
     if path is None:
+        present = [c for c in (root / "fer2013.csv", root / "fer2013" / "fer2013.csv") if c.is_file()]
+        if present:  # the file is there but its header is damaged: say so rather than "not found"
+            raise ValueError(f"{present[0]}: not a FER2013 CSV (the first line must name the columns "
+                             "emotion,pixels[,Usage])")
         raise FileNotFoundError(f"{root}: no fer2013.csv found; {LAYOUTS_HELP}")
     try:
         return FER2013_CLASSES, _fer_samples(path, split, probs)

@@ -27,7 +27,16 @@ def _load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path}: not a loadable torch state_dict ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        msg = str(e)
+        if "weights_only" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
+            # torch's own message advises loading it unsafely; say plainly why it is refused instead
+            raise ValueError(f"{path}: refused: it contains pickled Python objects/code, not just tensors") from None
+        first = msg.splitlines()[0][:200] if msg else ""
+        raise ValueError(f"{path}: not a loadable torch state_dict (truncated or corrupted?): "
+                         f"{type(e).__name__}: {first}") from None
+    from ..utils.integrity import verify_torch_zip
+
+    verify_torch_zip(path)  # torch.load does not check the archive's checksums
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
