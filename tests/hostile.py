@@ -194,57 +194,72 @@ for mod in ("torch", "torchvision", "eacfer.trainer", "eacfer.checkpoint", "eacf
         __import__(mod)
     except Exception:
         pass
-results = []
-for i, (argv, timeout) in enumerate(cases):
+JOBS = int(os.environ.get("EACFER_TEST_CLI_JOBS", "2"))
+
+
+def start(i, argv):
     out_path, err_path = f"{OUTDIR}/{i}.out", f"{OUTDIR}/{i}.err"
     pid = os.fork()
-    if pid == 0:
-        fo, fe = os.open(out_path, os.O_WRONLY | os.O_CREAT), os.open(err_path, os.O_WRONLY | os.O_CREAT)
-        os.dup2(fo, 1); os.dup2(fe, 2)
-        sys.argv = ["eacfer", *argv]
-        code = 0
-        try:
-            runpy.run_module("eacfer", run_name="__main__", alter_sys=True)
-        except SystemExit as e:
-            if e.code is None:
-                code = 0
-            elif isinstance(e.code, int):
-                code = e.code
-            else:
-                print(e.code, file=sys.stderr); code = 1
-        except BaseException:
-            traceback.print_exc(); code = 1   # exactly what the interpreter would print
-        try:
-            sys.stdout.flush(); sys.stderr.flush()
-        finally:
-            os._exit(code)
-    t0 = time.monotonic()
-    while True:
+    if pid:
+        return pid
+    fo, fe = os.open(out_path, os.O_WRONLY | os.O_CREAT), os.open(err_path, os.O_WRONLY | os.O_CREAT)
+    os.dup2(fo, 1); os.dup2(fe, 2)
+    sys.argv = ["eacfer", *argv]
+    code = 0
+    try:
+        runpy.run_module("eacfer", run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code is None:
+            code = 0
+        elif isinstance(e.code, int):
+            code = e.code
+        else:
+            print(e.code, file=sys.stderr); code = 1
+    except BaseException:
+        traceback.print_exc(); code = 1   # exactly what the interpreter would print
+    try:
+        sys.stdout.flush(); sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+results = [None] * len(cases)
+pending = list(enumerate(cases))
+running = {}  # pid -> (index, started, timeout)
+while pending or running:
+    while pending and len(running) < JOBS:
+        i, (argv, timeout) = pending.pop(0)
+        running[start(i, argv)] = (i, time.monotonic(), timeout)
+    for pid, (i, t0, timeout) in list(running.items()):
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            rc = os.waitstatus_to_exitcode(status); break
-        if time.monotonic() - t0 > timeout:
-            os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0); rc = "timeout"; break
-        time.sleep(0.02)
-    results.append(rc)
+            results[i] = os.waitstatus_to_exitcode(status)
+            del running[pid]
+        elif time.monotonic() - t0 > timeout:
+            os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)
+            results[i] = "timeout"
+            del running[pid]
+    time.sleep(0.02)
 print(json.dumps(results))
 """
 
 
 def run_cli_cases(
-    cases: list[list[str]], workdir: Path, env: dict[str, str] | None = None, timeout: float = 120.0
+    cases: list[list[str]], workdir: Path, env: dict[str, str] | None = None, timeout: float = 120.0,
+    jobs: int = 2,
 ) -> list[tuple[object, str, str]]:
     """Run each ``eacfer ARGV`` in its own process; returns ``(exit code, stdout, stderr)`` per case.
 
     One real ``python`` subprocess imports eacfer (and torch) once, then forks a child per case that runs
     ``runpy.run_module("eacfer")`` — the same code path as ``python -m eacfer`` (an uncaught exception prints
     the interpreter's traceback) — at a fraction of the cost of starting the interpreter and torch each time.
+    Up to ``jobs`` cases run at once (use 1 when a case needs the outputs of an earlier one).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     outdir = workdir / "cli_outputs"
     outdir.mkdir(exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", **(env or {}),
-           "EACFER_TEST_CLI_OUTDIR": str(outdir)}
+           "EACFER_TEST_CLI_OUTDIR": str(outdir), "EACFER_TEST_CLI_JOBS": str(jobs)}
     payload = json.dumps([[list(map(str, c)), timeout] for c in cases])
     p = subprocess.run([sys.executable, "-c", _DRIVER], input=payload, capture_output=True, text=True, env=env,
                        cwd=workdir, timeout=timeout * len(cases) + 120)

@@ -68,7 +68,7 @@ def broken(synth_rafdb, tmp_path_factory):
     cases.append(["eval", "--data", str(d / "data set"), "--checkpoint", str(model), "--out", str(runs / "ev")])
     cases.append(["eval", "--data", str(d / "data set"), "--checkpoint", str(model), "--out", str(runs / "ev2"),
                   "--strict"])
-    res = hostile.run_cli_cases(cases, d / "work", timeout=300)
+    res = hostile.run_cli_cases(cases, d / "work", timeout=300, jobs=1)  # the evals use the first run's model
     return what, runs, res, d
 
 

@@ -149,7 +149,7 @@ def test_predict_hostile_folder(corpus, model_file, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8",
            "EACFER_CACHE_DIR": str(tmp_path / "cache")}
     rc, stdout, stderr, peak_mb = _run_measured(
-        ["predict", str(root), "--checkpoint", str(model_file), "--out", str(out)], env, tmp_path)
+        ["predict", str(root), "--checkpoint", str(model_file), "--out", str(out), "--save-images"], env, tmp_path)
     assert rc == 0, stderr
     assert "Traceback" not in stdout + stderr
     with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:
@@ -183,7 +183,16 @@ def test_predict_hostile_folder(corpus, model_file, tmp_path):
     assert f"{len(errors)} errors" in stdout
     summary = json.loads((out / "predictions.json").read_text(encoding="utf-8"))["summary"]
     assert summary["errors"] == len(errors) and summary["files"] == len(listed)
-    assert not list(out.glob(".*tmp"))  # no temporary files left behind
+    assert not list(out.rglob(".*"))  # no temporary files left behind
+    # one annotated copy per readable image, each a valid JPEG (nested, non-ASCII names included)
+    from PIL import Image
+
+    readable = [k for k in listed if not expected[k].startswith("error:")]
+    annotated = sorted(p for p in (out / "annotated").rglob("*") if p.is_file())
+    assert len(annotated) == len(readable)
+    for a in annotated:
+        with Image.open(a) as im:
+            im.verify()
     # a 9000x7000 photo among them, the bomb refused: memory stays sane (≈ models + a few copies of 189 MB)
     print(f"predict peak RSS: {peak_mb} MB")
     assert peak_mb < 2500, peak_mb

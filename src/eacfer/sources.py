@@ -156,6 +156,26 @@ def _as_bgr(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+def _not_a_video(path: Path) -> str | None:
+    """Refuse files that FFmpeg would happily "play" but that are no video: FFmpeg renders text files as
+    ANSI-art frames (``.ans``/``.txt``-like input), and zero-filled files as black frames."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as e:
+        return f"cannot read ({e.strerror or e})"
+    if not head.strip(b"\x00"):
+        return "only zero bytes, not a video"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if e.start < len(head) - 4:  # a multi-byte character cut by the 4 KB window is still text
+                return None
+        return "looks like a text file, not a video"
+    return None
+
+
 def parse_source(source: str | int | os.PathLike[str]) -> tuple[str, Any, bool]:
     """``(kind, target, live)`` for a SOURCE argument: ``camera`` (int), ``url`` (str) or ``file`` (Path).
 
@@ -206,6 +226,9 @@ def open_source(
             raise ValueError(f"{target}: is a folder, expected a video file, camera index or URL")
         if target.stat().st_size == 0:
             raise ValueError(f"{target}: empty file")
+        problem = _not_a_video(target)
+        if problem:
+            raise ValueError(f"{target}: {problem}")
     if capture_factory is not None:
         cap = capture_factory(target)
     elif kind == "camera":
