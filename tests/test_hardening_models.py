@@ -209,6 +209,45 @@ def test_onnx_metadata_and_shape_checked_by_cli(files, onnx_file, tmp_path):
         assert rc == 2
 
 
+HOSTILE_METADATA = {
+    "huge_input": {"input_size": 100_000},       # would make every crop 30 GB
+    "std0": {"std": [0.0, 0.0, 0.0]},            # NaN probabilities
+    "nan_mean": {"mean": [float("nan")] * 3},
+    "dup_classes": {"class_names": ["a"] * 7},   # colliding p_<class> columns
+    "empty_class": {"class_names": [""] * 7},
+    "classes_str": {"class_names": "abcdefg"},   # a string is not a list of 7 names
+    "state_not_dict": {"state_dict": 5},
+    "version_str": {"format_version": "x"},
+    "float_input": {"input_size": 64.7},
+    "mean_str": {"mean": "abc"},
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_METADATA))
+def test_hostile_metadata_refused(run_dir, tmp_path, name):
+    """A loadable file whose metadata would exhaust memory, give NaN or collide in the outputs: refused."""
+    good = torch.load(run_dir / "model.pt", weights_only=True)
+    path = tmp_path / f"{name}.pt"
+    torch.save({**good, **HOSTILE_METADATA[name]}, path)
+    with pytest.raises(CheckpointError, match=f"{name}.pt: "):
+        load_model(path)
+
+
+def test_hostile_onnx_metadata_refused(onnx_file, tmp_path):
+    import onnx
+
+    from eacfer.backends import load_classifier
+
+    m = onnx.load(str(onnx_file))
+    for p in m.metadata_props:
+        if p.key == "std":
+            p.value = json.dumps([0.0, 0.0, 0.0])
+    bad = tmp_path / "std0.onnx"
+    bad.write_bytes(m.SerializeToString())
+    with pytest.raises(CheckpointError, match="std0.onnx: .*std"):
+        load_classifier(bad, device="cpu")
+
+
 RESUME_CASES = {
     "backbone": ["--backbone", "resnet18"],
     "noise": ["--noise-rate", "0.25"],

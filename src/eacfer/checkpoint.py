@@ -12,6 +12,7 @@ The predictor reads preprocessing and class names from here and never guesses.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "eacfer-model"
 MODEL_FORMAT_VERSION = 1
+#: Largest input side a model file may ask for (the paper uses 224); bigger would only serve to exhaust memory.
+MAX_INPUT_SIZE = 1024
 
 
 class CheckpointError(ValueError):
@@ -137,8 +140,16 @@ def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
     if payload.get("format") != MODEL_FORMAT:
         hint = " (this looks like a training checkpoint; use RUN_DIR/model.pt)" if "optimizer" in payload else ""
         raise CheckpointError(f"{source}: not an eacfer model file{hint}")
-    if int(payload.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-        raise CheckpointError(f"{source}: made by a newer eacfer (format {payload['format_version']}); upgrade eacfer")
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{source}: malformed format_version {version!r}")
+    if version > MODEL_FORMAT_VERSION:
+        raise CheckpointError(f"{source}: made by a newer eacfer (format {version}); upgrade eacfer")
+    for key in ("class_names", "mean", "std"):
+        if not isinstance(payload.get(key), (list, tuple)):
+            raise CheckpointError(f"{source}: model metadata {key!r} must be a list, got {type(payload.get(key)).__name__}")
+    if not isinstance(payload.get("input_size"), int) or isinstance(payload.get("input_size"), bool):
+        raise CheckpointError(f"{source}: model metadata 'input_size' must be an integer, got {payload.get('input_size')!r}")
     try:
         info = ModelInfo(
             backbone=str(payload["backbone"]),
@@ -154,6 +165,15 @@ def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
         raise CheckpointError(f"{source}: model metadata incomplete or malformed ({type(e).__name__}: {e})") from None
     if len(info.mean) != 3 or len(info.std) != 3 or info.input_size < 8 or info.num_classes < 2:
         raise CheckpointError(f"{source}: model metadata out of range (mean/std/input_size/classes)")
+    # A stranger's file must not be able to make inference allocate gigabytes or return NaN.
+    if info.input_size > MAX_INPUT_SIZE:
+        raise CheckpointError(f"{source}: input_size {info.input_size} is larger than {MAX_INPUT_SIZE}")
+    if not all(math.isfinite(v) for v in info.mean) or not all(math.isfinite(v) and v > 0 for v in info.std):
+        raise CheckpointError(f"{source}: mean/std must be finite and std > 0, got {info.mean} / {info.std}")
+    names = info.class_names
+    if any(not n.strip() or len(n) > 100 for n in names) or len(set(names)) != len(names):
+        # they become CSV columns (p_<class>) and labels: empty or repeated names would collide
+        raise CheckpointError(f"{source}: class names must be unique, non-empty and short, got {names[:10]!r}")
     return info
 
 
@@ -177,6 +197,6 @@ def load_model(
         raise CheckpointError(f"{path}: {e}") from None
     try:
         net.load_state_dict(payload["state_dict"], strict=True)
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as e:
         raise CheckpointError(f"{path}: weights do not fit backbone {info.backbone!r}: {str(e).splitlines()[0]}") from None
     return net.to(device).eval(), info
