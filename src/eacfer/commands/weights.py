@@ -24,6 +24,9 @@ Then:
   eacfer weights verify /path/to/resnet50_ft_weight.pkl     # SHA-256 + loads safely into the right network
   eacfer train --backbone resnet50_msceleb --pretrained /path/to/resnet50_ft_weight.pkl --data ... --out ...
 
+A model trained with the official EAC code (torch.save(model.state_dict(), "eac.pth")) becomes an eacfer model:
+  eacfer weights import-official eac.pth --out model.pt
+
 Compare the printed SHA-256 with the one of a copy you trust (e.g. a colleague's); eacfer ships no
 reference checksum because none is published with the file.
 torchvision backbones (mobilenet_v2, resnet18, resnet50) take --pretrained imagenet or a state_dict file."""
@@ -36,8 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Print where to get resnet50_ft_weight.pkl, or verify a copy.",
         epilog="example: eacfer weights verify resnet50_ft_weight.pkl",
     )
-    p.add_argument("action", nargs="?", choices=("info", "verify"), default="info")
-    p.add_argument("file", nargs="?", help="weights file to verify")
+    p.add_argument("action", nargs="?", choices=("info", "verify", "import-official"), default="info")
+    p.add_argument("file", nargs="?", help="weights file to verify, or official EAC .pth to import")
+    p.add_argument("--out", help="import-official: the eacfer model file to write (e.g. model.pt)")
+    p.add_argument("--image-size", type=int, default=224, help="import-official: input size the model was trained at")
     p.set_defaults(func=run)
     return p
 
@@ -78,6 +83,14 @@ def verify_weights(path: str | Path) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     if args.action == "info":
         print(INFO)
+        return 0
+    if args.action == "import-official":
+        from ..models.official import import_official_checkpoint
+
+        if not args.file or not args.out:
+            raise ValueError("import-official needs FILE and --out: eacfer weights import-official eac.pth --out model.pt")
+        import_official_checkpoint(args.file, args.out, image_size=args.image_size)
+        print(f"wrote {args.out} (resnet50_msceleb, RAF-DB classes, {args.image_size} px) from the official checkpoint {args.file}")
         return 0
     if not args.file:
         raise ValueError("verify needs a FILE: eacfer weights verify resnet50_ft_weight.pkl")

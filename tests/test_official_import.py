@@ -1,0 +1,74 @@
+"""Official EAC checkpoints import into eacfer and give the same logits and CAMs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from eacfer.checkpoint import load_model
+from eacfer.models.official import convert_official_state_dict, import_official_checkpoint
+from eacfer.models.resnet_caffe import CaffeResNet50
+
+
+class OfficialLikeModel(nn.Module):
+    """The official code's module structure (features / features2 / fc), written from its description."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        trunk = CaffeResNet50()
+        self.features = nn.Sequential(*trunk.children())
+        self.features2 = nn.AvgPool2d(7, stride=1)
+        self.fc = nn.Linear(2048, 7)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        out = self.fc(self.features2(f).flatten(1))
+        w = self.fc.weight.detach().view(1, 7, 2048, 1, 1)
+        return out, (f.unsqueeze(1) * w).sum(2)
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    torch.manual_seed(0)
+    m = OfficialLikeModel().eval()
+    for mod in m.modules():  # non-trivial BN statistics so a mis-mapped key would show
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("official") / "eac.pth"
+    torch.save({f"module.{k}": v for k, v in m.state_dict().items()}, path)  # as saved through DataParallel
+    return m, path
+
+
+def test_imported_model_matches_official_forward(official, tmp_path):
+    m, path = official
+    out = tmp_path / "model.pt"
+    import_official_checkpoint(path, out)
+    net, info = load_model(out)
+    assert info.backbone == "resnet50_msceleb" and info.input_size == 224
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ref_logits, ref_cams = m(x)
+        logits, cams = net.forward_with_cams(x)
+    assert torch.allclose(logits, ref_logits, atol=1e-4)
+    assert torch.allclose(cams, ref_cams, atol=1e-3)
+
+
+def test_convert_rejects_foreign_state_dict():
+    with pytest.raises(ValueError, match="unexpected key"):
+        convert_official_state_dict({"conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(7, 2048)})
+
+
+def test_cli_import_official(official, tmp_path):
+    _, path = official
+    out = tmp_path / "m.pt"
+    r = subprocess.run(
+        [sys.executable, "-m", "eacfer", "weights", "import-official", str(path), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.is_file()
