@@ -133,8 +133,11 @@ class TrainConfig:
             raise ValueError("use either --label-file or --noise-rate, not both")
         if not 0.0 <= self.noise_rate < 1.0:
             raise ValueError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
-        if self.label_file and not Path(self.label_file).is_file():
-            raise FileNotFoundError(f"{self.label_file}: label file not found")
+        if self.label_file and not (
+            Path(self.label_file).is_file() or (data / "EmoLabel" / str(self.label_file)).is_file()
+        ):
+            # a bare name (noise03.txt) is looked up in DATA/EmoLabel/, as load_split does
+            raise FileNotFoundError(f"{self.label_file}: label file not found (also looked in {data / 'EmoLabel'})")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         known = list_backbones()
