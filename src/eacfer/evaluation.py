@@ -80,6 +80,7 @@ def evaluate_checkpoint(
         **res,
         "class_names": list(info.class_names),
         "skipped_images": len(ds.skipped),
+        "skipped_entries": len(data.problems),
         "split": split,
         "format": str(data.format),
         "data": str(Path(data_root).resolve()),

@@ -319,8 +319,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     last_path = run / "last.pt"
     if cfg.resume and last_path.exists():
         state = load_checkpoint(last_path, map_location="cpu")
+        if not isinstance(state.get("config"), dict):
+            raise CheckpointError(f"{last_path}: not an eacfer training checkpoint (no run config); cannot resume")
+        _check_resumable(state["config"], config, last_path, cfg.force)
         try:
-            _check_resumable(state["config"], config, last_path, cfg.force)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -329,7 +331,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             history = [dict(r) for r in state["history"]]
             start_epoch = int(state["epoch"]) + 1
             restore_rng_state(state["rng"], {"train_loader": generator})
-        except (KeyError, RuntimeError) as e:
+        except (KeyError, RuntimeError, TypeError, AttributeError, IndexError, ValueError) as e:
+            # a damaged or foreign last.pt: one clear line naming the file, never a traceback
             raise CheckpointError(f"{last_path}: cannot resume from it ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         log.info("resuming %s after epoch %d", run, start_epoch - 1)
     elif cfg.resume:
@@ -338,6 +341,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     write_used_labels(run / "train_labels_used.txt", data.used_labels())
     skipped = len(data.train.skipped) + len(data.test.skipped)
+    skipped_entries = len(data.problems)  # label lines / entries refused before any decoding
     tb = _tensorboard(run, cfg.tensorboard, start_epoch)
     step_fn = step_function(cfg.pipeline)
     log.info("training %s (%s) on %d images (%s, flip view %s), testing on %d, device %s, epochs %d..%d",
@@ -360,7 +364,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                      row["train_accuracy"], row["test_accuracy"], row["test_mean_class_accuracy"], tr["images_per_s"],
                      row["seconds"])
             _write_metrics_csv(run / "metrics.csv", history)
-            write_json(run / "summary.json", summarize(history, skipped, cfg.epochs, finished=False))
+            write_json(run / "summary.json", {**summarize(history, skipped, cfg.epochs, finished=False),
+                                              "skipped_entries": skipped_entries})
             # RNG states captured after evaluation: exactly the state the next epoch starts from.
             save_checkpoint(last_path, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -376,6 +381,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             tb.close()
 
     summary = summarize(history, skipped, cfg.epochs, finished=True)
+    summary["skipped_entries"] = skipped_entries
     final = {k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy", "best_epoch",
                                      "last5_mean_accuracy")}
     info = ModelInfo(backbone=cfg.backbone, class_names=list(data.class_names), input_size=cfg.image_size,

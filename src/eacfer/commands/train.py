@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = train(config_from_args(args))
     print(json.dumps({k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy",
-                                              "best_epoch", "last5_mean_accuracy", "skipped_images")}, indent=2))
+                                              "best_epoch", "last5_mean_accuracy", "skipped_images",
+                                              "skipped_entries") if k in summary}, indent=2))
     print(f"run folder: {summary['run_dir']}  (model: {summary['model']})")
     return 0
