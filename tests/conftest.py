@@ -9,8 +9,17 @@ import pytest
 
 # Qt-based tests must never try to open a window.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tiny test tensors run faster on one thread, and subprocesses inherit it: on a 2-core CI machine,
+# several OpenMP pools waiting for each other made training steps ~10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the predictor's ONNX export cache out of the user's ~/.cache during tests."""
+    os.environ.setdefault("EACFER_CACHE_DIR", str(tmp_path_factory.mktemp("onnx_cache")))
 
 
 @pytest.fixture(scope="session")

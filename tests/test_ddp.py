@@ -12,6 +12,7 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
+
 from fast_testutils import free_port
 
 WORLD = 2

@@ -34,7 +34,7 @@ from .utils.seed import capture_rng_state, restore_rng_state, seed_everything
 
 log = logging.getLogger(__name__)
 
-PIPELINES = ("reference",)
+PIPELINES = ("auto", "reference", "fast")  # auto: fast on CUDA, reference on CPU
 METRIC_COLUMNS = (
     "epoch", "train_loss", "train_ce", "train_consistency", "train_accuracy",
     "test_accuracy", "test_mean_class_accuracy", "lr", "seconds",
@@ -82,8 +82,15 @@ class TrainConfig:
     amp: bool = False
     seed: int = int(PAPER_RECIPE["seed"])
     strict: bool = False
-    pipeline: str = "reference"
+    pipeline: str = "auto"
     eval_batch_size: int | None = None
+    # fast pipeline only (eacfer.fast): torch.compile, how the two views go through the network
+    # ("split" = two passes as the reference, "joint" = one 2N pass), SyncBatchNorm under DDP, and a
+    # folder for the memory-mapped decoded-image cache
+    compile: bool = False
+    views: str = "split"
+    sync_bn: bool = False
+    cache_dir: str | None = None
     resume: bool = False
     force: bool = False
     progress: bool = True
@@ -129,6 +136,8 @@ class TrainConfig:
             raise ValueError(f"--flip-view must be auto, {' or '.join(FLIP_VIEWS)}, got {self.flip_view!r}")
         if self.pipeline not in PIPELINES:
             raise ValueError(f"--pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
+        if self.views not in ("split", "joint"):
+            raise ValueError(f"--views must be split or joint, got {self.views!r}")
         if self.label_file and self.noise_rate:
             raise ValueError("use either --label-file or --noise-rate, not both")
         if not 0.0 <= self.noise_rate < 1.0:
@@ -168,18 +177,23 @@ def step_function(pipeline: str) -> engine.StepFn:
 # ---------------------------------------------------------------- run directory
 
 
-def prepare_run_dir(cfg: TrainConfig) -> Path:
-    """Create RUN_DIR, refusing to clobber an existing run unless ``resume`` or ``force``."""
+def prepare_run_dir(cfg: TrainConfig, write: bool = True) -> Path:
+    """Create RUN_DIR, refusing to clobber an existing run unless ``resume`` or ``force``.
+
+    ``write=False`` (DDP ranks other than 0) makes the same checks without creating or deleting anything.
+    """
     run = Path(cfg.out)
     if run.exists() and not run.is_dir():
         raise NotADirectoryError(f"{run}: --out exists and is a file, expected a run folder")
-    run.mkdir(parents=True, exist_ok=True)
+    if write:
+        run.mkdir(parents=True, exist_ok=True)
     finished = (run / "model.pt").exists()
     unfinished = (run / "last.pt").exists() and not finished
     if cfg.force and not cfg.resume:
-        for name in RUN_FILES:
+        for name in RUN_FILES if write else ():
             (run / name).unlink(missing_ok=True)
-        shutil.rmtree(run / "tb", ignore_errors=True)
+        if write:
+            shutil.rmtree(run / "tb", ignore_errors=True)
     elif not cfg.resume and finished:
         raise FileExistsError(f"{run}: holds a finished run (model.pt); use --force to overwrite or another --out")
     elif not cfg.resume and unfinished:
@@ -280,23 +294,58 @@ def _tensorboard(run: Path, enabled: bool, purge_step: int) -> Any:
 # ---------------------------------------------------------------- the run
 
 
+def resolve_pipeline(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """``auto`` → ``fast`` on CUDA, ``reference`` on CPU; multi-process (torchrun) runs need ``fast``.
+
+    Example:
+        >>> resolve_pipeline(TrainConfig(data="d", out="o"), torch.device("cpu")).pipeline
+        'reference'
+    """
+    from dataclasses import replace
+
+    from .fast.distributed import env_world
+
+    pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("fast" if device.type == "cuda" else "reference")
+    if env_world()[2] > 1 and pipeline != "fast":
+        raise ValueError("multi-process training (torchrun, WORLD_SIZE > 1) needs --pipeline fast")
+    return replace(cfg, pipeline=pipeline)
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate every epoch, write RUN_DIR; returns the summary dict (also in ``summary.json``).
+
+    Under ``torchrun`` (fast pipeline) every process calls this; only rank 0 writes files.
 
     Example:
         >>> summary = train(TrainConfig(data="data/RAF-DB", out="runs/eac"))  # doctest: +SKIP
         >>> summary["last5_mean_accuracy"]                                     # doctest: +SKIP
     """
-    import yaml
-
-    from .checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
-    from .models import create_model, get_backbone_spec
+    from .fast import distributed as fd
     from .utils.device import resolve_device
 
     cfg.validate()
-    run = prepare_run_dir(cfg)
-    device = resolve_device(cfg.device)
-    amp = bool(cfg.amp and device.type == "cuda")
+    cfg = resolve_pipeline(cfg, resolve_device(cfg.device))
+    dist_info = fd.setup(cfg.device) if cfg.pipeline == "fast" else fd.DistInfo(device=resolve_device(cfg.device))
+    try:
+        return _train(cfg, dist_info)
+    finally:
+        fd.teardown(dist_info)
+
+
+def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
+    """The run itself (see :func:`train`); ``dist_info`` is this process's place in a DDP job."""
+    import yaml
+
+    from .checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
+    from .fast import distributed as fd
+    from .models import create_model, get_backbone_spec
+
+    main = dist_info.is_main
+    run = prepare_run_dir(cfg, write=main)
+    fd.barrier(dist_info)
+    device = dist_info.device
+    # the fast pipeline always uses bf16 autocast on CUDA (no GradScaler); the reference uses --amp (fp16)
+    amp = bool(device.type == "cuda" and (cfg.amp or cfg.pipeline == "fast"))
     if cfg.amp and not amp:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
     if device.type == "cuda":
@@ -306,13 +355,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     data = build_datasets(cfg)
     spec = get_backbone_spec(cfg.backbone)
     model = create_model(cfg.backbone, num_classes=len(data.class_names), pretrained=cfg.pretrained).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fast = None
+    if cfg.pipeline == "fast":
+        from .fast.runner import FastPipeline
+
+        fast = FastPipeline(model, data.train, data.test, image_size=cfg.image_size, batch_size=cfg.batch_size,
+                            eval_batch_size=cfg.eval_batch_size, flip_view=data.flip_view, noise_p=cfg.noise_p,
+                            noise_var=cfg.noise_var, erasing_scale=cfg.erasing_scale, seed=cfg.seed,
+                            dist_info=dist_info, mean=spec.mean, std=spec.std, views=cfg.views,
+                            compile=cfg.compile, sync_bn=cfg.sync_bn, cache_dir=cfg.cache_dir)
+        optimizer = fast.make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)  # fused Adam on CUDA
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and fast is None)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader, test_loader = make_loaders(cfg, data, generator, pin_memory=device.type == "cuda",
-                                             mean=spec.mean, std=spec.std)
+    if fast is None:
+        train_loader, test_loader = make_loaders(cfg, data, generator, pin_memory=device.type == "cuda",
+                                                 mean=spec.mean, std=spec.std)
     config = resolved_config(cfg, data, device, amp)
+    config.update(world_size=dist_info.world_size, amp_effective=("bf16" if amp else False) if fast else amp)
 
     history: list[dict[str, Any]] = []
     start_epoch = 1
@@ -338,12 +400,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     elif cfg.resume:
         log.info("--resume: no %s yet, starting a new run", last_path)
 
-    write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    write_used_labels(run / "train_labels_used.txt", data.used_labels())
+    if main:  # under DDP only rank 0 writes files
+        write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        write_used_labels(run / "train_labels_used.txt", data.used_labels())
     skipped = len(data.train.skipped) + len(data.test.skipped)
     skipped_entries = len(data.problems)  # label lines / entries refused before any decoding
-    tb = _tensorboard(run, cfg.tensorboard, start_epoch)
-    step_fn = step_function(cfg.pipeline)
+    tb = _tensorboard(run, cfg.tensorboard and main, start_epoch)
+    step_fn = step_function(cfg.pipeline) if fast is None else None
     log.info("training %s (%s) on %d images (%s, flip view %s), testing on %d, device %s, epochs %d..%d",
              cfg.backbone, cfg.method, len(data.train), data.format, data.flip_view, len(data.test), device,
              start_epoch, cfg.epochs)
@@ -351,10 +414,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             lr = float(optimizer.param_groups[0]["lr"])
-            tr = engine.train_one_epoch(model, train_loader, optimizer, method=cfg.method, lam=cfg.lam, device=device,
-                                        epoch=epoch, scaler=scaler, amp=amp, step_fn=step_fn, progress=cfg.progress)
+            if fast is not None:
+                tr = fast.train_epoch(optimizer, epoch=epoch, method=cfg.method, lam=cfg.lam, progress=cfg.progress)
+            else:
+                tr = engine.train_one_epoch(model, train_loader, optimizer, method=cfg.method, lam=cfg.lam,
+                                            device=device, epoch=epoch, scaler=scaler, amp=amp, step_fn=step_fn,
+                                            progress=cfg.progress)
             scheduler.step()  # ExponentialLR is stepped once per epoch, as in the paper
-            ev = engine.evaluate(model, test_loader, data.class_names, device=device, amp=amp, progress=cfg.progress)
+            if fast is not None:
+                ev = fast.evaluate(data.class_names)  # global: every rank's shard
+            else:
+                ev = engine.evaluate(model, test_loader, data.class_names, device=device, amp=amp,
+                                     progress=cfg.progress)
             row = {"epoch": epoch, **{k: tr[k] for k in ("train_loss", "train_ce", "train_consistency", "train_accuracy")},
                    "test_accuracy": ev["accuracy"], "test_mean_class_accuracy": ev["mean_class_accuracy"], "lr": lr,
                    "seconds": time.perf_counter() - t0}
@@ -363,6 +434,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                      "%.0f img/s  %.1fs", epoch, cfg.epochs, row["train_loss"], row["train_ce"], row["train_consistency"],
                      row["train_accuracy"], row["test_accuracy"], row["test_mean_class_accuracy"], tr["images_per_s"],
                      row["seconds"])
+            if not main:
+                continue
             _write_metrics_csv(run / "metrics.csv", history)
             write_json(run / "summary.json", {**summarize(history, skipped, cfg.epochs, finished=False),
                                               "skipped_entries": skipped_entries})
@@ -386,9 +459,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                      "last5_mean_accuracy")}
     info = ModelInfo(backbone=cfg.backbone, class_names=list(data.class_names), input_size=cfg.image_size,
                      mean=list(spec.mean), std=list(spec.std), train_config=config, metrics=final)
-    save_model(run / "model.pt", model, info)
     summary.update(run_dir=str(run), model=str(run / "model.pt"))
-    write_json(run / "summary.json", summary)
+    if main:
+        save_model(run / "model.pt", model, info)
+        write_json(run / "summary.json", summary)
+    fd.barrier(dist_info)  # every rank returns once the run folder is complete
     log.info("done: final test accuracy %.4f (best %.4f at epoch %s, last-5 mean %.4f); model %s",
              summary["final_accuracy"], summary["best_accuracy"], summary["best_epoch"],
              summary["last5_mean_accuracy"], run / "model.pt")

@@ -40,7 +40,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--seed", type=int, default=int(r["seed"]))
     p.add_argument("--strict", action="store_true", help="stop at the first broken image or label line")
-    p.add_argument("--pipeline", default="reference", help="training pipeline (default: reference)")
+    p.add_argument("--pipeline", choices=("auto", "reference", "fast"), default="auto",
+                   help="fast: decoded-image cache + on-GPU augmentation + bf16 (default on CUDA); "
+                   "reference: the faithful per-image CPU pipeline (default on CPU)")
+    fast = p.add_argument_group("fast pipeline (see also: torchrun --nproc_per_node N -m eacfer train ...)")
+    fast.add_argument("--compile", action="store_true", help="torch.compile the model")
+    fast.add_argument("--views", choices=("split", "joint"), default="split",
+                      help="split: x and x' in two forward passes, per-view BatchNorm statistics as the "
+                      "reference (default); joint: one pass over the 2N batch (faster, BatchNorm differs)")
+    fast.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs under torchrun")
+    fast.add_argument("--cache-dir", default=None,
+                      help="keep the decoded uint8 images as memory-mapped .npy files here (keyed by content)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
@@ -59,6 +69,7 @@ def config_from_args(args: argparse.Namespace):
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,
         device=args.device, amp=args.amp, seed=args.seed, strict=args.strict, pipeline=args.pipeline,
+        compile=args.compile, views=args.views, sync_bn=args.sync_bn, cache_dir=args.cache_dir,
         resume=args.resume, force=args.force, progress=not getattr(args, "quiet", False),
         tensorboard=not args.no_tensorboard,
     )
@@ -70,9 +81,17 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n".join(list_backbones()))
         return 0
+    import logging
+    import os
+
     from ..trainer import train
 
+    rank = int(os.environ.get("RANK", "0") or 0)  # under torchrun only rank 0 logs progress and reports
+    if rank:
+        logging.getLogger().setLevel(logging.WARNING)
     summary = train(config_from_args(args))
+    if rank:
+        return 0
     print(json.dumps({k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy",
                                               "best_epoch", "last5_mean_accuracy", "skipped_images",
                                               "skipped_entries") if k in summary}, indent=2))
