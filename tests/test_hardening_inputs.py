@@ -196,3 +196,24 @@ def test_predict_hostile_folder(corpus, model_file, tmp_path):
     # a 9000x7000 photo among them, the bomb refused: memory stays sane (≈ models + a few copies of 189 MB)
     print(f"predict peak RSS: {peak_mb} MB")
     assert peak_mb < 2500, peak_mb
+
+
+def test_output_folder_inside_the_input_folder(model_file, tmp_path, capsys, monkeypatch):
+    """``eacfer predict photos --out photos/results --save-images`` run twice must not read its own
+    annotated copies back as new photos."""
+    import shutil
+
+    from eacfer.cli import main
+
+    monkeypatch.setenv("EACFER_CACHE_DIR", str(tmp_path / "cache"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(hostile.FACE, photos / "a.jpg")
+    shutil.copy(hostile.FACE, photos / "b.jpg")
+    args = ["predict", str(photos), "--checkpoint", str(model_file), "--out", str(photos / "results"),
+            "--save-images", "--detector", "none"]
+    for _ in range(2):
+        assert main(args) == 0
+        assert "2 files: 2 images read" in capsys.readouterr().out
+    with open(photos / "results" / "predictions.csv", newline="", encoding="utf-8") as fh:
+        assert sorted(Path(r["file"]).name for r in csv.DictReader(fh)) == ["a.jpg", "b.jpg"]
