@@ -202,7 +202,7 @@ def start(i, argv):
     pid = os.fork()
     if pid:
         return pid
-    fo, fe = os.open(out_path, os.O_WRONLY | os.O_CREAT), os.open(err_path, os.O_WRONLY | os.O_CREAT)
+    fo, fe = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(fo, 1); os.dup2(fe, 2)
     sys.argv = ["eacfer", *argv]
     code = 0

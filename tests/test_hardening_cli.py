@@ -102,7 +102,7 @@ CASES: list[tuple[list[str], str]] = [
     (["video", "{tmp}/missing.mp4", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "missing.mp4"),
     (["video", "{tmp}", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "folder|directory"),
     (["video", "{file}", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "afile"),
-    (["video", "7", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "camera 7"),
+    (["video", "97", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "camera 97"),  # no such camera
     # --- export
     (_with(EXPORT, "--opset", "3"), "opset"),
     (_with(EXPORT, "--opset", "999"), "opset"),

@@ -98,6 +98,12 @@ def predict_paths(
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     inputs = collect_inputs(paths)
+    # --out inside a searched folder: never read our own outputs (annotated copies) back as photos
+    out_real = Path(os.path.realpath(out))
+    kept = [(f, root) for f, root in inputs if not Path(os.path.realpath(f)).is_relative_to(out_real)]
+    if len(kept) < len(inputs):
+        log.info("skipping %d files inside the output folder %s", len(inputs) - len(kept), out)
+        inputs = kept
     if not inputs:
         raise ValueError(f"no image files found in {', '.join(map(str, paths))}")
     out.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,23 @@ def _not_a_video(path: Path) -> str | None:
     return None
 
 
+def _open_camera_quietly(cv2: Any, index: int) -> Any:
+    """``cv2.VideoCapture(index)`` without OpenCV's own log lines for each backend it probes.
+
+    A missing camera otherwise prints several multi-line "[ERROR] ... raised OpenCV exception" blocks
+    before our one-line "cannot open camera" message; ``eacfer -v`` keeps them for debugging.
+    """
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is None or log.isEnabledFor(logging.DEBUG):
+        return cv2.VideoCapture(index)
+    old = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(index)
+    finally:
+        logging_api.setLogLevel(old)
+
+
 def parse_source(source: str | int | os.PathLike[str]) -> tuple[str, Any, bool]:
     """``(kind, target, live)`` for a SOURCE argument: ``camera`` (int), ``url`` (str) or ``file`` (Path).
 
@@ -232,7 +249,7 @@ def open_source(
     if capture_factory is not None:
         cap = capture_factory(target)
     elif kind == "camera":
-        cap = cv2.VideoCapture(int(target))
+        cap = _open_camera_quietly(cv2, int(target))
     else:
         cap = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG)
     if cap is None or not cap.isOpened():
