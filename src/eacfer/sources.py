@@ -156,6 +156,9 @@ def _as_bgr(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+_TEXT_STREAM_SUFFIXES = (".m3u8", ".m3u", ".sdp")
+
+
 def _not_a_video(path: Path) -> str | None:
     """Refuse files that FFmpeg would happily "play" but that are no video: FFmpeg renders text files as
     ANSI-art frames (``.ans``/``.txt``-like input), and zero-filled files as black frames."""
@@ -166,6 +169,8 @@ def _not_a_video(path: Path) -> str | None:
         return f"cannot read ({e.strerror or e})"
     if not head.strip(b"\x00"):
         return "only zero bytes, not a video"
+    if path.suffix.lower() in _TEXT_STREAM_SUFFIXES:
+        return None  # playlists / session descriptions are text by design and FFmpeg plays them
     if b"\x00" not in head:
         try:
             head.decode("utf-8")

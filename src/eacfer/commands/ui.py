@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.screenshot and args.quit_after is None:
         raise ValueError("--screenshot needs --quit-after SECONDS (when to take it)")
     size = _parse_size(args.size)
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        # a typo in an explicit path is an argument error; a file that exists but cannot be loaded is
+        # reported inside the window (the app stays usable and another model can be opened)
+        raise FileNotFoundError(f"{args.checkpoint}: model file not found")
     try:
         from ..ui.qtenv import require_pyside
 

@@ -101,7 +101,12 @@ def run_app(
             window.close()
             app.quit()
 
-        window.ready.connect(lambda: QTimer.singleShot(int(max(quit_after, 0.0) * 1000), finish))
+        def on_ready() -> None:
+            QTimer.singleShot(int(max(quit_after, 0.0) * 1000), finish)
+
+        window.ready.connect(on_ready)
+        if window.is_ready:  # settled during construction (a bad --source): the signal has already fired
+            on_ready()
         QTimer.singleShot(int((max(quit_after, 0.0) + READY_GRACE_S) * 1000), finish)
     app.exec()
     window.shutdown()

@@ -382,6 +382,11 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.panel.set_performance(self.fps.rate(), self.stages.values, self.frame_slot.dropped,
                                    len(a.faces) if a else 0, rec)
 
+    @property
+    def is_ready(self) -> bool:
+        """Whether ``ready`` was already emitted (it can fire inside ``__init__``, e.g. for a bad source)."""
+        return self._ready_sent
+
     def _check_ready(self) -> None:
         if not self._ready_sent and self._source_settled and not self.model_loading:
             self._ready_sent = True
