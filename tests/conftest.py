@@ -16,6 +16,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread per test (OMP_NUM_THREADS covers subprocesses; this covers torch if imported earlier)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the predictor's ONNX export cache out of the user's ~/.cache during tests."""

@@ -12,16 +12,6 @@ from eacfer import create_model
 from eacfer.engine import evaluate, train_one_epoch, train_step
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Intra-op threads spin-wait: on a busy 2-core machine 2 threads can be 10x slower than 1.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @pytest.mark.parametrize("method", ["eac", "ce"])
 def test_one_batch_overfit(method):
     torch.manual_seed(0)

@@ -12,16 +12,6 @@ import torch
 from eacfer.metrics import classification_metrics, confusion_matrix, plot_confusion
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Intra-op threads spin-wait: on a busy 2-core machine 2 threads can be 10x slower than 1.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def test_metrics_hand_made_case():
     names = ["Surprise", "Fear", "Disgust"]
     truth = [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]

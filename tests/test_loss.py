@@ -11,15 +11,6 @@ from eacfer.loss import ce_loss, flip_cams
 
 # ---- transcription of the paper / official code, written independently of eacfer.loss -----------------
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Intra-op threads spin-wait: on a busy 2-core machine 2 threads can be 10x slower than 1.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 
 def official_cams(features: torch.Tensor, fc_weight: torch.Tensor) -> torch.Tensor:
     """hm = (F.unsqueeze(1) * W.view(1, K, C, 1, 1)).sum(2), with W taken as data (no gradient)."""

@@ -14,15 +14,6 @@ from eacfer.models.resnet_caffe import CaffeResNet50, UnsafePickleError, load_nu
 
 BACKBONES = [b for b in list_backbones() if not b.startswith("timm:")]
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Intra-op threads spin-wait: on a busy 2-core machine 2 threads can be 10x slower than 1.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 
 def test_registry_lists_the_paper_backbones():
     assert {"resnet50_msceleb", "mobilenet_v2", "resnet18", "resnet50"} <= set(BACKBONES)

@@ -16,15 +16,6 @@ from eacfer.run_data import build_datasets, labels_are_noisy
 from eacfer.trainer import METRIC_COLUMNS, TrainConfig, read_metrics_csv, train
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Intra-op threads spin-wait: on a busy 2-core machine 2 threads can be 10x slower than 1.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(data, out, **kw):
     base = dict(data=str(data), out=str(out), backbone="resnet18", epochs=2, batch_size=16, image_size=32, lr=1e-3,
                 workers=0, device="cpu", progress=False)
