@@ -14,8 +14,12 @@ batch size. Three measurements, each after a warm-up:
 
 GPU (full size, ResNet-50 at 224 — what benchmarks/RESULTS.md reports):
     PYTHONPATH=src python3 benchmarks/train_throughput.py --device cuda --json-out throughput.json
-CPU smoke run (tiny sizes; the figures say nothing about a GPU):
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_throughput.py --quick
+CPU smoke run (tiny sizes; the figures say nothing about a GPU), optionally with the CUDA settings
+(bf16 autocast, fused Adam, channels_last) emulated on the CPU to check that code path runs:
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_throughput.py --quick [--emulate-cuda-settings]
+
+On CUDA the fast epoch is also run once under ``torch.cuda.set_sync_debug_mode("warn")`` and the
+synchronising calls are counted (the design target is a constant handful per epoch, none per batch).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from eacfer import engine  # noqa: E402
 from eacfer.fast.gpu_augment import GPUAugment  # noqa: E402
 from eacfer.fast.pipeline import FastLoader  # noqa: E402
 from eacfer.fast.step import (  # noqa: E402
+    FastSettings,
     TwoViewEAC,
     configure_backend,
     fast_train_epoch,
@@ -107,25 +112,47 @@ def bench_reference(args, imgs, labels, device, workers: int) -> dict:
     return {"samples_per_s": n / sec, "samples": n, "seconds": sec, "peak_gib": _peak_gib(device), "workers": workers}
 
 
+def _settings(args, device) -> FastSettings:
+    if args.emulate_cuda_settings and device.type != "cuda":
+        return FastSettings.for_device("cuda")  # cudnn.benchmark is a no-op off CUDA
+    return FastSettings.for_device(device)
+
+
 def _fast_model(args, device, views: str):
-    configure_backend(device)  # cudnn.benchmark on CUDA
+    st = _settings(args, device)
+    configure_backend(device, st)  # cudnn.benchmark on CUDA
     torch.manual_seed(0)
     net = create_model(args.backbone, num_classes=7).to(device)
-    if device.type == "cuda":
+    if st.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model = TwoViewEAC(net, views=views)
-    opt = make_optimizer(net.parameters(), 1e-4, 1e-4, device)
+    opt = make_optimizer(net.parameters(), 1e-4, 1e-4, device, fused=st.fused_adam)
     if args.compile:
         model = torch.compile(model)
-    return model, opt
+    return model, opt, st
 
 
-def bench_fast(args, imgs, labels, device, views: str) -> dict:
-    model, opt = _fast_model(args, device, views)
-    cuda = device.type == "cuda"
+def count_syncs(fn) -> int | None:
+    """How many synchronising CUDA calls ``fn()`` makes (None off CUDA)."""
+    if not torch.cuda.is_available():
+        return None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def bench_fast(args, imgs, labels, device, views: str, syncs: bool = False) -> dict:
+    model, opt, st = _fast_model(args, device, views)
     t_load = time.perf_counter()
     dl = FastLoader(imgs, labels, args.batch_size, device=device, augment=GPUAugment(args.image_size), seed=0,
-                    channels_last=cuda, drop_last=True)
+                    channels_last=st.channels_last, drop_last=True)
     _sync(device)
     load_s = time.perf_counter() - t_load
     _peak_reset(device)
@@ -133,32 +160,37 @@ def bench_fast(args, imgs, labels, device, views: str) -> dict:
     for b, batch in enumerate(dl):
         if b >= args.warmup:
             break
-        fast_train_step(model, batch, opt, amp=cuda)
+        fast_train_step(model, batch, opt, amp=st.amp)
     _sync(device)
     t0 = time.perf_counter()
-    stats = fast_train_epoch(model, dl, opt, amp=cuda, epoch=1, progress=False)  # ends with one sync (.cpu())
+    stats = fast_train_epoch(model, dl, opt, amp=st.amp, epoch=1, progress=False)  # ends with one sync (.cpu())
     sec = time.perf_counter() - t0
-    return {"samples_per_s": stats["n"] / sec, "samples": stats["n"], "epoch_seconds": sec,
-            "upload_seconds": load_s, "peak_gib": _peak_gib(device), "resident": dl.resident,
-            "views": views, "compile": args.compile}
+    out = {"samples_per_s": stats["n"] / sec, "samples": stats["n"], "epoch_seconds": sec,
+           "upload_seconds": load_s, "peak_gib": _peak_gib(device), "resident": dl.resident,
+           "views": views, "compile": args.compile, "settings": st.describe(),
+           "train_loss": stats["train_loss"]}
+    if syncs and device.type == "cuda":
+        out["sync_calls_per_epoch"] = count_syncs(
+            lambda: fast_train_epoch(model, dl, opt, amp=st.amp, epoch=2, progress=False))
+        out["batches_per_epoch"] = len(dl)
+    return out
 
 
 def bench_compute_bound(args, device, views: str) -> dict:
-    model, opt = _fast_model(args, device, views)
-    cuda = device.type == "cuda"
+    model, opt, st = _fast_model(args, device, views)
     g = torch.Generator(device=device).manual_seed(0)
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    fmt = torch.channels_last if st.channels_last else torch.contiguous_format
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device, generator=g)
     x = x.contiguous(memory_format=fmt)
     batch = (x, x.flip(-1).contiguous(memory_format=fmt),
              torch.randint(0, 7, (args.batch_size,), device=device, generator=g), None)
     _peak_reset(device)
     for _ in range(args.warmup):
-        fast_train_step(model, batch, opt, amp=cuda)
+        fast_train_step(model, batch, opt, amp=st.amp)
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(args.bound_steps):
-        fast_train_step(model, batch, opt, amp=cuda)
+        fast_train_step(model, batch, opt, amp=st.amp)
     _sync(device)
     sec = time.perf_counter() - t0
     n = args.bound_steps * args.batch_size
@@ -202,6 +234,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bound-steps", type=int, default=120)
     p.add_argument("--views", default="split,joint", help="fast-pipeline view modes to measure (first = headline)")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast model")
+    p.add_argument("--emulate-cuda-settings", action="store_true",
+                   help="on CPU, run the fast path with the CUDA settings (bf16 autocast, fused Adam, channels_last)")
     p.add_argument("--repeats", type=int, default=1, help="interleaved rounds; the median is reported")
     p.add_argument("--quick", action="store_true", help="tiny CPU sizes (smoke run)")
     p.add_argument("--json-out", default=None, help="also write the results as JSON here")
@@ -226,18 +260,24 @@ def main(argv=None) -> int:
     imgs = rng.integers(0, 256, (args.n_images, args.src_size, args.src_size, 3), dtype=np.uint8)
     labels = rng.integers(0, 7, args.n_images)
     setup = {k: getattr(args, k) for k in ("backbone", "image_size", "src_size", "n_images", "batch_size",
-                                           "ref_workers", "views", "compile", "quick", "repeats")}
+                                           "ref_workers", "views", "compile", "quick", "repeats",
+                                           "emulate_cuda_settings")}
     print("setup:", json.dumps(setup))
     runs: dict[str, list[dict]] = {}
     for r in range(args.repeats):  # interleaved, so a busy machine slows every variant alike
         for w in args.ref_workers:
             runs.setdefault(f"reference_w{w}", []).append(bench_reference(args, imgs, labels, device, w))
         for v in args.views:
-            runs.setdefault(f"fast_{v}", []).append(bench_fast(args, imgs, labels, device, v))
+            runs.setdefault(f"fast_{v}", []).append(bench_fast(args, imgs, labels, device, v, syncs=r == 0))
             runs.setdefault(f"bound_{v}", []).append(bench_compute_bound(args, device, v))
         print(f"round {r + 1}/{args.repeats}: " + ", ".join(
             f"{k} {v[-1]['samples_per_s']:.1f}" for k, v in runs.items()) + " samples/s", flush=True)
     res = {k: _median_run(v) for k, v in runs.items()}
+    for k, v in runs.items():  # the sync count is measured in the first round only
+        if "sync_calls_per_epoch" in v[0]:
+            res[k].update(sync_calls_per_epoch=v[0]["sync_calls_per_epoch"], batches_per_epoch=v[0]["batches_per_epoch"])
+            print(f"{k}: {v[0]['sync_calls_per_epoch']} synchronising CUDA calls in an epoch of "
+                  f"{v[0]['batches_per_epoch']} batches")
     for k, v in res.items():
         extra = f"  epoch {v['epoch_seconds']:.2f} s, stack upload {v['upload_seconds']:.2f} s" if "epoch_seconds" in v else ""
         print(f"{k:16s}: {v['samples_per_s']:9.1f} samples/s  peak {v['peak_gib'] if v['peak_gib'] is None else round(v['peak_gib'], 2)} GiB{extra}")

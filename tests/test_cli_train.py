@@ -52,6 +52,7 @@ ERRORS = [
     (["--noise-rate", "0.2", "--label-file", "{data}/EmoLabel/list_patition_label.txt"], "either --label-file or --noise-rate"),
     (["--data", "{tmp}/nowhere"], "dataset folder not found"),
     (["--out", "{tmp}/afile"], "is a file"),
+    (["--fast-settings", "amp=sometimes"], "--fast-settings: cannot read 'amp=sometimes'; expected KEY=on"),
 ]
 
 

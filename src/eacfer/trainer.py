@@ -91,6 +91,8 @@ class TrainConfig:
     views: str = "split"
     sync_bn: bool = False
     cache_dir: str | None = None
+    # overrides of the fast path's device defaults (eacfer.fast.step.FastSettings), e.g. {"amp": False}
+    fast_settings: dict[str, bool] = field(default_factory=dict)
     resume: bool = False
     force: bool = False
     progress: bool = True
@@ -138,6 +140,10 @@ class TrainConfig:
             raise ValueError(f"--pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
         if self.views not in ("split", "joint"):
             raise ValueError(f"--views must be split or joint, got {self.views!r}")
+        if self.fast_settings:
+            from .fast.step import FastSettings
+
+            FastSettings.check_overrides(self.fast_settings)
         if self.label_file and self.noise_rate:
             raise ValueError("use either --label-file or --noise-rate, not both")
         if not 0.0 <= self.noise_rate < 1.0:
@@ -358,12 +364,14 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     fast = None
     if cfg.pipeline == "fast":
         from .fast.runner import FastPipeline
+        from .fast.step import FastSettings
 
         fast = FastPipeline(model, data.train, data.test, image_size=cfg.image_size, batch_size=cfg.batch_size,
                             eval_batch_size=cfg.eval_batch_size, flip_view=data.flip_view, noise_p=cfg.noise_p,
                             noise_var=cfg.noise_var, erasing_scale=cfg.erasing_scale, seed=cfg.seed,
                             dist_info=dist_info, mean=spec.mean, std=spec.std, views=cfg.views,
-                            compile=cfg.compile, sync_bn=cfg.sync_bn, cache_dir=cfg.cache_dir)
+                            compile=cfg.compile, sync_bn=cfg.sync_bn, cache_dir=cfg.cache_dir,
+                            settings=FastSettings.for_device(device, **cfg.fast_settings))
         optimizer = fast.make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)  # fused Adam on CUDA
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -374,7 +382,10 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
         train_loader, test_loader = make_loaders(cfg, data, generator, pin_memory=device.type == "cuda",
                                                  mean=spec.mean, std=spec.std)
     config = resolved_config(cfg, data, device, amp)
-    config.update(world_size=dist_info.world_size, amp_effective=("bf16" if amp else False) if fast else amp)
+    config.update(world_size=dist_info.world_size)
+    if fast is not None:  # what the fast path actually runs with (device defaults + --fast-settings)
+        config.update(amp_effective="bf16" if fast.settings.amp else False,
+                      fast_settings_effective=asdict(fast.settings))
 
     history: list[dict[str, Any]] = []
     start_epoch = 1

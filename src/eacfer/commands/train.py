@@ -51,6 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     fast.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs under torchrun")
     fast.add_argument("--cache-dir", default=None,
                       help="keep the decoded uint8 images as memory-mapped .npy files here (keyed by content)")
+    fast.add_argument("--fast-settings", default="", metavar="KEY=on|off,...",
+                      help="override the fast path's device defaults (all on for CUDA, off on CPU): amp (bf16 "
+                      "autocast), fused_adam, channels_last, cudnn_benchmark; e.g. amp=off to debug numerics")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
@@ -61,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`eacfer.trainer.TrainConfig` for parsed arguments."""
+    from ..fast.step import FastSettings
     from ..trainer import TrainConfig
 
     return TrainConfig(
@@ -70,7 +74,8 @@ def config_from_args(args: argparse.Namespace):
         gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,
         device=args.device, amp=args.amp, seed=args.seed, strict=args.strict, pipeline=args.pipeline,
         compile=args.compile, views=args.views, sync_bn=args.sync_bn, cache_dir=args.cache_dir,
-        resume=args.resume, force=args.force, progress=not getattr(args, "quiet", False),
+        fast_settings=FastSettings.parse(args.fast_settings), resume=args.resume, force=args.force,
+        progress=not getattr(args, "quiet", False),
         tensorboard=not args.no_tensorboard,
     )
 

@@ -24,7 +24,7 @@ from . import distributed as fd
 from .cache import content_key, load_or_build
 from .gpu_augment import GPUAugment
 from .pipeline import FastLoader
-from .step import TwoViewEAC, configure_backend, fast_evaluate, fast_train_epoch, make_optimizer
+from .step import FastSettings, TwoViewEAC, configure_backend, fast_evaluate, fast_train_epoch, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class FastPipeline:
         net: the EAC network, already on ``dist_info.device`` (its weights are what checkpoints store).
         train_ds, test_ds: :class:`~eacfer.data.datasets.FERDataset`-like (``uint8_stack``, ``labels``, ``samples``).
         views: ``"split"`` (reference BatchNorm semantics) or ``"joint"`` (one 2N forward pass).
+        compile: ``torch.compile`` the wrapped model (``True``: the default inductor backend; a string names
+            another backend, e.g. ``"aot_eager"`` in tests).
+        settings: autocast / fused Adam / channels_last / cuDNN choices (default: :meth:`FastSettings.for_device`).
 
     Example:
         >>> fp = FastPipeline(net, data.train, data.test, cfg, fd.setup("cpu"), mean, std)  # doctest: +SKIP
@@ -84,9 +87,10 @@ class FastPipeline:
         mean: Sequence[float],
         std: Sequence[float],
         views: str = "split",
-        compile: bool = False,
+        compile: bool | str = False,
         sync_bn: bool = False,
         cache_dir: str | None = None,
+        settings: FastSettings | None = None,
     ):
         self.info = dist_info
         self.device = dist_info.device
@@ -94,9 +98,9 @@ class FastPipeline:
         if batch_size % world:
             raise ValueError(f"--batch-size {batch_size} must be divisible by the number of processes ({world})")
         per_rank = batch_size // world
-        cuda = self.device.type == "cuda"
-        self.amp = cuda  # bf16 autocast on CUDA; CPU runs stay fp32
-        configure_backend(self.device)
+        self.settings = settings or FastSettings.for_device(self.device)
+        self.amp = self.settings.amp  # bf16 autocast on CUDA; CPU runs stay fp32 unless told otherwise
+        configure_backend(self.device, self.settings)
         aug = GPUAugment(image_size, mean=mean, std=std, noise_p=noise_p, noise_var=noise_var,
                          erasing_scale=(float(erasing_scale[0]), float(erasing_scale[1])), flip_view=flip_view)
         with fd.main_first(dist_info):  # rank 0 writes the memory-mapped cache, the others then map it
@@ -105,24 +109,27 @@ class FastPipeline:
         shard = -(-len(train_imgs) // world)
         # as the reference: drop a trailing batch of exactly one image (BatchNorm cannot train on it)
         drop_last = shard % per_rank == 1 and shard > 1
-        common = {"device": self.device, "rank": dist_info.rank, "world_size": world, "channels_last": cuda}
+        common = {"device": self.device, "rank": dist_info.rank, "world_size": world,
+                  "channels_last": self.settings.channels_last}
         self.train_loader = FastLoader(train_imgs, train_ds.labels(), per_rank, augment=aug, seed=seed,
                                        drop_last=drop_last, **common)
         self.test_loader = FastLoader(test_imgs, test_ds.labels(), max(1, (eval_batch_size or max(batch_size, 64)) // world),
                                       eval_transform=aug, **common)
-        if cuda:
+        if self.settings.channels_last:
             net.to(memory_format=torch.channels_last)  # in place: the Parameter objects stay the same
         self.net = net
         model: nn.Module = fd.wrap_ddp(TwoViewEAC(net, views), dist_info, sync_bn=sync_bn)
-        self.model = torch.compile(model) if compile else model
-        self.views, self.compiled = views, compile
+        if compile:
+            model = torch.compile(model, backend=compile) if isinstance(compile, str) else torch.compile(model)
+        self.model = model
+        self.views, self.compiled = views, bool(compile)
         log.info("fast pipeline: %d train images (%s on %s), per-rank batch %d × %d ranks, views %s, %s%s",
                  len(train_imgs), "resident" if self.train_loader.resident else "streamed", self.device,
-                 per_rank, world, views, "bf16 autocast" if self.amp else "fp32", ", torch.compile" if compile else "")
+                 per_rank, world, views, self.settings.describe(), ", torch.compile" if compile else "")
 
     def make_optimizer(self, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
         """The recipe's Adam (fused on CUDA)."""
-        return make_optimizer(params, lr, weight_decay, self.device)
+        return make_optimizer(params, lr, weight_decay, self.device, fused=self.settings.fused_adam)
 
     def train_epoch(self, optimizer: torch.optim.Optimizer, *, epoch: int, method: str = "eac", lam: float = 5.0,
                     progress: bool = True) -> dict[str, float]:

@@ -12,6 +12,9 @@ go through the network:
   synthetic data (see benchmarks/RESULTS.md, "Training throughput"); opt-in, flagged in the run config.
 
 Mixed precision is bf16 autocast on CUDA (no GradScaler needed); the EAC loss is computed in fp32.
+:class:`FastSettings` collects the device-dependent choices (autocast, fused Adam, channels_last,
+cuDNN autotuning). Each of them also runs on a CPU, so tests can exercise the exact CUDA configuration
+on a machine without a GPU (``FastSettings.for_device("cuda")`` applied to a CPU run).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,7 @@ from .distributed import DistInfo, all_gather_varlen, all_reduce_sum
 log = logging.getLogger(__name__)
 
 VIEW_MODES = ("split", "joint")
+_SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
 class TwoViewEAC(nn.Module):
@@ -65,24 +70,97 @@ class TwoViewEAC(nn.Module):
         return logits, cams, cams_flipped
 
 
+@dataclass(frozen=True)
+class FastSettings:
+    """The fast path's device-dependent choices; :meth:`for_device` gives the defaults.
+
+    Attributes:
+        amp: bf16 autocast of the forward pass (the loss stays fp32).
+        fused_adam: Adam's fused kernel (one kernel for all tensors; the same update rule).
+        channels_last: model and batches in channels-last memory format (tensor-core convolutions).
+        cudnn_benchmark: let cuDNN autotune kernels for the fixed training input size.
+
+    Example:
+        >>> FastSettings.for_device("cuda").amp, FastSettings.for_device("cpu").amp
+        (True, False)
+        >>> FastSettings.for_device("cpu", fused_adam=True).fused_adam
+        True
+    """
+
+    amp: bool = False
+    fused_adam: bool = False
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device | str, **overrides: bool) -> FastSettings:
+        """All on for CUDA, all off for CPU (fp32, the reference numerics); ``overrides`` win."""
+        cuda = torch.device(device).type == "cuda"
+        return replace(cls(amp=cuda, fused_adam=cuda, channels_last=cuda, cudnn_benchmark=cuda), **overrides)
+
+    @staticmethod
+    def parse(text: str) -> dict[str, bool]:
+        """``"amp=off,channels_last=on"`` → ``{"amp": False, "channels_last": True}`` (the CLI's form).
+
+        Example:
+            >>> FastSettings.parse("amp=off, fused_adam=on")
+            {'amp': False, 'fused_adam': True}
+        """
+        known = tuple(f.name for f in fields(FastSettings))
+        out: dict[str, bool] = {}
+        for item in (t.strip() for t in text.split(",")):
+            if not item:
+                continue
+            key, sep, value = (v.strip() for v in item.partition("="))
+            if not sep or key not in known or value.lower() not in _SWITCH:
+                raise ValueError(f"--fast-settings: cannot read {item!r}; expected KEY=on|off with KEY one of "
+                                 f"{', '.join(known)}")
+            out[key] = _SWITCH[value.lower()]
+        return out
+
+    @staticmethod
+    def check_overrides(overrides: dict[str, Any]) -> None:
+        """Raise ValueError for unknown keys or non-boolean values (a config's ``fast_settings``)."""
+        known = {f.name for f in fields(FastSettings)}
+        bad = [k for k, v in overrides.items() if k not in known or not isinstance(v, bool)]
+        if bad:
+            raise ValueError(f"fast_settings: {', '.join(map(repr, bad))} not understood; keys are "
+                             f"{', '.join(sorted(known))}, values true/false")
+
+    def describe(self) -> str:
+        """One line for the log, e.g. ``bf16 autocast, fused Adam, channels_last``."""
+        parts = ["bf16 autocast" if self.amp else "fp32"]
+        parts += [name for on, name in ((self.fused_adam, "fused Adam"), (self.channels_last, "channels_last"),
+                                        (self.cudnn_benchmark, "cudnn.benchmark")) if on]
+        return ", ".join(parts)
+
+
 def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``amp``; nothing otherwise (CPU runs stay fp32)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on ``device`` when ``amp`` (CUDA, or a CPU emulating the CUDA settings); else nothing."""
+    if amp:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def configure_backend(device: torch.device) -> None:
+def configure_backend(device: torch.device, settings: FastSettings | None = None) -> None:
     """cuDNN autotuning for the fixed input size of training (call once per run, not at import)."""
-    if device.type == "cuda":
+    settings = settings or FastSettings.for_device(device)
+    if device.type == "cuda" and settings.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
 
 
 def make_optimizer(
-    params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float, device: torch.device
+    params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float, device: torch.device,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """The recipe's Adam; the fused CUDA kernel on GPU (same update rule, one kernel for all tensors)."""
-    fused = device.type == "cuda"
+    """The recipe's Adam; the fused kernel when ``fused`` (default: on CUDA). Same update rule either way.
+
+    Example:
+        >>> opt = make_optimizer(torch.nn.Linear(2, 2).parameters(), 1e-4, 1e-4, torch.device("cpu"))
+        >>> opt.defaults["fused"]
+        False
+    """
+    fused = device.type == "cuda" if fused is None else bool(fused)
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
