@@ -145,3 +145,46 @@ def test_hostile_model_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "evil.pt" in err and "refused" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["writing", "inference"])
+def test_real_sigint_keeps_batch_outputs_in_step(predictor, face_rgb, tmp_path, monkeypatch, where):
+    """A real SIGINT while file 3's rows are written finishes file 3 first; one during file 3's
+    inference drops it whole. Either way the CSV, the JSON and the summary count the same files."""
+    import signal
+
+    from eacfer import batch
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(6):
+        Image.fromarray(face_rgb).save(photos / f"p{i}.jpg")
+    seen = []
+    if where == "writing":
+        real_row = batch._row
+
+        def row(file, *a, **kw):
+            seen.append(file)
+            if len(seen) == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode, mid-write
+            return real_row(file, *a, **kw)
+
+        monkeypatch.setattr(batch, "_row", row)
+    else:
+        real_predict = type(predictor).predict
+
+        def predict(self, file, **kw):
+            seen.append(file)
+            if len(seen) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_predict(self, file, **kw)
+
+        monkeypatch.setattr(type(predictor), "predict", predict)
+    s = batch.predict_paths(predictor, [photos], tmp_path / "out", save_images=True, progress=False)
+    done = 3 if where == "writing" else 2
+    assert s["interrupted"] and s["files"] == done, s
+    rows = _read_csv(tmp_path / "out" / "predictions.csv")
+    js = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert len({r["file"] for r in rows}) == len({r["file"] for r in js["predictions"]}) == done
+    assert js["summary"]["files"] == done and len(list((tmp_path / "out" / "annotated").iterdir())) == done
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -177,7 +177,7 @@ def test_trainer_with_cuda_settings_and_compile_resumes_exactly(synth_rafdb, tmp
     assert len(res.faces) == 1 and abs(float(res.faces[0].probabilities.sum()) - 1) < 1e-4
 
 
-def test_fast_settings_option_parsing_and_errors(synth_rafdb, tmp_path):
+def test_fast_settings_option_parsing_and_errors(synth_rafdb, tmp_path, caplog):
     assert FastSettings.parse("amp=off, channels_last=ON,fused_adam=1") == {
         "amp": False, "channels_last": True, "fused_adam": True}
     assert FastSettings.parse("") == {}
@@ -192,3 +192,7 @@ def test_fast_settings_option_parsing_and_errors(synth_rafdb, tmp_path):
     assert cfg["fast_settings"] == {"amp": True} and cfg["amp_effective"] == "bf16"
     assert cfg["fast_settings_effective"] == {"amp": True, "fused_adam": False, "channels_last": False,
                                               "cudnn_benchmark": False}
+    # the reference pipeline has no such settings: said, not silently dropped
+    with caplog.at_level("WARNING", logger="eacfer.trainer"):
+        train(_cfg(synth_rafdb, tmp_path / "ref", epochs=1, pipeline="reference", fast_settings={"amp": True}))
+    assert "--fast-settings only applies to --pipeline fast" in caplog.text

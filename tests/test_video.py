@@ -90,6 +90,28 @@ def test_ctrl_c_flushes_valid_outputs(predictor, clip, tmp_path):
     assert _no_temporaries(tmp_path)
 
 
+def test_real_sigint_mid_frame_keeps_outputs_in_step(predictor, clip, tmp_path, monkeypatch):
+    """A real SIGINT arriving while frame 5 is being written (after it was counted and its CSV rows
+    written, before its video frame): frame 5 is completed, then the run stops: counts, CSV and video agree."""
+    import os
+    import signal
+
+    real_write = VideoWriter.write
+
+    def write(self, frame):
+        if self.frames == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler at the next bytecode, i.e. right here
+        real_write(self, frame)
+
+    monkeypatch.setattr(VideoWriter, "write", write)
+    s = run_video(predictor, clip, tmp_path, progress=False)
+    assert s["interrupted"] and s["frames"] == 6, s["stopped"]
+    assert count_frames(tmp_path / "annotated.mp4") == 6
+    assert {int(r[0]) for r in _rows(tmp_path / "frames.csv")[1:]} == set(range(6))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert _no_temporaries(tmp_path)
+
+
 def test_unexpected_error_still_finalises(predictor, clip, tmp_path):
     def hook(r):
         if r.index == 3:

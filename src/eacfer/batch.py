@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .utils.atomic import atomic_open, atomic_path
+from .utils.interrupt import HoldCtrlC
 
 log = logging.getLogger(__name__)
 
@@ -130,33 +131,39 @@ def predict_paths(
             from tqdm import tqdm
 
             it = tqdm(inputs, unit="img", desc="predict", disable=None)
+        hold = HoldCtrlC()  # Ctrl-C lands between files: CSV, JSON, annotated copies and counts agree
         try:
             for file, root in it:
-                stats["files"] += 1
                 try:
-                    r = predictor.predict(file, cam=cam)
+                    r, failure = predictor.predict(file, cam=cam), None
                 except Exception as e:  # one bad file never stops the run; it becomes an error row
-                    reason = str(e) if isinstance(e, (ImageLoadError, OSError, ValueError)) else f"{type(e).__name__}: {e}"
-                    msg = reason if reason.startswith(str(file)) else f"{file}: {reason}"
-                    stats["errors"] += 1
-                    if len(errors) < MAX_LISTED_ERRORS:
-                        errors.append(msg)
-                    log.info("%s", msg)  # listed in the summary and the error column
-                    emit(_row(str(file), names, error=msg[len(str(file)) + 2:]))
-                    continue
-                stats["images"] += 1
-                stats["faces"] += len(r.faces)
-                if not r.faces:
-                    stats["no_face"] += 1
-                    emit(_row(str(file), names))
-                for i, f in enumerate(r.faces):
-                    emit(_row(str(file), names, f, i))
-                if save_images:
-                    try:
-                        _save_annotated(r, out / "annotated" / _annotated_name(file, root, used), cam)
-                    except Exception as e:  # e.g. disk full: the predictions themselves are still valid
-                        stats["save_errors"] += 1
-                        log.warning("%s: annotated copy not written: %s", file, e)
+                    r, failure = None, e
+                with hold:
+                    stats["files"] += 1
+                    if r is None:
+                        e = failure
+                        reason = (str(e) if isinstance(e, (ImageLoadError, OSError, ValueError))
+                                  else f"{type(e).__name__}: {e}")
+                        msg = reason if reason.startswith(str(file)) else f"{file}: {reason}"
+                        stats["errors"] += 1
+                        if len(errors) < MAX_LISTED_ERRORS:
+                            errors.append(msg)
+                        log.info("%s", msg)  # listed in the summary and the error column
+                        emit(_row(str(file), names, error=msg[len(str(file)) + 2:]))
+                        continue
+                    stats["images"] += 1
+                    stats["faces"] += len(r.faces)
+                    if not r.faces:
+                        stats["no_face"] += 1
+                        emit(_row(str(file), names))
+                    for i, f in enumerate(r.faces):
+                        emit(_row(str(file), names, f, i))
+                    if save_images:
+                        try:
+                            _save_annotated(r, out / "annotated" / _annotated_name(file, root, used), cam)
+                        except Exception as e:  # e.g. disk full: the predictions themselves are still valid
+                            stats["save_errors"] += 1
+                            log.warning("%s: annotated copy not written: %s", file, e)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted (Ctrl-C) after %d files; closing the outputs", stats["files"])

@@ -354,6 +354,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     amp = bool(device.type == "cuda" and (cfg.amp or cfg.pipeline == "fast"))
     if cfg.amp and not amp:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
+    if cfg.fast_settings and cfg.pipeline != "fast":
+        log.warning("--fast-settings only applies to --pipeline fast; ignored by the %s pipeline", cfg.pipeline)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False  # reproducible kernel choice
 

@@ -32,6 +32,7 @@ import numpy as np
 from .results import FaceResult, FrameResult
 from .sources import FrameSource, open_source
 from .utils.atomic import atomic_open, write_json
+from .utils.interrupt import HoldCtrlC
 
 log = logging.getLogger(__name__)
 
@@ -181,38 +182,40 @@ def run_video(
             total = max_frames if src.frame_count is None else min(src.frame_count, max_frames or src.frame_count)
             bar = stack.enter_context(tqdm(total=total, unit="frame", desc=Path(src.description).name or "video",
                                            disable=None, leave=False))
+        hold = HoldCtrlC()
         try:
             if write_video:
                 writer = VideoWriter(out / "annotated.mp4", src.fps, src.size)
             for r in predictor.stream(src, every=every, max_frames=max_frames, cam=cam):
-                counts["frames"] += 1
-                for k, v in r.timings.items():
-                    if k != "total" and (r.processed or k == "decode"):
-                        add(k, v)
-                if r.processed:
-                    t0 = time.perf_counter()
-                    tracker.update(r.faces, r.index or 0)
-                    add("track", (time.perf_counter() - t0) * 1000)
-                    counts["processed"] += 1
-                    counts["faces"] += len(r.faces)
-                    counts["with_faces"] += bool(r.faces)
-                    last_faces = r.faces
-                    for f in r.faces:
-                        rows.writerow(_face_row(r, f))
-                    if not r.faces:
-                        rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (len(names) + 7))
-                if writer is not None:
-                    t0 = time.perf_counter()
-                    img = annotate(r.image, last_faces, cam=cam and r.processed, copy=False)
-                    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-                    add("draw", (time.perf_counter() - t0) * 1000)
-                    t0 = time.perf_counter()
-                    writer.write(bgr)
-                    add("write", (time.perf_counter() - t0) * 1000)
-                if bar is not None:
-                    bar.update(1)
-                if on_frame is not None:
-                    on_frame(r)
+                with hold:  # this frame's CSV rows, video frame and counts: all or none
+                    counts["frames"] += 1
+                    for k, v in r.timings.items():
+                        if k != "total" and (r.processed or k == "decode"):
+                            add(k, v)
+                    if r.processed:
+                        t0 = time.perf_counter()
+                        tracker.update(r.faces, r.index or 0)
+                        add("track", (time.perf_counter() - t0) * 1000)
+                        counts["processed"] += 1
+                        counts["faces"] += len(r.faces)
+                        counts["with_faces"] += bool(r.faces)
+                        last_faces = r.faces
+                        for f in r.faces:
+                            rows.writerow(_face_row(r, f))
+                        if not r.faces:
+                            rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (len(names) + 7))
+                    if writer is not None:
+                        t0 = time.perf_counter()
+                        img = annotate(r.image, last_faces, cam=cam and r.processed, copy=False)
+                        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+                        add("draw", (time.perf_counter() - t0) * 1000)
+                        t0 = time.perf_counter()
+                        writer.write(bgr)
+                        add("write", (time.perf_counter() - t0) * 1000)
+                    if bar is not None:
+                        bar.update(1)
+                    if on_frame is not None:
+                        on_frame(r)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted (Ctrl-C) after %d frames; closing outputs", counts["frames"])
