@@ -109,8 +109,9 @@ def test_epoch_host_syncs_do_not_grow_with_batches(monkeypatch, settings):
         if settings.channels_last:
             net = net.to(memory_format=torch.channels_last)
         opt = make_optimizer(net.parameters(), 1e-3, 1e-4, CPU, fused=settings.fused_adam)
-        dl = FastLoader(imgs[:n_images], labels[:n_images], 8, augment=GPUAugment(32), seed=0,
-                        channels_last=settings.channels_last)
+        # the resize as it runs on a GPU (integer tensor ops; on a CPU "auto" calls Pillow per image)
+        dl = FastLoader(imgs[:n_images], labels[:n_images], 8, augment=GPUAugment(32, resize_backend="torch"),
+                        seed=0, channels_last=settings.channels_last)
         with monkeypatch.context() as m:
             counts = _count_host_syncs(m)
             stats = fast_train_epoch(TwoViewEAC(net), dl, opt, amp=settings.amp, epoch=1, progress=False)

@@ -137,6 +137,24 @@ def test_detector_none_whole_image_is_the_face(model_pt, face_rgb):
         assert len(r.faces) == 1 and r.faces[0].box == (0.0, 0.0, 180.0, 200.0)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_detector_none_matches_evaluation_preprocessing(model_pt, face_rgb, backend):
+    """A pre-aligned 100×100 face with --detector none gets exactly what `eacfer eval` feeds the model
+    (Pillow bilinear resize, as the official code's transforms.Resize), so the probabilities agree."""
+    import torch
+
+    from eacfer.checkpoint import load_model
+    from eacfer.transforms import EvalTransform
+
+    face = np.asarray(Image.fromarray(face_rgb[40:240, 140:340]).resize((100, 100), Image.BILINEAR))
+    net, info = load_model(model_pt)
+    with torch.no_grad():
+        ref = torch.softmax(net(EvalTransform(info.input_size, info.mean, info.std)(face)[None]), 1)[0].numpy()
+    with Predictor.from_checkpoint(model_pt, device="cpu", detector="none", backend=backend) as p:
+        got = p.predict(face).faces[0].probabilities
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 if backend == "torch" else 1e-4)
+
+
 def test_bad_inputs(predictor, tmp_path):
     from eacfer.data.imageio import ImageLoadError
 

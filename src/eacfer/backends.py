@@ -81,7 +81,9 @@ class TorchClassifier:
         torch = self.torch
         crops = _check_crops(crops, self.info.input_size)
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True)
+            arr = np.ascontiguousarray(crops)
+            # torch warns on read-only arrays (e.g. np.asarray of a PIL image); a copy is a few KB per face
+            x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).to(self.device, non_blocking=True)
             # (x/255 - mean)/std == (x - 255·mean)/(255·std): one subtraction and one division
             x = (x.permute(0, 3, 1, 2).float() - self._mean) / self._std
             if cams:

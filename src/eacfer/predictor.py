@@ -183,9 +183,11 @@ class Predictor:
             return []
         t0 = time.perf_counter()
         if self.detector_name == "none":
-            import cv2
+            from PIL import Image
 
-            crops = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)[None]
+            # the whole image is the face: resize it as training and evaluation do (Pillow bilinear, as the
+            # official code's transforms.Resize), so a RAF-DB aligned image gets exactly the eval input
+            crops = np.array(Image.fromarray(np.ascontiguousarray(rgb)).resize((size, size), Image.BILINEAR))[None]
             affines = [np.array([[size / w, 0, 0], [0, size / h, 0]], np.float64)]
         else:
             from .align import align_faces, crop_transform

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import RandomErasing
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .resample import resize_uint8
 
 FLIP_VIEWS = ("mirrored", "independent")
 
@@ -44,12 +44,9 @@ def add_gaussian_noise(img: torch.Tensor, var: float = 30.0) -> torch.Tensor:
 
 
 def resize_normalize(img: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 3×H×W → float 3×size×size, bilinear (antialiased when shrinking), normalised."""
-    x = img.to(torch.float32).unsqueeze(0)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = x.clamp_(0, 255).round_()  # behave like a uint8 resize (PIL) before scaling
-    x = x[0].div_(255.0)
+    """uint8 3×H×W → float 3×size×size: Pillow's bilinear resize (byte for byte, as the official code's
+    ``transforms.Resize`` on PIL images), /255, normalised."""
+    x = resize_uint8(img, size).to(torch.float32).div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return (x - m) / s

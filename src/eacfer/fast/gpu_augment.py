@@ -6,7 +6,7 @@ independent of torch's global generator):
 
 1. Gaussian pixel noise N(0, σ²=30) on the raw uint8 image with probability 0.5 per image, clipped to
    [0, 255] and truncated back to uint8 (the official code's ``astype(uint8)``);
-2. bilinear (antialiased) resize to the input size, rounded like a uint8 resize;
+2. bilinear resize to the input size, byte for byte as Pillow's (:mod:`eacfer.resample`);
 3. /255 and ImageNet normalisation;
 4. RandomErasing with torchvision's exact sampling: up to 10 attempts of (area ∈ U(scale) · H·W,
    log-aspect ∈ U(log ratio)), h = round(√(area·r)), w = round(√(area/r)), the first attempt with h < H
@@ -23,9 +23,9 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..resample import resize_uint8
 from ..transforms import FLIP_VIEWS
 
 ERASE_VALUES = ("zero", "random")
@@ -56,9 +56,10 @@ def add_noise_batch(
 
 
 def resize_normalize_batch(
-    raw: torch.Tensor, size: int, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+    raw: torch.Tensor, size: int, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
+    backend: str = "auto",
 ) -> torch.Tensor:
-    """uint8 N×3×H×W → float N×3×size×size, bilinear antialiased, uint8-rounded, normalised.
+    """uint8 N×3×H×W → float N×3×size×size: Pillow's bilinear resize (exact, on the batch's device), normalised.
 
     Equal to :func:`eacfer.transforms.resize_normalize` applied image by image.
 
@@ -67,11 +68,7 @@ def resize_normalize_batch(
         ...                        IMAGENET_MEAN, IMAGENET_STD).shape
         torch.Size([2, 3, 32, 32])
     """
-    x = raw.to(torch.float32)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = x.clamp_(0, 255).round_()
-    x = x.div_(255.0)
+    x = resize_uint8(raw, size, backend=backend).to(torch.float32).div_(255.0)
     m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
@@ -157,7 +154,9 @@ class GPUAugment:
     """Batched EAC augmentation: N×H×W×3 (or N×3×H×W) uint8 on any device → ``(x, x_flipped)``.
 
     Args mirror :class:`eacfer.transforms.EACTrainTransform`; ``erasing_value`` is ``"zero"`` (official)
-    or ``"random"``; ``augment=False`` turns every random step off (x′ is then exactly the mirror of x).
+    or ``"random"``; ``augment=False`` turns every random step off (x′ is then exactly the mirror of x);
+    ``resize_backend`` is :func:`eacfer.resample.resize_uint8`'s (``"auto"``: Pillow for CPU batches, integer
+    tensor ops on a GPU; the same bytes either way).
 
     Example:
         >>> aug = GPUAugment(32)
@@ -180,6 +179,7 @@ class GPUAugment:
         flip_view: str = "mirrored",
         augment: bool = True,
         erasing_value: str = "zero",
+        resize_backend: str = "auto",
     ):
         if flip_view not in FLIP_VIEWS:
             raise ValueError(f"flip_view must be one of {FLIP_VIEWS}, got {flip_view!r}")
@@ -190,6 +190,9 @@ class GPUAugment:
         self.erasing_p = float(erasing_p)
         self.erasing_scale, self.erasing_ratio = tuple(erasing_scale), tuple(erasing_ratio)
         self.flip_view, self.augment, self.erasing_value = flip_view, augment, erasing_value
+        if resize_backend not in ("auto", "pil", "torch"):
+            raise ValueError(f"resize_backend must be auto, pil or torch, got {resize_backend!r}")
+        self.resize_backend = resize_backend
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,7 +203,7 @@ class GPUAugment:
         return self._stats[device]
 
     def _resize(self, raw: torch.Tensor) -> torch.Tensor:
-        return resize_normalize_batch(raw, self.image_size, *self._mean_std(raw.device))
+        return resize_normalize_batch(raw, self.image_size, *self._mean_std(raw.device), backend=self.resize_backend)
 
     @staticmethod
     def to_nchw(raw: torch.Tensor) -> torch.Tensor:
