@@ -333,6 +333,9 @@ def test_ferdataset_transform_and_uint8_stack(synth_rafdb):
     small = ds.uint8_stack(size=24)
     assert small.shape == (28, 24, 24, 3)
     assert abs(float(small[5].mean()) - float(stack[5].mean())) < 3.0
+    # the size every image shares (what a model file records as face_size), cached or header-checked
+    assert ds.common_size == (48, 48)
+    assert FERDataset(load_split(synth_rafdb, "test"), cache=False).common_size == (48, 48)
 
 
 def test_ferdataset_mixed_sizes_need_size(tmp_path):
@@ -343,6 +346,7 @@ def test_ferdataset_mixed_sizes_need_size(tmp_path):
     with pytest.raises(ValueError, match="pass size="):
         ds.uint8_stack()
     assert ds.uint8_stack(size=16).shape == (2, 16, 16, 3)
+    assert ds.common_size is None and FERDataset(load_split(root, "train"), cache=False).common_size is None
 
 
 def test_ferdataset_fer2013_pixels(tmp_path):
@@ -350,6 +354,7 @@ def test_ferdataset_fer2013_pixels(tmp_path):
     assert len(ds) == 2 and ds.skipped == []
     assert ds.image(0).shape == (48, 48, 3)
     assert ds.uint8_stack().shape == (2, 48, 48, 3)
+    assert ds.common_size == (48, 48)
 
 
 # ------------------------------------------------------------------------------------ fuzzing

@@ -31,6 +31,7 @@ def test_metadata_and_signature(cams_onnx):
     assert meta["format"] == "eacfer-model" and meta["backbone"] == "mobilenet_v2"
     assert meta["input_size"] == 64 and len(meta["class_names"]) == 7 and len(meta["mean"]) == 3
     assert meta["export"]["with_cams"] is True
+    assert "face_size" in meta and meta["face_size"] is None  # the test model records none
     assert [o.name for o in m.graph.output] == ["logits", "cams"]
 
 

@@ -220,6 +220,9 @@ HOSTILE_METADATA = {
     "version_str": {"format_version": "x"},
     "float_input": {"input_size": 64.7},
     "mean_str": {"mean": "abc"},
+    "huge_face": {"face_size": 10**9},           # would make every face crop gigabytes
+    "face_str": {"face_size": "100"},
+    "face_bool": {"face_size": True},
 }
 
 

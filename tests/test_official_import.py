@@ -50,6 +50,7 @@ def test_imported_model_matches_official_forward(official, tmp_path):
     import_official_checkpoint(path, out)
     net, info = load_model(out)
     assert info.backbone == "resnet50_msceleb" and info.input_size == 224
+    assert info.face_size == 100  # the official code trains on RAF-DB's 100×100 aligned faces
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         ref_logits, ref_cams = m(x)

@@ -155,6 +155,46 @@ def test_detector_none_matches_evaluation_preprocessing(model_pt, face_rgb, back
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 if backend == "torch" else 1e-4)
 
 
+def test_faces_cropped_at_the_training_face_size_then_resized(face_rgb, tmp_path, monkeypatch):
+    """A model trained on 100×100 faces (face_size 100) at input 64: each face is cropped at 100 and
+    resized to 64 the way training resized it, so it has the training images' sharpness."""
+    import torch
+
+    from eacfer import create_model
+    from eacfer.align import align_faces
+    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.detect import create_detector
+    from eacfer.transforms import EvalTransform
+
+    torch.manual_seed(0)
+    net = create_model("mobilenet_v2").eval()
+    path = tmp_path / "m.pt"
+    save_model(path, net, ModelInfo("mobilenet_v2", list(RAFDB_CLASSES), 64, list(IMAGENET_MEAN),
+                                    list(IMAGENET_STD), face_size=100))
+    with Predictor.from_checkpoint(path, device="cpu", backend="torch", detector_mode="full") as p:
+        assert p.face_size == 100
+        seen = []
+        real = p.classifier.classify
+
+        def spy(crops, cams=False):
+            seen.append(crops.copy())
+            return real(crops, cams=cams)
+
+        monkeypatch.setattr(p.classifier, "classify", spy)
+        r = p.predict(face_rgb, cam=True)
+    assert len(r.faces) == 1 and seen[0].shape == (1, 64, 64, 3)
+    dets = create_detector("mediapipe", mode="full").detect(face_rgb)
+    at_100 = align_faces(face_rgb, dets, 100)[0]
+    expected = np.asarray(Image.fromarray(at_100).resize((64, 64), Image.BILINEAR))
+    np.testing.assert_array_equal(seen[0][0], expected)
+    # = what evaluating that 100×100 face gives (EvalTransform resizes 100 → 64 the same way)
+    with torch.no_grad():
+        ref = torch.softmax(net(EvalTransform(64)(at_100)[None]), 1)[0].numpy()
+    np.testing.assert_allclose(r.faces[0].probabilities, ref, atol=1e-5)
+    assert r.faces[0].cam is not None and r.faces[0].crop_size == 64  # CAM geometry in the 64 px crop
+
+
 def test_bad_inputs(predictor, tmp_path):
     from eacfer.data.imageio import ImageLoadError
 

@@ -67,6 +67,7 @@ def test_run_folder_schema(noisy_run):
 
     net, info = load_model(run / "model.pt")
     assert info.backbone == "resnet18" and info.input_size == 32 and len(info.class_names) == 7
+    assert info.face_size == 48  # the synthetic set's images are 48×48: the predictor crops faces at 48
     assert info.train_config["flip_view"] == "independent"
     assert info.metrics["final_accuracy"] == saved["final_accuracy"]
     with torch.no_grad():

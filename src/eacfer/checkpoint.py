@@ -46,6 +46,10 @@ class ModelInfo:
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     eacfer_version: str = ""
+    # side of the square face images the model was trained on (RAF-DB's aligned faces: 100), which
+    # training resized to input_size; the predictor crops faces at this size and resizes them the same
+    # way, so a face looks as it did in training. None: crop at input_size directly.
+    face_size: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -135,6 +139,15 @@ def save_model(path: str | os.PathLike[str], model: torch.nn.Module, info: Model
     save_checkpoint(path, payload)
 
 
+def _face_size(value: Any, source: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 8 <= value <= MAX_INPUT_SIZE:
+        raise CheckpointError(f"{source}: model metadata 'face_size' must be an integer in 8..{MAX_INPUT_SIZE} "
+                              f"or null, got {value!r}")
+    return value
+
+
 def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
     """Validate a model file's metadata and return it as :class:`ModelInfo`."""
     if payload.get("format") != MODEL_FORMAT:
@@ -160,6 +173,7 @@ def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
             train_config=dict(payload.get("train_config") or {}),
             metrics=dict(payload.get("metrics") or {}),
             eacfer_version=str(payload.get("eacfer_version", "")),
+            face_size=_face_size(payload.get("face_size"), source),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: model metadata incomplete or malformed ({type(e).__name__}: {e})") from None

@@ -65,6 +65,7 @@ def metadata_for(info: ModelInfo, with_cams: bool, opset: int) -> dict[str, str]
         "train_config": info.train_config,
         "metrics": info.metrics,
         "eacfer_version": info.eacfer_version or __version__,
+        "face_size": info.face_size,
         "export": {"exporter": "torch.onnx legacy (dynamo=False)", "opset": opset, "with_cams": with_cams,
                    "torch": torch.__version__},
     }

@@ -149,6 +149,11 @@ class Predictor:
     def backend(self) -> str:
         return self.classifier.backend
 
+    @property
+    def face_size(self) -> int | None:
+        """Side of the face images the model was trained on (RAF-DB: 100), or ``None`` (see :meth:`_crops`)."""
+        return self.classifier.info.face_size
+
     # -- detection -------------------------------------------------------------------------------
     def _detector_for(self, kind: str) -> Any:
         """The detector for photos (``kind="image"``) or streams (``"stream"``), created on first use."""
@@ -165,6 +170,32 @@ class Predictor:
         return self._detectors[mode]
 
     # -- core ------------------------------------------------------------------------------------
+    def _crops(self, rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
+        """N×input_size×input_size×3 model inputs, made the way the training images were.
+
+        With a ``face_size`` (RAF-DB: faces aligned at 100×100, resized to 224 by training) each face is
+        cropped at ``face_size`` and then resized to ``input_size`` with the training resize (Pillow
+        bilinear), so it has the sharpness the model learnt from; a face cropped straight at 224 from a
+        high-resolution photo would be sharper than any training image. Without one, faces are cropped at
+        ``input_size`` directly. With ``detector="none"`` the whole image is the face.
+        """
+        from PIL import Image
+
+        size, face = self.input_size, self.face_size or self.input_size
+
+        def resize(img: np.ndarray, side: int) -> np.ndarray:
+            if img.shape[:2] == (side, side):
+                return img
+            return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.BILINEAR))
+
+        if self.detector_name == "none":
+            # an aligned face of the training size (e.g. a RAF-DB image) gets exactly the evaluation input
+            return resize(resize(rgb, face), size)[None]
+        from .align import align_faces
+
+        crops = align_faces(rgb, dets, face)
+        return crops if face == size else np.stack([resize(c, size) for c in crops])
+
     def _analyse(self, rgb: np.ndarray, kind: str, cam: bool, timings: dict[str, float]) -> list[FaceResult]:
         h, w = rgb.shape[:2]
         size = self.input_size
@@ -182,17 +213,13 @@ class Predictor:
             timings["align"] = timings["classify"] = 0.0
             return []
         t0 = time.perf_counter()
+        crops = self._crops(rgb, dets)
         if self.detector_name == "none":
-            from PIL import Image
-
-            # the whole image is the face: resize it as training and evaluation do (Pillow bilinear, as the
-            # official code's transforms.Resize), so a RAF-DB aligned image gets exactly the eval input
-            crops = np.array(Image.fromarray(np.ascontiguousarray(rgb)).resize((size, size), Image.BILINEAR))[None]
             affines = [np.array([[size / w, 0, 0], [0, size / h, 0]], np.float64)]
         else:
-            from .align import align_faces, crop_transform
+            from .align import crop_transform
 
-            crops = align_faces(rgb, dets, size)
+            # the same square at any crop side: the map into the input_size crop is all the CAMs need
             affines = [crop_transform(d, size) for d in dets] if cam else [None] * len(dets)
         timings["align"] = _ms(t0)
         t0 = time.perf_counter()

@@ -43,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("file", nargs="?", help="weights file to verify, or official EAC .pth to import")
     p.add_argument("--out", help="import-official: the eacfer model file to write (e.g. model.pt)")
     p.add_argument("--image-size", type=int, default=224, help="import-official: input size the model was trained at")
+    p.add_argument("--face-size", type=int, default=100,
+                   help="import-official: side of the face images it was trained on (RAF-DB aligned: 100; 0 = none)")
     p.set_defaults(func=run)
     return p
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.file or not args.out:
             raise ValueError("import-official needs FILE and --out: eacfer weights import-official eac.pth --out model.pt")
-        import_official_checkpoint(args.file, args.out, image_size=args.image_size)
+        import_official_checkpoint(args.file, args.out, image_size=args.image_size, face_size=args.face_size or None)
         print(f"wrote {args.out} (resnet50_msceleb, RAF-DB classes, {args.image_size} px) from the official checkpoint {args.file}")
         return 0
     if not args.file:

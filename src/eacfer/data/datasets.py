@@ -72,6 +72,7 @@ class FERDataset(torch.utils.data.Dataset):
         self.samples: list[Sample] = []
         self.skipped: list[tuple[str, str]] = []
         self._images: list[np.ndarray] | None = [] if cache else None
+        self._sizes: set[tuple[int, int]] = set()  # (height, width) of the kept images
         check = self._decode if cache else self._check_header
         with contextlib.closing(self._run(check, split.samples, progress)) as results:
             for sample, result in results:
@@ -83,6 +84,9 @@ class FERDataset(torch.utils.data.Dataset):
                 self.samples.append(sample)
                 if self._images is not None:
                     self._images.append(result)
+                    self._sizes.add(result.shape[:2])
+                else:
+                    self._sizes.add(result)
         if len(self.skipped) > _MAX_WARNINGS:
             log.warning("%d broken images skipped in total (%s split)", len(self.skipped), split.split)
 
@@ -107,6 +111,16 @@ class FERDataset(torch.utils.data.Dataset):
         if s.pixels is not None:
             return s.pixels
         return load_image(s.path, max_pixels=self.max_pixels)
+
+    @property
+    def common_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` shared by every kept image (RAF-DB: ``(100, 100)``), or ``None`` if sizes vary.
+
+        Example:
+            >>> FERDataset(load_split("data/RAF-DB", "train")).common_size  # doctest: +SKIP
+            (100, 100)
+        """
+        return next(iter(self._sizes)) if len(self._sizes) == 1 else None
 
     def uint8_stack(self, size: int | None = None) -> np.ndarray:
         """All kept images as one N×H×W×3 uint8 array, resized to ``size``×``size`` when given.
@@ -144,14 +158,14 @@ class FERDataset(torch.utils.data.Dataset):
         except ImageLoadError as e:
             return e
 
-    def _check_header(self, s: Sample) -> None | ImageLoadError:
+    def _check_header(self, s: Sample) -> tuple[int, int] | ImageLoadError:
         if s.pixels is not None:
-            return None
+            return s.pixels.shape[:2]
         try:
-            image_size(s.path, max_pixels=self.max_pixels)
+            w, h = image_size(s.path, max_pixels=self.max_pixels)
         except ImageLoadError as e:
             return e
-        return None
+        return h, w
 
     def _skip(self, s: Sample, err: ImageLoadError) -> None:
         self.skipped.append((str(s.path or s.name), err.reason))

@@ -47,8 +47,11 @@ def import_official_checkpoint(
     out: str | os.PathLike[str],
     image_size: int = 224,
     class_names: list[str] | None = None,
+    face_size: int | None = 100,
 ) -> None:
     """Convert an official EAC ``.pth`` state_dict into a self-describing eacfer ``model.pt``.
+
+    ``face_size``: the face images it was trained on (the official code: RAF-DB's 100×100 aligned faces).
 
     The file is read with ``weights_only=True``: plain state_dicts load, pickled code is refused.
 
@@ -81,5 +84,6 @@ def import_official_checkpoint(
         mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD),
         train_config={"source": "official EAC checkpoint", "file": os.fspath(path)},
+        face_size=face_size,
     )
     save_model(out, net, info)
