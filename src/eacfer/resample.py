@@ -47,7 +47,7 @@ def _coefficients(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[t
         for x in range(xmax):
             t = abs((x + xmin - center + 0.5) * ss)
             k.append(1.0 - t if t < 1.0 else 0.0)
-        ww = sum_in_order(k)
+        ww = _sum_in_order(k)
         if ww != 0.0:
             k = [v / ww for v in k]
         fixed = [int(-0.5 + v * (1 << PRECISION_BITS)) if v < 0 else int(0.5 + v * (1 << PRECISION_BITS)) for v in k]
@@ -56,21 +56,28 @@ def _coefficients(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[t
     return tuple(starts), tuple(weights), ksize
 
 
-def sum_in_order(values: list[float]) -> float:
-    """Left-to-right float sum (``sum`` would do the same; spelled out because the order matters here)."""
+def _sum_in_order(values: list[float]) -> float:
+    """Plain left-to-right float sum, as Pillow's C loop (Python ≥ 3.12's ``sum`` compensates rounding)."""
     total = 0.0
     for v in values:
         total += v
     return total
 
 
+@lru_cache(maxsize=64)
+def _taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_coefficients` as tensors on ``device``, made once: no host→device copy per batch."""
+    starts, weights, _ = _coefficients(in_size, out_size)
+    return (torch.tensor(starts, dtype=torch.long, device=device),
+            torch.tensor(weights, dtype=torch.int32, device=device))  # out_size × ksize
+
+
 def _pass(x: torch.Tensor, out_size: int) -> torch.Tensor:
     """One Pillow 8-bit resampling pass along the last dimension of an int32 tensor (values 0..255)."""
     in_size = x.shape[-1]
-    starts, weights, ksize = _coefficients(in_size, out_size)
+    start, w = _taps(in_size, out_size, x.device)
+    ksize = w.shape[1]
     dev = x.device
-    start = torch.tensor(starts, dtype=torch.long, device=dev)
-    w = torch.tensor(weights, dtype=torch.int32, device=dev)  # out_size × ksize
     # int32 is enough: the weights are non-negative and sum to ≈ 2^22, so |acc| < 2^21 + 255 · (2^22 + ksize) < 2^31
     acc = torch.full((*x.shape[:-1], out_size), 1 << (PRECISION_BITS - 1), dtype=torch.int32, device=dev)
     for t in range(ksize):
