@@ -334,7 +334,7 @@ def test_ferdataset_transform_and_uint8_stack(synth_rafdb):
     assert small.shape == (28, 24, 24, 3)
     assert abs(float(small[5].mean()) - float(stack[5].mean())) < 3.0
     # the size every image shares (what a model file records as face_size), cached or header-checked
-    assert ds.common_size == (48, 48)
+    assert ds.common_size == (48, 48) and ds.face_size == 48
     assert FERDataset(load_split(synth_rafdb, "test"), cache=False).common_size == (48, 48)
 
 
@@ -347,6 +347,7 @@ def test_ferdataset_mixed_sizes_need_size(tmp_path):
         ds.uint8_stack()
     assert ds.uint8_stack(size=16).shape == (2, 16, 16, 3)
     assert ds.common_size is None and FERDataset(load_split(root, "train"), cache=False).common_size is None
+    assert ds.face_size is None
 
 
 def test_ferdataset_fer2013_pixels(tmp_path):

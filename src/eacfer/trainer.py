@@ -286,16 +286,6 @@ def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp
     return d
 
 
-def square_side(size: tuple[int, int] | None) -> int | None:
-    """The side of a square ``(height, width)``, else ``None`` (the model file's ``face_size``).
-
-    Example:
-        >>> square_side((100, 100)), square_side((48, 64)), square_side(None)
-        (100, None, None)
-    """
-    return int(size[0]) if size is not None and size[0] == size[1] and size[0] >= 8 else None
-
-
 def _tensorboard(run: Path, enabled: bool, purge_step: int) -> Any:
     if not enabled:
         return None
@@ -482,7 +472,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
                                      "last5_mean_accuracy")}
     info = ModelInfo(backbone=cfg.backbone, class_names=list(data.class_names), input_size=cfg.image_size,
                      mean=list(spec.mean), std=list(spec.std), train_config=config, metrics=final,
-                     face_size=square_side(data.train.common_size))
+                     face_size=data.train.face_size)
     summary.update(run_dir=str(run), model=str(run / "model.pt"))
     if main:
         save_model(run / "model.pt", model, info)

@@ -122,6 +122,17 @@ class FERDataset(torch.utils.data.Dataset):
         """
         return next(iter(self._sizes)) if len(self._sizes) == 1 else None
 
+    @property
+    def face_size(self) -> int | None:
+        """The side of :attr:`common_size` when it is square (what a model file records), else ``None``.
+
+        Example:
+            >>> FERDataset(load_split("data/RAF-DB", "train")).face_size  # doctest: +SKIP
+            100
+        """
+        size = self.common_size
+        return int(size[0]) if size is not None and size[0] == size[1] and size[0] >= 8 else None
+
     def uint8_stack(self, size: int | None = None) -> np.ndarray:
         """All kept images as one N×H×W×3 uint8 array, resized to ``size``×``size`` when given.
 
