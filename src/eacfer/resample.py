@@ -129,16 +129,14 @@ def _resize_pil(img: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
     import numpy as np
     from PIL import Image
 
-    lead = img.shape[:-2]
-    if img.ndim >= 3 and img.shape[-3] == 3:
-        # RGB images in one Pillow call each (Pillow resamples the channels independently, like mode "L")
-        rgb = img.detach().cpu().reshape(-1, 3, *img.shape[-2:]).permute(0, 2, 3, 1).numpy()
-        out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((out_w, out_h), Image.BILINEAR))
-                        for a in rgb])
-        res = torch.from_numpy(out).permute(0, 3, 1, 2).reshape(*lead[:-1], 3, out_h, out_w)
-    else:
-        flat = img.detach().cpu().reshape(-1, *img.shape[-2:]).numpy()
-        out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((out_w, out_h), Image.BILINEAR))
-                        for a in flat])
-        res = torch.from_numpy(out).reshape(*lead, out_h, out_w)
-    return res.to(img.device).contiguous()
+    # RGB images in one Pillow call each; anything else plane by plane (Pillow resamples channels independently)
+    rgb = img.ndim >= 3 and img.shape[-3] == 3
+    arrays = img.detach().cpu().reshape(-1, *img.shape[-3 if rgb else -2 :])
+    if rgb:
+        arrays = arrays.permute(0, 2, 3, 1)
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((out_w, out_h), Image.BILINEAR))
+                    for a in arrays.numpy()])
+    res = torch.from_numpy(out)
+    if rgb:
+        res = res.permute(0, 3, 1, 2)
+    return res.reshape(*img.shape[:-2], out_h, out_w).to(img.device).contiguous()
