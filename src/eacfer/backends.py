@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .checkpoint import CheckpointError, ModelInfo
+from eacfer.checkpoint import CheckpointError, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class OnnxClassifier:
                  device: str = "cpu"):
         import onnxruntime as ort
 
-        from .export import INPUT_NAME, read_onnx_metadata
+        from eacfer.export import INPUT_NAME, read_onnx_metadata
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -214,9 +214,9 @@ def onnx_for_checkpoint(path: str | os.PathLike[str], use_cache: bool = True) ->
     """
     import torch
 
-    from .checkpoint import load_model
-    from .export import export_onnx_bytes
-    from .utils.atomic import atomic_path
+    from eacfer.checkpoint import load_model
+    from eacfer.export import export_onnx_bytes
+    from eacfer.utils.atomic import atomic_path
 
     path = Path(path)
     key = f"{_file_sha256(path)[:24]}-t{torch.__version__.split('+')[0]}-cams"
@@ -256,7 +256,7 @@ def load_classifier(
         >>> clf.backend
         'onnxruntime'
     """
-    from .utils.device import resolve_device
+    from eacfer.utils.device import resolve_device
 
     path = Path(path)
     if backend is not None and backend not in BACKENDS:
@@ -278,7 +278,7 @@ def load_classifier(
     if backend is None:
         backend = "torch" if dev.startswith("cuda") else "onnxruntime"
     if backend == "torch":
-        from .checkpoint import load_model
+        from eacfer.checkpoint import load_model
 
         net, info = load_model(path, "cpu")
         if threads:
@@ -287,7 +287,7 @@ def load_classifier(
             torch.set_num_threads(int(threads))
         return TorchClassifier(net, info, dev)
     # validate the .pt (safe loading, metadata) before exporting or trusting a cache entry
-    from .checkpoint import info_from_payload, load_checkpoint
+    from eacfer.checkpoint import info_from_payload, load_checkpoint
 
     info_from_payload(load_checkpoint(path), str(path))
     src = onnx_for_checkpoint(path, use_cache=use_cache)

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .utils.atomic import atomic_open, atomic_path
-from .utils.interrupt import HoldCtrlC
+from eacfer.utils.atomic import atomic_open, atomic_path
+from eacfer.utils.interrupt import HoldCtrlC
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, 
         >>> collect_inputs(["photos/"])  # doctest: +SKIP
         [(PosixPath('photos/a.jpg'), PosixPath('photos'))]
     """
-    from .data.imageio import list_images
+    from eacfer.data.imageio import list_images
 
     out: list[tuple[Path, Path]] = []
     for p in map(Path, paths):
@@ -93,7 +93,7 @@ def predict_paths(
         >>> s["files"], s["faces"], s["errors"]                                            # doctest: +SKIP
         (120, 131, 2)
     """
-    from .data.imageio import ImageLoadError
+    from eacfer.data.imageio import ImageLoadError
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -178,7 +178,7 @@ def predict_paths(
 def _save_annotated(r: Any, path: Path, cam: bool) -> None:
     import cv2
 
-    from .viz import annotate
+    from eacfer.viz import annotate
 
     img = annotate(r.image, r.faces, cam=cam, copy=False)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])

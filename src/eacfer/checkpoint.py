@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .utils.atomic import atomic_path
+from eacfer.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
 
 def _verify_zip_crc(path: Path) -> None:
-    from .utils.integrity import verify_torch_zip
+    from eacfer.utils.integrity import verify_torch_zip
 
     try:
         verify_torch_zip(path)
@@ -124,7 +124,7 @@ def save_model(path: str | os.PathLike[str], model: torch.nn.Module, info: Model
         >>> save_model("model.pt", net, ModelInfo("mobilenet_v2", list(RAFDB_CLASSES), 224,  # doctest: +SKIP
         ...            list(IMAGENET_MEAN), list(IMAGENET_STD)))
     """
-    from . import __version__
+    from eacfer import __version__
 
     if len(info.class_names) != getattr(model, "num_classes", len(info.class_names)):
         raise ValueError("class_names length does not match the model's number of classes")
@@ -201,7 +201,7 @@ def load_model(
         >>> info.class_names[:2]                          # doctest: +SKIP
         ['Surprise', 'Fear']
     """
-    from .models import create_model
+    from eacfer.models import create_model
 
     payload = load_checkpoint(path)
     info = info_from_payload(payload, str(path))

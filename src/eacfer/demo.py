@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .trainer import TrainConfig
+from eacfer.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def make_demo_data(out: str | Path, settings: DemoSettings) -> Path:
     """
     import json
 
-    from .data.synth import generate_rafdb
-    from .utils.atomic import write_json
+    from eacfer.data.synth import generate_rafdb
+    from eacfer.utils.atomic import write_json
 
     data = Path(out) / "data"
     stamp = data / "demo_settings.json"
@@ -117,7 +117,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bo
     """
     from dataclasses import replace
 
-    from .evaluation import evaluate_checkpoint
+    from eacfer.evaluation import evaluate_checkpoint
 
     settings = DemoSettings.quick() if quick else DemoSettings()
     if epochs is not None:
@@ -133,7 +133,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bo
     seconds["synthesise"] = time.perf_counter() - t
     run_dir = out / "run"
     t = time.perf_counter()
-    from .trainer import train
+    from eacfer.trainer import train
 
     summary = train(demo_train_config(data_dir, run_dir, settings, progress))
     seconds["train"] = time.perf_counter() - t
@@ -192,10 +192,10 @@ def run_inference_demo(model_path: str | Path, out_dir: str | Path, frames: int 
         >>> d["video"]["fps"] > 0                                                      # doctest: +SKIP
         True
     """
-    from .batch import predict_paths
-    from .data.imageio import load_image
-    from .predictor import Predictor
-    from .video import make_moving_face_clip, run_video
+    from eacfer.batch import predict_paths
+    from eacfer.data.imageio import load_image
+    from eacfer.predictor import Predictor
+    from eacfer.video import make_moving_face_clip, run_video
 
     out = Path(out_dir)
     face = Path(__file__).parent / "assets" / "astronaut.jpg"

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .loss import ce_loss, eac_loss
-from .metrics import classification_metrics
+from eacfer.loss import ce_loss, eac_loss
+from eacfer.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 

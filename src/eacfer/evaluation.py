@@ -41,13 +41,13 @@ def evaluate_checkpoint(
         >>> m = evaluate_checkpoint("runs/demo/model.pt", "data/RAF-DB", out_dir="runs/demo/eval")  # doctest: +SKIP
         >>> m["accuracy"], m["per_class"]["Happiness"]                                             # doctest: +SKIP
     """
-    from . import engine
-    from .checkpoint import load_model
-    from .data.datasets import FERDataset, load_split
-    from .metrics import plot_confusion
-    from .transforms import EvalTransform
-    from .utils.atomic import write_json, write_text
-    from .utils.device import resolve_device
+    from eacfer import engine
+    from eacfer.checkpoint import load_model
+    from eacfer.data.datasets import FERDataset, load_split
+    from eacfer.metrics import plot_confusion
+    from eacfer.transforms import EvalTransform
+    from eacfer.utils.atomic import write_json, write_text
+    from eacfer.utils.device import resolve_device
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import MODEL_FORMAT, MODEL_FORMAT_VERSION, CheckpointError, ModelInfo, load_model
-from .utils.atomic import atomic_path
+from eacfer.checkpoint import MODEL_FORMAT, MODEL_FORMAT_VERSION, CheckpointError, ModelInfo, load_model
+from eacfer.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class _WithCams(torch.nn.Module):
 
 def metadata_for(info: ModelInfo, with_cams: bool, opset: int) -> dict[str, str]:
     """ONNX ``metadata_props`` for a model: every model-file field, JSON-encoded."""
-    from . import __version__
+    from eacfer import __version__
 
     fields: dict[str, Any] = {
         "format": MODEL_FORMAT,
@@ -195,7 +195,7 @@ def _fmt(diffs: dict[str, float]) -> str:
 
 def read_onnx_metadata(meta: dict[str, str], source: str) -> tuple[ModelInfo, dict[str, Any]]:
     """Validate eacfer metadata_props (as returned by onnxruntime) → (:class:`ModelInfo`, export info)."""
-    from .checkpoint import info_from_payload
+    from eacfer.checkpoint import info_from_payload
 
     if "format" not in meta:
         raise CheckpointError(f"{source}: ONNX file without eacfer metadata (export it with `eacfer export`)")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .utils.atomic import atomic_path
+from eacfer.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Classifier, load_classifier
-from .results import FaceResult, FrameResult
+from eacfer.backends import Classifier, load_classifier
+from eacfer.results import FaceResult, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class Predictor:
         if self.detector_name == "mediapipe" and mode == "auto":
             mode = "short" if kind == "stream" else "full"
         if mode not in self._detectors:
-            from .detect import create_detector
+            from eacfer.detect import create_detector
 
             kw: dict[str, Any] = {"score_threshold": self.score_threshold}
             if self.detector_name == "mediapipe":
@@ -191,7 +191,7 @@ class Predictor:
         if self.detector_name == "none":
             # an aligned face of the training size (e.g. a RAF-DB image) gets exactly the evaluation input
             return resize(resize(rgb, face), size)[None]
-        from .align import align_faces
+        from eacfer.align import align_faces
 
         crops = align_faces(rgb, dets, face)
         return crops if face == size else np.stack([resize(c, size) for c in crops])
@@ -201,7 +201,7 @@ class Predictor:
         size = self.input_size
         t0 = time.perf_counter()
         if self.detector_name == "none":
-            from .detect import Detection
+            from eacfer.detect import Detection
 
             dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
         else:
@@ -217,7 +217,7 @@ class Predictor:
         if self.detector_name == "none":
             affines = [np.array([[size / w, 0, 0], [0, size / h, 0]], np.float64)]
         else:
-            from .align import crop_transform
+            from eacfer.align import crop_transform
 
             # the same square at any crop side: the map into the input_size crop is all the CAMs need
             affines = [crop_transform(d, size) for d in dets] if cam else [None] * len(dets)
@@ -262,7 +262,7 @@ class Predictor:
         t_all = t0 = time.perf_counter()
         source = None
         if isinstance(image, (str, os.PathLike)):
-            from .data.imageio import load_image
+            from eacfer.data.imageio import load_image
 
             source = str(image)
             rgb = load_image(Path(image))
@@ -298,7 +298,7 @@ class Predictor:
         """
         import cv2
 
-        from .sources import FrameSource, open_source
+        from eacfer.sources import FrameSource, open_source
 
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .utils.seed import seed_worker
+from eacfer.utils.seed import seed_worker
 
 if TYPE_CHECKING:
-    from .data.datasets import FERDataset
-    from .trainer import TrainConfig
+    from eacfer.data.datasets import FERDataset
+    from eacfer.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def write_used_labels(path: str | Path, entries: Sequence[tuple[str, int]]) -> N
     """
     from urllib.parse import quote
 
-    from .data.labels import write_label_file
-    from .utils.atomic import write_text
+    from eacfer.data.labels import write_label_file
+    from eacfer.utils.atomic import write_text
 
     try:
         write_label_file(path, entries)
@@ -81,10 +81,10 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
     Example:
         >>> data = build_datasets(TrainConfig(data="data/RAF-DB", out="runs/x"))  # doctest: +SKIP
     """
-    from .data.datasets import FERDataset, load_split
-    from .data.labels import inject_symmetric_noise
-    from .models import get_backbone_spec
-    from .transforms import EACTrainTransform, EvalTransform
+    from eacfer.data.datasets import FERDataset, load_split
+    from eacfer.data.labels import inject_symmetric_noise
+    from eacfer.models import get_backbone_spec
+    from eacfer.transforms import EACTrainTransform, EvalTransform
 
     train_split = load_split(cfg.data, split="train", format=cfg.format, label_file=cfg.label_file, strict=cfg.strict)
     test_split = load_split(cfg.data, split="test", format=train_split.format, strict=cfg.strict)

@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-from . import engine
-from .constants import PAPER_RECIPE
-from .run_data import TrainData, build_datasets, make_loaders, write_used_labels
-from .utils.atomic import write_json, write_text
-from .utils.seed import capture_rng_state, restore_rng_state, seed_everything
+from eacfer import engine
+from eacfer.constants import PAPER_RECIPE
+from eacfer.run_data import TrainData, build_datasets, make_loaders, write_used_labels
+from eacfer.utils.atomic import write_json, write_text
+from eacfer.utils.seed import capture_rng_state, restore_rng_state, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError/FileNotFoundError with a one-line message for an unusable config."""
-        from .models import list_backbones
-        from .transforms import FLIP_VIEWS
+        from eacfer.models import list_backbones
+        from eacfer.transforms import FLIP_VIEWS
 
         if not self.data:
             raise ValueError("--data is required")
@@ -141,7 +141,7 @@ class TrainConfig:
         if self.views not in ("split", "joint"):
             raise ValueError(f"--views must be split or joint, got {self.views!r}")
         if self.fast_settings:
-            from .fast.step import FastSettings
+            from eacfer.fast.step import FastSettings
 
             FastSettings.check_overrides(self.fast_settings)
         if self.label_file and self.noise_rate:
@@ -258,7 +258,7 @@ def summarize(history: list[dict[str, Any]], skipped: int, epochs: int, finished
 
 def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp: bool) -> dict[str, Any]:
     """The full config as written to ``config.yaml`` (and stored in checkpoints)."""
-    from . import __version__
+    from eacfer import __version__
 
     d = cfg.to_dict()
     d.pop("resume"), d.pop("force"), d.pop("progress")  # how this invocation ran, not what the run is
@@ -309,7 +309,7 @@ def resolve_pipeline(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     """
     from dataclasses import replace
 
-    from .fast.distributed import env_world
+    from eacfer.fast.distributed import env_world
 
     pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("fast" if device.type == "cuda" else "reference")
     if env_world()[2] > 1 and pipeline != "fast":
@@ -326,8 +326,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         >>> summary = train(TrainConfig(data="data/RAF-DB", out="runs/eac"))  # doctest: +SKIP
         >>> summary["last5_mean_accuracy"]                                     # doctest: +SKIP
     """
-    from .fast import distributed as fd
-    from .utils.device import resolve_device
+    from eacfer.fast import distributed as fd
+    from eacfer.utils.device import resolve_device
 
     cfg.validate()
     cfg = resolve_pipeline(cfg, resolve_device(cfg.device))
@@ -342,9 +342,9 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     """The run itself (see :func:`train`); ``dist_info`` is this process's place in a DDP job."""
     import yaml
 
-    from .checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
-    from .fast import distributed as fd
-    from .models import create_model, get_backbone_spec
+    from eacfer.checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
+    from eacfer.fast import distributed as fd
+    from eacfer.models import create_model, get_backbone_spec
 
     main = dist_info.is_main
     run = prepare_run_dir(cfg, write=main)
@@ -365,8 +365,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     model = create_model(cfg.backbone, num_classes=len(data.class_names), pretrained=cfg.pretrained).to(device)
     fast = None
     if cfg.pipeline == "fast":
-        from .fast.runner import FastPipeline
-        from .fast.step import FastSettings
+        from eacfer.fast.runner import FastPipeline
+        from eacfer.fast.step import FastSettings
 
         fast = FastPipeline(model, data.train, data.test, image_size=cfg.image_size, batch_size=cfg.batch_size,
                             eval_batch_size=cfg.eval_batch_size, flip_view=data.flip_view, noise_p=cfg.noise_p,

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torchvision.transforms import RandomErasing
 
-from .constants import IMAGENET_MEAN, IMAGENET_STD
-from .resample import resize_uint8
+from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
+from eacfer.resample import resize_uint8
 
 FLIP_VIEWS = ("mirrored", "independent")
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .results import FaceResult, FrameResult
-from .sources import FrameSource, open_source
-from .utils.atomic import atomic_open, write_json
-from .utils.interrupt import HoldCtrlC
+from eacfer.results import FaceResult, FrameResult
+from eacfer.sources import FrameSource, open_source
+from eacfer.utils.atomic import atomic_open, write_json
+from eacfer.utils.interrupt import HoldCtrlC
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ def run_video(
     """
     import cv2
 
-    from .tracking import IoUTracker
-    from .viz import annotate
+    from eacfer.tracking import IoUTracker
+    from eacfer.viz import annotate
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -62,7 +62,7 @@ class ModelSpec:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str]) -> ModelSpec:
-        from ..checkpoint import info_from_payload, load_checkpoint
+        from eacfer.checkpoint import info_from_payload, load_checkpoint
 
         info = info_from_payload(load_checkpoint(path), str(path))
         p = Path(path)
@@ -70,9 +70,9 @@ class ModelSpec:
 
     def load(self, image_size: int) -> tuple[torch.nn.Module, Any]:
         """(net in eval mode on CPU, ModelInfo)."""
-        from ..checkpoint import ModelInfo, load_model
-        from ..constants import RAFDB_CLASSES
-        from ..models import create_model, get_backbone_spec
+        from eacfer.checkpoint import ModelInfo, load_model
+        from eacfer.constants import RAFDB_CLASSES
+        from eacfer.models import create_model, get_backbone_spec
 
         if self.checkpoint:
             return load_model(self.checkpoint, "cpu")
@@ -168,8 +168,8 @@ def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), 
     import cv2
     import numpy as np
 
-    from ..data.imageio import load_image
-    from ..utils.atomic import atomic_path
+    from eacfer.data.imageio import load_image
+    from eacfer.utils.atomic import atomic_path
 
     photo = load_image(Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg")
     # The face sits at about (172, 66, 106, 106) in the 512×512 photo; a head-and-shoulders crop scaled to
@@ -198,8 +198,8 @@ def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), 
 
 def video_fps(model_path: str, device: str, frames: int, workdir: Path, threads: int | None = None) -> tuple[float, int]:
     """End-to-end frames per second of :meth:`Predictor.stream` over a synthetic clip; (fps, frames with a face)."""
-    from ..backends import load_classifier
-    from ..predictor import Predictor
+    from eacfer.backends import load_classifier
+    from eacfer.predictor import Predictor
 
     clip = synthetic_clip(workdir / "bench_clip.avi", frames)
     # use_cache=False: a throw-away benchmark model must not land in the user's ONNX cache
@@ -228,8 +228,8 @@ def measure_model(
     published: Any = None,
 ) -> dict[str, Any]:
     """Measure one model; returns a row with the :data:`COLUMNS` keys (None where not measured)."""
-    from ..checkpoint import save_model
-    from ..utils.device import resolve_device
+    from eacfer.checkpoint import save_model
+    from eacfer.utils.device import resolve_device
 
     dev = resolve_device(device)
     net, info = spec.load(image_size or 224)
@@ -254,7 +254,7 @@ def measure_model(
                                                                            iters=iters)
         row["torch_cpu_batch_ms_per_face"] = torch_latency(net, size, batch, "cpu", warmup=warmup, iters=iters).median_ms
         if onnx:
-            from ..export import export_onnx_bytes
+            from eacfer.export import export_onnx_bytes
 
             data = export_onnx_bytes(net, info, dynamic_batch=True)
             row["onnx_mb"] = len(data) / 1e6
@@ -321,8 +321,8 @@ def write_efficiency_outputs(out: str | os.PathLike[str], rows: Sequence[dict[st
     import csv
     import io
 
-    from ..utils.atomic import write_text
-    from .provenance import describe_machine
+    from eacfer.bench.provenance import describe_machine
+    from eacfer.utils.atomic import write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,7 +343,7 @@ def write_efficiency_outputs(out: str | os.PathLike[str], rows: Sequence[dict[st
     write_text(out / EFFICIENCY_MD, "\n".join(md))
     files = {"csv": out / EFFICIENCY_CSV, "md": out / EFFICIENCY_MD}
     if plot:
-        from .plots import plot_accuracy_vs_cost
+        from eacfer.bench.plots import plot_accuracy_vs_cost
 
         files["png"] = plot_accuracy_vs_cost(rows, published, out / PLOT_PNG)
     return files
@@ -376,7 +376,7 @@ def _with_min(median: Any, fastest: Any) -> str:
 
 def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The measured-efficiency table (markdown lines) with its footnotes; rows from :func:`measure_model` or the CSV."""
-    from .tables import md_table
+    from eacfer.bench.tables import md_table
 
     rows = [coerce_row(r) for r in rows]
     batch = rows[0]["throughput_batch"] if rows else "N"
@@ -417,7 +417,7 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _published_cost_md(published: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
-    from .tables import md_table
+    from eacfer.bench.tables import md_table
 
     body = []
     seen = set()
@@ -454,9 +454,9 @@ def run_efficiency_bench(specs: Sequence[ModelSpec], out: str | os.PathLike[str]
     Example:
         >>> rows, files = run_efficiency_bench([ModelSpec.from_backbone("mobilenet_v2")], "bench/eff")  # doctest: +SKIP
     """
-    from ..utils.atomic import write_json
-    from .provenance import META_NAME, provenance
-    from .published import load_published
+    from eacfer.bench.provenance import META_NAME, provenance
+    from eacfer.bench.published import load_published
+    from eacfer.utils.atomic import write_json
 
     if not specs:
         raise ValueError("nothing to measure: give --backbones and/or --checkpoints")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tables import (  # noqa: F401  (re-exported: the grid's table API lives with the grid)
+from eacfer.bench.tables import (  # noqa: F401  (re-exported: the grid's table API lives with the grid)
     RUNS_DIR,
     TABLE_CSV,
     TABLE_MD,
@@ -200,7 +200,7 @@ def read_run(cell: GridCell, run_dir: Path, epochs: int | None = None) -> RunRes
     mp = run_dir / "metrics.csv"
     if mp.is_file():
         try:
-            from ..trainer import read_metrics_csv
+            from eacfer.trainer import read_metrics_csv
 
             history = read_metrics_csv(mp)
         except (OSError, ValueError) as e:
@@ -223,7 +223,7 @@ def is_finished(summary: dict[str, Any], run_dir: Path, epochs: int | None) -> b
 
 
 def _last_state_readable(path: Path) -> bool:
-    from ..checkpoint import CheckpointError, load_checkpoint
+    from eacfer.checkpoint import CheckpointError, load_checkpoint
 
     try:
         load_checkpoint(path)
@@ -254,7 +254,7 @@ def make_config(cell: GridCell, data: str, out: Path, train_options: dict[str, A
     """The :class:`eacfer.trainer.TrainConfig` of one cell (unknown option names are an error)."""
     from dataclasses import fields
 
-    from ..trainer import TrainConfig
+    from eacfer.trainer import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
     fixed = {"data", "out", "backbone", "method", "label_file", "noise_rate", "noise_seed", "pretrained", "resume", "force"}
@@ -291,7 +291,7 @@ class NoisyBench:
 
     @property
     def epochs(self) -> int:
-        from ..trainer import TrainConfig
+        from eacfer.trainer import TrainConfig
 
         return int(self.train_options.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
 
@@ -319,7 +319,7 @@ class NoisyBench:
         A run that fails is reported (``action`` starts with ``failed``) and the grid goes on.
         """
         if train_fn is None:
-            from ..trainer import train as train_fn
+            from eacfer.trainer import train as train_fn
         cfgs = self.configs()
         results: list[RunResult] = []
         for i, (cell, cfg) in enumerate(zip(self.cells, cfgs, strict=True), 1):
@@ -366,9 +366,9 @@ def run_noisy_bench(bench: NoisyBench, command: str | None = None, train: bool =
         >>> files["md"]                              # doctest: +SKIP
         PosixPath('bench/noisy/noisy_table.md')
     """
-    from ..utils.atomic import write_json
-    from .provenance import META_NAME, provenance
-    from .published import load_published
+    from eacfer.bench.provenance import META_NAME, provenance
+    from eacfer.bench.published import load_published
+    from eacfer.utils.atomic import write_json
 
     out = Path(bench.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ def _figure(ncols: int = 1, width: float = 7.0, height: float = 4.5) -> tuple[An
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..utils.atomic import atomic_path
+    from eacfer.utils.atomic import atomic_path
 
     path = Path(path)
     fig.tight_layout()
@@ -66,7 +66,7 @@ def plot_noisy_curves(results: Sequence[Any], path: str | os.PathLike[str]) -> P
 def plot_noisy_table(results: Sequence[Any], published: Any, path: str | os.PathLike[str]) -> Path:
     """Last-5 mean accuracy vs noise rate: one solid line per measured backbone × method, the matching
     published EAC-repository row dashed in the same colour."""
-    from .tables import columns_of, measured_table, published_row
+    from eacfer.bench.tables import columns_of, measured_table, published_row
 
     fig, (ax,) = _figure()
     rows, cols, values = measured_table(results, "last5_mean_accuracy")

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .efficiency import EFFICIENCY_CSV, PLOT_PNG, efficiency_table_md, read_efficiency_csv
-from .provenance import META_NAME, describe_machine
-from .tables import TABLE_CSV, TABLE_METRICS, _data_line, md_table, read_noisy_csv
+from eacfer.bench.efficiency import EFFICIENCY_CSV, PLOT_PNG, efficiency_table_md, read_efficiency_csv
+from eacfer.bench.provenance import META_NAME, describe_machine
+from eacfer.bench.tables import TABLE_CSV, TABLE_METRICS, _data_line, md_table, read_noisy_csv
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _noisy_md(b: BenchOutput) -> list[str]:
 
 
 def _copy_pngs(b: BenchOutput, out: Path, prefix: str) -> list[str]:
-    from ..utils.atomic import atomic_path
+    from eacfer.utils.atomic import atomic_path
 
     names = []
     for png in b.pngs:
@@ -152,8 +152,8 @@ def _fmt(v: Any, nd: int = 2) -> str:
 def build_report(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
                  published: Any = None) -> Path:
     """Write ``out/RESULTS.md`` (and copy the bench PNGs next to it); returns its path."""
-    from ..utils.atomic import write_text
-    from .published import load_published
+    from eacfer.bench.published import load_published
+    from eacfer.utils.atomic import write_text
 
     published = published or load_published()
     out = Path(out)

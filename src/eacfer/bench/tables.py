@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only for annotations: noisy imports this module
-    from .noisy import GridCell, RunResult
+    from eacfer.bench.noisy import GridCell, RunResult
 
 #: metric key in summary.json → (table title, short name). Accuracies are fractions there, percent here.
 TABLE_METRICS: dict[str, tuple[str, str]] = {
@@ -90,8 +90,8 @@ def _fmt(v: float | None) -> str:
 def write_noisy_outputs(out: str | os.PathLike[str], results: Sequence[RunResult], published: Any,
                         meta: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Path]:
     """Write ``noisy_table.md/.csv`` (+ ``noisy_curves.png``, ``noisy_table.png``) into ``out``."""
-    from ..utils.atomic import write_text
-    from .provenance import describe_machine
+    from eacfer.bench.provenance import describe_machine
+    from eacfer.utils.atomic import write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ def write_noisy_outputs(out: str | os.PathLike[str], results: Sequence[RunResult
     write_text(out / TABLE_MD, "\n".join(md))
     files["md"] = out / TABLE_MD
     if plots:
-        from .plots import plot_noisy_curves, plot_noisy_table
+        from eacfer.bench.plots import plot_noisy_curves, plot_noisy_table
 
         files["curves"] = plot_noisy_curves(results, out / "noisy_curves.png")
         files["table_png"] = plot_noisy_table(results, published, out / "noisy_table.png")

@@ -163,7 +163,7 @@ def noisy_from_args(args: argparse.Namespace) -> Any:
     """The :class:`eacfer.bench.noisy.NoisyBench` for parsed arguments."""
     import yaml
 
-    from ..bench.noisy import NoisyBench, parse_label_files, plan_grid
+    from eacfer.bench.noisy import NoisyBench, parse_label_files, plan_grid
 
     options: dict[str, Any] = {}
     for _, name, _, _ in _TRAIN_OPTIONS:
@@ -192,7 +192,7 @@ def noisy_from_args(args: argparse.Namespace) -> Any:
 
 
 def run_noisy(args: argparse.Namespace) -> int:
-    from ..bench.noisy import run_noisy_bench
+    from eacfer.bench.noisy import run_noisy_bench
 
     bench = noisy_from_args(args)
     results, files = run_noisy_bench(bench, command=canonical_command(args), train=not args.tables_only,
@@ -212,7 +212,7 @@ def run_noisy(args: argparse.Namespace) -> int:
 def run_efficiency(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench.efficiency import ModelSpec, run_efficiency_bench
+    from eacfer.bench.efficiency import ModelSpec, run_efficiency_bench
 
     for name in ("batch", "iters"):
         if getattr(args, name) < 1:
@@ -227,7 +227,7 @@ def run_efficiency(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     backbones = args.backbones if args.backbones is not None else ([] if args.checkpoints else
                                                                     ["resnet50_msceleb", "mobilenet_v2"])
-    from ..models import get_backbone_spec
+    from eacfer.models import get_backbone_spec
 
     for b in backbones:
         get_backbone_spec(b)  # unknown names fail here with the list of known ones
@@ -247,7 +247,7 @@ def run_efficiency(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ..bench.report import build_report
+    from eacfer.bench.report import build_report
 
     path = build_report(args.inputs, args.out)
     print(f"wrote {path}")

@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import format_report, run_demo
+    from eacfer.demo import format_report, run_demo
 
     result = run_demo(args.out, epochs=args.epochs, quick=args.quick, progress=not getattr(args, "quiet", False))
     print(format_report(result))

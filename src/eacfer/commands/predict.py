@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._inference_args import add_model_args, open_predictor
+from eacfer.commands._inference_args import add_model_args, open_predictor
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import predict_paths
+    from eacfer.batch import predict_paths
 
     with open_predictor(args, cam=args.cam) as predictor:
         s = predict_paths(predictor, args.paths, args.out, save_images=args.save_images, cam=args.cam,

@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.synth import generate_rafdb
+    from eacfer.data.synth import generate_rafdb
 
     out = generate_rafdb(args.out, n_train=args.train, n_test=args.test, seed=args.seed, size=args.size,
                          label_noise_files=args.noise_files, progress=not getattr(args, "quiet", False))  # fmt: skip

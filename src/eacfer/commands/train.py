@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..constants import PAPER_RECIPE
+from eacfer.constants import PAPER_RECIPE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -64,8 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`eacfer.trainer.TrainConfig` for parsed arguments."""
-    from ..fast.step import FastSettings
-    from ..trainer import TrainConfig
+    from eacfer.fast.step import FastSettings
+    from eacfer.trainer import TrainConfig
 
     return TrainConfig(
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
@@ -82,14 +82,14 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     if args.backbone == "list":
-        from ..models import list_backbones
+        from eacfer.models import list_backbones
 
         print("\n".join(list_backbones()))
         return 0
     import logging
     import os
 
-    from ..trainer import train
+    from eacfer.trainer import train
 
     rank = int(os.environ.get("RANK", "0") or 0)  # under torchrun only rank 0 logs progress and reports
     if rank:

@@ -56,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
         # reported inside the window (the app stays usable and another model can be opened)
         raise FileNotFoundError(f"{args.checkpoint}: model file not found")
     try:
-        from ..ui.qtenv import require_pyside
+        from eacfer.ui.qtenv import require_pyside
 
         require_pyside()
     except ModuleNotFoundError as e:
         print(f"eacfer ui: error: {e}", file=sys.stderr)
         return 2
-    from ..ui.app import run_app
+    from eacfer.ui.app import run_app
 
     source = None
     if args.source:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._inference_args import add_model_args, open_predictor
+from eacfer.commands._inference_args import add_model_args, open_predictor
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..video import run_video
+    from eacfer.video import run_video
 
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")

@@ -64,7 +64,7 @@ def verify_weights(path: str | Path) -> dict[str, object]:
     Example:
         >>> verify_weights("resnet50_ft_weight.pkl")["sha256"]  # doctest: +SKIP
     """
-    from ..models.resnet_caffe import CaffeResNet50, UnsafePickleError, load_msceleb_weights
+    from eacfer.models.resnet_caffe import CaffeResNet50, UnsafePickleError, load_msceleb_weights
 
     path = Path(path)
     if not path.is_file():
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(INFO)
         return 0
     if args.action == "import-official":
-        from ..models.official import import_official_checkpoint
+        from eacfer.models.official import import_official_checkpoint
 
         if not args.file or not args.out:
             raise ValueError("import-official needs FILE and --out: eacfer weights import-official eac.pth --out model.pt")

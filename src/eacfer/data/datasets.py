@@ -22,8 +22,16 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from .formats import FER2013_CLASSES, FORMATS, LAYOUTS_HELP, Sample, SplitData, detect_format, load_split
-from .imageio import DEFAULT_MAX_PIXELS, ImageLoadError, image_size, load_image
+from eacfer.data.formats import (
+    FER2013_CLASSES,
+    FORMATS,
+    LAYOUTS_HELP,
+    Sample,
+    SplitData,
+    detect_format,
+    load_split,
+)
+from eacfer.data.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, image_size, load_image
 
 __all__ = [
     "FER2013_CLASSES",

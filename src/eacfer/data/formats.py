@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import RAFDB_CLASSES
-from .imageio import list_images
-from .labels import LabelEntry, name_problem, parse_label_file
+from eacfer.constants import RAFDB_CLASSES
+from eacfer.data.imageio import list_images
+from eacfer.data.labels import LabelEntry, name_problem, parse_label_file
 
 log = logging.getLogger(__name__)
 

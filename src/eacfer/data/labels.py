@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.atomic import atomic_open
+from eacfer.utils.atomic import atomic_open
 
 # ASCII digits only: int() would also accept "+5", "5_0" or Arabic-Indic digits.
 _INT_RE = re.compile(r"[0-9]{1,9}")

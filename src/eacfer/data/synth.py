@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import RAFDB_CLASSES
-from ..utils.atomic import write_text
-from .labels import inject_symmetric_noise, write_label_file
+from eacfer.constants import RAFDB_CLASSES
+from eacfer.data.labels import inject_symmetric_noise, write_label_file
+from eacfer.utils.atomic import write_text
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import KEYPOINT_NAMES, Detection, FaceDetector, check_rgb_image
+from eacfer.detect.base import KEYPOINT_NAMES, Detection, FaceDetector, check_rgb_image
 
 __all__ = [
     "Detection",
@@ -72,10 +72,10 @@ def create_detector(
     if int(min_face) < 0:
         raise ValueError(f"min_face must be >= 0, got {min_face}")
     if name == "haar":
-        from .haar import HaarDetector
+        from eacfer.detect.haar import HaarDetector
 
         return HaarDetector(score_threshold=score_threshold, min_face=min_face, **kw)
-    from .mediapipe_backend import MediaPipeRaw, MediaPipeShortRange
+    from eacfer.detect.mediapipe_backend import MediaPipeRaw, MediaPipeShortRange
 
     short = name == "mediapipe-short" or (name == "mediapipe" and mode == "short")
     if short:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from . import blazeface
-from .base import Detection, check_rgb_image, clip_box, finalize
+from eacfer.detect import blazeface
+from eacfer.detect.base import Detection, check_rgb_image, clip_box, finalize
 
 log = logging.getLogger(__name__)
 

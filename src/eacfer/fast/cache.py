@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.atomic import atomic_path
+from eacfer.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from ..resample import resize_uint8
-from ..transforms import FLIP_VIEWS
+from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
+from eacfer.resample import resize_uint8
+from eacfer.transforms import FLIP_VIEWS
 
 ERASE_VALUES = ("zero", "random")
 

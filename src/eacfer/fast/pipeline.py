@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .gpu_augment import GPUAugment
+from eacfer.fast.gpu_augment import GPUAugment
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import distributed as fd
-from .cache import content_key, load_or_build
-from .gpu_augment import GPUAugment
-from .pipeline import FastLoader
-from .step import FastSettings, TwoViewEAC, configure_backend, fast_evaluate, fast_train_epoch, make_optimizer
+from eacfer.fast import distributed as fd
+from eacfer.fast.cache import content_key, load_or_build
+from eacfer.fast.gpu_augment import GPUAugment
+from eacfer.fast.pipeline import FastLoader
+from eacfer.fast.step import (
+    FastSettings,
+    TwoViewEAC,
+    configure_backend,
+    fast_evaluate,
+    fast_train_epoch,
+    make_optimizer,
+)
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..loss import ce_loss, eac_loss
-from .distributed import DistInfo, all_gather_varlen, all_reduce_sum
+from eacfer.fast.distributed import DistInfo, all_gather_varlen, all_reduce_sum
+from eacfer.loss import ce_loss, eac_loss
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def fast_evaluate(
     return_predictions: bool = False,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on an evaluation :class:`FastLoader`, like :func:`eacfer.engine.evaluate`."""
-    from ..metrics import classification_metrics
+    from eacfer.metrics import classification_metrics
 
     t0 = time.perf_counter()
     pred = fast_predict(model, loader, amp=amp, dist_info=dist_info)
@@ -329,7 +329,7 @@ def fast_evaluate(
 
 def unwrap_net(model: nn.Module) -> nn.Module:
     """The EAC network under DDP / torch.compile / :class:`TwoViewEAC` wrappers."""
-    from .distributed import unwrap
+    from eacfer.fast.distributed import unwrap
 
     m = unwrap(model)
     while isinstance(m, TwoViewEAC):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .eac import EACNet
-from .registry import get_backbone_spec
+from eacfer.models.eac import EACNet
+from eacfer.models.registry import get_backbone_spec
 
 
 def create_model(backbone: str, num_classes: int = 7, pretrained: str | None = None) -> EACNet:

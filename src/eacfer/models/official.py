@@ -58,9 +58,9 @@ def import_official_checkpoint(
     Example:
         >>> import_official_checkpoint("eac_official.pth", "model.pt")  # doctest: +SKIP
     """
-    from ..checkpoint import ModelInfo, load_checkpoint, save_model
-    from ..constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
-    from .factory import create_model
+    from eacfer.checkpoint import ModelInfo, load_checkpoint, save_model
+    from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.models.factory import create_model
 
     payload = load_checkpoint(path)
     state = payload.get("state_dict", payload) if isinstance(payload.get("state_dict"), dict) else payload

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
 
 Builder = Callable[[str | None], tuple[nn.Module, int]]
 
@@ -39,7 +39,7 @@ def _registry() -> dict[str, BackboneSpec]:
     # Built on first use, not at import (no import-time side effects); cached on the function object.
     reg = getattr(_registry, "_cache", None)
     if reg is None:
-        from . import resnet_caffe, tv_backbones  # noqa: F401  (modules register themselves via _all_specs)
+        from eacfer.models import resnet_caffe, tv_backbones  # noqa: F401  (modules register themselves via _all_specs)
 
         reg = {}
         for spec in resnet_caffe.specs() + tv_backbones.specs():
@@ -55,7 +55,7 @@ def list_backbones() -> list[str]:
         >>> "resnet50_msceleb" in list_backbones()
         True
     """
-    from . import tv_backbones
+    from eacfer.models import tv_backbones
 
     return sorted(_registry()) + tv_backbones.timm_names_hint()
 
@@ -66,7 +66,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     if name in reg:
         return reg[name]
     if name.startswith("timm:"):
-        from . import tv_backbones
+        from eacfer.models import tv_backbones
 
         return tv_backbones.timm_spec(name)
     raise UnknownBackboneError(

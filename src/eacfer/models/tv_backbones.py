@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import BackboneSpec
+from eacfer.models.registry import BackboneSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         first = msg.splitlines()[0][:200] if msg else ""
         raise ValueError(f"{path}: not a loadable torch state_dict (truncated or corrupted?): "
                          f"{type(e).__name__}: {first}") from None
-    from ..utils.integrity import verify_torch_zip
+    from eacfer.utils.integrity import verify_torch_zip
 
     verify_torch_zip(path)  # torch.load does not check the archive's checksums
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

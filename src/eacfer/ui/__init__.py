@@ -15,6 +15,6 @@ __all__ = ["run_app"]
 
 def run_app(*args, **kwargs) -> int:  # noqa: ANN002, ANN003 - thin lazy forwarder
     """Start the desktop app; see :func:`eacfer.ui.app.run_app`."""
-    from .app import run_app as _run_app
+    from eacfer.ui.app import run_app as _run_app
 
     return _run_app(*args, **kwargs)

@@ -9,7 +9,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMessageBox, QToolBar, QWidget
 
 if TYPE_CHECKING:
-    from .window import MainWindow
+    from eacfer.ui.window import MainWindow
 
 
 def _action(win: MainWindow, text: str, slot, shortcut: str | QKeySequence.StandardKey | None = None,  # noqa: ANN001
@@ -88,6 +88,6 @@ def build(win: MainWindow) -> None:
 
 
 def _show_model_help(win: MainWindow) -> None:
-    from .window import NO_MODEL_HELP
+    from eacfer.ui.window import NO_MODEL_HELP
 
     QMessageBox.information(win, "Getting a model", NO_MODEL_HELP.replace("No model loaded. ", ""))

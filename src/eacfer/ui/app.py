@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..utils.atomic import atomic_path
-from .qtenv import guard_pyside_none_bug, require_pyside, sanitize_qt_environment
-from .recorder import shareable
+from eacfer.ui.qtenv import guard_pyside_none_bug, require_pyside, sanitize_qt_environment
+from eacfer.ui.recorder import shareable
+from eacfer.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def run_app(
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from .window import MainWindow, WindowOptions
+    from eacfer.ui.window import MainWindow, WindowOptions
 
     app = QApplication.instance() or QApplication(argv if argv is not None else [sys.argv[0]])
     guard_pyside_none_bug()  # before any thread starts

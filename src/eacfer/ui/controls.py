@@ -10,8 +10,8 @@ import threading
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
-from .media import IMAGE_EXTENSIONS, list_cameras
-from .recorder import Recorder, save_snapshot
+from eacfer.ui.media import IMAGE_EXTENSIONS, list_cameras
+from eacfer.ui.recorder import Recorder, save_snapshot
 
 log = logging.getLogger(__name__)
 

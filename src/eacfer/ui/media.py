@@ -136,7 +136,7 @@ class CaptureReader:
     """
 
     def __init__(self, spec: SourceSpec, live: bool | None = None):
-        from ..sources import open_source
+        from eacfer.sources import open_source
 
         self.spec = spec
         target: Any = int(spec.target) if spec.kind == "camera" else spec.target
@@ -206,7 +206,7 @@ def _strip_prefix(message: str, target: str) -> str:
 def load_photo(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode a photo to RGB uint8 (EXIF orientation applied); :class:`SourceError` if it can't be."""
     try:
-        from ..data.imageio import load_image  # the project's robust decoder, when present
+        from eacfer.data.imageio import load_image  # the project's robust decoder, when present
     except ImportError:
         load_image = None
     try:

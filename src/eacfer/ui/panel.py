@@ -8,8 +8,8 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .session import ModelSummary
-from .widgets import HistoryPlot, ProbabilityBars
+from eacfer.ui.session import ModelSummary
+from eacfer.ui.widgets import HistoryPlot, ProbabilityBars
 
 NO_MODEL_TEXT = "No model loaded."
 

@@ -7,8 +7,8 @@ import logging
 import os
 from typing import Any
 
-from .media import CaptureReader, PhotoList, SourceError, load_photo, parse_source
-from .worker import CaptureThread, FramePacket
+from eacfer.ui.media import CaptureReader, PhotoList, SourceError, load_photo, parse_source
+from eacfer.ui.worker import CaptureThread, FramePacket
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .session import face_label
+from eacfer.ui.session import face_label
 
 SELECTED_RGB = (255, 255, 255)
 
@@ -27,14 +27,14 @@ class RenderOptions:
 
 def color_of(class_names: tuple[str, ...] | list[str], name: str) -> tuple[int, int, int]:
     """RGB colour of a class, the same as ``eacfer predict`` / ``eacfer video`` use (:mod:`eacfer.viz`)."""
-    from ..viz import class_color
+    from eacfer.viz import class_color
 
     return class_color(list(class_names).index(name) if name in class_names else 0)
 
 
 def overlay_cams(image: np.ndarray, faces: list[Any]) -> np.ndarray:
     """Blend each face's class attention map (warped to image space) over ``image``."""
-    from ..viz import overlay_cam
+    from eacfer.viz import overlay_cam
 
     out = image
     size = (image.shape[1], image.shape[0])

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .worker import FramePacket
+from eacfer.ui.worker import FramePacket
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class ModelSession:
     def load(cls, path: str | os.PathLike[str], device: str = "auto", detector: str = "mediapipe",
              backend: str | None = None) -> ModelSession:
         """Load a ``.pt`` or ``.onnx`` model file; raises CheckpointError / ValueError with a clear message."""
-        from ..predictor import Predictor
+        from eacfer.predictor import Predictor
 
         path = str(path)
         if not os.path.isfile(path):
@@ -102,7 +102,7 @@ class ModelSession:
 
     @staticmethod
     def _new_tracker() -> Any:
-        from ..tracking import IoUTracker
+        from eacfer.tracking import IoUTracker
 
         return IoUTracker()
 

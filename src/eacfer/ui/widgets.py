@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 def emotion_color(name: str, index: int = 0) -> tuple[int, int, int]:
     """RGB colour of the class at ``index`` (the palette of :mod:`eacfer.viz`, so boxes and bars match)."""
-    from ..viz import class_color
+    from eacfer.viz import class_color
 
     return class_color(index)
 

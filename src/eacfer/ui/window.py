@@ -30,20 +30,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import actions
-from .controls import ControlsMixin
-from .media import (
+from eacfer.ui import actions
+from eacfer.ui.controls import ControlsMixin
+from eacfer.ui.media import (
     PhotoList,
     SourceSpec,
 )
-from .panel import SidePanel
-from .playback import PlaybackMixin
-from .recorder import Recorder
-from .render import RenderOptions, face_at, largest_face, render
-from .session import Analysis, ModelSession, face_label, face_probabilities, passthrough
-from .stats import RateMeter, StageTimes, TrackHistory
-from .widgets import FrameView, numpy_to_qimage
-from .worker import CaptureThread, FramePacket, InferenceThread, LatestSlot, merge_packets
+from eacfer.ui.panel import SidePanel
+from eacfer.ui.playback import PlaybackMixin
+from eacfer.ui.recorder import Recorder
+from eacfer.ui.render import RenderOptions, face_at, largest_face, render
+from eacfer.ui.session import Analysis, ModelSession, face_label, face_probabilities, passthrough
+from eacfer.ui.stats import RateMeter, StageTimes, TrackHistory
+from eacfer.ui.widgets import FrameView, numpy_to_qimage
+from eacfer.ui.worker import CaptureThread, FramePacket, InferenceThread, LatestSlot, merge_packets
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from .media import CaptureReader, SourceError
+from eacfer.ui.media import CaptureReader, SourceError
 
 log = logging.getLogger(__name__)
 
