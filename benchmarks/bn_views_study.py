@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from eacfer.constants import RAFDB_CLASSES  # noqa: E402
 from eacfer.data.labels import inject_symmetric_noise  # noqa: E402
-from eacfer.fast.gpu_augment import GPUAugment  # noqa: E402
-from eacfer.fast.pipeline import FastLoader  # noqa: E402
-from eacfer.fast.step import TwoViewEAC, fast_evaluate, fast_train_epoch, make_optimizer  # noqa: E402
 from eacfer.models.eac import EACNet  # noqa: E402
+from eacfer.training.fast.gpu_augment import GPUAugment  # noqa: E402
+from eacfer.training.fast.pipeline import FastLoader  # noqa: E402
+from eacfer.training.fast.step import TwoViewEAC, fast_evaluate, fast_train_epoch, make_optimizer  # noqa: E402
 
 
 def small_bn_net(seed: int, width: int = 24) -> EACNet:

@@ -95,8 +95,8 @@ def latency(tmp: Path, threads: int, runs: int) -> list[dict]:
     import numpy as np
     import torch
 
-    from eacfer.backends import OnnxClassifier, TorchClassifier, onnx_for_checkpoint
     from eacfer.checkpoint import load_model
+    from eacfer.infer.backends import OnnxClassifier, TorchClassifier, onnx_for_checkpoint
 
     torch.set_num_threads(threads)
     rows = []
@@ -119,8 +119,8 @@ def latency(tmp: Path, threads: int, runs: int) -> list[dict]:
 
 def _child(args: argparse.Namespace) -> None:
     """One end-to-end run in this (fresh) process; prints a JSON line."""
-    from eacfer.predictor import Predictor
-    from eacfer.video import run_video
+    from eacfer.infer.predictor import Predictor
+    from eacfer.infer.video import run_video
 
     os.environ.setdefault("EACFER_CACHE_DIR", str(Path(args.out) / "cache"))
     t0 = time.perf_counter()
@@ -169,7 +169,7 @@ def _reset_peak_rss() -> bool:
 
 def end_to_end(tmp: Path, threads: int, frames: int, long_factor: int, backends: list[str]) -> list[dict]:
     from eacfer.data.imageio import load_image
-    from eacfer.video import make_moving_face_clip
+    from eacfer.infer.video import make_moving_face_clip
 
     face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
     clips = {1: make_moving_face_clip(tmp / "clip1.mp4", face, frames=frames, size=(640, 360), face_height=220)}
@@ -178,7 +178,7 @@ def end_to_end(tmp: Path, threads: int, frames: int, long_factor: int, backends:
                                                    size=(640, 360), face_height=220)
     cores = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else []
     # export every model to ONNX once, here, so that no timed child pays for (or peaks on) the export
-    from eacfer.backends import onnx_for_checkpoint
+    from eacfer.infer.backends import onnx_for_checkpoint
 
     os.environ["EACFER_CACHE_DIR"] = str(tmp / "cache")
     for backbone in BACKBONES:

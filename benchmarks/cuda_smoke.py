@@ -29,14 +29,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
 
-from eacfer import engine  # noqa: E402
 from eacfer.data.synth import generate_rafdb  # noqa: E402
-from eacfer.fast.gpu_augment import GPUAugment  # noqa: E402
-from eacfer.fast.pipeline import FastLoader  # noqa: E402
-from eacfer.fast.step import FastSettings, TwoViewEAC, fast_train_epoch, fast_train_step, make_optimizer  # noqa: E402
+from eacfer.data.transforms import EACTrainTransform  # noqa: E402
 from eacfer.models import create_model  # noqa: E402
-from eacfer.trainer import TrainConfig, read_metrics_csv, train  # noqa: E402
-from eacfer.transforms import EACTrainTransform  # noqa: E402
+from eacfer.training import engine  # noqa: E402
+from eacfer.training.fast.gpu_augment import GPUAugment  # noqa: E402
+from eacfer.training.fast.pipeline import FastLoader  # noqa: E402
+from eacfer.training.fast.step import (  # noqa: E402
+    FastSettings,
+    TwoViewEAC,
+    fast_train_epoch,
+    fast_train_step,
+    make_optimizer,
+)
+from eacfer.training.trainer import TrainConfig, read_metrics_csv, train  # noqa: E402
 
 
 def _overrides(args) -> dict[str, bool]:

@@ -17,7 +17,7 @@ from importlib import resources
 import numpy as np
 from PIL import Image
 
-from eacfer.detect import create_detector, list_detectors
+from eacfer.infer.detect import create_detector, list_detectors
 
 
 def make_frame() -> np.ndarray:

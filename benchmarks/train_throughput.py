@@ -4,10 +4,10 @@ Same model, same synthetic RAF-DB-sized data (12,271 random 100×100 uint8 image
 batch size. Three measurements, each after a warm-up:
 
 * reference — the faithful path of ``eacfer train --pipeline reference``: decoded images in memory,
-  per-image CPU augmentation (:class:`eacfer.transforms.EACTrainTransform`) in DataLoader workers,
-  :func:`eacfer.engine.train_step` (two fp32 forward passes, ``.item()`` per batch);
+  per-image CPU augmentation (:class:`eacfer.data.transforms.EACTrainTransform`) in DataLoader workers,
+  :func:`eacfer.training.engine.train_step` (two fp32 forward passes, ``.item()`` per batch);
 * fast — ``--pipeline fast``: the uint8 stack resident on the device, batched on-device augmentation,
-  :func:`eacfer.fast.step.fast_train_step` with bf16 autocast, channels_last, fused Adam, cudnn.benchmark
+  :func:`eacfer.training.fast.step.fast_train_step` with bf16 autocast, channels_last, fused Adam, cudnn.benchmark
   (optionally ``torch.compile``), metrics accumulated on the device; a full epoch is timed;
 * compute bound — the fast step's model/optimizer on one batch already on the device, repeated: what
   the GPU can do with no data pipeline at all.
@@ -37,10 +37,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
 
-from eacfer import engine  # noqa: E402
-from eacfer.fast.gpu_augment import GPUAugment  # noqa: E402
-from eacfer.fast.pipeline import FastLoader  # noqa: E402
-from eacfer.fast.step import (  # noqa: E402
+from eacfer.data.transforms import EACTrainTransform  # noqa: E402
+from eacfer.models import create_model  # noqa: E402
+from eacfer.training import engine  # noqa: E402
+from eacfer.training.fast.gpu_augment import GPUAugment  # noqa: E402
+from eacfer.training.fast.pipeline import FastLoader  # noqa: E402
+from eacfer.training.fast.step import (  # noqa: E402
     FastSettings,
     TwoViewEAC,
     configure_backend,
@@ -48,8 +50,6 @@ from eacfer.fast.step import (  # noqa: E402
     fast_train_step,
     make_optimizer,
 )
-from eacfer.models import create_model  # noqa: E402
-from eacfer.transforms import EACTrainTransform  # noqa: E402
 
 
 class _InMemory(torch.utils.data.Dataset):

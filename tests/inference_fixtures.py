@@ -36,7 +36,7 @@ def model_pt(tmp_path_factory: pytest.TempPathFactory, inference_cache: Path) ->
 @pytest.fixture(scope="session")
 def predictor(model_pt: Path):
     """A shared CPU predictor (onnxruntime, MediaPipe) with CAMs; tests must not change its settings."""
-    from eacfer.predictor import Predictor
+    from eacfer.infer.predictor import Predictor
 
     p = Predictor.from_checkpoint(model_pt, device="cpu", cam=True)
     yield p

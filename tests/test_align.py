@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eacfer.align import (
+from eacfer.infer.align import (
     DEFAULT_MARGIN,
     align_face,
     align_faces,
@@ -20,7 +20,7 @@ from eacfer.align import (
     transform_points,
     warp_map_to_image,
 )
-from eacfer.detect import Detection, create_detector
+from eacfer.infer.detect import Detection, create_detector
 
 FIXTURE = Path(__file__).parent / "fixtures" / "faces" / "astronaut.jpg"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer.backends import OnnxClassifier, TorchClassifier, cache_dir, load_classifier
 from eacfer.checkpoint import CheckpointError, load_model
-from eacfer.transforms import EvalTransform
+from eacfer.data.transforms import EvalTransform
+from eacfer.infer.backends import OnnxClassifier, TorchClassifier, cache_dir, load_classifier
 from inference_testutils import write_hostile_pt
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …

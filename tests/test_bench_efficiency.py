@@ -11,7 +11,7 @@ import torch
 
 from eacfer import create_model
 from eacfer.bench.efficiency import count_flops, count_params
-from eacfer.cli import main
+from eacfer.commands.cli import main
 
 
 @pytest.mark.parametrize(("backbone", "params_m", "gflops"), [

@@ -25,7 +25,7 @@ from eacfer.bench.noisy import (
     write_noisy_outputs,
 )
 from eacfer.bench.published import load_published
-from eacfer.cli import main
+from eacfer.commands.cli import main
 
 TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "16", "--workers", "0", "--device", "cpu",
         "--no-tensorboard"]
@@ -232,7 +232,7 @@ def test_tables_only_trains_nothing(grid: tuple[Path, list[str]]) -> None:
 
 def test_interrupted_run_resumes_not_restarts(synth_rafdb: Path, tmp_path: Path) -> None:
     """A run stopped after epoch 1 of 2 continues from last.pt: epoch 1's metrics are kept as they were."""
-    from eacfer.trainer import train
+    from eacfer.training.trainer import train
 
     cells = plan_grid(["mobilenet_v2"], ["eac"], noise_rates=[0.2])
     opts = {"epochs": 2, "image_size": 32, "batch_size": 16, "workers": 0, "device": "cpu", "tensorboard": False,

@@ -13,7 +13,7 @@ from eacfer.bench.noisy import plan_grid, read_run, write_noisy_outputs
 from eacfer.bench.provenance import META_NAME
 from eacfer.bench.published import load_published, validate
 from eacfer.bench.report import MEASURED_HEADING, PUBLISHED_HEADING, build_report
-from eacfer.cli import main
+from eacfer.commands.cli import main
 from test_bench_noisy import _fake_summary  # tests/ is on sys.path (rootdir-relative imports)
 
 META = {"kind": "x", "command": "eacfer bench noisy --data D --out O", "commit": "abc123def456",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eacfer.cli import main
+from eacfer.commands.cli import main
 from inference_testutils import FACE, write_hostile_pt
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
@@ -153,8 +153,7 @@ def test_real_sigint_keeps_batch_outputs_in_step(predictor, face_rgb, tmp_path, 
     inference drops it whole. Either way the CSV, the JSON and the summary count the same files."""
     import signal
 
-    from eacfer import batch
-
+    from eacfer.infer import batch
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(6):

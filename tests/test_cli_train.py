@@ -73,7 +73,7 @@ def _check_one_line(rc, err, match):
 
 @pytest.mark.parametrize("extra, match", ERRORS, ids=[e[1].split()[0] for e in ERRORS])
 def test_argument_errors_in_process(synth_rafdb, tmp_path, capsys, extra, match):
-    from eacfer.cli import main
+    from eacfer.commands.cli import main
 
     (tmp_path / "afile").write_text("x")
     rc = main(["train", *_train_args(extra, synth_rafdb, tmp_path)])

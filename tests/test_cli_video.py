@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from eacfer.cli import main
+from eacfer.commands.cli import main
 from inference_testutils import count_frames, make_clip
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …

@@ -1,7 +1,7 @@
 """``torchrun -m eacfer train`` on CPU: 2 processes, gloo, the fast pipeline, a run and its resume.
 
 Each spawned process sets the environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR,
-MASTER_PORT) and calls :func:`eacfer.cli.main` — what ``python -m eacfer`` runs under torchrun.
+MASTER_PORT) and calls :func:`eacfer.commands.cli.main` — what ``python -m eacfer`` runs under torchrun.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def _worker(rank: int, port: int, data: str, run: str, log_dir: str) -> None:
 
     import eacfer.checkpoint
     import eacfer.utils.atomic
-    from eacfer.cli import main
-    from eacfer.fast.runner import FastPipeline
+    from eacfer.commands.cli import main
+    from eacfer.training.fast.runner import FastPipeline
 
     writes: list[str] = []
     stats: list[dict] = []
@@ -65,10 +65,10 @@ def _worker(rank: int, port: int, data: str, run: str, log_dir: str) -> None:
 @pytest.mark.slow
 def test_torchrun_two_processes_train_and_resume(synth_rafdb, tmp_path):
     from eacfer.checkpoint import load_model
-    from eacfer.fast.gpu_augment import GPUAugment
-    from eacfer.fast.pipeline import FastLoader
-    from eacfer.fast.step import fast_evaluate
-    from eacfer.trainer import read_metrics_csv
+    from eacfer.training.fast.gpu_augment import GPUAugment
+    from eacfer.training.fast.pipeline import FastLoader
+    from eacfer.training.fast.step import fast_evaluate
+    from eacfer.training.trainer import read_metrics_csv
 
     run, logs = tmp_path / "run", tmp_path / "logs"
     logs.mkdir()

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from eacfer.cli import main
+from eacfer.commands.cli import main
 
 
 def test_demo_quick(tmp_path, capsys):

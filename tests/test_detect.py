@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eacfer.detect import Detection, FaceDetector, blazeface, create_detector, list_detectors
+from eacfer.infer.detect import Detection, FaceDetector, blazeface, create_detector, list_detectors
 
 FIXTURE = Path(__file__).parent / "fixtures" / "faces" / "astronaut.jpg"
 # Face region of the 512×512 portrait (checked by eye): forehead to chin, cheek to cheek.
@@ -86,7 +86,7 @@ def test_real_face_found(which, astronaut, request):
 
 def test_full_range_decoder_matches_mediapipe_face_detector(astronaut, short):
     """Our numpy decoder, run on the short-range model, must agree with MediaPipe's own FaceDetector."""
-    from eacfer.detect.mediapipe_backend import SHORT_RANGE_FILE, MediaPipeRaw
+    from eacfer.infer.detect.mediapipe_backend import SHORT_RANGE_FILE, MediaPipeRaw
 
     with MediaPipeRaw(0.6, spec=blazeface.SHORT_RANGE, model_file=SHORT_RANGE_FILE) as ours:
         a = ours.detect(astronaut)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from eacfer import create_model
-from eacfer.engine import evaluate, train_one_epoch, train_step
+from eacfer.training.engine import evaluate, train_one_epoch, train_step
 
 
 @pytest.mark.parametrize("method", ["eac", "ce"])

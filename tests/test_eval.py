@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer.metrics import classification_metrics, confusion_matrix, plot_confusion
+from eacfer.training.metrics import classification_metrics, confusion_matrix, plot_confusion
 
 
 def test_metrics_hand_made_case():
@@ -48,7 +48,7 @@ def test_evaluate_checkpoint_outputs(tmp_path, synth_rafdb):
     from eacfer import create_model
     from eacfer.checkpoint import ModelInfo, save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
-    from eacfer.evaluation import evaluate_checkpoint
+    from eacfer.training.evaluation import evaluate_checkpoint
 
     torch.manual_seed(0)
     net = create_model("resnet18", num_classes=7)
@@ -79,7 +79,7 @@ def test_evaluate_checkpoint_outputs(tmp_path, synth_rafdb):
 def test_evaluate_checkpoint_class_mismatch(tmp_path, synth_rafdb):
     from eacfer import create_model
     from eacfer.checkpoint import ModelInfo, save_model
-    from eacfer.evaluation import evaluate_checkpoint
+    from eacfer.training.evaluation import evaluate_checkpoint
 
     net = create_model("resnet18", num_classes=3)
     save_model(tmp_path / "m.pt", net, ModelInfo("resnet18", ["x", "y", "z"], 32, [0.5] * 3, [0.5] * 3))

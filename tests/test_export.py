@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from eacfer import export as export_mod
-from eacfer.backends import OnnxClassifier
 from eacfer.checkpoint import load_model
-from eacfer.cli import main
+from eacfer.commands.cli import main
+from eacfer.infer.backends import OnnxClassifier
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 

@@ -1,4 +1,4 @@
-"""Batched on-device augmentation vs the reference CPU transforms (eacfer.transforms / torchvision)."""
+"""Batched on-device augmentation vs the reference CPU transforms (eacfer.data.transforms / torchvision)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import torch
 from torchvision.transforms import RandomErasing
 
 from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
-from eacfer.fast.gpu_augment import (
+from eacfer.data.transforms import EACTrainTransform, EvalTransform, add_gaussian_noise, resize_normalize
+from eacfer.training.fast.gpu_augment import (
     GPUAugment,
     add_noise_batch,
     random_erase_batch,
     resize_normalize_batch,
 )
-from eacfer.transforms import EACTrainTransform, EvalTransform, add_gaussian_noise, resize_normalize
 from fast_testutils import ks_critical, ks_statistic
 
 N_DIST = 3000  # samples per distribution comparison

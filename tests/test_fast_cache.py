@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from eacfer.fast.cache import cache_file, content_key, load_or_build
+from eacfer.training.fast.cache import cache_file, content_key, load_or_build
 
 
 def _files(tmp_path, n=3):

@@ -16,10 +16,16 @@ import pytest
 import torch
 import yaml
 
-from eacfer.fast.gpu_augment import GPUAugment
-from eacfer.fast.pipeline import FastLoader
-from eacfer.fast.step import FastSettings, TwoViewEAC, fast_train_epoch, fast_train_step, make_optimizer
-from eacfer.trainer import TrainConfig, read_metrics_csv, train
+from eacfer.training.fast.gpu_augment import GPUAugment
+from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.step import (
+    FastSettings,
+    TwoViewEAC,
+    fast_train_epoch,
+    fast_train_step,
+    make_optimizer,
+)
+from eacfer.training.trainer import TrainConfig, read_metrics_csv, train
 from fast_testutils import synthetic_faces, tiny_net
 
 CPU = torch.device("cpu")
@@ -140,7 +146,7 @@ def _cfg(data, out, **kw) -> TrainConfig:
 def test_trainer_with_cuda_settings_and_compile_resumes_exactly(synth_rafdb, tmp_path, monkeypatch):
     """``eacfer train --pipeline fast --compile`` as it runs on a GPU, minus CUDA itself."""
     from eacfer.checkpoint import load_checkpoint
-    from eacfer.predictor import Predictor
+    from eacfer.infer.predictor import Predictor
 
     compiled = []
     real_compile = torch.compile
@@ -194,6 +200,6 @@ def test_fast_settings_option_parsing_and_errors(synth_rafdb, tmp_path, caplog):
     assert cfg["fast_settings_effective"] == {"amp": True, "fused_adam": False, "channels_last": False,
                                               "cudnn_benchmark": False}
     # the reference pipeline has no such settings: said, not silently dropped
-    with caplog.at_level("WARNING", logger="eacfer.trainer"):
+    with caplog.at_level("WARNING", logger="eacfer.training.trainer"):
         train(_cfg(synth_rafdb, tmp_path / "ref", epochs=1, pipeline="reference", fast_settings={"amp": True}))
     assert "--fast-settings only applies to --pipeline fast" in caplog.text

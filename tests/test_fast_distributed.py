@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from eacfer.fast import distributed as fd
-from eacfer.fast.gpu_augment import GPUAugment
-from eacfer.fast.pipeline import FastLoader
-from eacfer.fast.step import DeviceMeter, TwoViewEAC, fast_predict, fast_train_step, make_optimizer
+from eacfer.training.fast import distributed as fd
+from eacfer.training.fast.gpu_augment import GPUAugment
+from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.step import DeviceMeter, TwoViewEAC, fast_predict, fast_train_step, make_optimizer
 from fast_testutils import free_port, synthetic_faces, tiny_net
 
 WORLD = 2

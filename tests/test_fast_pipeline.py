@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer.fast.gpu_augment import GPUAugment
-from eacfer.fast.pipeline import FastLoader, shard_indices
+from eacfer.training.fast.gpu_augment import GPUAugment
+from eacfer.training.fast.pipeline import FastLoader, shard_indices
 
 
 def _data(n=23, size=20):
@@ -83,7 +83,7 @@ def test_streamed_memmap_equals_resident_and_channels_last(tmp_path):
 
 
 def test_eval_batches_are_ordered_and_unaugmented():
-    from eacfer.transforms import EvalTransform
+    from eacfer.data.transforms import EvalTransform
 
     imgs, labels = _data(9)
     dl = FastLoader(imgs, labels, 4, eval_transform=GPUAugment(16))

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer import engine
 from eacfer.constants import RAFDB_CLASSES
-from eacfer.fast.gpu_augment import GPUAugment
-from eacfer.fast.pipeline import FastLoader
-from eacfer.fast.step import (
+from eacfer.data.transforms import EACTrainTransform, EvalTransform
+from eacfer.training import engine
+from eacfer.training.fast.gpu_augment import GPUAugment
+from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.step import (
     DeviceMeter,
     TwoViewEAC,
     fast_evaluate,
@@ -20,7 +21,6 @@ from eacfer.fast.step import (
     fast_train_step,
     make_optimizer,
 )
-from eacfer.transforms import EACTrainTransform, EvalTransform
 from fast_testutils import synthetic_faces, tiny_net
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from eacfer.trainer import TrainConfig, read_metrics_csv, train
+from eacfer.training.trainer import TrainConfig, read_metrics_csv, train
 
 
 def _cfg(data, out, **kw) -> TrainConfig:
@@ -39,7 +39,7 @@ def test_fast_run_and_exact_resume(synth_rafdb, tmp_path):
 def test_auto_pipeline_is_fast_on_cuda_reference_on_cpu(tmp_path):
     import torch
 
-    from eacfer.trainer import resolve_pipeline
+    from eacfer.training.trainer import resolve_pipeline
 
     cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"))
     assert cfg.pipeline == "auto"

@@ -203,7 +203,7 @@ def test_output_folder_inside_the_input_folder(model_file, tmp_path, capsys, mon
     annotated copies back as new photos."""
     import shutil
 
-    from eacfer.cli import main
+    from eacfer.commands.cli import main
 
     monkeypatch.setenv("EACFER_CACHE_DIR", str(tmp_path / "cache"))
     photos = tmp_path / "photos"

@@ -164,8 +164,8 @@ def test_model_file_refused_by_cli(cli_results, files, i):
 
 
 def test_python_api_refuses_hostile_files(files):
+    from eacfer.infer.predictor import Predictor
     from eacfer.models.resnet_caffe import UnsafePickleError, load_numpy_pickle
-    from eacfer.predictor import Predictor
 
     with pytest.raises(CheckpointError, match="evil_model.pt: refused"):
         load_model(files["evil_model"])
@@ -187,7 +187,7 @@ def test_corrupted_model_never_loads_silently(files):
 def test_onnx_metadata_and_shape_checked_by_cli(files, onnx_file, tmp_path):
     import onnx
 
-    from eacfer.cli import main
+    from eacfer.commands.cli import main
 
     m = onnx.load(str(onnx_file))
     meta = {p.key: p.value for p in m.metadata_props}
@@ -201,7 +201,7 @@ def test_onnx_metadata_and_shape_checked_by_cli(files, onnx_file, tmp_path):
     lying.write_bytes(m.SerializeToString())
     for path, words in ((bare, "without eacfer metadata"), (lying, "does not match")):
         with pytest.raises(CheckpointError, match=words):
-            from eacfer.backends import load_classifier
+            from eacfer.infer.backends import load_classifier
 
             load_classifier(path, device="cpu")
         rc = main(["predict", str(hostile.FACE), "--checkpoint", str(path), "--out", str(tmp_path / "o"),
@@ -239,7 +239,7 @@ def test_hostile_metadata_refused(run_dir, tmp_path, name):
 def test_hostile_onnx_metadata_refused(onnx_file, tmp_path):
     import onnx
 
-    from eacfer.backends import load_classifier
+    from eacfer.infer.backends import load_classifier
 
     m = onnx.load(str(onnx_file))
     for p in m.metadata_props:

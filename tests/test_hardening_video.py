@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 import hostile
-from eacfer.sources import open_source
-from eacfer.video import run_video
+from eacfer.infer.sources import open_source
+from eacfer.infer.video import run_video
 
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    from eacfer.predictor import Predictor
+    from eacfer.infer.predictor import Predictor
     from inference_testutils import save_random_model
 
     d = tmp_path_factory.mktemp("vid_model")

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from eacfer import create_model, eac_loss
-from eacfer.loss import ce_loss, flip_cams
+from eacfer.models.loss import ce_loss, flip_cams
 
-# ---- transcription of the paper / official code, written independently of eacfer.loss -----------------
+# ---- transcription of the paper / official code, written independently of eacfer.models.loss -----------------
 
 
 def official_cams(features: torch.Tensor, fc_weight: torch.Tensor) -> torch.Tensor:

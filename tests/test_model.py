@@ -169,7 +169,7 @@ def test_weights_errors_name_missing_and_mismatched_keys(tmp_path, fake_msceleb_
 
 
 def test_weights_verify_command(tmp_path, fake_pkl, capsys):
-    from eacfer.cli import main
+    from eacfer.commands.cli import main
 
     pkl = fake_pkl
     assert main(["weights", "verify", str(pkl)]) == 0

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from eacfer.checkpoint import load_model
-from eacfer.models.official import convert_official_state_dict, import_official_checkpoint
 from eacfer.models.resnet_caffe import CaffeResNet50
+from eacfer.official import convert_official_state_dict, import_official_checkpoint
 
 
 class OfficialLikeModel(nn.Module):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eacfer.predictor import Predictor, to_rgb_array
-from eacfer.tracking import iou
+from eacfer.infer.predictor import Predictor, to_rgb_array
+from eacfer.infer.tracking import iou
 from inference_testutils import FACE, FACE_REGION, compose_faces, make_clip
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
@@ -144,7 +144,7 @@ def test_detector_none_matches_evaluation_preprocessing(model_pt, face_rgb, back
     import torch
 
     from eacfer.checkpoint import load_model
-    from eacfer.transforms import EvalTransform
+    from eacfer.data.transforms import EvalTransform
 
     face = np.asarray(Image.fromarray(face_rgb[40:240, 140:340]).resize((100, 100), Image.BILINEAR))
     net, info = load_model(model_pt)
@@ -161,11 +161,11 @@ def test_faces_cropped_at_the_training_face_size_then_resized(face_rgb, tmp_path
     import torch
 
     from eacfer import create_model
-    from eacfer.align import align_faces
     from eacfer.checkpoint import ModelInfo, save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
-    from eacfer.detect import create_detector
-    from eacfer.transforms import EvalTransform
+    from eacfer.data.transforms import EvalTransform
+    from eacfer.infer.align import align_faces
+    from eacfer.infer.detect import create_detector
 
     torch.manual_seed(0)
     net = create_model("mobilenet_v2").eval()

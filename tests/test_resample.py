@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from eacfer.resample import resize_uint8
+from eacfer.data.resample import resize_uint8
 
 
 def _pil(a: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -93,8 +93,8 @@ def test_eval_transform_equals_the_official_torchvision_pipeline():
     from torchvision import transforms as T
 
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
-    from eacfer.fast.gpu_augment import GPUAugment
-    from eacfer.transforms import EvalTransform
+    from eacfer.data.transforms import EvalTransform
+    from eacfer.training.fast.gpu_augment import GPUAugment
 
     official = T.Compose([T.ToPILImage(), T.Resize((224, 224)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     imgs = np.stack([_image(np.random.default_rng(s), 100, 100, k) for s, k in enumerate(["noise", "smooth", "edges"])])

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from eacfer.checkpoint import load_checkpoint
-from eacfer.trainer import read_metrics_csv
+from eacfer.training.trainer import read_metrics_csv
 
 # Runs the trainer; in "kill" mode the per-batch step is wrapped (from outside the library) to announce
 # that epoch 2 is under way after its second optimizer step, then hang until killed.
@@ -23,8 +23,8 @@ from pathlib import Path
 logging.basicConfig(level=logging.INFO)
 import torch
 torch.set_num_threads(1)
-import eacfer.engine as engine
-from eacfer.trainer import TrainConfig, train
+import eacfer.training.engine as engine
+from eacfer.training.trainer import TrainConfig, train
 
 data, out, mode, marker = sys.argv[1:5]
 if mode == "kill":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eacfer.cli import main as cli_main
+from eacfer.commands.cli import main as cli_main
 from eacfer.constants import RAFDB_CLASSES
 from eacfer.data.labels import parse_label_file
 from eacfer.data.synth import RAFDB_TEST_COUNTS, RAFDB_TRAIN_COUNTS, class_counts, generate_rafdb, render_face

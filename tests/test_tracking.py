@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eacfer.results import FaceResult
-from eacfer.tracking import IoUTracker, iou
+from eacfer.infer.results import FaceResult
+from eacfer.infer.tracking import IoUTracker, iou
 from inference_testutils import make_clip
 
 NAMES = ("a", "b", "c")

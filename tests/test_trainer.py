@@ -12,8 +12,8 @@ import yaml
 
 from eacfer.checkpoint import load_checkpoint, load_model
 from eacfer.data.labels import parse_label_file
-from eacfer.run_data import build_datasets, labels_are_noisy
-from eacfer.trainer import METRIC_COLUMNS, TrainConfig, read_metrics_csv, train
+from eacfer.training.run_data import build_datasets, labels_are_noisy
+from eacfer.training.trainer import METRIC_COLUMNS, TrainConfig, read_metrics_csv, train
 
 
 def tiny(data, out, **kw):

@@ -161,8 +161,8 @@ def test_video_frames_advance_boxes_drawn_and_panel_follows_selection(make_windo
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtTest import QTest
 
+    from eacfer.infer.viz import class_color
     from eacfer.ui.session import face_label, face_probabilities
-    from eacfer.viz import class_color
 
     win = make_window(checkpoint=str(model_file), source=str(clip))
     wait_until(lambda: playing_with_faces(win), what="two faces on screen")
@@ -402,7 +402,7 @@ def test_cli_screenshot_mode_after_cv2_import(model_file, clip, tmp_path: Path, 
     code = (
         "import os, sys, cv2\n"
         "injected = [k for k in ('QT_QPA_PLATFORM_PLUGIN_PATH', 'QT_QPA_FONTDIR') if k in os.environ]\n"
-        "from eacfer.cli import main\n"
+        "from eacfer.commands.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         "left = [k for k in injected if k in os.environ]\n"
         "print('INJECTED', injected, 'LEFT', left)\n"
@@ -424,7 +424,7 @@ def test_cli_screenshot_mode_after_cv2_import(model_file, clip, tmp_path: Path, 
     assert img is not None and img.shape[:2] == (720, 1000)
     # the annotated frame is on it: box/label pixels in the palette colours, left of the side panel,
     # far more of them than in the raw frame (the panel's own bars are excluded by the crop)
-    from eacfer.viz import PALETTE
+    from eacfer.infer.viz import PALETTE
 
     def palette_pixels(bgr: np.ndarray) -> int:
         rgb = bgr[:, :, ::-1].reshape(-1, 1, 3).astype(int)

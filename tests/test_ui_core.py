@@ -230,9 +230,9 @@ def test_history_window_and_rate_meter() -> None:
 
 def test_render_draws_boxes_and_selection() -> None:
     from eacfer.constants import RAFDB_CLASSES
-    from eacfer.results import FaceResult
+    from eacfer.infer.results import FaceResult
+    from eacfer.infer.viz import class_color
     from eacfer.ui.render import RenderOptions, face_at, largest_face, render
-    from eacfer.viz import class_color
 
     def face(box, k):  # noqa: ANN001, ANN202
         p = np.full(7, 0.05, np.float32)
@@ -260,7 +260,7 @@ def test_render_draws_boxes_and_selection() -> None:
     ],
 )
 def test_cli_argument_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from eacfer.cli import main
+    from eacfer.commands.cli import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -275,7 +275,7 @@ def test_ui_package_imports_without_qt_and_missing_pyside_is_one_line(monkeypatc
     code = "import sys, eacfer.ui, eacfer.commands.ui, eacfer.ui.media, eacfer.ui.worker; print('PySide6' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
-    from eacfer.cli import main
+    from eacfer.commands.cli import main
 
     monkeypatch.setitem(sys.modules, "PySide6", None)  # as if the 'ui' extra were not installed
     assert main(["ui", "--quit-after", "0"]) == 2

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from eacfer.sources import open_source, parse_source
-from eacfer.video import VideoWriter, frames_csv_header, run_video
+from eacfer.infer.sources import open_source, parse_source
+from eacfer.infer.video import VideoWriter, frames_csv_header, run_video
 from inference_testutils import count_frames, make_clip
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
@@ -181,7 +181,7 @@ def test_rotated_phone_video_is_upright(predictor, face_rgb, tmp_path):
     upright = [r.faces for r in predictor.stream(rotated)]
     assert all(len(f) == 1 for f in upright)  # face found in every frame, upright after rotation
     ref = predictor.predict(face_rgb).faces[0].box
-    from eacfer.tracking import iou
+    from eacfer.infer.tracking import iou
 
     assert iou(upright[0][0].box, ref) > 0.7
     assert not plain[0] or iou(plain[0][0].box, ref) < 0.5

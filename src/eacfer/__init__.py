@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from eacfer import _moved
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
@@ -20,17 +22,20 @@ _LAZY = {
     "create_model": "eacfer.models.factory",
     "list_backbones": "eacfer.models.registry",
     "EACNet": "eacfer.models.eac",
-    "eac_loss": "eacfer.loss",
-    "flip_cams": "eacfer.loss",
+    "eac_loss": "eacfer.models.loss",
+    "flip_cams": "eacfer.models.loss",
     "load_model": "eacfer.checkpoint",
     "save_model": "eacfer.checkpoint",
     "RAFDB_CLASSES": "eacfer.constants",
-    "Predictor": "eacfer.predictor",
-    "train": "eacfer.trainer",
-    "evaluate_checkpoint": "eacfer.evaluation",
+    "Predictor": "eacfer.infer.predictor",
+    "train": "eacfer.training.trainer",
+    "evaluate_checkpoint": "eacfer.training.evaluation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
+
+# Old module paths (eacfer.predictor, eacfer.trainer, ...) keep importing, with a warning, until 0.3.
+_moved.install()
 
 
 def __getattr__(name: str) -> Any:

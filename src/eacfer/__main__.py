@@ -2,6 +2,6 @@
 
 import sys
 
-from eacfer.cli import main
+from eacfer.commands.cli import main
 
 sys.exit(main())

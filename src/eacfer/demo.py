@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eacfer.trainer import TrainConfig
+from eacfer.training.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bo
     """
     from dataclasses import replace
 
-    from eacfer.evaluation import evaluate_checkpoint
+    from eacfer.training.evaluation import evaluate_checkpoint
 
     settings = DemoSettings.quick() if quick else DemoSettings()
     if epochs is not None:
@@ -133,7 +133,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bo
     seconds["synthesise"] = time.perf_counter() - t
     run_dir = out / "run"
     t = time.perf_counter()
-    from eacfer.trainer import train
+    from eacfer.training.trainer import train
 
     summary = train(demo_train_config(data_dir, run_dir, settings, progress))
     seconds["train"] = time.perf_counter() - t
@@ -192,10 +192,10 @@ def run_inference_demo(model_path: str | Path, out_dir: str | Path, frames: int 
         >>> d["video"]["fps"] > 0                                                      # doctest: +SKIP
         True
     """
-    from eacfer.batch import predict_paths
     from eacfer.data.imageio import load_image
-    from eacfer.predictor import Predictor
-    from eacfer.video import make_moving_face_clip, run_video
+    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.predictor import Predictor
+    from eacfer.infer.video import make_moving_face_clip, run_video
 
     out = Path(out_dir)
     face = Path(__file__).parent / "assets" / "astronaut.jpg"

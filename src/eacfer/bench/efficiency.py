@@ -8,7 +8,7 @@
   a throughput batch: torch eager (float32) and onnxruntime on CPU, plus torch bf16 autocast on CUDA when
   the device is CUDA. Threads: torch's current setting, and onnxruntime gets the same number.
 * Video FPS is end to end — decode a synthetic 640×480 clip, detect (the default MediaPipe detector),
-  align, classify — through :class:`eacfer.predictor.Predictor`, on the bundled astronaut photo.
+  align, classify — through :class:`eacfer.infer.predictor.Predictor`, on the bundled astronaut photo.
 
 Example:
     >>> spec = ModelSpec.from_backbone("mobilenet_v2")
@@ -198,8 +198,8 @@ def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), 
 
 def video_fps(model_path: str, device: str, frames: int, workdir: Path, threads: int | None = None) -> tuple[float, int]:
     """End-to-end frames per second of :meth:`Predictor.stream` over a synthetic clip; (fps, frames with a face)."""
-    from eacfer.backends import load_classifier
-    from eacfer.predictor import Predictor
+    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.predictor import Predictor
 
     clip = synthetic_clip(workdir / "bench_clip.avi", frames)
     # use_cache=False: a throw-away benchmark model must not land in the user's ONNX cache

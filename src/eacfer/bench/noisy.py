@@ -1,7 +1,7 @@
 """The noisy-label grid: every backbone × method × noise level trained with the paper's recipe.
 
 Each cell is one run directory ``OUT/runs/<backbone>_<method>_<noise tag>`` written by
-:func:`eacfer.trainer.train`. The grid is resumable: a finished run (``summary.json`` says finished and
+:func:`eacfer.training.trainer.train`. The grid is resumable: a finished run (``summary.json`` says finished and
 reached the planned epochs) is skipped, an interrupted one is resumed from its ``last.pt`` (the
 trainer then ends bit-identical to an uninterrupted run), and one whose ``last.pt`` is unreadable
 starts over. The tables are built only from the runs' own ``summary.json``/``metrics.csv``.
@@ -200,7 +200,7 @@ def read_run(cell: GridCell, run_dir: Path, epochs: int | None = None) -> RunRes
     mp = run_dir / "metrics.csv"
     if mp.is_file():
         try:
-            from eacfer.trainer import read_metrics_csv
+            from eacfer.training.trainer import read_metrics_csv
 
             history = read_metrics_csv(mp)
         except (OSError, ValueError) as e:
@@ -251,10 +251,10 @@ def _config_differences(run_dir: Path, cfg: Any) -> list[str]:
 
 def make_config(cell: GridCell, data: str, out: Path, train_options: dict[str, Any],
                 pretrained: dict[str, str], noise_seed: int) -> Any:
-    """The :class:`eacfer.trainer.TrainConfig` of one cell (unknown option names are an error)."""
+    """The :class:`eacfer.training.trainer.TrainConfig` of one cell (unknown option names are an error)."""
     from dataclasses import fields
 
-    from eacfer.trainer import TrainConfig
+    from eacfer.training.trainer import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
     fixed = {"data", "out", "backbone", "method", "label_file", "noise_rate", "noise_seed", "pretrained", "resume", "force"}
@@ -291,7 +291,7 @@ class NoisyBench:
 
     @property
     def epochs(self) -> int:
-        from eacfer.trainer import TrainConfig
+        from eacfer.training.trainer import TrainConfig
 
         return int(self.train_options.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default))
 
@@ -319,7 +319,7 @@ class NoisyBench:
         A run that fails is reported (``action`` starts with ``failed``) and the grid goes on.
         """
         if train_fn is None:
-            from eacfer.trainer import train as train_fn
+            from eacfer.training.trainer import train as train_fn
         cfgs = self.configs()
         results: list[RunResult] = []
         for i, (cell, cfg) in enumerate(zip(self.cells, cfgs, strict=True), 1):

@@ -1,1 +1,1 @@
-"""CLI sub-commands, one module each (see eacfer.cli)."""
+"""CLI sub-commands, one module each (see eacfer.commands.cli)."""

@@ -21,7 +21,7 @@ def add_model_args(p: argparse.ArgumentParser, detector_mode_default: str = "aut
 
 def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
     """Build a Predictor from parsed arguments (after checking the numbers)."""
-    from eacfer.predictor import Predictor
+    from eacfer.infer.predictor import Predictor
 
     if not 0.0 < args.score_threshold < 1.0:
         raise ValueError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")

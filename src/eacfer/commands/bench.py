@@ -125,7 +125,7 @@ def canonical_command(args: argparse.Namespace) -> str:
     """The command with every effective option spelled out (defaults included), for the provenance record.
 
     Rebuilt from the parsed arguments rather than ``sys.argv`` so that it is also right when the CLI is
-    called in-process (``eacfer.cli.main([...])``).
+    called in-process (``eacfer.commands.cli.main([...])``).
     """
     import shlex
 

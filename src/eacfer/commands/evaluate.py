@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from eacfer.evaluation import evaluate_checkpoint
+    from eacfer.training.evaluation import evaluate_checkpoint
 
     m = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, format=args.format, out_dir=args.out,
                             device=args.device, batch_size=args.batch_size, workers=args.workers,

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from eacfer.batch import predict_paths
+    from eacfer.infer.batch import predict_paths
 
     with open_predictor(args, cam=args.cam) as predictor:
         s = predict_paths(predictor, args.paths, args.out, save_images=args.save_images, cam=args.cam,

@@ -63,9 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def config_from_args(args: argparse.Namespace):
-    """The :class:`eacfer.trainer.TrainConfig` for parsed arguments."""
-    from eacfer.fast.step import FastSettings
-    from eacfer.trainer import TrainConfig
+    """The :class:`eacfer.training.trainer.TrainConfig` for parsed arguments."""
+    from eacfer.training.fast.step import FastSettings
+    from eacfer.training.trainer import TrainConfig
 
     return TrainConfig(
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from eacfer.trainer import train
+    from eacfer.training.trainer import train
 
     rank = int(os.environ.get("RANK", "0") or 0)  # under torchrun only rank 0 logs progress and reports
     if rank:

@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from eacfer.video import run_video
+    from eacfer.infer.video import run_video
 
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")

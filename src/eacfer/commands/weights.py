@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(INFO)
         return 0
     if args.action == "import-official":
-        from eacfer.models.official import import_official_checkpoint
+        from eacfer.official import import_official_checkpoint
 
         if not args.file or not args.out:
             raise ValueError("import-official needs FILE and --out: eacfer weights import-official eac.pth --out model.pt")

@@ -130,13 +130,13 @@ def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 class CaptureReader:
-    """A camera, video file or stream, opened with :func:`eacfer.sources.open_source`, plus seeking.
+    """A camera, video file or stream, opened with :func:`eacfer.infer.sources.open_source`, plus seeking.
 
     ``live`` sources (cameras, URLs) cannot seek; files report ``frame_count`` and ``fps``.
     """
 
     def __init__(self, spec: SourceSpec, live: bool | None = None):
-        from eacfer.sources import open_source
+        from eacfer.infer.sources import open_source
 
         self.spec = spec
         target: Any = int(spec.target) if spec.kind == "camera" else spec.target

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def csv_columns(class_names: tuple[str, ...] | list[str]) -> list[str]:
     """The ``frames.csv`` columns of ``eacfer video``: frame, time, track, box, emotion, p_<class>…, smoothed."""
-    from eacfer.video import frames_csv_header
+    from eacfer.infer.video import frames_csv_header
 
     return frames_csv_header(list(class_names))
 
@@ -106,7 +106,7 @@ class Recorder:
 
     def __init__(self, out_dir: str | os.PathLike[str], class_names: tuple[str, ...], fps: float,
                  size: tuple[int, int]):
-        from eacfer.video import VideoWriter
+        from eacfer.infer.video import VideoWriter
 
         out = Path(out_dir)
         stem = timestamp_name("recording")

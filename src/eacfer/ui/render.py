@@ -1,7 +1,7 @@
 """Drawing an :class:`~eacfer.ui.session.Analysis` onto its frame for display, snapshots and recording.
 
 The app's own look (selection highlight, raw vs smoothed labels, track ids); CAM colouring comes from
-:mod:`eacfer.viz` so the app and ``eacfer predict --cam`` show attention the same way.
+:mod:`eacfer.infer.viz` so the app and ``eacfer predict --cam`` show attention the same way.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ class RenderOptions:
 
 
 def color_of(class_names: tuple[str, ...] | list[str], name: str) -> tuple[int, int, int]:
-    """RGB colour of a class, the same as ``eacfer predict`` / ``eacfer video`` use (:mod:`eacfer.viz`)."""
-    from eacfer.viz import class_color
+    """RGB colour of a class, the same as ``eacfer predict`` / ``eacfer video`` use (:mod:`eacfer.infer.viz`)."""
+    from eacfer.infer.viz import class_color
 
     return class_color(list(class_names).index(name) if name in class_names else 0)
 
 
 def overlay_cams(image: np.ndarray, faces: list[Any]) -> np.ndarray:
     """Blend each face's class attention map (warped to image space) over ``image``."""
-    from eacfer.viz import overlay_cam
+    from eacfer.infer.viz import overlay_cam
 
     out = image
     size = (image.shape[1], image.shape[0])

@@ -1,5 +1,5 @@
-"""The model side of the app, as thin as possible: a loaded :class:`eacfer.predictor.Predictor` plus
-an :class:`eacfer.tracking.IoUTracker`, turned into per-frame :class:`Analysis` objects.
+"""The model side of the app, as thin as possible: a loaded :class:`eacfer.infer.predictor.Predictor` plus
+an :class:`eacfer.infer.tracking.IoUTracker`, turned into per-frame :class:`Analysis` objects.
 
 All detection, classification, CAMs and smoothing come from the predictor and the tracker; this
 module only wires them to frames from the capture thread and records what the side panel shows.
@@ -46,7 +46,7 @@ class Analysis:
     """A frame together with everything computed on it (the unit the UI displays)."""
 
     packet: FramePacket
-    faces: list[Any] = field(default_factory=list)  # eacfer.results.FaceResult
+    faces: list[Any] = field(default_factory=list)  # eacfer.infer.results.FaceResult
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage
     class_names: tuple[str, ...] = ()
     model_path: str = ""
@@ -92,7 +92,7 @@ class ModelSession:
     def load(cls, path: str | os.PathLike[str], device: str = "auto", detector: str = "mediapipe",
              backend: str | None = None) -> ModelSession:
         """Load a ``.pt`` or ``.onnx`` model file; raises CheckpointError / ValueError with a clear message."""
-        from eacfer.predictor import Predictor
+        from eacfer.infer.predictor import Predictor
 
         path = str(path)
         if not os.path.isfile(path):
@@ -102,7 +102,7 @@ class ModelSession:
 
     @staticmethod
     def _new_tracker() -> Any:
-        from eacfer.tracking import IoUTracker
+        from eacfer.infer.tracking import IoUTracker
 
         return IoUTracker()
 

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
 def emotion_color(name: str, index: int = 0) -> tuple[int, int, int]:
-    """RGB colour of the class at ``index`` (the palette of :mod:`eacfer.viz`, so boxes and bars match)."""
-    from eacfer.viz import class_color
+    """RGB colour of the class at ``index`` (the palette of :mod:`eacfer.infer.viz`, so boxes and bars match)."""
+    from eacfer.infer.viz import class_color
 
     return class_color(index)
 

@@ -178,7 +178,7 @@ def predict_paths(
 def _save_annotated(r: Any, path: Path, cam: bool) -> None:
     import cv2
 
-    from eacfer.viz import annotate
+    from eacfer.infer.viz import annotate
 
     img = annotate(r.image, r.faces, cam=cam, copy=False)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])

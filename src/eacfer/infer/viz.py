@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eacfer.results import FaceResult
+from eacfer.infer.results import FaceResult
 
 #: RGB colour per class index (RAF-DB order: Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral).
 PALETTE: tuple[tuple[int, int, int], ...] = (

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eacfer.detect.base import Detection, check_rgb_image
+from eacfer.infer.detect.base import Detection, check_rgb_image
 
 DEFAULT_MARGIN = 0.1
 

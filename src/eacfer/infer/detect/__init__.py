@@ -12,7 +12,7 @@ name               detector
 Detectors are not thread-safe: use each instance from one thread at a time (e.g. one per worker).
 
 Example:
-    >>> from eacfer.detect import create_detector  # doctest: +SKIP
+    >>> from eacfer.infer.detect import create_detector  # doctest: +SKIP
     >>> with create_detector("mediapipe", mode="short") as det:  # doctest: +SKIP
     ...     faces = det.detect(rgb_frame)
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eacfer.detect.base import KEYPOINT_NAMES, Detection, FaceDetector, check_rgb_image
+from eacfer.infer.detect.base import KEYPOINT_NAMES, Detection, FaceDetector, check_rgb_image
 
 __all__ = [
     "Detection",
@@ -72,10 +72,10 @@ def create_detector(
     if int(min_face) < 0:
         raise ValueError(f"min_face must be >= 0, got {min_face}")
     if name == "haar":
-        from eacfer.detect.haar import HaarDetector
+        from eacfer.infer.detect.haar import HaarDetector
 
         return HaarDetector(score_threshold=score_threshold, min_face=min_face, **kw)
-    from eacfer.detect.mediapipe_backend import MediaPipeRaw, MediaPipeShortRange
+    from eacfer.infer.detect.mediapipe_backend import MediaPipeRaw, MediaPipeShortRange
 
     short = name == "mediapipe-short" or (name == "mediapipe" and mode == "short")
     if short:

@@ -1,12 +1,12 @@
 """EAC's training augmentation, batched on the device (GPU or CPU), with the reference's distributions.
 
-Same recipe and order as :class:`eacfer.transforms.EACTrainTransform`, but on a whole N×H×W×3 uint8
+Same recipe and order as :class:`eacfer.data.transforms.EACTrainTransform`, but on a whole N×H×W×3 uint8
 batch at once and with an explicit ``torch.Generator`` (so the stream is reproducible per epoch and
 independent of torch's global generator):
 
 1. Gaussian pixel noise N(0, σ²=30) on the raw uint8 image with probability 0.5 per image, clipped to
    [0, 255] and truncated back to uint8 (the official code's ``astype(uint8)``);
-2. bilinear resize to the input size, byte for byte as Pillow's (:mod:`eacfer.resample`);
+2. bilinear resize to the input size, byte for byte as Pillow's (:mod:`eacfer.data.resample`);
 3. /255 and ImageNet normalisation;
 4. RandomErasing with torchvision's exact sampling: up to 10 attempts of (area ∈ U(scale) · H·W,
    log-aspect ∈ U(log ratio)), h = round(√(area·r)), w = round(√(area/r)), the first attempt with h < H
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import torch
 
 from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
-from eacfer.resample import resize_uint8
-from eacfer.transforms import FLIP_VIEWS
+from eacfer.data.resample import resize_uint8
+from eacfer.data.transforms import FLIP_VIEWS
 
 ERASE_VALUES = ("zero", "random")
 
@@ -61,7 +61,7 @@ def resize_normalize_batch(
 ) -> torch.Tensor:
     """uint8 N×3×H×W → float N×3×size×size: Pillow's bilinear resize (exact, on the batch's device), normalised.
 
-    Equal to :func:`eacfer.transforms.resize_normalize` applied image by image.
+    Equal to :func:`eacfer.data.transforms.resize_normalize` applied image by image.
 
     Example:
         >>> resize_normalize_batch(torch.zeros(2, 3, 100, 100, dtype=torch.uint8), 32,
@@ -153,9 +153,9 @@ def random_erase_batch(
 class GPUAugment:
     """Batched EAC augmentation: N×H×W×3 (or N×3×H×W) uint8 on any device → ``(x, x_flipped)``.
 
-    Args mirror :class:`eacfer.transforms.EACTrainTransform`; ``erasing_value`` is ``"zero"`` (official)
+    Args mirror :class:`eacfer.data.transforms.EACTrainTransform`; ``erasing_value`` is ``"zero"`` (official)
     or ``"random"``; ``augment=False`` turns every random step off (x′ is then exactly the mirror of x);
-    ``resize_backend`` is :func:`eacfer.resample.resize_uint8`'s (``"auto"``: Pillow for CPU batches, integer
+    ``resize_backend`` is :func:`eacfer.data.resample.resize_uint8`'s (``"auto"``: Pillow for CPU batches, integer
     tensor ops on a GPU; the same bytes either way).
 
     Example:

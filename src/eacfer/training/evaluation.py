@@ -41,11 +41,11 @@ def evaluate_checkpoint(
         >>> m = evaluate_checkpoint("runs/demo/model.pt", "data/RAF-DB", out_dir="runs/demo/eval")  # doctest: +SKIP
         >>> m["accuracy"], m["per_class"]["Happiness"]                                             # doctest: +SKIP
     """
-    from eacfer import engine
     from eacfer.checkpoint import load_model
     from eacfer.data.datasets import FERDataset, load_split
-    from eacfer.metrics import plot_confusion
-    from eacfer.transforms import EvalTransform
+    from eacfer.data.transforms import EvalTransform
+    from eacfer.training import engine
+    from eacfer.training.metrics import plot_confusion
     from eacfer.utils.atomic import write_json, write_text
     from eacfer.utils.device import resolve_device
 

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from eacfer.fast.distributed import DistInfo, all_gather_varlen, all_reduce_sum
-from eacfer.loss import ce_loss, eac_loss
+from eacfer.models.loss import ce_loss, eac_loss
+from eacfer.training.fast.distributed import DistInfo, all_gather_varlen, all_reduce_sum
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def fast_train_epoch(
     dist_info: DistInfo | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Train one epoch on a :class:`~eacfer.fast.pipeline.FastLoader`; same keys as the reference loop.
+    """Train one epoch on a :class:`~eacfer.training.fast.pipeline.FastLoader`; same keys as the reference loop.
 
     Metrics are reduced over DDP ranks (global figures on every rank); ``images_per_s`` counts all ranks.
     """
@@ -282,7 +282,7 @@ def fast_predict(
 ) -> dict[str, np.ndarray]:
     """Predictions over an evaluation :class:`FastLoader` (all ranks' shards, in dataset order).
 
-    Returns ``labels``, ``preds``, ``probs`` and ``indices`` like :func:`eacfer.engine.predict`.
+    Returns ``labels``, ``preds``, ``probs`` and ``indices`` like :func:`eacfer.training.engine.predict`.
     """
     model.eval()
     probs, labels, indices = [], [], []
@@ -315,8 +315,8 @@ def fast_evaluate(
     dist_info: DistInfo | None = None,
     return_predictions: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of ``model`` on an evaluation :class:`FastLoader`, like :func:`eacfer.engine.evaluate`."""
-    from eacfer.metrics import classification_metrics
+    """Metrics of ``model`` on an evaluation :class:`FastLoader`, like :func:`eacfer.training.engine.evaluate`."""
+    from eacfer.training.metrics import classification_metrics
 
     t0 = time.perf_counter()
     pred = fast_predict(model, loader, amp=amp, dist_info=dist_info)
@@ -329,7 +329,7 @@ def fast_evaluate(
 
 def unwrap_net(model: nn.Module) -> nn.Module:
     """The EAC network under DDP / torch.compile / :class:`TwoViewEAC` wrappers."""
-    from eacfer.fast.distributed import unwrap
+    from eacfer.training.fast.distributed import unwrap
 
     m = unwrap(model)
     while isinstance(m, TwoViewEAC):

@@ -23,7 +23,7 @@ import torch
 from torchvision.transforms import RandomErasing
 
 from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
-from eacfer.resample import resize_uint8
+from eacfer.data.resample import resize_uint8
 
 FLIP_VIEWS = ("mirrored", "independent")
 

@@ -3,7 +3,7 @@
     L = CE(logits(x), y) + λ · MSE(CAM(x), flip(CAM(x′)))
 
 where x′ is the horizontal flip of x (mirrored or independently augmented, see
-:mod:`eacfer.transforms`). Flipping the CAMs of x′ back puts both maps in x's frame; the official code
+:mod:`eacfer.data.transforms`). Flipping the CAMs of x′ back puts both maps in x's frame; the official code
 does it with ``grid_sample`` on a mirrored grid (``align_corners=True``), which at integer grid points is
 exactly an index reversal along the width — ``torch.flip`` here (tests check the two agree).
 """

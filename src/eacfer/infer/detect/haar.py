@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.detect.base import Detection, check_rgb_image, clip_box, finalize
+from eacfer.infer.detect.base import Detection, check_rgb_image, clip_box, finalize
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 

@@ -3,7 +3,7 @@
 ``train_step`` is the per-batch unit: the trainer passes it to :func:`train_one_epoch` as ``step_fn`` so
 that another pipeline (e.g. a GPU-side augmentation path) can swap in its own step without touching
 the epoch loop. A training batch is ``((x, x_flipped), labels, indices)`` as produced by
-:class:`eacfer.transforms.EACTrainTransform` through the dataset; an evaluation batch is
+:class:`eacfer.data.transforms.EACTrainTransform` through the dataset; an evaluation batch is
 ``(x, labels, indices)``.
 """
 
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eacfer.loss import ce_loss, eac_loss
-from eacfer.metrics import classification_metrics
+from eacfer.models.loss import ce_loss, eac_loss
+from eacfer.training.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The fast pipeline's side of ``eacfer train``: data on the device, wrapped model, epoch and eval loops.
 
-:class:`FastPipeline` is what :func:`eacfer.trainer.train` uses instead of DataLoaders and
-:mod:`eacfer.engine` when ``pipeline == "fast"``. The trainer keeps owning the run directory, resume,
+:class:`FastPipeline` is what :func:`eacfer.training.trainer.train` uses instead of DataLoaders and
+:mod:`eacfer.training.engine` when ``pipeline == "fast"``. The trainer keeps owning the run directory, resume,
 the optimizer's schedule and the summary; checkpoints hold the plain network's weights, exactly as with
 the reference pipeline (DDP / torch.compile / two-view wrappers are never saved).
 
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from eacfer.fast import distributed as fd
-from eacfer.fast.cache import content_key, load_or_build
-from eacfer.fast.gpu_augment import GPUAugment
-from eacfer.fast.pipeline import FastLoader
-from eacfer.fast.step import (
+from eacfer.training.fast import distributed as fd
+from eacfer.training.fast.cache import content_key, load_or_build
+from eacfer.training.fast.gpu_augment import GPUAugment
+from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.step import (
     FastSettings,
     TwoViewEAC,
     configure_backend,
@@ -140,10 +140,10 @@ class FastPipeline:
 
     def train_epoch(self, optimizer: torch.optim.Optimizer, *, epoch: int, method: str = "eac", lam: float = 5.0,
                     progress: bool = True) -> dict[str, float]:
-        """One epoch; same keys as :func:`eacfer.engine.train_one_epoch`, reduced over all ranks."""
+        """One epoch; same keys as :func:`eacfer.training.engine.train_one_epoch`, reduced over all ranks."""
         return fast_train_epoch(self.model, self.train_loader, optimizer, method=method, lam=lam, amp=self.amp,
                                 epoch=epoch, dist_info=self.info, progress=progress)
 
     def evaluate(self, class_names: Sequence[str]) -> dict[str, Any]:
-        """Test metrics over every rank's shard; same keys as :func:`eacfer.engine.evaluate`."""
+        """Test metrics over every rank's shard; same keys as :func:`eacfer.training.engine.evaluate`."""
         return fast_evaluate(self.model, self.test_loader, class_names, amp=self.amp, dist_info=self.info)

@@ -9,7 +9,7 @@ the desktop app all use it.
 * ``stream(source)`` yields a :class:`FrameResult` per frame read, with ``image`` set to the RGB frame.
   With ``every=N`` only every N-th frame is analysed; the others are yielded with ``processed=False`` and
   no faces, so a writer can still output every frame. Track ids are not assigned here: the caller owns an
-  :class:`eacfer.tracking.IoUTracker` (``eacfer video`` and the UI each keep their own).
+  :class:`eacfer.infer.tracking.IoUTracker` (``eacfer video`` and the UI each keep their own).
 * ``detector_mode="auto"`` uses MediaPipe's full-range model for photos and video files and the
   short-range one for live cameras/streams (measured here: ≈2.1 vs ≈7.6 ms per 640×360 frame; webcam
   faces are close and large). Short-range misses small faces (an ≈80 px face in a 640×360 frame was found
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.backends import Classifier, load_classifier
-from eacfer.results import FaceResult, FrameResult
+from eacfer.infer.backends import Classifier, load_classifier
+from eacfer.infer.results import FaceResult, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Predictor:
         threads: int | None = None,
         max_faces: int | None = None,
     ) -> Predictor:
-        """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.backends.load_classifier`) and a detector."""
+        """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector."""
         clf = load_classifier(path, device=device, backend=backend, threads=threads)
         return cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
                    cam=cam, max_faces=max_faces)
@@ -161,7 +161,7 @@ class Predictor:
         if self.detector_name == "mediapipe" and mode == "auto":
             mode = "short" if kind == "stream" else "full"
         if mode not in self._detectors:
-            from eacfer.detect import create_detector
+            from eacfer.infer.detect import create_detector
 
             kw: dict[str, Any] = {"score_threshold": self.score_threshold}
             if self.detector_name == "mediapipe":
@@ -191,7 +191,7 @@ class Predictor:
         if self.detector_name == "none":
             # an aligned face of the training size (e.g. a RAF-DB image) gets exactly the evaluation input
             return resize(resize(rgb, face), size)[None]
-        from eacfer.align import align_faces
+        from eacfer.infer.align import align_faces
 
         crops = align_faces(rgb, dets, face)
         return crops if face == size else np.stack([resize(c, size) for c in crops])
@@ -201,7 +201,7 @@ class Predictor:
         size = self.input_size
         t0 = time.perf_counter()
         if self.detector_name == "none":
-            from eacfer.detect import Detection
+            from eacfer.infer.detect import Detection
 
             dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
         else:
@@ -217,7 +217,7 @@ class Predictor:
         if self.detector_name == "none":
             affines = [np.array([[size / w, 0, 0], [0, size / h, 0]], np.float64)]
         else:
-            from eacfer.align import crop_transform
+            from eacfer.infer.align import crop_transform
 
             # the same square at any crop side: the map into the input_size crop is all the CAMs need
             affines = [crop_transform(d, size) for d in dets] if cam else [None] * len(dets)
@@ -284,13 +284,13 @@ class Predictor:
         """Yield a :class:`FrameResult` for every frame of a video file, camera index or URL.
 
         Args:
-            source: path, camera index, URL, or an already opened :class:`eacfer.sources.FrameSource`
+            source: path, camera index, URL, or an already opened :class:`eacfer.infer.sources.FrameSource`
                 (which is then closed when the generator finishes).
             every: analyse every N-th frame; the frames in between come with ``processed=False``.
             max_frames: stop after this many frames read.
 
         The source's ``stop_reason`` (end of file, truncated file, lost camera) is on the generator's
-        :class:`~eacfer.sources.FrameSource`; pass an opened source to read it afterwards.
+        :class:`~eacfer.infer.sources.FrameSource`; pass an opened source to read it afterwards.
 
         Example:
             >>> for r in predictor.stream("clip.mp4", every=2):  # doctest: +SKIP
@@ -298,7 +298,7 @@ class Predictor:
         """
         import cv2
 
-        from eacfer.sources import FrameSource, open_source
+        from eacfer.infer.sources import FrameSource, open_source
 
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.results import FaceResult, FrameResult
-from eacfer.sources import FrameSource, open_source
+from eacfer.infer.results import FaceResult, FrameResult
+from eacfer.infer.sources import FrameSource, open_source
 from eacfer.utils.atomic import atomic_open, write_json
 from eacfer.utils.interrupt import HoldCtrlC
 
@@ -130,13 +130,13 @@ def run_video(
     """Analyse a video/camera/stream and write ``annotated.mp4``, ``frames.csv`` and ``summary.json``.
 
     Args:
-        predictor: an :class:`eacfer.predictor.Predictor`.
-        source: path, camera index, URL or an opened :class:`~eacfer.sources.FrameSource`.
+        predictor: an :class:`eacfer.infer.predictor.Predictor`.
+        source: path, camera index, URL or an opened :class:`~eacfer.infer.sources.FrameSource`.
         every: analyse every N-th frame (all frames are still written to the video).
         max_frames: stop after this many frames.
         write_video: ``False`` skips ``annotated.mp4`` (faster).
         smoothing: EMA weight of the newest frame for each track's probabilities (1 = none).
-        iou_threshold, max_age: tracker settings (see :class:`eacfer.tracking.IoUTracker`).
+        iou_threshold, max_age: tracker settings (see :class:`eacfer.infer.tracking.IoUTracker`).
         on_frame: called with each :class:`FrameResult` after it is written (UI previews, tests).
 
     Returns:
@@ -150,8 +150,8 @@ def run_video(
     """
     import cv2
 
-    from eacfer.tracking import IoUTracker
-    from eacfer.viz import annotate
+    from eacfer.infer.tracking import IoUTracker
+    from eacfer.infer.viz import annotate
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -1,6 +1,6 @@
 """Datasets and loaders of a training run (the one place where the trainer builds its data).
 
-Kept separate from :mod:`eacfer.trainer` so another pipeline can reuse :func:`build_datasets` (decoded,
+Kept separate from :mod:`eacfer.training.trainer` so another pipeline can reuse :func:`build_datasets` (decoded,
 cached uint8 images + labels) and replace only :func:`make_loaders`.
 """
 
@@ -20,7 +20,7 @@ from eacfer.utils.seed import seed_worker
 
 if TYPE_CHECKING:
     from eacfer.data.datasets import FERDataset
-    from eacfer.trainer import TrainConfig
+    from eacfer.training.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
     """
     from eacfer.data.datasets import FERDataset, load_split
     from eacfer.data.labels import inject_symmetric_noise
+    from eacfer.data.transforms import EACTrainTransform, EvalTransform
     from eacfer.models import get_backbone_spec
-    from eacfer.transforms import EACTrainTransform, EvalTransform
 
     train_split = load_split(cfg.data, split="train", format=cfg.format, label_file=cfg.label_file, strict=cfg.strict)
     test_split = load_split(cfg.data, split="test", format=train_split.format, strict=cfg.strict)

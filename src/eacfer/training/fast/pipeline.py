@@ -7,7 +7,7 @@ generators seeded by ``(seed, epoch)``, so a run resumed at an epoch boundary re
 it would have seen, and every rank of a DDP job draws the same permutation and takes its own shard.
 
 Training batches are ``(x, x_flipped, labels, index)``; evaluation batches (``augment=None``) are
-``(x, labels, index)`` — the same shape :func:`eacfer.engine.predict` consumes.
+``(x, labels, index)`` — the same shape :func:`eacfer.training.engine.predict` consumes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eacfer.fast.gpu_augment import GPUAugment
+from eacfer.training.fast.gpu_augment import GPUAugment
 
 log = logging.getLogger(__name__)
 

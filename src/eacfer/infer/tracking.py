@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.results import FaceResult
+from eacfer.infer.results import FaceResult
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:

@@ -5,7 +5,7 @@ mediapipe wheels no longer ship them, so eacfer carries them and nothing is down
 
 * short-range (128×128 input, faces within ~2 m, best for webcams): MediaPipe Tasks ``FaceDetector``.
 * full-range (192×192 input, small faces in photos): the Tasks ``FaceDetector`` graph only knows the
-  short-range decoder (see :mod:`eacfer.detect.blazeface`), so the network is run by the Tasks
+  short-range decoder (see :mod:`eacfer.infer.detect.blazeface`), so the network is run by the Tasks
   ``ImageEmbedder`` (which hands back the raw output tensors) and decoded in numpy.
 
 Instances are not thread-safe; use each from one thread at a time.
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.detect import blazeface
-from eacfer.detect.base import Detection, check_rgb_image, clip_box, finalize
+from eacfer.infer.detect import blazeface
+from eacfer.infer.detect.base import Detection, check_rgb_image, clip_box, finalize
 
 log = logging.getLogger(__name__)
 

@@ -4,5 +4,5 @@ Selected with ``eacfer train --pipeline fast`` (the default on CUDA); ``--pipeli
 faithful per-image CPU pipeline. Modules: :mod:`.cache` (decoded-image cache keyed by dataset content),
 :mod:`.gpu_augment` (batched EAC augmentation with the reference's distributions), :mod:`.pipeline`
 (device-side loader), :mod:`.step` (train step, epoch and evaluation loops), :mod:`.distributed`
-(torchrun / DDP helpers) and :mod:`.runner` (what :func:`eacfer.trainer.train` plugs in).
+(torchrun / DDP helpers) and :mod:`.runner` (what :func:`eacfer.training.trainer.train` plugs in).
 """

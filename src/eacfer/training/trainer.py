@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from eacfer import engine
 from eacfer.constants import PAPER_RECIPE
-from eacfer.run_data import TrainData, build_datasets, make_loaders, write_used_labels
+from eacfer.training import engine
+from eacfer.training.run_data import TrainData, build_datasets, make_loaders, write_used_labels
 from eacfer.utils.atomic import write_json, write_text
 from eacfer.utils.seed import capture_rng_state, restore_rng_state, seed_everything
 
@@ -84,14 +84,14 @@ class TrainConfig:
     strict: bool = False
     pipeline: str = "auto"
     eval_batch_size: int | None = None
-    # fast pipeline only (eacfer.fast): torch.compile, how the two views go through the network
+    # fast pipeline only (eacfer.training.fast): torch.compile, how the two views go through the network
     # ("split" = two passes as the reference, "joint" = one 2N pass), SyncBatchNorm under DDP, and a
     # folder for the memory-mapped decoded-image cache
     compile: bool = False
     views: str = "split"
     sync_bn: bool = False
     cache_dir: str | None = None
-    # overrides of the fast path's device defaults (eacfer.fast.step.FastSettings), e.g. {"amp": False}
+    # overrides of the fast path's device defaults (eacfer.training.fast.step.FastSettings), e.g. {"amp": False}
     fast_settings: dict[str, bool] = field(default_factory=dict)
     resume: bool = False
     force: bool = False
@@ -101,8 +101,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError/FileNotFoundError with a one-line message for an unusable config."""
+        from eacfer.data.transforms import FLIP_VIEWS
         from eacfer.models import list_backbones
-        from eacfer.transforms import FLIP_VIEWS
 
         if not self.data:
             raise ValueError("--data is required")
@@ -141,7 +141,7 @@ class TrainConfig:
         if self.views not in ("split", "joint"):
             raise ValueError(f"--views must be split or joint, got {self.views!r}")
         if self.fast_settings:
-            from eacfer.fast.step import FastSettings
+            from eacfer.training.fast.step import FastSettings
 
             FastSettings.check_overrides(self.fast_settings)
         if self.label_file and self.noise_rate:
@@ -309,7 +309,7 @@ def resolve_pipeline(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     """
     from dataclasses import replace
 
-    from eacfer.fast.distributed import env_world
+    from eacfer.training.fast.distributed import env_world
 
     pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("fast" if device.type == "cuda" else "reference")
     if env_world()[2] > 1 and pipeline != "fast":
@@ -326,7 +326,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         >>> summary = train(TrainConfig(data="data/RAF-DB", out="runs/eac"))  # doctest: +SKIP
         >>> summary["last5_mean_accuracy"]                                     # doctest: +SKIP
     """
-    from eacfer.fast import distributed as fd
+    from eacfer.training.fast import distributed as fd
     from eacfer.utils.device import resolve_device
 
     cfg.validate()
@@ -343,8 +343,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     import yaml
 
     from eacfer.checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
-    from eacfer.fast import distributed as fd
     from eacfer.models import create_model, get_backbone_spec
+    from eacfer.training.fast import distributed as fd
 
     main = dist_info.is_main
     run = prepare_run_dir(cfg, write=main)
@@ -365,8 +365,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     model = create_model(cfg.backbone, num_classes=len(data.class_names), pretrained=cfg.pretrained).to(device)
     fast = None
     if cfg.pipeline == "fast":
-        from eacfer.fast.runner import FastPipeline
-        from eacfer.fast.step import FastSettings
+        from eacfer.training.fast.runner import FastPipeline
+        from eacfer.training.fast.step import FastSettings
 
         fast = FastPipeline(model, data.train, data.test, image_size=cfg.image_size, batch_size=cfg.batch_size,
                             eval_batch_size=cfg.eval_batch_size, flip_view=data.flip_view, noise_p=cfg.noise_p,
