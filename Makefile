@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(BIN)/eacfer demo --out runs/demo
 
 test: $(STAMP)
+	# the layers of docs/ARCHITECTURE.md (contracts in pyproject.toml), then the suite
+	$(BIN)/lint-imports --no-cache
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 lint: $(STAMP)

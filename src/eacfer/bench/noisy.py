@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eacfer.bench.grid import GridCell, RunResult, noise_column, noise_tag, safe_name  # noqa: F401  (re-exported)
 from eacfer.bench.tables import (  # noqa: F401  (re-exported: the grid's table API lives with the grid)
     RUNS_DIR,
     TABLE_CSV,
@@ -33,55 +34,10 @@ from eacfer.bench.tables import (  # noqa: F401  (re-exported: the grid's table 
     published_row,
     read_noisy_csv,
     rows_of,
-    write_noisy_outputs,
+    write_noisy_tables,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GridCell:
-    """One run of the grid: ``backbone`` × ``method`` × one noise level.
-
-    ``noise_rate`` is the injected noise (or the rate a label file is known to carry, ``None`` when
-    unknown); ``label_file`` is set for official noise files.
-    """
-
-    backbone: str
-    method: str
-    tag: str
-    noise_rate: float | None
-    label_file: str | None = None
-
-    @property
-    def name(self) -> str:
-        return safe_name(f"{self.backbone}_{self.method}_{self.tag}")
-
-    @property
-    def column(self) -> str:
-        """Column header in the tables."""
-        return noise_column(self.tag, self.noise_rate, self.label_file)
-
-
-def safe_name(text: str) -> str:
-    """A folder-safe version of ``text`` (``timm:vit_tiny`` → ``timm-vit_tiny``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
-
-
-def noise_tag(rate: float) -> str:
-    """``0.0`` → ``clean``, ``0.1`` → ``noise10`` (percent of flipped training labels)."""
-    pct = round(rate * 100, 6)
-    if pct == 0:
-        return "clean"
-    return f"noise{int(pct):02d}" if float(pct).is_integer() else f"noise{pct:g}".replace(".", "p")
-
-
-def noise_column(tag: str, rate: float | None, label_file: str | None) -> str:
-    """Header for a noise level: ``clean`` / ``10%`` / ``noise01.txt (10%)``."""
-    pct = "" if rate is None else ("clean" if rate == 0 else f"{rate * 100:g}%")
-    if label_file:
-        return f"{Path(label_file).name} ({pct})" if pct else Path(label_file).name
-    return pct or tag
 
 
 def rate_from_label_file(path: str | os.PathLike[str]) -> float | None:
@@ -167,23 +123,6 @@ def plan_grid(
 
 
 # ---------------------------------------------------------------- running
-
-
-@dataclass
-class RunResult:
-    """A grid cell with what its run directory holds."""
-
-    cell: GridCell
-    run_dir: Path
-    status: str  # "done" | "partial" | "missing" | "failed"
-    summary: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
-    action: str = ""  # what this invocation did: "skipped" | "resumed" | "trained" | "restarted" | "failed: ..."
-
-    def metric(self, key: str) -> float | None:
-        """A summary metric in percent (None when the run has no value)."""
-        v = self.summary.get(key)
-        return None if v is None else 100.0 * float(v)
 
 
 def read_run(cell: GridCell, run_dir: Path, epochs: int | None = None) -> RunResult:
@@ -381,3 +320,15 @@ def run_noisy_bench(bench: NoisyBench, command: str | None = None, train: bool =
     write_json(out / META_NAME, meta)
     files = write_noisy_outputs(out, results, load_published(), meta=meta, plots=plots)
     return results, files
+
+
+def write_noisy_outputs(out: str | os.PathLike[str], results: Sequence[RunResult], published: Any,
+                        meta: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Path]:
+    """Write ``noisy_table.md/.csv`` (+ ``noisy_curves.png``, ``noisy_table.png``) into ``out``."""
+    files = write_noisy_tables(out, results, published, meta=meta)
+    if plots:
+        from eacfer.bench.plots import plot_noisy_curves, plot_noisy_table
+
+        files["curves"] = plot_noisy_curves(results, Path(out) / "noisy_curves.png")
+        files["table_png"] = plot_noisy_table(results, published, Path(out) / "noisy_table.png")
+    return files

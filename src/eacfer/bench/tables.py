@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # only for annotations: noisy imports this module
-    from eacfer.bench.noisy import GridCell, RunResult
+if TYPE_CHECKING:
+    from eacfer.bench.grid import GridCell, RunResult
 
 #: metric key in summary.json → (table title, short name). Accuracies are fractions there, percent here.
 TABLE_METRICS: dict[str, tuple[str, str]] = {
@@ -87,9 +87,9 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
-def write_noisy_outputs(out: str | os.PathLike[str], results: Sequence[RunResult], published: Any,
-                        meta: dict[str, Any] | None = None, plots: bool = True) -> dict[str, Path]:
-    """Write ``noisy_table.md/.csv`` (+ ``noisy_curves.png``, ``noisy_table.png``) into ``out``."""
+def write_noisy_tables(out: str | os.PathLike[str], results: Sequence[RunResult], published: Any,
+                       meta: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``noisy_table.md`` and ``noisy_table.csv`` into ``out`` (the plots: :mod:`eacfer.bench.plots`)."""
     from eacfer.bench.provenance import describe_machine
     from eacfer.utils.atomic import write_text
 
@@ -138,11 +138,6 @@ def write_noisy_outputs(out: str | os.PathLike[str], results: Sequence[RunResult
              f"{float(r.summary['seconds']):.0f}" if r.summary.get("seconds") is not None else "—"] for r in results]), ""]
     write_text(out / TABLE_MD, "\n".join(md))
     files["md"] = out / TABLE_MD
-    if plots:
-        from eacfer.bench.plots import plot_noisy_curves, plot_noisy_table
-
-        files["curves"] = plot_noisy_curves(results, out / "noisy_curves.png")
-        files["table_png"] = plot_noisy_table(results, published, out / "noisy_table.png")
     return files
 
 

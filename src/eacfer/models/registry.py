@@ -1,4 +1,4 @@
-"""Backbone registry (timm-style): ``@register_backbone`` builders looked up by name.
+"""Backbone registry (timm-style): builders looked up by name.
 
 A builder returns the convolutional trunk (input N×3×H×W → feature map N×C×h×w) and C. The EAC head
 (global average pool + linear layer + class attention maps) is added by :class:`eacfer.models.eac.EACNet`.
@@ -6,46 +6,20 @@ A builder returns the convolutional trunk (input N×3×H×W → feature map N×C
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
 
-from torch import nn
+from eacfer.models.spec import BackboneSpec, Builder, UnknownBackboneError
 
-from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
-
-Builder = Callable[[str | None], tuple[nn.Module, int]]
+__all__ = ["BackboneSpec", "Builder", "UnknownBackboneError", "get_backbone_spec", "list_backbones"]
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What the registry knows about a backbone."""
-
-    name: str
-    builder: Builder
-    description: str
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    pretrained_help: str = ""
-
-
-class UnknownBackboneError(KeyError):
-    """Raised for a backbone name that is not registered."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
-
-
+@functools.cache
 def _registry() -> dict[str, BackboneSpec]:
-    # Built on first use, not at import (no import-time side effects); cached on the function object.
-    reg = getattr(_registry, "_cache", None)
-    if reg is None:
-        from eacfer.models import resnet_caffe, tv_backbones  # noqa: F401  (modules register themselves via _all_specs)
+    # Built on first use, not at import (no import-time side effects). Each backbone module lists its
+    # specs; the registry collects them, so the import goes one way (registry → backbones → spec).
+    from eacfer.models import resnet_caffe, tv_backbones
 
-        reg = {}
-        for spec in resnet_caffe.specs() + tv_backbones.specs():
-            reg[spec.name] = spec
-        _registry._cache = reg  # type: ignore[attr-defined]
-    return reg
+    return {spec.name: spec for spec in resnet_caffe.specs() + tv_backbones.specs()}
 
 
 def list_backbones() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from eacfer.models.registry import BackboneSpec
+from eacfer.models.spec import BackboneSpec
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from eacfer.utils.seed import seed_worker
 
 if TYPE_CHECKING:
     from eacfer.data.datasets import FERDataset
-    from eacfer.training.trainer import TrainConfig
+    from eacfer.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMessageBox, QToolBar, QWidget
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QToolBar, QWidget
 
-if TYPE_CHECKING:
-    from eacfer.ui.window import MainWindow
+# The window is typed as its Qt base: window.py imports this module, not the other way round.
+MainWindow = QMainWindow
+
+NO_MODEL_HELP = (
+    "No model loaded. Open one with File → Open model… (Ctrl+M) or drop a .pt / .onnx file on this window.\n"
+    "No model yet? `eacfer demo` trains a small demo model in a few minutes (runs/demo/run/model.pt); "
+    "`eacfer train --data DATASET --backbone mobilenet_v2 --out RUN` trains on your own data (RUN/model.pt); "
+    "`eacfer export --with-cams` turns it into a faster .onnx with attention maps."
+)
 
 
 def _action(win: MainWindow, text: str, slot, shortcut: str | QKeySequence.StandardKey | None = None,  # noqa: ANN001
@@ -88,6 +93,4 @@ def build(win: MainWindow) -> None:
 
 
 def _show_model_help(win: MainWindow) -> None:
-    from eacfer.ui.window import NO_MODEL_HELP
-
     QMessageBox.information(win, "Getting a model", NO_MODEL_HELP.replace("No model loaded. ", ""))

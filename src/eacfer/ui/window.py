@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from eacfer.ui import actions
+from eacfer.ui.actions import NO_MODEL_HELP
 from eacfer.ui.controls import ControlsMixin
 from eacfer.ui.media import (
     PhotoList,
@@ -47,12 +48,6 @@ from eacfer.ui.worker import CaptureThread, FramePacket, InferenceThread, Latest
 
 log = logging.getLogger(__name__)
 
-NO_MODEL_HELP = (
-    "No model loaded. Open one with File → Open model… (Ctrl+M) or drop a .pt / .onnx file on this window.\n"
-    "No model yet? `eacfer demo` trains a small demo model in a few minutes (runs/demo/run/model.pt); "
-    "`eacfer train --data DATASET --backbone mobilenet_v2 --out RUN` trains on your own data (RUN/model.pt); "
-    "`eacfer export --with-cams` turns it into a faster .onnx with attention maps."
-)
 
 
 @dataclass

@@ -1,0 +1,151 @@
+"""The configuration of a training run (:class:`TrainConfig`, defaults = the paper's recipe) and the
+names a run folder uses. Apart from the trainer so that the data and fast-pipeline modules can take a
+config without importing the trainer that imports them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from eacfer.constants import PAPER_RECIPE
+from eacfer.training import engine
+
+PIPELINES = ("auto", "reference", "fast")  # auto: fast on CUDA, reference on CPU
+METRIC_COLUMNS = (
+    "epoch", "train_loss", "train_ce", "train_consistency", "train_accuracy",
+    "test_accuracy", "test_mean_class_accuracy", "lr", "seconds",
+)
+#: Files a run writes; ``--force`` removes exactly these (never anything else in RUN_DIR).
+RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "model.pt", "summary.json", "train_labels_used.txt")
+#: Config keys that must match for ``--resume`` (else the checkpoint belongs to another experiment).
+RESUME_KEYS = ("backbone", "method", "class_names", "data", "format", "label_file", "noise_rate", "noise_seed")
+LAST5 = 5  # EAC reports the mean test accuracy of the last 5 epochs
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; defaults are the paper's recipe.
+
+    Example:
+        >>> cfg = TrainConfig(data="data/RAF-DB", out="runs/eac", backbone="resnet50_msceleb",
+        ...                   pretrained="resnet50_ft_weight.pkl")
+        >>> cfg.epochs, cfg.batch_size, cfg.lr
+        (60, 32, 0.0001)
+    """
+
+    data: str
+    out: str
+    backbone: str = "resnet50_msceleb"
+    format: str | None = None
+    pretrained: str | None = None
+    method: str = "eac"
+    label_file: str | None = None
+    noise_rate: float = 0.0
+    noise_seed: int = 0
+    epochs: int = int(PAPER_RECIPE["epochs"])
+    batch_size: int = int(PAPER_RECIPE["batch_size"])
+    lr: float = float(PAPER_RECIPE["lr"])
+    weight_decay: float = float(PAPER_RECIPE["weight_decay"])
+    gamma: float = float(PAPER_RECIPE["gamma"])
+    lam: float = float(PAPER_RECIPE["lam"])
+    image_size: int = int(PAPER_RECIPE["image_size"])
+    noise_p: float = float(PAPER_RECIPE["noise_p"])
+    noise_var: float = float(PAPER_RECIPE["noise_var"])
+    erasing_scale: tuple[float, float] = (float(PAPER_RECIPE["erasing_scale_min"]), float(PAPER_RECIPE["erasing_scale_max"]))
+    flip_view: str = "auto"
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = False
+    seed: int = int(PAPER_RECIPE["seed"])
+    strict: bool = False
+    pipeline: str = "auto"
+    eval_batch_size: int | None = None
+    # fast pipeline only (eacfer.training.fast): torch.compile, how the two views go through the network
+    # ("split" = two passes as the reference, "joint" = one 2N pass), SyncBatchNorm under DDP, and a
+    # folder for the memory-mapped decoded-image cache
+    compile: bool = False
+    views: str = "split"
+    sync_bn: bool = False
+    cache_dir: str | None = None
+    # overrides of the fast path's device defaults (eacfer.training.fast.step.FastSettings), e.g. {"amp": False}
+    fast_settings: dict[str, bool] = field(default_factory=dict)
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+    tensorboard: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError/FileNotFoundError with a one-line message for an unusable config."""
+        from eacfer.data.transforms import FLIP_VIEWS
+        from eacfer.models import list_backbones
+
+        if not self.data:
+            raise ValueError("--data is required")
+        data = Path(self.data)
+        if not data.exists():
+            raise FileNotFoundError(f"{data}: dataset folder not found")
+        if not data.is_dir() and self.format != "fer2013":
+            raise NotADirectoryError(f"{data}: not a folder (only --format fer2013 takes a CSV file)")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"{out}: --out exists and is a file, expected a run folder")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(f"eval batch size must be at least 1, got {self.eval_batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if not (self.lam >= 0 and math.isfinite(self.lam)):
+            raise ValueError(f"--lam must be >= 0, got {self.lam}")
+        if self.image_size < 16:
+            raise ValueError(f"--image-size must be at least 16, got {self.image_size}")
+        if self.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {self.workers}")
+        if self.method not in engine.METHODS:
+            raise ValueError(f"--method must be one of {', '.join(engine.METHODS)}, got {self.method!r}")
+        if self.flip_view != "auto" and self.flip_view not in FLIP_VIEWS:
+            raise ValueError(f"--flip-view must be auto, {' or '.join(FLIP_VIEWS)}, got {self.flip_view!r}")
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"--pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
+        if self.views not in ("split", "joint"):
+            raise ValueError(f"--views must be split or joint, got {self.views!r}")
+        if self.fast_settings:
+            from eacfer.training.fast.step import FastSettings
+
+            FastSettings.check_overrides(self.fast_settings)
+        if self.label_file and self.noise_rate:
+            raise ValueError("use either --label-file or --noise-rate, not both")
+        if not 0.0 <= self.noise_rate < 1.0:
+            raise ValueError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
+        if self.label_file and not (
+            Path(self.label_file).is_file() or (data / "EmoLabel" / str(self.label_file)).is_file()
+        ):
+            # a bare name (noise03.txt) is looked up in DATA/EmoLabel/, as load_split does
+            raise FileNotFoundError(f"{self.label_file}: label file not found (also looked in {data / 'EmoLabel'})")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        known = list_backbones()
+        if self.backbone not in known and not self.backbone.startswith("timm:"):
+            raise ValueError(f"unknown backbone {self.backbone!r}; known backbones: {', '.join(known)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["erasing_scale"] = list(self.erasing_scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "erasing_scale" in kw:
+            kw["erasing_scale"] = tuple(kw["erasing_scale"])
+        return cls(**kw)
