@@ -13,6 +13,7 @@ import pytest
 from eacfer.infer.sources import open_source, parse_source
 from eacfer.infer.video import VideoWriter, frames_csv_header, run_video
 from inference_testutils import count_frames, make_clip
+from sigint_support import needs_sigint
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 
@@ -90,6 +91,7 @@ def test_ctrl_c_flushes_valid_outputs(predictor, clip, tmp_path):
     assert _no_temporaries(tmp_path)
 
 
+@needs_sigint
 def test_real_sigint_mid_frame_keeps_outputs_in_step(predictor, clip, tmp_path, monkeypatch):
     """A real SIGINT arriving while frame 5 is being written (after it was counted and its CSV rows
     written, before its video frame): frame 5 is completed, then the run stops: counts, CSV and video agree."""
