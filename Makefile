@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench mutation clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# Mutation testing of the core modules (mutmut 3, one module at a time, niced; long): docs/TESTING.md.
+# MODULES="loss tracking" runs some of them; the report lands in build/mutation/report.md.
+mutation: $(STAMP)
+	$(BIN)/pip install -q -e '.[mutation]'
+	$(BIN)/python tests/mutation/run_mutation.py $(MODULES)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cpu_inference.py

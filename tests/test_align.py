@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from eacfer.infer.align import (
-    DEFAULT_MARGIN,
     align_face,
     align_faces,
     crop_transform,
@@ -144,4 +143,9 @@ def test_bad_arguments(astronaut):
         align_face(astronaut, Detection((1.0, 1.0, 0.0, 0.0), 0.9), 32)
     with pytest.raises(ValueError, match="H×W×3"):
         align_face(astronaut[..., 0], d, 32)
-    assert DEFAULT_MARGIN == pytest.approx(0.1)
+
+    # the default framing is the documented "square box with a 10 % margin": a 40-px box with 10 % on each
+    # side spans 48 px, so its corners land 4 px (×size/48) inside the crop's corners
+    m = crop_transform(Detection((10.0, 20.0, 40.0, 40.0), 0.9, None), 48)
+    corners = transform_points(np.array([[10 - 0.5, 20 - 0.5], [50 - 0.5, 60 - 0.5]]), m)
+    assert np.allclose(corners, [[4 - 0.5, 4 - 0.5], [44 - 0.5, 44 - 0.5]])

@@ -16,6 +16,7 @@ from PIL import Image
 
 from eacfer.commands.cli import main
 from inference_testutils import FACE, write_hostile_pt
+from sigint_support import needs_sigint
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 
@@ -147,6 +148,7 @@ def test_hostile_model_refused(tmp_path, capsys):
     assert not marker.exists()
 
 
+@needs_sigint
 @pytest.mark.parametrize("where", ["writing", "inference"])
 def test_real_sigint_keeps_batch_outputs_in_step(predictor, face_rgb, tmp_path, monkeypatch, where):
     """A real SIGINT while file 3's rows are written finishes file 3 first; one during file 3's

@@ -13,6 +13,7 @@ import pytest
 
 from eacfer.commands.cli import main
 from inference_testutils import count_frames, make_clip
+from sigint_support import skip_if_child_ignores_sigint
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 
@@ -54,6 +55,7 @@ def test_bad_sources(model_pt, tmp_path, capsys):
 
 
 def test_sigint_flushes_every_output(model_pt, face_rgb, tmp_path, inference_cache):
+    skip_if_child_ignores_sigint()
     clip = make_clip(tmp_path / "long.mp4", face_rgb, frames=1500, size=(320, 240))
     out = tmp_path / "out"
     env = {**os.environ, "EACFER_CACHE_DIR": str(inference_cache)}

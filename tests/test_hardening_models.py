@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -380,7 +379,3 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("disk full")
     assert json.loads(target.read_text()) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
-
-
-def test_saver_script_is_valid_python():
-    compile(textwrap.dedent(SAVER), "saver", "exec")

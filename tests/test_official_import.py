@@ -7,40 +7,24 @@ import sys
 
 import pytest
 import torch
-from torch import nn
 
+from caffe_reference import OfficialLayoutEAC
 from eacfer.checkpoint import load_model
-from eacfer.models.resnet_caffe import CaffeResNet50
 from eacfer.official import convert_official_state_dict, import_official_checkpoint
-
-
-class OfficialLikeModel(nn.Module):
-    """The official code's module structure (features / features2 / fc), written from its description."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        trunk = CaffeResNet50()
-        self.features = nn.Sequential(*trunk.children())
-        self.features2 = nn.AvgPool2d(7, stride=1)
-        self.fc = nn.Linear(2048, 7)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.features(x)
-        out = self.fc(self.features2(f).flatten(1))
-        w = self.fc.weight.detach().view(1, 7, 2048, 1, 1)
-        return out, (f.unsqueeze(1) * w).sum(2)
 
 
 @pytest.fixture(scope="module")
 def official(tmp_path_factory):
+    """A state_dict in the official layout, and the official forward computed by an independent reference.
+
+    The reference (tests/caffe_reference.py) is written from the published Caffe ResNet-50, not from
+    eacfer's network, so the import is checked against something eacfer did not build (non-trivial BN
+    statistics, so a mis-mapped key would show).
+    """
     torch.manual_seed(0)
-    m = OfficialLikeModel().eval()
-    for mod in m.modules():  # non-trivial BN statistics so a mis-mapped key would show
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.1, 0.1)
-            mod.running_var.uniform_(0.5, 1.5)
+    m = OfficialLayoutEAC(num_classes=7, seed=0).eval()
     path = tmp_path_factory.mktemp("official") / "eac.pth"
-    torch.save({f"module.{k}": v for k, v in m.state_dict().items()}, path)  # as saved through DataParallel
+    torch.save({f"module.{k}": v for k, v in m.state_dict_official().items()}, path)  # as saved through DataParallel
     return m, path
 
 

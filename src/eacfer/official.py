@@ -22,8 +22,8 @@ def convert_official_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, 
     """Rename an official EAC ``Model.state_dict()`` to eacfer's ``EACNet`` keys.
 
     Example:
-        >>> convert_official_state_dict({"features.4.0.conv1.weight": torch.zeros(1), "fc.bias": torch.zeros(7)}).keys()
-        dict_keys(['backbone.layer1.0.conv1.weight', 'fc.bias'])
+        >>> convert_official_state_dict({"module.features.4.0.conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(7, 2048)}).keys()
+        dict_keys(['backbone.layer1.0.conv1.weight', 'fc.weight'])
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():

@@ -253,7 +253,7 @@ def load_classifier(
 
     Example:
         >>> clf = load_classifier("runs/demo/model.pt")  # doctest: +SKIP
-        >>> clf.backend
+        >>> clf.backend                                   # doctest: +SKIP
         'onnxruntime'
     """
     from eacfer.utils.device import resolve_device

@@ -24,6 +24,18 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         ...     write_video(tmp)
     """
     path = Path(path)
+    tmp_path = _temp_next_to(path, suffix)
+    try:
+        yield tmp_path
+        _publish(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+# The steps of atomic_path live in plain functions: mutation testing (mutmut) skips decorated functions.
+def _temp_next_to(path: Path, suffix: str | None) -> Path:
+    """A new empty temporary file in ``path``'s folder, with the mode a plain ``open()`` would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=suffix if suffix is not None else (path.suffix + ".tmp"), dir=path.parent
@@ -34,14 +46,14 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:  # flush the data to disk before it becomes visible
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    return tmp_path
+
+
+def _publish(tmp_path: Path, path: Path) -> None:
+    """Flush ``tmp_path`` to disk, then rename it onto ``path`` (atomic)."""
+    with open(tmp_path, "rb") as fh:  # flush the data to disk before it becomes visible
+        os.fsync(fh.fileno())
+    os.replace(tmp_path, path)
 
 
 @contextlib.contextmanager
