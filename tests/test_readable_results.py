@@ -125,3 +125,18 @@ def test_summary_counts_the_averaged_epochs(n):
     s = summarize(hist, 0, n, True)
     assert s["last5_mean_epochs"] == n
     assert s["last5_mean_accuracy"] == pytest.approx(sum(0.1 * e for e in range(1, n + 1)) / n)
+
+
+@pytest.mark.parametrize("epochs, note", [(3, True), (8, False)])
+def test_noisy_table_says_when_the_last5_mean_is_over_fewer_epochs(tmp_path, epochs, note):
+    from eacfer.bench.noisy import plan_grid, read_run
+    from eacfer.bench.published import load_published
+    from eacfer.bench.tables import write_noisy_tables
+
+    cells = plan_grid(["mobilenet_v2"], ["eac"], noise_rates=[0.0, 0.2])
+    results = []
+    for c in cells:
+        _summary(tmp_path / "runs" / c.name, epochs, 0.5)
+        results.append(read_run(c, tmp_path / "runs" / c.name, epochs))
+    md = write_noisy_tables(tmp_path, results, load_published())["md"].read_text(encoding="utf-8")
+    assert ("means of the last 3 epoch(s), not last-5 means" in md) is note

@@ -63,19 +63,6 @@ def plot_noisy_curves(results: Sequence[Any], path: str | os.PathLike[str]) -> P
     return _save(fig, path)
 
 
-def _averaged_epochs(results: Sequence[Any]) -> list[int]:
-    """How many epochs each finished run's "last-5 mean" really averaged (fewer when fewer ran)."""
-    out = []
-    for r in results:
-        if r.status != "done" or r.summary.get("last5_mean_accuracy") is None:
-            continue
-        n = r.summary.get("last5_mean_epochs")
-        if n is None:  # summaries written before last5_mean_epochs existed: min(5, epochs run)
-            n = min(5, int(r.summary.get("epochs") or len(r.history) or 5))
-        out.append(int(n))
-    return out
-
-
 def plot_noisy_table(results: Sequence[Any], published: Any, path: str | os.PathLike[str]) -> Path:
     """Last-5 mean accuracy vs noise rate: one solid line per measured backbone × method, the matching
     published EAC-repository row dashed in the same colour.
@@ -86,7 +73,7 @@ def plot_noisy_table(results: Sequence[Any], published: Any, path: str | os.Path
     """
     import math
 
-    from eacfer.bench.tables import columns_of, measured_table, published_row
+    from eacfer.bench.tables import averaged_epochs, columns_of, measured_table, published_row
 
     fig, (ax,) = _figure()
     rows, cols, values = measured_table(results, "last5_mean_accuracy")
@@ -113,7 +100,7 @@ def plot_noisy_table(results: Sequence[Any], published: Any, path: str | os.Path
     else:
         ax.set_xticks(xs, [c.column for c in cols], rotation=15)
         ax.set_xlabel("label file")
-    n = _averaged_epochs(results)
+    n = averaged_epochs(results)
     if not n or min(n) >= 5:
         ax.set_ylabel("last-5-epoch mean test accuracy (%)")
     else:

@@ -198,10 +198,14 @@ def run_noisy(args: argparse.Namespace) -> int:
     bench = noisy_from_args(args)
     results, files = run_noisy_bench(bench, command=canonical_command(args), train=not args.tables_only,
                                      plots=not args.no_plots)
+    from eacfer.bench.tables import averaged_epochs
+
     for r in results:
         acc = r.metric("last5_mean_accuracy")
+        n = (averaged_epochs([r]) or [5])[0]
+        what = "last-5 mean" if n >= 5 else f"mean of last {n} epoch(s)"
         print(f"{r.cell.name:40s} {r.status:8s} {r.action or '-':10.60s} "
-              f"last-5 mean {'—' if acc is None else f'{acc:.2f}%'}")
+              f"{what} {'—' if acc is None else f'{acc:.2f}%'}")
     print("wrote " + ", ".join(str(p) for p in files.values()))
     failed = [r for r in results if r.status == "failed"]
     if failed:
