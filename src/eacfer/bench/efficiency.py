@@ -293,7 +293,7 @@ def measure_model(
 
 def measure_models(specs: Sequence[ModelSpec], **kw: Any) -> list[dict[str, Any]]:
     """:func:`measure_model` for each spec, with a progress bar; a model that fails is reported and skipped."""
-    from tqdm import tqdm
+    from eacfer.utils.progress import progress_bar as tqdm
 
     rows = []
     for spec in tqdm(specs, desc="efficiency", unit="model", disable=len(specs) < 2):

@@ -65,34 +65,56 @@ def plot_noisy_curves(results: Sequence[Any], path: str | os.PathLike[str]) -> P
 
 def plot_noisy_table(results: Sequence[Any], published: Any, path: str | os.PathLike[str]) -> Path:
     """Last-5 mean accuracy vs noise rate: one solid line per measured backbone × method, the matching
-    published EAC-repository row dashed in the same colour."""
-    from eacfer.bench.tables import columns_of, measured_table, published_row
+    published EAC-repository row dashed in the same colour.
+
+    The legend and title describe only what is drawn: a measured row with no two neighbouring values is
+    drawn (and listed) as dots, a gap in a row is left as a gap, "published" appears only when a published
+    row is drawn, and the axis says over how many epochs the measured means really are.
+    """
+    import math
+
+    from eacfer.bench.tables import averaged_epochs, columns_of, measured_table, published_row
 
     fig, (ax,) = _figure()
     rows, cols, values = measured_table(results, "last5_mean_accuracy")
     known = all(c.noise_rate is not None for c in cols)
     xs = [100.0 * c.noise_rate for c in cols] if known else list(range(len(cols)))
+    styles: set[str] = set()
     for i, ((b, m), vals) in enumerate(zip(rows, values, strict=True)):
         color = f"C{i % 10}"
-        pts = [(x, v) for x, v in zip(xs, vals, strict=True) if v is not None]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o", color=color, label=f"{b} {m} (measured)")
+        ys = [math.nan if v is None else v for v in vals]  # NaN breaks the line: no value is invented
+        joined = any(a is not None and c is not None for a, c in zip(vals, vals[1:], strict=False))
+        if any(v is not None for v in vals):
+            ax.plot(xs, ys, marker="o", color=color, ls="-" if joined else "none", label=f"{b} {m} (measured)")
+            styles.add("solid: measured here" if joined else "dots: measured here")
         pr = published_row(published, b, m, columns_of([r.cell for r in results])) if known else None
         if pr is not None:
             ref, pv = pr
-            ppts = [(x, v) for x, v in zip(xs, pv, strict=True) if v is not None]
-            if ppts:
-                ax.plot(*zip(*ppts, strict=True), ls="--", marker="s", mfc="none", color=color,
-                        label=f"{ref['model']} (published, {ref['source']})")
+            if any(v is not None for v in pv):
+                pjoined = any(a is not None and c is not None for a, c in zip(pv, pv[1:], strict=False))
+                ax.plot(xs, [math.nan if v is None else v for v in pv], ls="--" if pjoined else "none",
+                        marker="s", mfc="none", color=color, label=f"{ref['model']} (published, {ref['source']})")
+                styles.add("dashed: published" if pjoined else "hollow squares: published")
     if known:
         ax.set_xlabel("training labels flipped (%)")
     else:
         ax.set_xticks(xs, [c.column for c in cols], rotation=15)
         ax.set_xlabel("label file")
-    ax.set_ylabel("last-5-epoch mean test accuracy (%)")
-    ax.set_title("Accuracy under label noise (solid: measured here, dashed: published)")
+    n = averaged_epochs(results)
+    if not n or min(n) >= 5:
+        ax.set_ylabel("last-5-epoch mean test accuracy (%)")
+    else:
+        span = f"{min(n)}" if min(n) == max(n) else f"{min(n)}-{max(n)}"
+        ax.set_ylabel(f"measured: mean test accuracy of the last {span} epoch(s) (%)\n"
+                      "(fewer than 5 ran; published: last-5 mean)", fontsize=8)
+    order = ["solid: measured here", "dots: measured here", "dashed: published", "hollow squares: published"]
+    kinds = ", ".join(k for k in order if k in styles)
+    ax.set_title("Accuracy under label noise" + (f" ({kinds})" if kinds else ""))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if styles:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
     return _save(fig, path)
 
 

@@ -74,6 +74,24 @@ def measured_table(results: Sequence[RunResult], metric: str) -> tuple[list[tupl
     return rows, cols, values
 
 
+def averaged_epochs(results: Sequence[RunResult]) -> list[int]:
+    """How many epochs each finished run's "last-5 mean" really averaged (fewer when fewer ran).
+
+    Example:
+        >>> averaged_epochs([])
+        []
+    """
+    out = []
+    for r in results:
+        if r.status != "done" or r.summary.get("last5_mean_accuracy") is None:
+            continue
+        n = r.summary.get("last5_mean_epochs")
+        if n is None:  # summaries written before last5_mean_epochs existed: min(5, epochs run)
+            n = min(5, int(r.summary.get("epochs") or len(r.history) or 5))
+        out.append(int(n))
+    return out
+
+
 def published_row(published: Any, backbone: str, method: str, cols: Sequence[GridCell]) -> tuple[dict[str, Any], list[float | None]] | None:
     """The published EAC-repository row for (backbone, method) aligned to the grid's noise columns."""
     ref = published.noisy_reference(backbone, method)
@@ -131,6 +149,10 @@ def write_noisy_tables(out: str | os.PathLike[str], results: Sequence[RunResult]
         md += [f"## Measured here: {title}", "", md_table(["backbone", "method", *[c.column for c in cols]],
                [[b, m, *map(_fmt, v)] for (b, m), v in zip(rows, values, strict=True)]), ""]
         if metric == "last5_mean_accuracy":
+            n = averaged_epochs(results)
+            if n and min(n) < 5:
+                span = f"{min(n)}" if min(n) == max(n) else f"{min(n)} to {max(n)}"
+                md += [f"> Fewer than 5 epochs ran: these are means of the last {span} epoch(s), not last-5 means.", ""]
             md += _aligned_published_md(published, rows, cols)
     md += _published_md(published, results, cols)
     md += ["## Runs", "", md_table(["run", "status", "this invocation", "epochs", "train seconds"],

@@ -15,11 +15,11 @@ _TRAIN_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--gamma", "gamma", float, "ExponentialLR factor per epoch (default 0.9)"),
     ("--lam", "lam", float, "consistency-loss weight λ (default 5)"),
     ("--image-size", "image_size", int, "input size (default 224)"),
-    ("--flip-view", "flip_view", str, "auto, mirrored or independent"),
+    ("--flip-view", "flip_view", str, "auto, mirrored or independent (default: auto, as eacfer train)"),
     ("--workers", "workers", int, "DataLoader workers (default 2)"),
-    ("--device", "device", str, "auto, cpu or cuda"),
+    ("--device", "device", str, "auto, cpu or cuda (default: auto)"),
     ("--seed", "seed", int, "training seed (default 0)"),
-    ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size"),
+    ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size (default: the larger of the batch size and 64)"),
 )
 
 
@@ -29,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="benchmarks: noisy-label grid, efficiency, results report",
         description="Compare EAC with the CE baseline under label noise and with published models in accuracy "
         "and cost. Measured and published figures are always kept apart.",
+        epilog="example: eacfer bench efficiency --backbones resnet50_msceleb,mobilenet_v2 --device cpu --out bench/eff",
     )
     sub = p.add_subparsers(dest="bench_command", metavar="BENCH")
     sub.required = True
@@ -197,10 +198,14 @@ def run_noisy(args: argparse.Namespace) -> int:
     bench = noisy_from_args(args)
     results, files = run_noisy_bench(bench, command=canonical_command(args), train=not args.tables_only,
                                      plots=not args.no_plots)
+    from eacfer.bench.tables import averaged_epochs
+
     for r in results:
         acc = r.metric("last5_mean_accuracy")
+        n = (averaged_epochs([r]) or [5])[0]
+        what = "last-5 mean" if n >= 5 else f"mean of last {n} epoch(s)"
         print(f"{r.cell.name:40s} {r.status:8s} {r.action or '-':10.60s} "
-              f"last-5 mean {'—' if acc is None else f'{acc:.2f}%'}")
+              f"{what} {'—' if acc is None else f'{acc:.2f}%'}")
     print("wrote " + ", ".join(str(p) for p in files.values()))
     failed = [r for r in results if r.status == "failed"]
     if failed:

@@ -30,11 +30,64 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions and epilogs (the examples) as written, and shows every option's default.
+
+    argparse's ArgumentDefaultsHelpFormatter would repeat the defaults many help texts already state
+    ("(default 17)"), and print "None"/"False" for options that have no default value; this adds
+    ``(default: X)`` only where the help does not mention a default and there is a value to show.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if not text or "default" in text.lower() or not action.option_strings:
+            return text
+        if action.default is None or isinstance(action.default, bool) or action.default in (argparse.SUPPRESS, []):
+            return text  # nothing to show (``0 in (False,)`` is true, hence the isinstance)
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with :class:`HelpFormatter` for every command and sub-command."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs["formatter_class"] = HelpFormatter  # one style everywhere (overrides per-command choices)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _add_log_options(p: argparse.ArgumentParser, default: object = False) -> None:
+    # default=SUPPRESS after the sub-command: an absent -q/-v there must not undo one given before it
+    p.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="debug logging, including the face detector's own log lines")
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="warnings and errors only (no progress)")
+
+
+def sub_parsers(parser: argparse.ArgumentParser, prefix: str = "eacfer") -> dict[str, argparse.ArgumentParser]:
+    """Every command and sub-command parser, by its command line (``"eacfer bench noisy"``).
+
+    Example:
+        >>> sorted(sub_parsers(build_parser()))[:2]
+        ['eacfer bench', 'eacfer bench efficiency']
+    """
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found[f"{prefix} {name}"] = child
+                found.update(sub_parsers(child, f"{prefix} {name}"))
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eacfer", description="Facial emotion recognition with EAC.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from eacfer import __version__
+
+    parser = Parser(prog="eacfer", description="Facial emotion recognition with EAC.",
+                    epilog="example: eacfer demo --out runs/demo   (then: eacfer predict photo.jpg "
+                    "--checkpoint runs/demo/run/model.pt --out out/pred)")
+    parser.add_argument("--version", action="version", version=f"eacfer {__version__}")
+    _add_log_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for modname in COMMANDS.values():
         try:
@@ -44,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         mod.add_parser(sub)
+    for child in sub_parsers(parser).values():  # -q / -v also after the sub-command
+        _add_log_options(child, default=argparse.SUPPRESS)
     return parser
 
 
@@ -51,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eacfer`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, e.g. to print how to resume
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

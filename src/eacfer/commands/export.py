@@ -12,7 +12,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Write an ONNX model carrying the model file's metadata (classes, input size, mean/std, "
         "backbone), then compare onnxruntime with torch on random inputs; fails (and writes nothing) when the "
         "max difference exceeds 1e-4. Uses torch's TorchScript-based exporter (dynamo=False; no onnxscript needed).",
-        epilog="example: eacfer export --checkpoint runs/demo/model.pt --out model.onnx --dynamic-batch --with-cams",
+        epilog="example: eacfer export --checkpoint runs/demo/run/model.pt --out model.onnx --dynamic-batch --with-cams",
     )
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="model.pt written by training")
     p.add_argument("--out", required=True, help="output .onnx file")

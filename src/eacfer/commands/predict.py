@@ -14,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Detect every face in the given images (folders are searched recursively), classify its "
         "emotion, and write predictions.csv and predictions.json (one row per face; a readable image "
         "without a face gets one row with empty face fields; an unreadable file gets one row with `error`).",
-        epilog="example: eacfer predict photos/ group.jpg --checkpoint runs/demo/model.pt --out out/pred --save-images",
+        epilog="example: eacfer predict photos/ group.jpg --checkpoint runs/demo/run/model.pt --out out/pred --save-images",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     add_model_args(p)

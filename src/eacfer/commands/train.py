@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from eacfer.constants import PAPER_RECIPE
 
@@ -13,32 +14,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "train",
         help="train a model (EAC or CE baseline)",
         description="Train EAC on RAF-DB (or another FER dataset). Defaults reproduce the paper's recipe.",
-        epilog="example: eacfer train --data data/RAF-DB --backbone resnet50_msceleb "
-        "--pretrained resnet50_ft_weight.pkl --out runs/eac",
+        epilog="examples: eacfer train --data data/RAF-DB --backbone resnet50_msceleb "
+        "--pretrained resnet50_ft_weight.pkl --out runs/eac\n"
+        "          eacfer train --data data/RAF-DB --backbone resnet50_msceleb "
+        "--pretrained resnet50_ft_weight.pkl --out runs/eac --resume --epochs 80   # train a finished run longer\n"
+        "          eacfer train --backbone list",
     )
-    p.add_argument("--data", required=True, help="dataset folder (or fer2013 CSV)")
+    p.add_argument("--data", help="dataset folder (or fer2013 CSV); required unless --backbone list")
     p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013 (default: auto-detect)")
-    p.add_argument("--backbone", required=True, help="backbone name (see `eacfer train --backbone list`)")
+    p.add_argument("--backbone", required=True, help="backbone name; `--backbone list` prints them")
     p.add_argument("--pretrained", default=None, help="backbone weights: a file, or 'imagenet' for torchvision backbones")
     p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
     noise = p.add_argument_group("label noise")
     noise.add_argument("--label-file", default=None, help="train on another RAF-DB label file (e.g. noise03.txt)")
-    noise.add_argument("--noise-rate", type=float, default=0.0, help="inject symmetric label noise at this rate")
+    noise.add_argument("--noise-rate", type=float, default=0.0,
+                       help="inject symmetric label noise at this rate (0: none)")
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the injected noise")
     r = PAPER_RECIPE
-    p.add_argument("--epochs", type=int, default=int(r["epochs"]))
-    p.add_argument("--batch-size", type=int, default=int(r["batch_size"]))
-    p.add_argument("--lr", type=float, default=float(r["lr"]))
-    p.add_argument("--weight-decay", type=float, default=float(r["weight_decay"]))
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs to train (default: {int(r['epochs'])}; with --resume: the run's own, and a "
+                   "higher value trains a finished run on to that epoch)")
+    p.add_argument("--batch-size", type=int, default=int(r["batch_size"]), help="training batch size")
+    p.add_argument("--lr", type=float, default=float(r["lr"]), help="Adam learning rate")
+    p.add_argument("--weight-decay", type=float, default=float(r["weight_decay"]), help="Adam weight decay")
     p.add_argument("--gamma", type=float, default=float(r["gamma"]), help="ExponentialLR factor per epoch")
     p.add_argument("--lam", type=float, default=float(r["lam"]), help="weight λ of the consistency loss")
-    p.add_argument("--image-size", type=int, default=int(r["image_size"]))
+    p.add_argument("--image-size", type=int, default=int(r["image_size"]), help="input size in pixels (square)")
     p.add_argument("--flip-view", choices=("auto", "mirrored", "independent"), default="auto",
                    help="how the flipped view is built (auto: independent when train labels are noisy)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    p.add_argument("--seed", type=int, default=int(r["seed"]))
+    p.add_argument("--seed", type=int, default=int(r["seed"]), help="seed of every random number generator")
     p.add_argument("--strict", action="store_true", help="stop at the first broken image or label line")
     p.add_argument("--pipeline", choices=("auto", "reference", "fast"), default="auto",
                    help="fast: decoded-image cache + on-GPU augmentation + bf16 (default on CUDA); "
@@ -55,11 +62,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                       help="override the fast path's device defaults (all on for CUDA, off on CPU): amp (bf16 "
                       "autocast), fused_adam, channels_last, cudnn_benchmark; e.g. amp=off to debug numerics")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--out", help="run folder (locked while training); required unless --backbone list")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/last.pt; a finished run is left as it is unless --epochs is higher")
     p.add_argument("--force", action="store_true", help="overwrite an existing run (with --resume: ignore config differences)")
     p.set_defaults(func=run)
     return p
+
+
+def planned_epochs(out: str | None, resume: bool) -> int:
+    """Epochs when --epochs is not given: with --resume, those the run in ``out`` planned (its
+    config.yaml); otherwise the paper's 60.
+
+    Example:
+        >>> planned_epochs("/nonexistent", resume=True)
+        60
+    """
+    from pathlib import Path
+
+    default = int(PAPER_RECIPE["epochs"])
+    if not (resume and out):
+        return default
+    try:
+        import yaml
+
+        saved = yaml.safe_load((Path(out) / "config.yaml").read_text(encoding="utf-8"))
+        return int(saved["epochs"])
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        return default
 
 
 def config_from_args(args: argparse.Namespace):
@@ -70,7 +100,8 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
         method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        epochs=args.epochs if args.epochs is not None else planned_epochs(args.out, args.resume),
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,
         device=args.device, amp=args.amp, seed=args.seed, strict=args.strict, pipeline=args.pipeline,
         compile=args.compile, views=args.views, sync_bn=args.sync_bn, cache_dir=args.cache_dir,
@@ -89,16 +120,58 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import os
 
+    from eacfer.training.runstate import TrainingInterrupted
     from eacfer.training.trainer import train
 
+    missing = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if not value]
+    if missing:
+        raise ValueError(f"the following arguments are required: {', '.join(missing)}")
     rank = int(os.environ.get("RANK", "0") or 0)  # under torchrun only rank 0 logs progress and reports
     if rank:
         logging.getLogger().setLevel(logging.WARNING)
-    summary = train(config_from_args(args))
+    try:
+        summary = train(config_from_args(args))
+    except TrainingInterrupted as e:
+        if not rank:
+            print(e.describe(), file=sys.stderr)
+            if e.checkpoint is not None:
+                print(f"resume with: {resume_command(getattr(args, 'argv', None))}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # while the data and model were being prepared, before the epoch loop
+        if not rank:
+            from pathlib import Path
+
+            last = Path(args.out) / "last.pt"
+            print("training interrupted before its first epoch started"
+                  + (f"; resumable checkpoint {last}" if last.exists() else "; no checkpoint yet"), file=sys.stderr)
+            if last.exists():
+                print(f"resume with: {resume_command(getattr(args, 'argv', None))}", file=sys.stderr)
+        return 130
     if rank:
         return 0
-    print(json.dumps({k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy",
-                                              "best_epoch", "last5_mean_accuracy", "skipped_images",
-                                              "skipped_entries") if k in summary}, indent=2))
+    if summary.get("nothing_to_do"):
+        print(summary["message"])
+        return 0
+    shown = {k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy", "best_epoch",
+                                     "last5_mean_accuracy", "skipped_images", "skipped_entries") if k in summary}
+    n = summary.get("last5_mean_epochs")
+    if n is not None and n < 5 and "last5_mean_accuracy" in shown:  # say what was averaged
+        shown[f"mean_accuracy_last_{n}_epochs (fewer than 5 ran)"] = shown.pop("last5_mean_accuracy")
+    print(json.dumps(shown, indent=2))
     print(f"run folder: {summary['run_dir']}  (model: {summary['model']})")
     return 0
+
+
+def resume_command(argv: list[str] | None) -> str:
+    """The command line that resumes an interrupted ``eacfer train`` (its own arguments + ``--resume``).
+
+    Example:
+        >>> resume_command(["-q", "train", "--data", "d", "--out", "runs/my run"])
+        "eacfer -q train --data d --out 'runs/my run' --resume"
+    """
+    import shlex
+
+    args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--force"]  # --force would start over
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["eacfer", *args])

@@ -13,6 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="live desktop app: camera, video and photos with emotions and attention maps",
         description="Open the desktop app. Without --checkpoint/--source it reopens the last model and source. "
         "Keys: Space pause, S snapshot, R record, C attention map, T smoothed/raw, arrows previous/next.",
+        epilog="example: eacfer ui --checkpoint runs/demo/run/model.pt --source 0",
     )
     p.add_argument("--checkpoint", metavar="FILE", help="model file (.pt from training or exported .onnx)")
     p.add_argument("--source", metavar="0|PATH", nargs="+",

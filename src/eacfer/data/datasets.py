@@ -196,7 +196,7 @@ class FERDataset(torch.utils.data.Dataset):
         fn: Callable[[Sample], Any], samples: list[Sample], progress: bool
     ) -> Generator[tuple[Sample, Any], None, None]:
         """``(sample, fn(sample))`` in sample order; Pillow releases the GIL while decoding, so threads help."""
-        from tqdm.auto import tqdm
+        from eacfer.utils.progress import progress_bar as tqdm
 
         workers = max(1, min(8, os.cpu_count() or 1))
         bar = tqdm(total=len(samples), desc="decoding images", unit="img", disable=not progress, leave=False)

@@ -354,7 +354,7 @@ def generate_rafdb(
         >>> generate_rafdb("/tmp/synth", n_train=56, n_test=28, size=48)  # doctest: +SKIP
         PosixPath('/tmp/synth')
     """
-    from tqdm.auto import tqdm
+    from eacfer.utils.progress import progress_bar as tqdm
 
     out = Path(out)
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:

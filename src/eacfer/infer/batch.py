@@ -128,7 +128,7 @@ def predict_paths(
 
         it: Any = inputs
         if progress:
-            from tqdm import tqdm
+            from eacfer.utils.progress import progress_bar as tqdm
 
             it = tqdm(inputs, unit="img", desc="predict", disable=None)
         hold = HoldCtrlC()  # Ctrl-C lands between files: CSV, JSON, annotated copies and counts agree

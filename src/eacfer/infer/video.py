@@ -177,7 +177,7 @@ def run_video(
         rows = csv.writer(fh)
         rows.writerow(frames_csv_header(names))
         if progress:
-            from tqdm import tqdm
+            from eacfer.utils.progress import progress_bar as tqdm
 
             total = max_frames if src.frame_count is None else min(src.frame_count, max_frames or src.frame_count)
             bar = stack.enter_context(tqdm(total=total, unit="frame", desc=Path(src.description).name or "video",

@@ -50,62 +50,159 @@ def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45, color_o
     return image
 
 
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
+
+#: Panel sizes tried, largest first, before a face's panel is dropped (crowded image).
+PANEL_SCALES = (1.0, 0.75, 0.55)
+
+
+def _intersects(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(r: Rect, w: int, h: int) -> bool:
+    return r[0] >= 0 and r[1] >= 0 and r[2] <= w and r[3] <= h
+
+
+def _probs(face: FaceResult, smoothed: bool) -> np.ndarray:
+    return face.smoothed if smoothed and face.smoothed is not None else face.probabilities
+
+
+def _font_scale(h: int, w: int) -> float:
+    return max(0.4, min(h, w) / 900)
+
+
+def face_label(face: FaceResult, index: int | None = None, smoothed: bool = True) -> str:
+    """The text drawn above a face: ``#track`` in videos, else the face's index in predictions.csv.
+
+    Example:
+        >>> face = FaceResult(box=(0, 0, 9, 9), score=1.0, keypoints=None, emotion="Happy", class_index=1,
+        ...                   probabilities=np.array([0.0, 1.0]), class_names=("Sad", "Happy"))
+        >>> face_label(face, index=3)
+        '3: Happy 1.00'
+    """
+    probs = _probs(face, smoothed)
+    k = int(np.argmax(probs))
+    label = f"{face.class_names[k]} {float(probs[k]):.2f}"
+    if face.track_id is not None:
+        return f"#{face.track_id} {label}"
+    return label if index is None else f"{index}: {label}"
+
+
+def _box(face: FaceResult) -> Rect:
+    x, y, bw, bh = (int(round(v)) for v in face.box)
+    return x, y, x + bw, y + bh
+
+
+def label_rect(shape: tuple[int, ...], face: FaceResult, label: str) -> Rect:
+    """Where a face's label is drawn: above its box, or below it when there is no room above."""
+    import cv2
+
+    h, w = shape[:2]
+    x, y, x1, y1 = _box(face)
+    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, _font_scale(h, w), 1)
+    ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y1 + th + 4)
+    x = max(0, min(x, w - tw - 4))  # kept inside the image at the right edge
+    return x, ty - th - base, x + tw + 4, ty + base // 2 + 1
+
+
+def _panel_size(names: Sequence[str], scale: float) -> tuple[int, int, int, int]:
+    """(panel width, panel height, row height, text column width) of the probability panel."""
+    import cv2
+
+    (tw, th), _ = cv2.getTextSize("Sur", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    row = th + 6
+    bar_w = max(24, 4 * tw)
+    return tw + 6 + bar_w + 4, row * len(names), row, tw + 6
+
+
+def layout_panels(shape: tuple[int, ...], faces: Sequence[FaceResult], labels: Sequence[str]) -> list[tuple[Rect, float] | None]:
+    """Place each face's probability panel where it covers no face box, no label and no other panel.
+
+    Tried in order: right of the box, left of it, below, above (slid along the box's side), at full size,
+    then smaller (:data:`PANEL_SCALES`); a face whose panel fits nowhere gets None (no panel), so crowded
+    photos show boxes and labels only. Returns ``(rect, font scale)`` per face.
+
+    Example:
+        >>> layout_panels((100, 100, 3), [], [])
+        []
+    """
+    h, w = shape[:2]
+    base = _font_scale(h, w) * 0.85
+    boxes = [_box(f) for f in faces]
+    taken: list[Rect] = [*boxes, *(label_rect(shape, f, t) for f, t in zip(faces, labels, strict=True))]
+    out: list[tuple[Rect, float] | None] = []
+    for f, (x0, y0, x1, y1) in zip(faces, boxes, strict=True):
+        placed = None
+        for factor in PANEL_SCALES:
+            scale = base * factor
+            pw, ph, _, _ = _panel_size(f.class_names, scale)
+            ys = [y0, y1 - ph, max(0, min(y0, h - ph))]
+            xs = [x0, x1 - pw, max(0, min(x0, w - pw))]
+            candidates = [(x1 + 4, yy) for yy in ys] + [(x0 - 4 - pw, yy) for yy in ys] \
+                + [(xx, y1 + 4) for xx in xs] + [(xx, y0 - 4 - ph) for xx in xs]
+            for px, py in candidates:
+                r = (px, py, px + pw, py + ph)
+                if _inside(r, w, h) and not any(_intersects(r, t) for t in taken):
+                    placed = (r, scale)
+                    break
+            if placed:
+                break
+        if placed:
+            taken.append(placed[0])
+        out.append(placed)
+    return out
+
+
 def draw_face(
     image: np.ndarray,
     face: FaceResult,
     bars: bool = True,
     color_order: str = "rgb",
     smoothed: bool = True,
+    index: int | None = None,
 ) -> np.ndarray:
-    """Draw one face's box, label (track id, emotion, probability) and probability bars, in place."""
-    import cv2
-
-    h, w = image.shape[:2]
-    probs = face.smoothed if smoothed and face.smoothed is not None else face.probabilities
-    k = int(np.argmax(probs))
-    color = class_color(k, color_order)
-    x, y, bw, bh = (int(round(v)) for v in face.box)
-    thick = max(1, round(min(h, w) / 300))
-    cv2.rectangle(image, (x, y), (x + bw, y + bh), color, thick, cv2.LINE_AA)
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(h, w) / 900)
-    label = f"{face.class_names[k]} {float(probs[k]):.2f}"
-    if face.track_id is not None:
-        label = f"#{face.track_id} {label}"
-    (tw, th), base = cv2.getTextSize(label, font, scale, 1)
-    ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + 4)
-    cv2.rectangle(image, (x, ty - th - base), (x + tw + 4, ty + base // 2), color, -1)
-    cv2.putText(image, label, (x + 2, ty - 2), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    if bars:
-        _draw_bars(image, face.class_names, probs, (x, y, bw, bh), color_order, scale * 0.85)
+    """Draw one face's box, label (track id or face index, emotion, probability) and probability bars, in
+    place. With several faces use :func:`annotate`, which keeps each panel off the other faces."""
+    label = face_label(face, index, smoothed)
+    panel = layout_panels(image.shape, [face], [label])[0] if bars else None
+    if panel is not None:
+        _draw_bars(image, face.class_names, _probs(face, smoothed), panel, color_order)
+    _draw_box_and_label(image, face, label, color_order, smoothed)
     return image
 
 
-def _draw_bars(image: np.ndarray, names: Sequence[str], probs: np.ndarray, box: tuple[int, int, int, int],
-               color_order: str, scale: float) -> None:
+def _draw_box_and_label(image: np.ndarray, face: FaceResult, label: str, color_order: str, smoothed: bool) -> None:
     import cv2
 
     h, w = image.shape[:2]
-    x, y, bw, bh = box
+    k = int(np.argmax(_probs(face, smoothed)))
+    color = class_color(k, color_order)
+    x, y, x1, y1 = _box(face)
+    cv2.rectangle(image, (x, y), (x1, y1), color, max(1, round(min(h, w) / 300)), cv2.LINE_AA)
+    lx0, ly0, lx1, ly1 = label_rect(image.shape, face, label)
+    (_, _), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, _font_scale(h, w), 1)
+    cv2.rectangle(image, (lx0, ly0), (lx1 - 1, ly1 - 1), color, -1)
+    cv2.putText(image, label, (lx0 + 2, ly1 - 1 - base // 2 - 2), cv2.FONT_HERSHEY_SIMPLEX, _font_scale(h, w),
+                (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _draw_bars(image: np.ndarray, names: Sequence[str], probs: np.ndarray, panel: tuple[Rect, float],
+               color_order: str) -> None:
+    import cv2
+
+    (px, py, x1, y1), scale = panel
+    _, _, row, text_w = _panel_size(names, scale)
+    bar_w = x1 - px - text_w - 4
+    roi = image[py:y1, px:x1]
+    roi[:] = (roi >> 2) + 16  # a dark panel keeps the bars readable on any background (integer ops)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    (tw, th), _ = cv2.getTextSize("Sur", font, scale, 1)
-    row = th + 6
-    bar_w = max(40, 4 * tw // 1)
-    text_w = tw + 6
-    panel_w = text_w + bar_w + 4
-    px = x + bw + 4 if x + bw + 4 + panel_w <= w else max(0, x - 4 - panel_w)
-    py = max(0, min(y, h - row * len(names)))
-    # a dark panel keeps the bars readable on any background
-    x1, y1 = min(w, px + panel_w), min(h, py + row * len(names))
-    if x1 > px and y1 > py:
-        roi = image[py:y1, px:x1]
-        roi[:] = (roi >> 2) + 16  # darken to 25 % (+16): integer ops, no float copy
     for i, (name, p) in enumerate(zip(names, probs, strict=True)):
         ry = py + i * row
-        if ry + row > h:
-            break
         cv2.putText(image, name[:3], (px + 3, ry + row - 4), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
         bx = px + text_w
-        cv2.rectangle(image, (bx, ry + 3), (bx + max(1, int(bar_w * float(p))), ry + row - 2), class_color(i, color_order), -1)
+        cv2.rectangle(image, (bx, ry + 3), (bx + max(1, int(bar_w * float(p))), ry + row - 2),
+                      class_color(i, color_order), -1)
 
 
 def annotate(
@@ -118,6 +215,10 @@ def annotate(
     smoothed: bool = True,
 ) -> np.ndarray:
     """Draw every face (and optionally its CAM) on an H×W×3 uint8 image.
+
+    Each box is labelled with the face's index in ``faces`` (the ``face`` column of predictions.csv), or
+    its track id in videos. Probability panels go where they cover no other face, label or panel: beside
+    the box, smaller when space is short, left out when the image is too crowded (:func:`layout_panels`).
 
     Args:
         image: the frame (RGB, or BGR with ``color_order="bgr"``).
@@ -137,6 +238,11 @@ def annotate(
             m = f.cam_image(size)
             if m is not None:
                 overlay_cam(out, m, color_order=color_order)
-    for f in faces:
-        draw_face(out, f, bars=bars, color_order=color_order, smoothed=smoothed)
+    labels = [face_label(f, i, smoothed) for i, f in enumerate(faces)]
+    if bars:  # panels first: boxes and labels are drawn over nothing but their own image
+        for f, panel in zip(faces, layout_panels(out.shape, faces, labels), strict=True):
+            if panel is not None:
+                _draw_bars(out, f.class_names, _probs(f, smoothed), panel, color_order)
+    for f, label in zip(faces, labels, strict=True):
+        _draw_box_and_label(out, f, label, color_order, smoothed)
     return out

@@ -117,7 +117,7 @@ def train_one_epoch(
     Example:
         >>> stats = train_one_epoch(net, loader, opt, method="eac", lam=5.0, epoch=1)  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
+    from eacfer.utils.progress import progress_bar as tqdm
 
     step = step_fn or train_step
     model.train()
@@ -164,7 +164,7 @@ def predict(
     desc: str = "eval",
 ) -> dict[str, np.ndarray]:
     """Run the model over ``loader``; returns ``labels``, ``preds``, ``probs`` (N×K) and dataset ``indices``."""
-    from tqdm.auto import tqdm
+    from eacfer.utils.progress import progress_bar as tqdm
 
     device = torch.device(device)
     model.eval()

@@ -45,7 +45,7 @@ def evaluate_checkpoint(
     from eacfer.data.datasets import FERDataset, load_split
     from eacfer.data.transforms import EvalTransform
     from eacfer.training import engine
-    from eacfer.training.metrics import plot_confusion
+    from eacfer.training.metrics import named_confusion, plot_confusion
     from eacfer.utils.atomic import write_json, write_text
     from eacfer.utils.device import resolve_device
 
@@ -79,6 +79,7 @@ def evaluate_checkpoint(
     metrics: dict[str, Any] = {
         **res,
         "class_names": list(info.class_names),
+        "confusion_axes": named_confusion(res["confusion"], info.class_names),  # rows true, columns predicted
         "skipped_images": len(ds.skipped),
         "skipped_entries": len(data.problems),
         "split": split,

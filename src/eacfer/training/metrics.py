@@ -122,3 +122,23 @@ def plot_confusion(
         fig.savefig(tmp, format="png", dpi=120)
     log.debug("wrote %s", path)
     return path
+
+
+def named_confusion(confusion: Sequence[Sequence[int]] | np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """The confusion matrix with its rows and columns named, for metrics.json.
+
+    ``rows`` = the true class, ``columns`` = the predicted class, both in ``class_names`` order;
+    ``by_name[true][predicted]`` is the count.
+
+    Example:
+        >>> named_confusion([[3, 1], [0, 2]], ["a", "b"])["by_name"]["a"]
+        {'a': 3, 'b': 1}
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    names = [str(c) for c in class_names]
+    return {
+        "rows": "true class",
+        "columns": "predicted class",
+        "labels": names,
+        "by_name": {t: {p: int(cm[i, j]) for j, p in enumerate(names)} for i, t in enumerate(names)},
+    }

@@ -103,7 +103,8 @@ def summarize(history: list[dict[str, Any]], skipped: int, epochs: int, finished
         1
     """
     if not history:
-        return {"best_accuracy": None, "best_epoch": None, "last5_mean_accuracy": None, "final_accuracy": None,
+        return {"best_accuracy": None, "best_epoch": None, "last5_mean_accuracy": None, "last5_mean_epochs": 0,
+                "final_accuracy": None,
                 "final_mean_class_accuracy": None, "skipped_images": skipped, "epochs": 0,
                 "epochs_planned": epochs, "seconds": 0.0, "finished": finished}
     accs = [float(r["test_accuracy"]) for r in history]
@@ -113,6 +114,7 @@ def summarize(history: list[dict[str, Any]], skipped: int, epochs: int, finished
         "best_accuracy": accs[best],
         "best_epoch": int(history[best]["epoch"]),
         "last5_mean_accuracy": sum(tail) / len(tail),
+        "last5_mean_epochs": len(tail),  # < 5 when fewer epochs ran: the mean is over these last epochs
         "final_accuracy": accs[-1],
         "final_mean_class_accuracy": float(history[-1]["test_mean_class_accuracy"]),
         "skipped_images": skipped,
@@ -193,14 +195,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         >>> summary = train(TrainConfig(data="data/RAF-DB", out="runs/eac"))  # doctest: +SKIP
         >>> summary["last5_mean_accuracy"]                                     # doctest: +SKIP
     """
+    import contextlib
+
+    from eacfer.training import runstate
     from eacfer.training.fast import distributed as fd
     from eacfer.utils.device import resolve_device
+    from eacfer.utils.runlock import RunLock
 
     cfg.validate()
     cfg = resolve_pipeline(cfg, resolve_device(cfg.device))
     dist_info = fd.setup(cfg.device) if cfg.pipeline == "fast" else fd.DistInfo(device=resolve_device(cfg.device))
-    try:
-        return _train(cfg, dist_info)
+    try:  # one process at a time writes a run folder; a finished run resumed is left untouched
+        with RunLock(cfg.out, what="training run") if dist_info.is_main else contextlib.nullcontext():
+            done = runstate.finished_summary(Path(cfg.out), cfg.epochs) if cfg.resume else None
+            if done is not None:
+                log.info("%s", done["message"])
+                return done
+            return _train(cfg, dist_info)
     finally:
         fd.teardown(dist_info)
 
@@ -211,6 +222,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
 
     from eacfer.checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
     from eacfer.models import create_model, get_backbone_spec
+    from eacfer.training import runstate
     from eacfer.training.fast import distributed as fd
 
     main = dist_info.is_main
@@ -255,6 +267,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     if fast is not None:  # what the fast path actually runs with (device defaults + --fast-settings)
         config.update(amp_effective="bf16" if fast.settings.amp else False,
                       fast_settings_effective=asdict(fast.settings))
+    config["segments"] = runstate.new_segments(cfg.epochs)
 
     history: list[dict[str, Any]] = []
     start_epoch = 1
@@ -277,6 +290,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
             # a damaged or foreign last.pt: one clear line naming the file, never a traceback
             raise CheckpointError(f"{last_path}: cannot resume from it ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         log.info("resuming %s after epoch %d", run, start_epoch - 1)
+        config = runstate.record_resume(state["config"], config, start_epoch)  # what really runs from here
     elif cfg.resume:
         log.info("--resume: no %s yet, starting a new run", last_path)
 
@@ -290,6 +304,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     log.info("training %s (%s) on %d images (%s, flip view %s), testing on %d, device %s, epochs %d..%d",
              cfg.backbone, cfg.method, len(data.train), data.format, data.flip_view, len(data.test), device,
              start_epoch, cfg.epochs)
+    epoch, saved = start_epoch, start_epoch - 1
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -325,10 +340,14 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if amp else {},
                 "rng": capture_rng_state({"train_loader": generator}), "history": history, "config": config,
             })
+            saved = epoch
             if tb is not None:
                 for k in METRIC_COLUMNS[1:]:
                     tb.add_scalar(k.replace("_", "/", 1), float(row[k]), epoch)
                 tb.flush()
+    except KeyboardInterrupt:  # say where it stopped and what can be resumed (the CLI prints it)
+        raise runstate.TrainingInterrupted(run, epoch, cfg.epochs, saved,
+                                           last_path if saved and last_path.exists() else None) from None
     finally:
         if tb is not None:
             tb.close()
@@ -336,7 +355,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     summary = summarize(history, skipped, cfg.epochs, finished=True)
     summary["skipped_entries"] = skipped_entries
     final = {k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy", "best_epoch",
-                                     "last5_mean_accuracy")}
+                                     "last5_mean_accuracy", "last5_mean_epochs")}
     info = ModelInfo(backbone=cfg.backbone, class_names=list(data.class_names), input_size=cfg.image_size,
                      mean=list(spec.mean), std=list(spec.std), train_config=config, metrics=final,
                      face_size=data.train.face_size)
@@ -345,8 +364,9 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
         save_model(run / "model.pt", model, info)
         write_json(run / "summary.json", summary)
     fd.barrier(dist_info)  # every rank returns once the run folder is complete
-    log.info("done: final test accuracy %.4f (best %.4f at epoch %s, last-5 mean %.4f); model %s",
-             summary["final_accuracy"], summary["best_accuracy"], summary["best_epoch"],
+    tail = "last-5 mean" if summary["last5_mean_epochs"] >= LAST5 else f"mean of the {summary['last5_mean_epochs']} epoch(s) run, fewer than 5"
+    log.info("done: final test accuracy %.4f (best %.4f at epoch %s, %s %.4f); model %s",
+             summary["final_accuracy"], summary["best_accuracy"], summary["best_epoch"], tail,
              summary["last5_mean_accuracy"], run / "model.pt")
     return summary
 

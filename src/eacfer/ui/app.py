@@ -60,7 +60,8 @@ def run_app(
     """Open the window and run the Qt event loop; returns the exit status.
 
     With ``quit_after`` the app plays the source for that many seconds (counted from the first frame on
-    screen with the model loaded), saves ``screenshot`` if given, and exits 0 — for tests and demos.
+    screen with the model loaded), saves ``screenshot`` if given, and exits 0 — for tests and demos — or 1
+    when the model or the source failed to load (the messages are logged as errors).
 
     Example:
         >>> run_app("runs/demo/model.pt", "clip.mp4", screenshot="ui.png", quit_after=3)  # doctest: +SKIP
@@ -91,6 +92,11 @@ def run_app(
             if getattr(finish, "done", False):
                 return
             finish.done = True  # type: ignore[attr-defined]
+            failed = window.load_errors()
+            for message in failed:
+                log.error("%s", message.replace("\n", " "))
+            if failed:
+                status["code"] = 1
             if screenshot:
                 try:
                     save_screenshot(window, screenshot)

@@ -50,7 +50,9 @@ class SidePanel(QWidget):
         v.addWidget(self.bars)
         layout.addWidget(box)
 
+        self.history_s = history_s
         box = QGroupBox(f"Emotion history (last {history_s:.0f} s)")
+        self.history_box = box
         v = QVBoxLayout(box)
         self.history = HistoryPlot(window_s=history_s)
         v.addWidget(self.history)
@@ -88,5 +90,10 @@ class SidePanel(QWidget):
         self.face_label.setText(title)
         self.bars.set_probabilities(class_names, probabilities)
 
-    def set_history(self, class_names: Sequence[str], times: np.ndarray, values: np.ndarray) -> None:
+    def set_history(self, class_names: Sequence[str], times: np.ndarray, values: np.ndarray, face: str = "",
+                    placeholder: str = "no face selected") -> None:
+        """Show ``values`` over ``times``; ``face`` names the face they belong to (as the face panel does)."""
+        of = f" of {face}" if face else ""
+        self.history_box.setTitle(f"Emotion history{of} (last {self.history_s:.0f} s)")
+        self.history.placeholder = placeholder
         self.history.set_history(class_names, times, values)

@@ -68,6 +68,7 @@ class PlaybackMixin:
             self.capture = None
         self.photos = None
         self._seekable = False
+        self.position_label.setText("")
         self.frame_slot.clear()
 
     def _on_source_event(self, source_id: int, kind: str, payload: Any) -> None:
@@ -97,7 +98,9 @@ class PlaybackMixin:
             return
         path = self.photos.current
         self.selected_index = None
-        self.setWindowTitle(f"eacfer — {os.path.basename(path)} ({self.photos.index + 1}/{len(self.photos.paths)})")
+        where = f"{os.path.basename(path)} — {self.photos.index + 1} of {len(self.photos.paths)}"
+        self.setWindowTitle(f"eacfer — {where}")
+        self.position_label.setText(where)  # under the photo: visible in screenshots too
         try:
             image = load_photo(path)
         except SourceError as e:

@@ -58,7 +58,8 @@ class StageTimes:
 
 
 class TrackHistory:
-    """Probabilities of each track over the last ``window_s`` seconds (by the source's clock).
+    """Probabilities of each track over the last ``window_s`` seconds (by the source's clock), smoothed
+    and (optionally) raw, so the history shows the same kind of value as the face panel.
 
     Example:
         >>> h = TrackHistory(window_s=5)
@@ -70,13 +71,15 @@ class TrackHistory:
     def __init__(self, window_s: float = 10.0, max_tracks: int = 64):
         self.window_s = window_s
         self.max_tracks = max_tracks
-        self._data: dict[int, deque[tuple[float, np.ndarray]]] = {}
+        self._data: dict[int, deque[tuple[float, np.ndarray, np.ndarray]]] = {}
 
-    def add(self, track: int, t: float, probs: np.ndarray | list[float]) -> None:
+    def add(self, track: int, t: float, probs: np.ndarray | list[float],
+            raw: np.ndarray | list[float] | None = None) -> None:
         q = self._data.setdefault(track, deque())
         if q and t < q[-1][0]:
             q.clear()  # the clock went backwards (seek, loop): the old curve no longer connects
-        q.append((float(t), np.asarray(probs, dtype=np.float32)))
+        p = np.asarray(probs, dtype=np.float32)
+        q.append((float(t), p, p if raw is None else np.asarray(raw, dtype=np.float32)))
         while q and t - q[0][0] > self.window_s:
             q.popleft()
         if len(self._data) > self.max_tracks:
@@ -84,11 +87,12 @@ class TrackHistory:
             oldest = min(self._data, key=lambda k: self._data[k][-1][0] if self._data[k] else -1.0)
             del self._data[oldest]
 
-    def series(self, track: int) -> tuple[np.ndarray, np.ndarray]:
+    def series(self, track: int, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, N×K values)`` of a track: the smoothed probabilities, or the raw ones with ``raw``."""
         q = self._data.get(track)
         if not q:
             return np.zeros(0), np.zeros((0, 0))
-        return np.array([t for t, _ in q]), np.stack([p for _, p in q])
+        return np.array([e[0] for e in q]), np.stack([e[2] if raw else e[1] for e in q])
 
     def clear(self) -> None:
         self._data.clear()

@@ -171,6 +171,7 @@ class HistoryPlot(QWidget):
         self.class_names: list[str] = []
         self.times = np.zeros(0)
         self.values = np.zeros((0, 0))
+        self.placeholder = "no face selected"  # shown when there is nothing to plot
         self.setMinimumHeight(100)
 
     def set_history(self, class_names: Sequence[str], times: np.ndarray, values: np.ndarray) -> None:
@@ -213,5 +214,5 @@ class HistoryPlot(QWidget):
                 p.setBrush(Qt.BrushStyle.NoBrush)
                 p.drawPath(path)
         else:
-            p.drawText(plot, int(Qt.AlignmentFlag.AlignCenter), "no face selected")
+            p.drawText(plot, int(Qt.AlignmentFlag.AlignCenter), self.placeholder)
         p.end()

@@ -216,6 +216,10 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         level = max((lv for _, lv in notes), key=lambda lv: order.get(lv, 0), default="info")
         self.view.set_message("\n\n".join(t for t, _ in notes), level)
 
+    def load_errors(self) -> list[str]:
+        """The error messages now shown for the model and the source (empty when both loaded)."""
+        return [t for slot, (t, level) in self._notes.items() if slot in ("model", "source") and level == "error"]
+
     def notify(self, text: str) -> None:
         """A transient status-bar message (saved files and the like)."""
         self.messages.append(text)
@@ -302,7 +306,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.last_analysis = analysis
         for face in analysis.faces:
             if face.track_id is not None:
-                self.history.add(face.track_id, analysis.packet.time_s, face_probabilities(face, True))
+                self.history.add(face.track_id, analysis.packet.time_s, face_probabilities(face, True),
+                                 raw=face_probabilities(face, False))
         self.redraw(timed=True)
         if self.recorder is not None and new_frame and self.last_annotated is not None:
             self.recorder.write(self.last_annotated, analysis)
@@ -366,10 +371,13 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         kind = "smoothed" if smoothed and face.smoothed is not None else "raw"
         self.panel.set_face(f"{track}{name} {100 * conf:.0f}% ({kind}) · face {sel + 1} of {len(a.faces)}",
                             face.class_names, face_probabilities(face, smoothed))
+        # the history shows the same face, and the same kind of value (smoothed or raw), as the panel above
         if face.track_id is not None:
-            self.panel.set_history(face.class_names, *self.history.series(face.track_id))
+            self.panel.set_history(face.class_names, *self.history.series(face.track_id, raw=kind == "raw"),
+                                   face=f"#{face.track_id} ({kind})")
         else:
-            self.panel.set_history((), np.zeros(0), np.zeros((0, 0)))
+            self.panel.set_history((), np.zeros(0), np.zeros((0, 0)), face=f"face {sel + 1}",
+                                   placeholder="no history for a photo")
 
     def _update_performance(self) -> None:
         a = self.last_analysis

@@ -254,7 +254,7 @@ def fast_train_epoch(
 
     Metrics are reduced over DDP ranks (global figures on every rank); ``images_per_s`` counts all ranks.
     """
-    from tqdm.auto import tqdm
+    from eacfer.utils.progress import progress_bar as tqdm
 
     model.train()
     device = loader.device
