@@ -143,7 +143,7 @@ def test_face_walks_in_grows_and_leaves(finder):
     out = _run(finder, clip)
     h, w = clip.frames[0].shape[:2]
     truth = sum(len(t) for t in clip.faces)
-    found = sum(match_faces([d.box for d in o], list(t.values()), w, h)[0] for o, t in zip(out, clip.faces))
+    found = sum(match_faces([d.box for d in o], list(t.values()), w, h)[0] for o, t in zip(out, clip.faces, strict=True))
     assert found >= 0.9 * truth
     assert {d.track_id for o in out for d in o} == {1}  # one person, one id, also while it fills the frame
     assert out[-1] == []  # gone
