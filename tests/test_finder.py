@@ -23,6 +23,8 @@ from eacfer.infer.detect.scenes import (
     photo_scenes,
 )
 
+pytest_plugins = ["inference_fixtures"]  # shared fixtures: predictor, face_rgb
+
 KP = np.array([[30, 40], [70, 40], [50, 60], [50, 80], [10, 50], [90, 50]], np.float32)  # a face's layout
 
 
@@ -358,3 +360,31 @@ def test_mediapipe_native_logs_only_with_debug_and_no_del_error_at_exit(level, t
         assert not any(n in r.stderr for n in noise), r.stderr[-2000:]
     else:  # with debug logging (eacfer -v) they are left on the console
         assert any(n in r.stderr for n in noise), r.stderr[-2000:]
+
+
+# -- wired into Predictor.stream / run_video ------------------------------------------------------------------
+def test_run_video_uses_the_finder_and_reports_coverage(predictor, face_rgb, tmp_path):
+    import csv
+    import json
+
+    from eacfer.infer.video import make_moving_face_clip, run_video
+
+    clip = make_moving_face_clip(tmp_path / "two.mp4", face_rgb, frames=20, second_face_from=8)
+    s = run_video(predictor, clip, tmp_path / "out", write_video=False, progress=False)
+    det = json.loads((tmp_path / "out" / "summary.json").read_text())["detection"]
+    assert det == s["detection"]
+    assert det["frames"] == 20 and det["tracks_opened"] == 2 and det["tracks_rejected"] == 0
+    # regions between scans, not a scan per frame (this clip's whole portrait tile moves: change scans every
+    # third frame at most, plus the first frames before the track is found)
+    assert det["roi_scans"] >= 19 and det["full_scans"] <= 9
+    assert det["detections_per_frame"] == pytest.approx(det["detections"] / 20, abs=1e-3)
+    with open(tmp_path / "out" / "frames.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ids_by_frame: dict[int, set[str]] = {}
+    for r in rows:
+        ids_by_frame.setdefault(int(r["frame"]), set()).add(r["track"])
+    # a new face is shown once confirmed (score ≥ 0.75 or 3 sightings), a scan finds the second one within
+    # change_gap (3) frames of its entry at frame 8
+    assert all(ids_by_frame[i] == {"1"} for i in range(2, 8))
+    assert all(ids_by_frame[i] == {"1", "2"} for i in range(11, 20))
+    assert s["tracks"] == 2  # the smoothing tracker kept the finder's ids

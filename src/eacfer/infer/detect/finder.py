@@ -9,11 +9,12 @@ detector, returning :class:`~eacfer.infer.detect.base.Detection` objects with ``
    size in the frame: a face that grows to fill the frame, or leaves it partly, stays found.
 2. **Full scans** with ``scan_detector`` (both BlazeFace models merged for files) run every
    ``scan_every`` frames, on every frame while no track is open, in any frame where a track was not
-   found in its region (it may have jumped), and when something changed outside the tracks' regions (a
-   new face may have entered: more than ``change_share`` of a 96-px-wide grey thumbnail, away from the
-   tracked people (each face's box grown to 4 face widths and from one face height above to five below,
-   which covers the head and the body under it), differs from the previous frame by more than 24 levels; costs ≈0.2 ms). Their faces continue
-   the tracks not yet found, or open new tracks.
+   found in its region (it may have jumped), and when something changed away from the tracked people (a
+   new face may have entered): more than ``change_share`` of a 96-px-wide grey thumbnail differs from the
+   previous frame by more than 24 levels, outside each face's box grown to 4 face widths and from one face
+   height above to five below (head and body). That check costs ≈0.2 ms and triggers a scan, at most
+   every ``change_gap`` frames (default 3: a moving camera costs a scan every third frame, not every
+   frame; a change seen in between is remembered and scanned for as soon as the gap allows). The scan's faces continue the tracks not yet found, or open new tracks.
 3. **Association.** A face continues a track when its box overlaps the track's expected box by IoU ≥
    ``iou_threshold``, or (after fast motion or a miss) when its centre is within half a face size of the
    expected centre and its size is within ×0.5 … ×2 (the position gate). Greedy, highest IoU first.
@@ -91,7 +92,8 @@ class VideoFaceFinder:
         iou_threshold: IoU with the expected box that continues a track.
         min_hits: sightings that confirm a new track; ``confident``: a score that confirms it at once.
         change_share: share of changed thumbnail pixels outside the regions that triggers a scan
-            (``None``: never; scans then come only from the schedule and misses).
+            (``None``: never; scans then come only from the schedule and misses); ``change_gap``: frames
+            since the last scan before a change may trigger another.
         owns_detectors: :meth:`close` closes both detectors.
     """
 
@@ -108,6 +110,7 @@ class VideoFaceFinder:
         min_hits: int = 3,
         confident: float = 0.75,
         change_share: float | None = 0.004,
+        change_gap: int = 3,
         owns_detectors: bool = True,
     ) -> None:
         if scan_every < 1:
@@ -120,8 +123,9 @@ class VideoFaceFinder:
         self.scan_every, self.roi_scale, self.max_miss = int(scan_every), float(roi_scale), int(max_miss)
         self.iou_threshold, self.min_hits, self.confident = float(iou_threshold), int(min_hits), float(confident)
         self.owns_detectors = owns_detectors
-        self.change_share = change_share
+        self.change_share, self.change_gap = change_share, int(change_gap)
         self._thumb: np.ndarray | None = None
+        self._pending_change = False  # a change seen while change_gap held the scan back
         self.tracks: list[_Track] = []
         self._frame = 0
         self._next_key = 1
@@ -189,7 +193,8 @@ class VideoFaceFinder:
             else:
                 missed_in_roi = True
         self._since_scan += 1
-        changed = self._changed_outside(img)
+        self._pending_change = self._changed_outside(img) or self._pending_change
+        changed = self._pending_change and self._since_scan >= self.change_gap
         if not self.tracks or missed_in_roi or self._since_scan >= self.scan_every or changed:
             if changed and self.tracks and not missed_in_roi and self._since_scan < self.scan_every:
                 self._stats["change_scans"] += 1
@@ -240,6 +245,7 @@ class VideoFaceFinder:
 
     def _scan(self, img: np.ndarray, found: dict[int, Detection]) -> None:
         self._since_scan = 0
+        self._pending_change = False
         self._stats["full_scans"] += 1
         dets = self._plausible(self.scan_detector.detect(img))
         # a face already found in a region is not a new face
@@ -296,14 +302,15 @@ class VideoFaceFinder:
         s["frames_with_faces_share"] = round(s["frames_with_faces"] / s["frames"], 4) if s["frames"] else 0.0
         s["settings"] = {"scan_every": self.scan_every, "roi_scale": self.roi_scale, "max_miss": self.max_miss,
                          "iou_threshold": self.iou_threshold, "min_hits": self.min_hits,
-                         "confident": self.confident, "change_share": self.change_share}
+                         "confident": self.confident, "change_share": self.change_share,
+                         "change_gap": self.change_gap}
         return s
 
     def reset(self) -> None:
         """Forget every track (a new video); ids restart at 1 and the statistics at 0."""
         self.__init__(self.roi_detector, self.scan_detector, self.scan_every, self.roi_scale,  # type: ignore[misc]
                       self.max_miss, self.iou_threshold, self.min_hits, self.confident, self.change_share,
-                      self.owns_detectors)
+                      self.change_gap, self.owns_detectors)
 
     def close(self) -> None:
         """Close the detectors when the finder owns them."""
