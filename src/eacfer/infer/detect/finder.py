@@ -19,8 +19,9 @@ detector, returning :class:`~eacfer.infer.detect.base.Detection` objects with ``
    ``iou_threshold``, or (after fast motion or a miss) when its centre is within half a face size of the
    expected centre and its size is within ×0.5 … ×2 (the position gate). Greedy, highest IoU first.
 4. **Keep-alive rule.** A track that is not found stays open, unseen, for up to ``max_miss`` processed
-   frames (default 8: a third of a second at 25 fps); found again within that, it keeps its id. After
-   ``max_miss`` misses it is closed, and a face found later gets a new id.
+   frames (default 12: about half a second at 25 fps); found again within that, it keeps its id. After
+   ``max_miss`` misses it is closed, and a face found later gets a new id. While unseen it returns no
+   face (an emotion is never read from a region where no face was found).
 5. **False detections.** Faces whose keypoints do not sit like a face's (:mod:`plausible`) are dropped.
    A new track is *tentative*: its faces are returned only once it has been seen ``min_hits`` times
    (default 3) or with a score ≥ ``confident`` (default 0.75). A tentative track that disappears is
@@ -105,7 +106,7 @@ class VideoFaceFinder:
         scan_detector: FaceDetector,
         scan_every: int = 10,
         roi_scale: float = 2.0,
-        max_miss: int = 8,
+        max_miss: int = 12,
         iou_threshold: float = 0.3,
         min_hits: int = 3,
         confident: float = 0.75,
