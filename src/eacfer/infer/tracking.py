@@ -66,7 +66,8 @@ class IoUTracker:
         1
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_age: int = 10, smoothing: float = 0.5):
+    def __init__(self, iou_threshold: float = 0.3, max_age: int = 10, smoothing: float = 0.5,
+                 keep_given_ids: bool = False):
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
         if not 0.0 <= iou_threshold < 1.0:
@@ -74,13 +75,21 @@ class IoUTracker:
         if max_age < 0:
             raise ValueError(f"max_age must be >= 0, got {max_age}")
         self.iou_threshold, self.max_age, self.smoothing = float(iou_threshold), int(max_age), float(smoothing)
+        self.keep_given_ids = bool(keep_given_ids)
         self.tracks: dict[int, Track] = {}  # open tracks
         self.stats: dict[int, dict[str, Any]] = {}  # id -> first/last frame and emotion counts, every track
         self._next_id = 1
         self._class_names: tuple[str, ...] = ()
 
     def update(self, faces: list[FaceResult], frame_index: int = 0) -> list[FaceResult]:
-        """Match ``faces`` to open tracks; set ``face.track_id`` and ``face.smoothed`` in place."""
+        """Match ``faces`` to open tracks; set ``face.track_id`` and ``face.smoothed`` in place.
+
+        With ``keep_given_ids`` a face that already carries a ``track_id`` (from a tracking detector, the
+        :class:`~eacfer.infer.detect.finder.VideoFaceFinder`) keeps it and only gets smoothed; the others
+        are matched by IoU as usual.
+        """
+        if self.keep_given_ids and any(f.track_id is not None for f in faces):
+            return self._update_given(faces, frame_index)
         pairs = []
         for tid, tr in self.tracks.items():
             for j, f in enumerate(faces):
@@ -114,6 +123,36 @@ class IoUTracker:
             tr.missed += 1
             if tr.missed > self.max_age:
                 del self.tracks[tid]
+        return faces
+
+    def _update_given(self, faces: list[FaceResult], frame_index: int) -> list[FaceResult]:
+        given = [f for f in faces if f.track_id is not None]
+        seen: set[int] = set()
+        for f in given:
+            tid = int(f.track_id)  # type: ignore[arg-type]
+            tr = self.tracks.get(tid)
+            if tr is None:
+                tr = Track(tid, f.box, np.asarray(f.probabilities, np.float32).copy(), frame_index, frame_index)
+                self.tracks[tid] = tr
+                self._next_id = max(self._next_id, tid + 1)
+            else:
+                a = self.smoothing
+                tr.smoothed = (a * f.probabilities + (1.0 - a) * tr.smoothed).astype(np.float32)
+                tr.box, tr.last_frame, tr.missed = f.box, frame_index, 0
+                tr.hits += 1
+            seen.add(tid)
+            self._assign(f, tr)
+        for tid in [t for t in self.tracks if t not in seen]:
+            self.tracks[tid].missed += 1
+            if self.tracks[tid].missed > self.max_age:
+                del self.tracks[tid]
+        rest = [f for f in faces if f.track_id is None]
+        if rest:
+            self.keep_given_ids = False  # mixed input: fall back to IoU matching for the rest
+            try:
+                self.update(rest, frame_index)
+            finally:
+                self.keep_given_ids = True
         return faces
 
     def _assign(self, face: FaceResult, tr: Track) -> None:

@@ -157,7 +157,8 @@ def run_video(
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing)
+    # ids from the video face finder (detect/finder.py) are kept; the tracker smooths per id
+    tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing, keep_given_ids=True)
     src = source if isinstance(source, FrameSource) else open_source(source)
     names = list(predictor.class_names)
     stage_sums: dict[str, float] = {}
@@ -261,6 +262,8 @@ def run_video(
                     "frames_csv": "frames.csv", "summary": "summary.json"},
         "per_track": tracker.summary(),
     }
+    if hasattr(predictor, "detection_stats"):  # coverage of the video face finder (detect/finder.py)
+        summary["detection"] = predictor.detection_stats()
     write_json(out / "summary.json", summary)
     if error is not None:
         raise error

