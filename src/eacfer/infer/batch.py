@@ -223,14 +223,16 @@ def predict_paths(
     if workers < 0 or batch_size < 1:
         raise ValueError(f"workers must be >= 0 and batch_size >= 1, got {workers} and {batch_size}")
     identity = job_identity(predictor, paths, save_images, cam, model_file)
-    claim = claim_output_dir(out, "predict", identity, PREDICT_OUTPUTS, overwrite=overwrite)
+    claim = claim_output_dir(out, "predict", identity, PREDICT_OUTPUTS, overwrite=overwrite,
+                             replaced_at_end=(CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME))
     if resume and claim.mode != "resume":
         raise ValueError(f"{out}: nothing to resume (no earlier run of this job there)")
-    write_manifest(out, "predict", identity, PREDICT_OUTPUTS, "running")
     names = list(predictor.class_names)
     ledger = Ledger(out, prediction_columns(names))
     keys = {str(f): FileKey.of(f) for f, _ in inputs}
+    # the fresh streams exist before job.json names this job: a resume never reads another job's ledger
     done = ledger.start(keys, resume=claim.mode == "resume" and resume is not False, retry_errors=retry_errors)
+    write_manifest(out, "predict", identity, PREDICT_OUTPUTS, "running")
     used = annotated_names(done)
     todo = [(f, root) for f, root in inputs if str(f) not in done]
     ann = {str(f): _annotated_name(f, root, used) for f, root in todo} if save_images else {}

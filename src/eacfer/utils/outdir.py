@@ -7,8 +7,10 @@ output settings) and the names of the outputs it owns. When a command starts:
 * the folder is missing or empty (hidden temporary files left by a killed run do not count) → a new job;
 * ``job.json`` records the **same job** → the job resumes (what is already done is kept);
 * anything else (another job's results, files of unknown origin) → refused with a one-line error, unless
-  ``overwrite=True`` (``--overwrite``), which deletes exactly this command's output set (the names it
-  writes, plus those the old ``job.json`` lists) before starting; other files in the folder are left alone.
+  ``overwrite=True`` (``--overwrite``), which replaces exactly this command's output set (the names it
+  writes, plus those the old ``job.json`` lists): files the new run always rewrites are replaced when it
+  ends (a killed run leaves the earlier complete ones), the others (e.g. ``annotated/``) are deleted before
+  it starts; other files in the folder are left alone.
 
 So stale annotated images never sit beside a new ``predictions.csv``, and another clip's ``annotated.mp4``
 never sits beside a new ``frames.csv``.
@@ -122,6 +124,7 @@ def claim_output_dir(
     identity: dict[str, Any],
     outputs: Iterable[str],
     overwrite: bool = False,
+    replaced_at_end: Iterable[str] = (),
 ) -> Claim:
     """Apply the output-folder rule to ``out`` for this job; create the folder when missing.
 
@@ -131,6 +134,9 @@ def claim_output_dir(
         identity: JSON-able description of the job; equal identities mean "the same job".
         outputs: names (files or folders directly in ``out``) this command writes.
         overwrite: replace another job's results instead of refusing.
+        replaced_at_end: outputs this run always renames a complete new version onto when it ends: with
+            ``overwrite`` they are left in place until then (so a killed run leaves the earlier complete
+            file, never a half one); every other output of the set is deleted at once.
 
     Raises:
         OutputFolderError: ``out`` holds something else and ``overwrite`` is False.
@@ -157,7 +163,7 @@ def claim_output_dir(
             f"it is not empty ({', '.join(p.name for p in visible[:3])}{', …' if len(visible) > 3 else ''})"
         raise OutputFolderError(f"{out}: {why}; choose another --out, or add --overwrite to replace "
                                 f"the earlier `eacfer {command}` results")
-    names = set(outputs) | {MANIFEST} | set((prev or {}).get("outputs") or [])
+    names = (set(outputs) | {MANIFEST} | set((prev or {}).get("outputs") or [])) - set(replaced_at_end)
     removed = remove_outputs(out, names)
     remove_partials(out)
     if removed:
