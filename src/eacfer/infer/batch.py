@@ -22,7 +22,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eacfer.infer.batch_ledger import CSV_NAME, JSON_NAME, JSONL_NAME, LEDGER, FileKey, Ledger, annotated_names
+from eacfer.infer.batch_ledger import (
+    CSV_NAME,
+    JSON_NAME,
+    JSONL_NAME,
+    LEDGER,
+    FileKey,
+    Ledger,
+    annotated_names,
+    error_text,
+)
 from eacfer.utils.atomic import atomic_path, write_json
 from eacfer.utils.interrupt import HoldCtrlC
 from eacfer.utils.outdir import claim_output_dir, file_sha256, write_manifest
@@ -108,15 +117,6 @@ def _row(file: str, class_names: Sequence[str], face: Any = None, index: int | N
         for c, p in zip(class_names, face.probabilities, strict=True):
             row[f"p_{c}"] = round(float(p), 5)
     return row
-
-
-def error_text(file: str | os.PathLike[str], e: BaseException) -> str:
-    """The ``error`` column of an unreadable file (the message without the leading ``"<file>: "``)."""
-    from eacfer.data.imageio import ImageLoadError
-
-    reason = str(e) if isinstance(e, (ImageLoadError, OSError, ValueError)) else f"{type(e).__name__}: {e}"
-    prefix = f"{file}: "
-    return reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
 def rows_for(file: str, class_names: Sequence[str], result: Any, failure: BaseException | None

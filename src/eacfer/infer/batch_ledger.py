@@ -198,3 +198,12 @@ def ledger_totals(path: Path, max_errors: int = 50) -> dict[str, Any]:
 def annotated_names(records: dict[str, dict[str, Any]]) -> set[str]:
     """Names of the annotated copies the kept records own."""
     return {r["annotated"] for r in records.values() if r.get("annotated")}
+
+
+def error_text(file: str | os.PathLike[str], e: BaseException) -> str:
+    """The ``error`` column of an unreadable file (the message without the leading ``"<file>: "``)."""
+    from eacfer.data.imageio import ImageLoadError
+
+    reason = str(e) if isinstance(e, (ImageLoadError, OSError, ValueError)) else f"{type(e).__name__}: {e}"
+    prefix = f"{file}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason

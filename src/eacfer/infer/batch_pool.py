@@ -55,7 +55,7 @@ def _init_worker(info: Any, detector: str, mode: str, threshold: float, max_face
 def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
     """Decode, detect and crop one file (in a worker)."""
     from eacfer.data.imageio import load_image
-    from eacfer.infer.batch import error_text
+    from eacfer.infer.batch_ledger import error_text
     from eacfer.infer.detect import Detection
 
     path, keep = item
