@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     opts = dict(save_images=args.save_images, cam=args.cam, progress=not args.quiet,
-                resume=True if args.resume else None, overwrite=args.overwrite, retry_errors=args.retry_errors,
-                model_file=args.checkpoint)
+                resume=True if args.resume else None, overwrite=args.overwrite, retry_errors=args.retry_errors)
     if args.ray is not None:
         from eacfer.infer.batch_ray import predict_paths_ray
 
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         with open_predictor(args, cam=args.cam) as predictor:
             s = predict_paths(predictor, args.paths, args.out, workers=args.workers, batch_size=args.batch_size,
-                              **opts)
+                              model_file=args.checkpoint, **opts)
     print(f"{s['files']} files: {s['images']} images read, {s['faces']} faces, {s['no_face']} without a face, "
           f"{s['errors']} errors")
     if s["skipped"]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ MAX_LISTED_ERRORS = 50
 SUMMARY_NAME = "summary.json"
 ANNOTATED_DIR = "annotated"
 #: every name ``eacfer predict`` writes into ``--out`` (the set ``--overwrite`` replaces)
-PREDICT_OUTPUTS = (CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME, ANNOTATED_DIR)
+PREDICT_OUTPUTS = (CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME, ANNOTATED_DIR, "shards")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 
 
@@ -203,110 +203,152 @@ def predict_paths(
         >>> s["files"], s["faces"], s["errors"]                                            # doctest: +SKIP
         (120, 131, 2)
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
-    inputs = collect_inputs(paths)
-    # --out inside a searched folder: never read our own outputs (annotated copies) back as photos
-    out_real = Path(os.path.realpath(out))
-    kept = [(f, root) for f, root in inputs if not Path(os.path.realpath(f)).is_relative_to(out_real)]
-    if len(kept) < len(inputs):
-        log.info("skipping %d files inside the output folder %s", len(inputs) - len(kept), out)
-        inputs = kept
-    videos = [v for v in count_videos(paths) if not Path(os.path.realpath(v)).is_relative_to(out_real)]
-    if videos:
-        log.warning("%d video file(s) in the folders are not photos and were left out (use `eacfer video`), "
-                    "e.g. %s", len(videos), videos[0])
-    if not inputs:
-        extra = f" ({len(videos)} videos found: use `eacfer video`)" if videos else ""
-        raise ValueError(f"no image files found in {', '.join(map(str, paths))}{extra}")
     if workers < 0 or batch_size < 1:
         raise ValueError(f"workers must be >= 0 and batch_size >= 1, got {workers} and {batch_size}")
-    identity = job_identity(predictor, paths, save_images, cam, model_file)
-    claim = claim_output_dir(out, "predict", identity, PREDICT_OUTPUTS, overwrite=overwrite,
-                             replaced_at_end=(CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME))
-    if resume and claim.mode != "resume":
-        raise ValueError(f"{out}: nothing to resume (no earlier run of this job there)")
-    names = list(predictor.class_names)
-    ledger = Ledger(out, prediction_columns(names))
-    keys = {str(f): FileKey.of(f) for f, _ in inputs}
-    # the fresh streams exist before job.json names this job: a resume never reads another job's ledger
-    done = ledger.start(keys, resume=claim.mode == "resume" and resume is not False, retry_errors=retry_errors)
-    write_manifest(out, "predict", identity, PREDICT_OUTPUTS, "running")
-    used = annotated_names(done)
-    todo = [(f, root) for f, root in inputs if str(f) not in done]
-    ann = {str(f): _annotated_name(f, root, used) for f, root in todo} if save_images else {}
-    if save_images:
-        _drop_stale_annotated(out / ANNOTATED_DIR, used | set(ann.values()))
-    if done:
-        log.info("resuming: %d of %d files already done, %d to go", len(done), len(inputs), len(todo))
-    run = {"processed": 0, "save_errors": 0}
-    stage_sums: dict[str, float] = {}
-    interrupted = False
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    job = PredictJob(predictor, paths, out_dir, save_images=save_images, cam=cam, progress=progress, resume=resume,
+                     overwrite=overwrite, retry_errors=retry_errors, model_file=model_file)
+    names = job.names
 
-        # the bar covers the whole job: files already done count as done, so the ETA is for what is left
-        bar = tqdm(total=len(inputs), initial=len(done), unit="img", desc="predict", disable=None, smoothing=0.05)
-    t_start = time.perf_counter()
-    hold = HoldCtrlC()  # Ctrl-C lands between files: CSV, JSON Lines, ledger, annotated copies and counts agree
+    def convert(item: Any) -> tuple[str, list[dict[str, Any]], str, str | None, str | None, dict[str, float]]:
+        (file, _root), (r, failure, stages) = item
+        rows, status, err = rows_for(str(file), names, r, failure)
+        if err is not None:
+            log.info("%s: %s", file, err)
+        name = job.ann.get(str(file)) if save_images and r is not None else None
+        if name is not None:
+            try:
+                _save_annotated(r, job.out / ANNOTATED_DIR / name, cam)
+            except Exception as e:  # e.g. disk full: the predictions themselves are still valid
+                job.save_errors += 1
+                name = None
+                log.warning("%s: annotated copy not written: %s", file, e)
+        return str(file), rows, status, err, name, stages
+
     results: Any = None
     try:
         if workers > 0:
             from eacfer.infer.batch_pool import pooled
 
-            results = pooled(predictor, todo, workers=workers, batch_size=batch_size, cam=cam,
+            results = pooled(predictor, job.todo, workers=workers, batch_size=batch_size, cam=cam,
                              keep_images=save_images)
         else:
-            results = _sequential(predictor, todo, cam)
-        for (file, _root), (r, failure, stages) in zip(todo, results, strict=False):
-            with hold:
-                key = FileKey.of(file) if r is None else keys[str(file)]
-                rows, status, err = rows_for(str(file), names, r, failure)
-                if err is not None:
-                    log.info("%s: %s", file, err)
-                name = None
-                if save_images and r is not None:
-                    name = ann[str(file)]
-                    try:
-                        _save_annotated(r, out / ANNOTATED_DIR / name, cam)
-                    except Exception as e:  # e.g. disk full: the predictions themselves are still valid
-                        run["save_errors"] += 1
-                        name = None
-                        log.warning("%s: annotated copy not written: %s", file, e)
-                ledger.add(key, rows, status, annotated=name, error=err)
-                run["processed"] += 1
-                for k, v in stages.items():
-                    stage_sums[k] = stage_sums.get(k, 0.0) + v
-                if bar is not None:
-                    bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-        log.warning("interrupted (Ctrl-C) after %d files; closing the outputs (rerun to continue)",
-                    len(done) + run["processed"])
+            results = _sequential(predictor, job.todo, cam)
+        job.run(zip(job.todo, results, strict=False), convert)
     finally:
         if results is not None and hasattr(results, "close"):
             results.close()  # stops worker processes
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - t_start
-    with hold:
-        summary = {
-            "skipped": len(done), "processed": run["processed"], "save_errors": run["save_errors"],
-            "videos_ignored": len(videos), "videos": videos[:MAX_LISTED_ERRORS],
-            "interrupted": interrupted, "complete": not interrupted,
-            "images_per_s": round(run["processed"] / wall, 3) if wall > 0 and run["processed"] else None,
-            "wall_s": round(wall, 3), "workers": workers,
-            "stage_ms": {k: round(v / max(1, run["processed"]), 3) for k, v in stage_sums.items()},
-            **identity, "class_names": names,
-        }
-        summary = ledger.finish(summary)
-        write_json(out / SUMMARY_NAME, summary)
-        write_manifest(out, "predict", identity, PREDICT_OUTPUTS, "interrupted" if interrupted else "complete")
-    return {**summary, "outputs": {"csv": str(out / CSV_NAME), "json": str(out / JSON_NAME),
-                                   "jsonl": str(out / JSONL_NAME), "summary": str(out / SUMMARY_NAME),
-                                   "annotated": str(out / ANNOTATED_DIR) if save_images else None}}
+    return job.finish({"workers": workers})
+
+
+class PredictJob:
+    """One ``eacfer predict`` job in ``out_dir``: the output-folder rule, what is left to do, the streams.
+
+    The engines (one process, worker pool, Ray) only produce each file's rows; this class writes them
+    (between Ctrl-Cs), counts, shows the job-wide progress bar and finishes the outputs.
+
+    Example:
+        >>> job = PredictJob(predictor, ["photos/"], "out/")          # doctest: +SKIP
+        >>> job.run(items, convert); summary = job.finish({})         # doctest: +SKIP
+    """
+
+    def __init__(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                 save_images: bool = False, cam: bool = False, progress: bool = True, resume: bool | None = None,
+                 overwrite: bool = False, retry_errors: bool = False,
+                 model_file: str | os.PathLike[str] | None = None):
+        out = self.out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: exists and is not a folder")
+        inputs = collect_inputs(paths)
+        # --out inside a searched folder: never read our own outputs (annotated copies) back as photos
+        out_real = Path(os.path.realpath(out))
+        kept = [(f, root) for f, root in inputs if not Path(os.path.realpath(f)).is_relative_to(out_real)]
+        if len(kept) < len(inputs):
+            log.info("skipping %d files inside the output folder %s", len(inputs) - len(kept), out)
+            inputs = kept
+        self.videos = [v for v in count_videos(paths) if not Path(os.path.realpath(v)).is_relative_to(out_real)]
+        if self.videos:
+            log.warning("%d video file(s) in the folders are not photos and were left out (use `eacfer video`), "
+                        "e.g. %s", len(self.videos), self.videos[0])
+        if not inputs:
+            extra = f" ({len(self.videos)} videos found: use `eacfer video`)" if self.videos else ""
+            raise ValueError(f"no image files found in {', '.join(map(str, paths))}{extra}")
+        self.identity = job_identity(predictor, paths, save_images, cam, model_file)
+        claim = claim_output_dir(out, "predict", self.identity, PREDICT_OUTPUTS, overwrite=overwrite,
+                                 replaced_at_end=(CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME))
+        if resume and claim.mode != "resume":
+            raise ValueError(f"{out}: nothing to resume (no earlier run of this job there)")
+        self.names = list(predictor.class_names)
+        self.ledger = Ledger(out, prediction_columns(self.names))
+        self.keys = {str(f): FileKey.of(f) for f, _ in inputs}
+        # the fresh streams exist before job.json names this job: a resume never reads another job's ledger
+        self.done = self.ledger.start(self.keys, resume=claim.mode == "resume" and resume is not False,
+                                      retry_errors=retry_errors)
+        write_manifest(out, "predict", self.identity, PREDICT_OUTPUTS, "running")
+        used = annotated_names(self.done)
+        self.todo = [(f, root) for f, root in inputs if str(f) not in self.done]
+        self.ann = {str(f): _annotated_name(f, root, used) for f, root in self.todo} if save_images else {}
+        if save_images:
+            _drop_stale_annotated(out / ANNOTATED_DIR, used | set(self.ann.values()))
+        if self.done:
+            log.info("resuming: %d of %d files already done, %d to go", len(self.done), len(inputs), len(self.todo))
+        self.processed = self.save_errors = 0
+        self.stage_sums: dict[str, float] = {}
+        self.interrupted = False
+        self.hold = HoldCtrlC()  # Ctrl-C lands between files: CSV, JSON Lines, ledger, annotated copies agree
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            # the bar covers the whole job: files already done count as done, so the ETA is for what is left
+            self.bar = tqdm(total=len(inputs), initial=len(self.done), unit="img", desc="predict", disable=None,
+                            smoothing=0.05)
+        self.t_start = time.perf_counter()
+
+    def run(self, items: Iterable[Any], convert: Callable[[Any], tuple]) -> None:
+        """Write every item's rows: ``convert(item)`` → ``(file, rows, status, error, annotated, stage_ms)``.
+
+        ``convert`` runs with Ctrl-C held, so an item is written whole or not at all; Ctrl-C while the
+        engine computes ends the loop (``interrupted``) and the finished files stay.
+        """
+        try:
+            for item in items:
+                with self.hold:
+                    file, rows, status, err, name, stages = convert(item)
+                    self.ledger.add(self.keys[file], rows, status, annotated=name, error=err)
+                    self.processed += 1
+                    for k, v in stages.items():
+                        self.stage_sums[k] = self.stage_sums.get(k, 0.0) + v
+                    if self.bar is not None:
+                        self.bar.update(1)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            log.warning("interrupted (Ctrl-C) after %d files; closing the outputs (rerun to continue)",
+                        len(self.done) + self.processed)
+
+    def finish(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """Close the streams, write ``predictions.json``, ``summary.json`` and ``job.json``; return the summary."""
+        if self.bar is not None:
+            self.bar.close()
+        wall = time.perf_counter() - self.t_start
+        n = self.processed
+        out = self.out
+        with self.hold:
+            summary = {
+                "skipped": len(self.done), "processed": n, "save_errors": self.save_errors,
+                "videos_ignored": len(self.videos), "videos": self.videos[:MAX_LISTED_ERRORS],
+                "interrupted": self.interrupted, "complete": not self.interrupted,
+                "images_per_s": round(n / wall, 3) if wall > 0 and n else None, "wall_s": round(wall, 3),
+                "stage_ms": {k: round(v / max(1, n), 3) for k, v in self.stage_sums.items()},
+                **extra, **self.identity, "class_names": self.names,
+            }
+            summary = self.ledger.finish(summary)
+            write_json(out / SUMMARY_NAME, summary)
+            write_manifest(out, "predict", self.identity, PREDICT_OUTPUTS,
+                           "interrupted" if self.interrupted else "complete")
+        return {**summary, "outputs": {"csv": str(out / CSV_NAME), "json": str(out / JSON_NAME),
+                                       "jsonl": str(out / JSONL_NAME), "summary": str(out / SUMMARY_NAME),
+                                       "annotated": str(out / ANNOTATED_DIR) if self.ann or
+                                       self.identity["save_images"] else None}}
 
 
 def _drop_stale_annotated(folder: Path, keep: set[str]) -> None:

@@ -22,7 +22,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,8 @@ def run_video_job(
     retry_errors: bool = False,
     model_file: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    executor: Callable[[list[tuple[str, str]]], Iterable[tuple[str, Any]]] | None = None,
+    force_many: bool = False,
     **video_kw: Any,
 ) -> dict[str, Any]:
     """Run :func:`run_video` over ``sources`` into ``out_dir`` as one resumable job.
@@ -110,7 +112,9 @@ def run_video_job(
     ``video_kw`` are :func:`run_video`'s settings (``every``, ``max_frames``, ``write_video``, ``smoothing``,
     ``iou_threshold``, ``max_age``, ``cam``). Returns ``{"many": False, **run_video summary}`` for one
     source (``already_done`` when skipped) and the job summary (``videos``, ``done``, ``failed``,
-    ``skipped``, ``interrupted``, ``index``) for several.
+    ``skipped``, ``interrupted``, ``index``) for several. ``executor`` (used by the Ray path) runs a list of
+    ``(source, folder)`` elsewhere and yields ``(source, run_video summary or error message)`` as each ends;
+    ``force_many`` gives even one source the many-videos layout.
 
     Example:
         >>> s = run_video_job(predictor, ["talks/"], "out/talks", every=2)  # doctest: +SKIP
@@ -121,9 +125,9 @@ def run_video_job(
     settings = {k: video_kw.get(k) for k in ("every", "max_frames", "write_video", "smoothing", "iou_threshold",
                                              "max_age", "cam")}
     identity = video_identity(predictor, [os.fspath(s) for s in sources], settings, model_file)
-    if not many:
+    if not many and not force_many:
         return _single(predictor, videos[0], Path(out_dir), identity, overwrite, progress, video_kw)
-    return _many(predictor, videos, Path(out_dir), identity, overwrite, retry_errors, progress, video_kw)
+    return _many(predictor, videos, Path(out_dir), identity, overwrite, retry_errors, progress, video_kw, executor)
 
 
 def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,
@@ -217,7 +221,8 @@ def _frame_count(source: str) -> int:
 
 
 def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any], overwrite: bool,
-          retry_errors: bool, progress: bool, video_kw: dict[str, Any]) -> dict[str, Any]:
+          retry_errors: bool, progress: bool, video_kw: dict[str, Any],
+          executor: Callable[[list[tuple[str, str]]], Iterable[tuple[str, Any]]] | None = None) -> dict[str, Any]:
     from eacfer.infer.video import run_video
 
     claim = claim_output_dir(out, "video", identity, (INDEX, "summary.json"), overwrite=overwrite)
@@ -255,25 +260,35 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
     interrupted = False
     t0 = time.perf_counter()
     frames_now = 0
-    try:
-        for v in todo:
-            folder = out / names[v]
-            if folder.exists():  # an interrupted or killed earlier attempt: start this video from scratch
-                remove_outputs(folder, VIDEO_OUTPUTS)
-                remove_partials(folder)
-            row = rows[v]
+    for v in todo:
+        folder = out / names[v]
+        if folder.exists():  # an interrupted or killed earlier attempt: start this video from scratch
+            remove_outputs(folder, VIDEO_OUTPUTS)
+            remove_partials(folder)
+
+    def local(items: list[tuple[str, str]]) -> Iterator[tuple[str, Any]]:
+        for v, folder in items:
             try:
-                s = run_video(predictor, v, folder, progress=False,
-                              on_frame=(lambda _r: bar.update(1)) if bar is not None else None, **video_kw)
+                yield v, run_video(predictor, v, folder, progress=False,
+                                   on_frame=(lambda _r: bar.update(1)) if bar is not None else None, **video_kw)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one broken video never stops the job; it is reported in the index
-                row.update(status="failed", error=str(e) if str(e).startswith(v) else f"{v}: {e}")
+                yield v, e
+
+    try:
+        work = [(v, str(out / names[v])) for v in todo]
+        for v, s in (local(work) if executor is None else executor(work)):
+            row = rows[v]
+            if not isinstance(s, dict):
+                row.update(status="failed", error=str(s) if str(s).startswith(v) else f"{v}: {s}")
                 log.warning("%s", row["error"])
                 _write_index(out / INDEX, rows)
                 continue
             frames_now += s["frames"]
-            _add_model(folder / "summary.json", identity)
+            if bar is not None and executor is not None:
+                bar.update(s["frames"])
+            _add_model(out / names[v] / "summary.json", identity)
             row.update(status="interrupted" if s["interrupted"] else "done", frames=s["frames"],
                        frames_with_faces=s["frames_with_faces"], faces=s.get("faces"), tracks=s["tracks"],
                        fps=s["fps"], stopped=s["stopped"], error=None)
