@@ -3,9 +3,9 @@
 Decoding a photo and running the face detector are per-image and single-threaded, so they spread over
 worker processes; the classifier is fastest on many faces at once, so the main process gathers the crops of
 several images (up to ``batch_size`` faces) and classifies them in one call. The crops are made by the same
-code as :meth:`Predictor.predict` (the predictor's own detector and crop methods, in each worker), so the
-rows are the ones the one-process path gives (up to the last digit of a probability: batched inference may
-round differently).
+steps as :meth:`Predictor.predict` (same detector settings, same alignment and resize), so the rows are the
+ones the one-process path gives (up to the last digit of a probability: batched inference may round
+differently). Workers never import torch or the model, so they start in about a second.
 
 Workers are started with ``spawn`` (never ``fork`` after onnxruntime/MediaPipe created threads) and ignore
 Ctrl-C, which the main process handles between files.
@@ -28,28 +28,46 @@ class WorkerError(ValueError):
     """A file a worker could not read (the message is the row's ``error``)."""
 
 
-class _InfoOnly:
-    """Stands in for the classifier inside a worker: the predictor only needs the model's metadata there."""
-
-    backend = "none"
-    has_cams = False
-
-    def __init__(self, info: Any):
-        self.info = info
-
-
-# The one predictor of a worker process, made by the pool initializer (per-process state, never shared).
+# The detector of a worker process, made by the pool initializer (per-process state, never shared).
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(info: Any, detector: str, mode: str, threshold: float, max_faces: int | None) -> None:
+def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | None, input_size: int,
+                 face_size: int | None) -> None:
     import signal
 
-    from eacfer.infer.predictor import Predictor
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C does
-    _WORKER["p"] = Predictor(_InfoOnly(info), detector=detector, detector_mode=mode,  # type: ignore[arg-type]
-                             score_threshold=threshold, max_faces=max_faces)
+    det = None
+    if detector != "none":
+        from eacfer.infer.detect import create_detector
+
+        kw: dict[str, Any] = {"score_threshold": threshold}
+        if detector == "mediapipe":  # as Predictor._detector_for("image"): full-range for photos
+            kw["mode"] = "full" if mode == "auto" else mode
+        det = create_detector(detector, **kw)
+    _WORKER.update(det=det, none=detector == "none", max_faces=max_faces, size=input_size,
+                   face=face_size or input_size)
+
+
+def _resize(img: np.ndarray, side: int) -> np.ndarray:
+    from PIL import Image
+
+    if img.shape[:2] == (side, side):
+        return img
+    return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.BILINEAR))
+
+
+def _crops(rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
+    """The model inputs of :meth:`Predictor._crops` (same steps), without importing the predictor, whose
+    module pulls in torch: that import alone costs a worker several seconds of start-up on 2 cores.
+    test_predict_jobs.test_throughput_mode_gives_the_same_rows keeps the two equal."""
+    w = _WORKER
+    if w["none"]:
+        return _resize(_resize(rgb, w["face"]), w["size"])[None]
+    from eacfer.infer.align import align_faces
+
+    crops = align_faces(rgb, dets, w["face"])
+    return crops if w["face"] == w["size"] else np.stack([_resize(c, w["size"]) for c in crops])
 
 
 def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
@@ -59,28 +77,28 @@ def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
     from eacfer.infer.detect import Detection
 
     path, keep = item
-    p = _WORKER["p"]
+    w = _WORKER
     t: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
         rgb = load_image(Path(path))
         t["decode"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        h, w = rgb.shape[:2]
-        if p.detector_name == "none":  # as Predictor._analyse: the whole image is the face
-            dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
+        h, wd = rgb.shape[:2]
+        if w["none"]:  # as Predictor._analyse: the whole image is the face
+            dets = [Detection((0.0, 0.0, float(wd), float(h)), 1.0, None)]
         else:
-            dets = p._detector_for("image").detect(rgb)
-            if p.max_faces is not None:
-                dets = dets[: p.max_faces]
+            dets = w["det"].detect(rgb)
+            if w["max_faces"] is not None:
+                dets = dets[: w["max_faces"]]
         t["detect"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        crops = p._crops(rgb, dets) if dets else None
+        crops = _crops(rgb, dets) if dets else None
         t["align"] = (time.perf_counter() - t0) * 1000
     except Exception as e:  # the file becomes an error row, as in the one-process path
         return {"error": error_text(path, e)}
     return {"dets": [(tuple(d.box), float(d.score), d.keypoints) for d in dets], "crops": crops,
-            "size": (int(w), int(h)), "image": rgb if keep else None, "timings": t}
+            "size": (int(wd), int(h)), "image": rgb if keep else None, "timings": t}
 
 
 def _faces(predictor: Any, dets: list[Any], probs: np.ndarray, cams: np.ndarray | None) -> list[Any]:
@@ -136,11 +154,10 @@ class _Pooled:
     def __init__(self, predictor: Any, files: list[str], workers: int, batch_size: int, cam: bool, keep: bool):
         import multiprocessing as mp
 
-        info = predictor.classifier.info
         ctx = mp.get_context("spawn")
         self._pool = ctx.Pool(workers, initializer=_init_worker,
-                              initargs=(info, predictor.detector_name, predictor.detector_mode,
-                                        predictor.score_threshold, predictor.max_faces))
+                              initargs=(predictor.detector_name, predictor.detector_mode, predictor.score_threshold,
+                                        predictor.max_faces, predictor.input_size, predictor.face_size))
         self._gen = self._run(predictor, files, batch_size, cam, keep)
 
     def _run(self, predictor: Any, files: list[str], batch_size: int, cam: bool, keep: bool
