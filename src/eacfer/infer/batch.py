@@ -215,6 +215,8 @@ def predict_paths(
         if err is not None:
             log.info("%s: %s", file, err)
         name = job.ann.get(str(file)) if save_images and r is not None else None
+        if save_images and r is None and str(file) in job.ann:  # a redone file that is now unreadable
+            (job.out / ANNOTATED_DIR / job.ann[str(file)]).unlink(missing_ok=True)
         if name is not None:
             try:
                 _save_annotated(r, job.out / ANNOTATED_DIR / name, cam)
@@ -237,7 +239,10 @@ def predict_paths(
     finally:
         if results is not None and hasattr(results, "close"):
             results.close()  # stops worker processes
-    return job.finish({"workers": workers})
+    extra: dict[str, Any] = {"workers": workers}
+    if workers > 0 and results is not None:
+        extra["worker_startup_s"] = results.startup_s
+    return job.finish(extra)
 
 
 class PredictJob:

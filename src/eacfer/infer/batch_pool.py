@@ -36,7 +36,10 @@ def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | No
                  face_size: int | None) -> None:
     import signal
 
+    import cv2
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C does
+    cv2.setNumThreads(1)  # parallelism comes from the worker processes; OpenCV's own threads would oversubscribe
     det = None
     if detector != "none":
         from eacfer.infer.detect import create_detector
@@ -154,6 +157,8 @@ class _Pooled:
     def __init__(self, predictor: Any, files: list[str], workers: int, batch_size: int, cam: bool, keep: bool):
         import multiprocessing as mp
 
+        self.started = time.perf_counter()
+        self.startup_s: float | None = None  # pool start → first file back (worker start-up, mostly imports)
         ctx = mp.get_context("spawn")
         self._pool = ctx.Pool(workers, initializer=_init_worker,
                               initargs=(predictor.detector_name, predictor.detector_mode, predictor.score_threshold,
@@ -166,6 +171,8 @@ class _Pooled:
         pending: list[tuple[str, dict[str, Any]]] = []
         faces = 0
         for path, d in zip(files, it, strict=True):
+            if self.startup_s is None:
+                self.startup_s = round(time.perf_counter() - self.started, 3)
             pending.append((path, d))
             faces += len(d.get("dets") or ())
             if faces >= batch_size or len(pending) >= batch_size:
