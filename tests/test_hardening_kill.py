@@ -57,7 +57,10 @@ def test_predict_killed_mid_run(model, tmp_path):
     old = {"columns": ["file"], "predictions": [], "summary": {"files": 0}}
     (out / "predictions.json").write_text(json.dumps(old))
     (out / "predictions.csv").write_text("file\n")
-    p = _start(["predict", str(photos), "--checkpoint", str(model), "--out", str(out), "--detector", "none"],
+    # --overwrite: out/ holds an earlier job's results (the output-folder rule); they are replaced only when the
+    # new run completes
+    p = _start(["predict", str(photos), "--checkpoint", str(model), "--out", str(out), "--detector", "none",
+                "--overwrite"],
                tmp_path)
     _kill_when(p, out, ".predictions.csv.*", 0.3)
     assert json.loads((out / "predictions.json").read_text()) == old

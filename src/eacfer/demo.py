@@ -200,7 +200,8 @@ def run_inference_demo(model_path: str | Path, out_dir: str | Path, frames: int 
     out = Path(out_dir)
     face = Path(__file__).parent / "assets" / "astronaut.jpg"
     with Predictor.from_checkpoint(model_path, device="cpu", cam=True) as predictor:
-        pred = predict_paths(predictor, [face], out / "predict", save_images=True, cam=True, progress=False)
+        pred = predict_paths(predictor, [face], out / "predict", save_images=True, cam=True, progress=False,
+                             model_file=model_path, overwrite=True)
         r = predictor.predict(face)
         head = load_image(face)[10:270, 110:350]  # head and shoulders of the portrait
         clip = make_moving_face_clip(out / "astronaut_clip.mp4", head, frames=frames, size=(640, 360),

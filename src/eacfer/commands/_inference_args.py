@@ -33,3 +33,30 @@ def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
     return Predictor.from_checkpoint(args.checkpoint, device=args.device, detector=args.detector,
                                      backend=args.backend, detector_mode=args.detector_mode, cam=cam,
                                      score_threshold=args.score_threshold, threads=args.threads)
+
+
+def add_ray_args(p: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]`` and the per-actor resources (needs the optional extra ``eacfer[ray]``)."""
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: ADDRESS of its head (e.g. auto, ray://head:10001); without ADDRESS a "
+                   "local Ray instance (needs pip install 'eacfer[ray]')")
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="Ray actors, each holding one model (default: as many as the CPUs allow)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray actor (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray actor (default 0)")
+    p.add_argument("--ray-batch", type=int, default=16, help="files per Ray block sent to an actor (default 16)")
+
+
+def ray_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of the Ray runners from parsed arguments (after checking the numbers)."""
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise ValueError(f"--ray-actors must be >= 1, got {args.ray_actors}")
+    if args.ray_cpus <= 0 or args.ray_gpus < 0 or args.ray_batch < 1:
+        raise ValueError("--ray-cpus must be > 0, --ray-gpus >= 0 and --ray-batch >= 1")
+    if not 0.0 < args.score_threshold < 1.0:
+        raise ValueError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
+    return {"address": None if args.ray == "local" else args.ray, "actors": args.ray_actors,
+            "cpus_per_actor": args.ray_cpus, "gpus_per_actor": args.ray_gpus, "block_files": args.ray_batch,
+            "predictor_options": {"device": args.device, "detector": args.detector, "backend": args.backend,
+                                  "detector_mode": args.detector_mode, "score_threshold": args.score_threshold,
+                                  "threads": args.threads}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from eacfer.commands._inference_args import add_model_args, open_predictor
+from eacfer.commands._inference_args import add_model_args, add_ray_args, open_predictor, ray_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -12,12 +12,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "video",
         help="recognise emotions in a video file, camera or stream",
         description="Detect, track and classify faces frame by frame. Writes annotated.mp4 (every input frame, "
-        "same fps), frames.csv and summary.json into --out. Ctrl-C or a lost camera closes every output cleanly.",
+        "same fps), frames.csv and summary.json into --out. Ctrl-C or a lost camera closes every output cleanly. "
+        "Several sources (files, folders of videos, .txt files listing them) make a job: one folder per video "
+        "plus index.csv; rerunning it skips finished videos and restarts an interrupted one cleanly. A different "
+        "job into a non-empty --out is refused unless --overwrite.",
         epilog="examples: eacfer video clip.mp4 --checkpoint model.pt --out out/clip\n"
-        "          eacfer video 0 --checkpoint model.onnx --out out/cam --max-frames 300",
+        "          eacfer video 0 --checkpoint model.onnx --out out/cam --max-frames 300\n"
+        "          eacfer video interviews/ more.txt --checkpoint model.pt --out out/corpus --no-video",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", metavar="SOURCE", help="video file, camera index (0) or stream URL")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="video file, camera index (0), stream URL, folder of videos, or .txt list of sources")
     add_model_args(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--every", type=int, default=1, help="analyse every N-th frame (default 1; all frames are written)")
@@ -28,13 +33,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--iou", type=float, default=0.3, help="IoU needed to continue a track (default 0.3)")
     p.add_argument("--max-age", type=int, default=10, help="analysed frames a track may miss before it ends (default 10)")
     p.add_argument("--cam", action="store_true", help="overlay attention maps in the video")
+    p.add_argument("--overwrite", action="store_true", help="replace another job's results in --out")
+    p.add_argument("--retry-errors", action="store_true", help="on rerun, retry videos that failed before")
+    add_ray_args(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from eacfer.infer.video import run_video
-
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")
     if args.max_frames is not None and args.max_frames < 1:
@@ -45,10 +51,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--iou must be in [0, 1), got {args.iou}")
     if args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
+    kw = dict(every=args.every, max_frames=args.max_frames, write_video=not args.no_video, smoothing=args.smooth,
+              iou_threshold=args.iou, max_age=args.max_age, cam=args.cam)
+    if args.ray is not None:
+        from eacfer.infer.batch_ray import run_videos_ray
+
+        s = run_videos_ray(args.checkpoint, args.sources, args.out, overwrite=args.overwrite,
+                           retry_errors=args.retry_errors, progress=not args.quiet, video_kw=kw, **ray_options(args))
+        return _report_many(s)
+    from eacfer.infer.videojob import run_video_job
+
     with open_predictor(args, cam=args.cam) as predictor:
-        s = run_video(predictor, args.source, args.out, every=args.every, max_frames=args.max_frames,
-                      write_video=not args.no_video, smoothing=args.smooth, iou_threshold=args.iou,
-                      max_age=args.max_age, cam=args.cam, progress=not args.quiet)
+        s = run_video_job(predictor, args.sources, args.out, overwrite=args.overwrite,
+                          retry_errors=args.retry_errors, model_file=args.checkpoint, progress=not args.quiet, **kw)
+    if s["many"]:
+        return _report_many(s)
+    if s["already_done"]:
+        print(f"already done: {args.out} holds this job's finished results for an unchanged {args.sources[0]} "
+              "(nothing to do; --overwrite redoes it)")
+        return 0
     st = s["stage_ms"]
     print(f"{s['frames']} frames ({s['frames_processed']} analysed, {s['frames_with_faces']} with faces), "
           f"{s['tracks']} tracks, {s['fps']} fps end-to-end")
@@ -61,3 +82,15 @@ def run(args: argparse.Namespace) -> int:
     if s["interrupted"]:
         return 130
     return 0 if s["frames"] > 0 else 1
+
+
+def _report_many(s: dict) -> int:
+    print(f"{s['videos']} videos: {s['done']} done ({s['skipped']} already done before), {s['failed']} failed, "
+          f"{s['pending']} not finished; {s['frames_this_run']} frames analysed now ({s['fps_this_run']} fps)")
+    for msg in s["failures"][:10]:
+        print(f"  failed: {msg}")
+    print(f"wrote {s['out']}/index.csv (one row per video) and one folder per video")
+    if s["interrupted"]:
+        print("interrupted: rerun the same command to continue (finished videos are kept)")
+        return 130
+    return 0 if s["done"] > 0 or s["videos"] == 0 else 1

@@ -1,27 +1,49 @@
-"""Predict on image files and folders; write ``predictions.csv`` / ``predictions.json`` (and annotated copies).
+"""Predict on image files and folders: a resumable job that streams ``predictions.csv`` / ``.jsonl`` / ``.json``.
 
 One row per face: ``file, face, x, y, w, h, score, emotion, p_<class>…, error``. A readable image without a
 face gives one row with empty face fields; an unreadable file gives one row whose ``error`` names the
-problem, and the run goes on. Both files are streamed to temporary names and renamed at the end (also
-after Ctrl-C), so memory stays flat over thousands of images and a file that exists is complete.
+problem, and the run goes on.
+
+The job streams: every finished file's rows are appended and flushed (see :mod:`eacfer.infer.batch_ledger`),
+so a kill loses at most the files in flight, and memory stays flat over any number of images. Rerunning the
+same job into the same ``--out`` resumes it: files already done (same path, size and modification time) are
+skipped, a changed file is redone, files gone from the inputs are dropped, a broken file stays reported (not
+retried, unless ``retry_errors``). A different job into a non-empty ``--out`` is refused unless
+``overwrite`` (see :mod:`eacfer.utils.outdir`). ``workers > 0`` decodes and detects in worker processes
+and classifies faces of several images in one batch (:mod:`eacfer.infer.batch_pool`).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eacfer.utils.atomic import atomic_open, atomic_path
+from eacfer.infer.batch_ledger import (
+    CSV_NAME,
+    JSON_NAME,
+    JSONL_NAME,
+    LEDGER,
+    FileKey,
+    Ledger,
+    annotated_names,
+    error_text,
+)
+from eacfer.utils.atomic import atomic_path, write_json
 from eacfer.utils.interrupt import HoldCtrlC
+from eacfer.utils.outdir import claim_output_dir, file_sha256, write_manifest
 
 log = logging.getLogger(__name__)
 
 MAX_LISTED_ERRORS = 50
+SUMMARY_NAME = "summary.json"
+ANNOTATED_DIR = "annotated"
+#: every name ``eacfer predict`` writes into ``--out`` (the set ``--overwrite`` replaces)
+PREDICT_OUTPUTS = (CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME, ANNOTATED_DIR, "shards")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 
 
 def prediction_columns(class_names: Sequence[str]) -> list[str]:
@@ -29,8 +51,16 @@ def prediction_columns(class_names: Sequence[str]) -> list[str]:
     return ["file", "face", "x", "y", "w", "h", "score", "emotion", *[f"p_{c}" for c in class_names], "error"]
 
 
+def is_video_file(path: str | os.PathLike[str]) -> bool:
+    """True for names with a video extension (``clip.mp4``)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS
+
+
 def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
     """Expand files and folders (recursively) into ``(file, root)`` pairs; missing paths raise.
+
+    A video given by name raises ``ValueError`` pointing to ``eacfer video``; videos found inside folders are
+    not inputs (count them with :func:`count_videos`).
 
     Example:
         >>> collect_inputs(["photos/"])  # doctest: +SKIP
@@ -44,9 +74,23 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, 
             raise FileNotFoundError(f"{p}: no such file or folder")
         if p.is_dir():
             out.extend((f, p) for f in list_images(p, recursive=True))
+        elif is_video_file(p):
+            raise ValueError(f"{p}: a video; `eacfer predict` reads photos — use `eacfer video {p} --checkpoint … "
+                             f"--out …` for videos")
         else:
             out.append((p, p.parent))  # an explicit file is tried whatever its extension
     return out
+
+
+def count_videos(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Video files inside the given folders (they are not predicted on; the summary reports them)."""
+    found: list[str] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                found.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and is_video_file(f))
+    return sorted(found)
 
 
 def _annotated_name(file: Path, root: Path, used: set[str]) -> str:
@@ -75,6 +119,53 @@ def _row(file: str, class_names: Sequence[str], face: Any = None, index: int | N
     return row
 
 
+def rows_for(file: str, class_names: Sequence[str], result: Any, failure: BaseException | None
+             ) -> tuple[list[dict[str, Any]], str, str | None]:
+    """``(rows, status, error)`` of one file from a :class:`FrameResult` (or the exception it raised)."""
+    if result is None:
+        err = error_text(file, failure if failure is not None else RuntimeError("no result"))
+        return [_row(file, class_names, error=err)], "error", err
+    if not result.faces:
+        return [_row(file, class_names)], "ok", None
+    return [_row(file, class_names, f, i) for i, f in enumerate(result.faces)], "ok", None
+
+
+def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_images: bool, cam: bool,
+                 model_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What makes two ``predict`` runs the same job: inputs, model (name + sha256), detector, outputs asked for."""
+    return {"inputs": [os.path.abspath(p) for p in paths], **model_record(predictor, model_file),
+            "save_images": bool(save_images), "cam": bool(cam)}
+
+
+def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Model file (name, sha256), backbone, classes and detector settings — recorded in every summary."""
+    info = predictor.classifier.info
+    model: dict[str, Any] = {"name": None, "sha256": None}
+    if model_file is not None:
+        model = {"name": os.path.basename(os.fspath(model_file)), "sha256": file_sha256(model_file)}
+    return {
+        "model": model,
+        "backbone": info.backbone,
+        "classes": list(info.class_names),
+        "input_size": int(info.input_size),
+        "face_size": info.face_size,
+        "backend": predictor.backend,
+        "detector": {"name": predictor.detector_name, "mode": predictor.detector_mode,
+                     "score_threshold": predictor.score_threshold, "max_faces": predictor.max_faces},
+    }
+
+
+def _sequential(predictor: Any, todo: list[tuple[Path, Path]], cam: bool) -> Iterator[tuple[Any, Any, dict]]:
+    """``(result, failure, stage_ms)`` per file, one at a time in this process (the default path)."""
+    for file, _root in todo:
+        try:
+            r = predictor.predict(file, cam=cam)
+        except Exception as e:  # one bad file never stops the run; it becomes an error row
+            yield None, e, {}
+            continue
+        yield r, None, {k: v for k, v in r.timings.items() if k != "total"}
+
+
 def predict_paths(
     predictor: Any,
     paths: Sequence[str | os.PathLike[str]],
@@ -82,97 +173,196 @@ def predict_paths(
     save_images: bool = False,
     cam: bool = False,
     progress: bool = True,
+    *,
+    resume: bool | None = None,
+    overwrite: bool = False,
+    retry_errors: bool = False,
+    workers: int = 0,
+    batch_size: int = 32,
+    model_file: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run ``predictor`` on every image under ``paths`` and write the prediction files into ``out_dir``.
 
-    Returns a summary: ``files``, ``images`` (readable), ``faces``, ``no_face``, ``errors`` and the
-    first error messages; ``interrupted`` is True after Ctrl-C (outputs are still complete up to there).
+    Args:
+        resume: ``None`` (default) resumes when ``out_dir`` holds the same job and starts fresh otherwise;
+            ``True`` insists on resuming (``ValueError`` when there is nothing to resume); ``False`` redoes
+            every file of the same job.
+        overwrite: replace another job's results in ``out_dir`` instead of refusing.
+        retry_errors: redo files that failed in an earlier run (by default they stay reported, not retried).
+        workers: ``0`` runs everything in this process; ``N > 0`` decodes and detects in N worker processes
+            and classifies faces of several images per batch (``batch_size`` faces at most).
+        model_file: the model file, recorded (name + sha256) in the summary and the job's identity.
+
+    Returns the job summary (also ``summary.json``): totals over the whole job — ``files``, ``images``
+    (readable), ``faces``, ``no_face``, ``errors``, the first error messages — and this run's ``skipped``
+    (already done), ``processed``, ``images_per_s``, ``stage_ms``; ``interrupted`` after Ctrl-C (the outputs
+    then hold every finished file, and a rerun continues).
 
     Example:
         >>> s = predict_paths(Predictor.from_checkpoint("model.pt"), ["photos/"], "out/")  # doctest: +SKIP
         >>> s["files"], s["faces"], s["errors"]                                            # doctest: +SKIP
         (120, 131, 2)
     """
-    from eacfer.data.imageio import ImageLoadError
+    if workers < 0 or batch_size < 1:
+        raise ValueError(f"workers must be >= 0 and batch_size >= 1, got {workers} and {batch_size}")
+    job = PredictJob(predictor, paths, out_dir, save_images=save_images, cam=cam, progress=progress, resume=resume,
+                     overwrite=overwrite, retry_errors=retry_errors, model_file=model_file)
+    names = job.names
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
-    inputs = collect_inputs(paths)
-    # --out inside a searched folder: never read our own outputs (annotated copies) back as photos
-    out_real = Path(os.path.realpath(out))
-    kept = [(f, root) for f, root in inputs if not Path(os.path.realpath(f)).is_relative_to(out_real)]
-    if len(kept) < len(inputs):
-        log.info("skipping %d files inside the output folder %s", len(inputs) - len(kept), out)
-        inputs = kept
-    if not inputs:
-        raise ValueError(f"no image files found in {', '.join(map(str, paths))}")
-    out.mkdir(parents=True, exist_ok=True)
-    names = list(predictor.class_names)
-    cols = prediction_columns(names)
-    stats = {"files": 0, "images": 0, "faces": 0, "no_face": 0, "errors": 0, "save_errors": 0}
-    errors: list[str] = []
-    used: set[str] = set()
-    interrupted = False
-    with atomic_open(out / "predictions.csv", newline="") as fcsv, atomic_open(out / "predictions.json") as fjs:
-        writer = csv.DictWriter(fcsv, fieldnames=cols)
-        writer.writeheader()
-        fjs.write('{\n"columns": ' + json.dumps(cols) + ',\n"predictions": [\n')
-        first = True
+    def convert(item: Any) -> tuple[str, list[dict[str, Any]], str, str | None, str | None, dict[str, float]]:
+        (file, _root), (r, failure, stages) = item
+        rows, status, err = rows_for(str(file), names, r, failure)
+        if err is not None:
+            log.info("%s: %s", file, err)
+        name = job.ann.get(str(file)) if save_images and r is not None else None
+        if save_images and r is None and str(file) in job.ann:  # a redone file that is now unreadable
+            (job.out / ANNOTATED_DIR / job.ann[str(file)]).unlink(missing_ok=True)
+        if name is not None:
+            try:
+                _save_annotated(r, job.out / ANNOTATED_DIR / name, cam)
+            except Exception as e:  # e.g. disk full: the predictions themselves are still valid
+                job.save_errors += 1
+                name = None
+                log.warning("%s: annotated copy not written: %s", file, e)
+        return str(file), rows, status, err, name, stages
 
-        def emit(row: dict[str, Any]) -> None:
-            nonlocal first
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-            fjs.write(("" if first else ",\n") + json.dumps(row, ensure_ascii=False))
-            first = False
+    results: Any = None
+    try:
+        if workers > 0:
+            from eacfer.infer.batch_pool import pooled
 
-        it: Any = inputs
+            results = pooled(predictor, job.todo, workers=workers, batch_size=batch_size, cam=cam,
+                             keep_images=save_images)
+        else:
+            results = _sequential(predictor, job.todo, cam)
+        job.run(zip(job.todo, results, strict=False), convert)
+    finally:
+        if results is not None and hasattr(results, "close"):
+            results.close()  # stops worker processes
+    extra: dict[str, Any] = {"workers": workers}
+    if workers > 0 and results is not None:
+        extra["worker_startup_s"] = results.startup_s
+    return job.finish(extra)
+
+
+class PredictJob:
+    """One ``eacfer predict`` job in ``out_dir``: the output-folder rule, what is left to do, the streams.
+
+    The engines (one process, worker pool, Ray) only produce each file's rows; this class writes them
+    (between Ctrl-Cs), counts, shows the job-wide progress bar and finishes the outputs.
+
+    Example:
+        >>> job = PredictJob(predictor, ["photos/"], "out/")          # doctest: +SKIP
+        >>> job.run(items, convert); summary = job.finish({})         # doctest: +SKIP
+    """
+
+    def __init__(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                 save_images: bool = False, cam: bool = False, progress: bool = True, resume: bool | None = None,
+                 overwrite: bool = False, retry_errors: bool = False,
+                 model_file: str | os.PathLike[str] | None = None):
+        out = self.out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: exists and is not a folder")
+        inputs = collect_inputs(paths)
+        # --out inside a searched folder: never read our own outputs (annotated copies) back as photos
+        out_real = Path(os.path.realpath(out))
+        kept = [(f, root) for f, root in inputs if not Path(os.path.realpath(f)).is_relative_to(out_real)]
+        if len(kept) < len(inputs):
+            log.info("skipping %d files inside the output folder %s", len(inputs) - len(kept), out)
+            inputs = kept
+        self.videos = [v for v in count_videos(paths) if not Path(os.path.realpath(v)).is_relative_to(out_real)]
+        if self.videos:
+            log.warning("%d video file(s) in the folders are not photos and were left out (use `eacfer video`), "
+                        "e.g. %s", len(self.videos), self.videos[0])
+        if not inputs:
+            extra = f" ({len(self.videos)} videos found: use `eacfer video`)" if self.videos else ""
+            raise ValueError(f"no image files found in {', '.join(map(str, paths))}{extra}")
+        self.identity = job_identity(predictor, paths, save_images, cam, model_file)
+        claim = claim_output_dir(out, "predict", self.identity, PREDICT_OUTPUTS, overwrite=overwrite,
+                                 replaced_at_end=(CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME))
+        if resume and claim.mode != "resume":
+            raise ValueError(f"{out}: nothing to resume (no earlier run of this job there)")
+        self.names = list(predictor.class_names)
+        self.ledger = Ledger(out, prediction_columns(self.names))
+        self.keys = {str(f): FileKey.of(f) for f, _ in inputs}
+        # the fresh streams exist before job.json names this job: a resume never reads another job's ledger
+        self.done = self.ledger.start(self.keys, resume=claim.mode == "resume" and resume is not False,
+                                      retry_errors=retry_errors)
+        write_manifest(out, "predict", self.identity, PREDICT_OUTPUTS, "running")
+        used = annotated_names(self.done)
+        self.todo = [(f, root) for f, root in inputs if str(f) not in self.done]
+        self.ann = {str(f): _annotated_name(f, root, used) for f, root in self.todo} if save_images else {}
+        if save_images:
+            _drop_stale_annotated(out / ANNOTATED_DIR, used | set(self.ann.values()))
+        if self.done:
+            log.info("resuming: %d of %d files already done, %d to go", len(self.done), len(inputs), len(self.todo))
+        self.processed = self.save_errors = 0
+        self.stage_sums: dict[str, float] = {}
+        self.interrupted = False
+        self.hold = HoldCtrlC()  # Ctrl-C lands between files: CSV, JSON Lines, ledger, annotated copies agree
+        self.bar = None
         if progress:
             from eacfer.utils.progress import progress_bar as tqdm
 
-            it = tqdm(inputs, unit="img", desc="predict", disable=None)
-        hold = HoldCtrlC()  # Ctrl-C lands between files: CSV, JSON, annotated copies and counts agree
+            # the bar covers the whole job: files already done count as done, so the ETA is for what is left
+            self.bar = tqdm(total=len(inputs), initial=len(self.done), unit="img", desc="predict", disable=None,
+                            smoothing=0.05)
+        self.t_start = time.perf_counter()
+
+    def run(self, items: Iterable[Any], convert: Callable[[Any], tuple]) -> None:
+        """Write every item's rows: ``convert(item)`` → ``(file, rows, status, error, annotated, stage_ms)``.
+
+        ``convert`` runs with Ctrl-C held, so an item is written whole or not at all; Ctrl-C while the
+        engine computes ends the loop (``interrupted``) and the finished files stay.
+        """
         try:
-            for file, root in it:
-                try:
-                    r, failure = predictor.predict(file, cam=cam), None
-                except Exception as e:  # one bad file never stops the run; it becomes an error row
-                    r, failure = None, e
-                with hold:
-                    stats["files"] += 1
-                    if r is None:
-                        e = failure
-                        reason = (str(e) if isinstance(e, (ImageLoadError, OSError, ValueError))
-                                  else f"{type(e).__name__}: {e}")
-                        msg = reason if reason.startswith(str(file)) else f"{file}: {reason}"
-                        stats["errors"] += 1
-                        if len(errors) < MAX_LISTED_ERRORS:
-                            errors.append(msg)
-                        log.info("%s", msg)  # listed in the summary and the error column
-                        emit(_row(str(file), names, error=msg[len(str(file)) + 2:]))
-                        continue
-                    stats["images"] += 1
-                    stats["faces"] += len(r.faces)
-                    if not r.faces:
-                        stats["no_face"] += 1
-                        emit(_row(str(file), names))
-                    for i, f in enumerate(r.faces):
-                        emit(_row(str(file), names, f, i))
-                    if save_images:
-                        try:
-                            _save_annotated(r, out / "annotated" / _annotated_name(file, root, used), cam)
-                        except Exception as e:  # e.g. disk full: the predictions themselves are still valid
-                            stats["save_errors"] += 1
-                            log.warning("%s: annotated copy not written: %s", file, e)
+            for item in items:
+                with self.hold:
+                    file, rows, status, err, name, stages = convert(item)
+                    self.ledger.add(self.keys[file], rows, status, annotated=name, error=err)
+                    self.processed += 1
+                    for k, v in stages.items():
+                        self.stage_sums[k] = self.stage_sums.get(k, 0.0) + v
+                    if self.bar is not None:
+                        self.bar.update(1)
         except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted (Ctrl-C) after %d files; closing the outputs", stats["files"])
-        summary = {**stats, "interrupted": interrupted, "error_messages": errors,
-                   "backend": predictor.backend, "detector": predictor.detector_name,
-                   "class_names": names}
-        fjs.write('\n],\n"summary": ' + json.dumps(summary, ensure_ascii=False) + "\n}\n")
-    return {**summary, "outputs": {"csv": str(out / "predictions.csv"), "json": str(out / "predictions.json"),
-                                   "annotated": str(out / "annotated") if save_images else None}}
+            self.interrupted = True
+            log.warning("interrupted (Ctrl-C) after %d files; closing the outputs (rerun to continue)",
+                        len(self.done) + self.processed)
+
+    def finish(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """Close the streams, write ``predictions.json``, ``summary.json`` and ``job.json``; return the summary."""
+        if self.bar is not None:
+            self.bar.close()
+        wall = time.perf_counter() - self.t_start
+        n = self.processed
+        out = self.out
+        with self.hold:
+            summary = {
+                "skipped": len(self.done), "processed": n, "save_errors": self.save_errors,
+                "videos_ignored": len(self.videos), "videos": self.videos[:MAX_LISTED_ERRORS],
+                "interrupted": self.interrupted, "complete": not self.interrupted,
+                "images_per_s": round(n / wall, 3) if wall > 0 and n else None, "wall_s": round(wall, 3),
+                "stage_ms": {k: round(v / max(1, n), 3) for k, v in self.stage_sums.items()},
+                **extra, **self.identity, "class_names": self.names,
+            }
+            summary = self.ledger.finish(summary)
+            write_json(out / SUMMARY_NAME, summary)
+            write_manifest(out, "predict", self.identity, PREDICT_OUTPUTS,
+                           "interrupted" if self.interrupted else "complete")
+        return {**summary, "outputs": {"csv": str(out / CSV_NAME), "json": str(out / JSON_NAME),
+                                       "jsonl": str(out / JSONL_NAME), "summary": str(out / SUMMARY_NAME),
+                                       "annotated": str(out / ANNOTATED_DIR) if self.ann or
+                                       self.identity["save_images"] else None}}
+
+
+def _drop_stale_annotated(folder: Path, keep: set[str]) -> None:
+    """Delete annotated copies this job no longer owns (files that left the inputs or are redone)."""
+    if not folder.is_dir():
+        return
+    for p in folder.rglob("*"):
+        if p.is_file() and p.relative_to(folder).as_posix() not in keep:
+            p.unlink()
 
 
 def _save_annotated(r: Any, path: Path, cam: bool) -> None:
