@@ -8,6 +8,10 @@ from typing import Any
 # training options passed through to every run of the grid: (flag, TrainConfig field, type, help)
 _TRAIN_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--format", "format", str, "dataset format (default: auto-detect)"),
+    ("--classes", "classes", int, "FERPlus / AffectNet: 8 (default) or 7 (without contempt)"),
+    ("--label-mode", "label_mode", str, "FERPlus training labels: majority (default) or probability"),
+    ("--sampler", "sampler", str, "shuffle (default) or balanced (class-balanced sampling)"),
+    ("--crop-cache", "crop_cache", str, "AffectNet face-crop cache folder"),
     ("--epochs", "epochs", int, "epochs per run (default: the paper's 60)"),
     ("--batch-size", "batch_size", int, "batch size (default 32)"),
     ("--lr", "lr", float, "learning rate (default 1e-4)"),

@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--pretrained resnet50_ft_weight.pkl --out runs/eac",
     )
     p.add_argument("--data", required=True, help="dataset folder (or fer2013 CSV)")
-    p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013 (default: auto-detect)")
+    p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013, ferplus, ferplus-folders, "
+                   "affectnet (default: auto-detect). Each epoch is evaluated on the test split: " + _test_splits())
     p.add_argument("--backbone", required=True, help="backbone name (see `eacfer train --backbone list`)")
     p.add_argument("--pretrained", default=None, help="backbone weights: a file, or 'imagenet' for torchvision backbones")
     p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
@@ -25,6 +26,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     noise.add_argument("--label-file", default=None, help="train on another RAF-DB label file (e.g. noise03.txt)")
     noise.add_argument("--noise-rate", type=float, default=0.0, help="inject symmetric label noise at this rate")
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the injected noise")
+    ds = p.add_argument_group("FERPlus / AffectNet")
+    ds.add_argument("--classes", type=int, choices=(7, 8), default=None,
+                    help="8 (default, with contempt) or 7 (drops contempt: AffectNet-7, FERPlus without contempt)")
+    ds.add_argument("--label-mode", choices=("majority", "probability"), default="majority",
+                    help="FERPlus training labels: majority vote (default) or the vote distribution as soft "
+                    "cross-entropy targets (validation/test always use majority)")
+    ds.add_argument("--sampler", choices=("shuffle", "balanced"), default="shuffle",
+                    help="shuffle (default) or class-balanced sampling with replacement (AffectNet practice)")
+    ds.add_argument("--crop-cache", default=None,
+                    help="folder for AffectNet's cached face crops (default: ~/.cache/eacfer/affectnet/...)")
     r = PAPER_RECIPE
     p.add_argument("--epochs", type=int, default=int(r["epochs"]))
     p.add_argument("--batch-size", type=int, default=int(r["batch_size"]))
@@ -62,6 +73,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _test_splits() -> str:
+    from eacfer.data.formats import TEST_SPLITS_HELP
+
+    return TEST_SPLITS_HELP.replace("%", "%%")
+
+
 def config_from_args(args: argparse.Namespace):
     """The :class:`eacfer.training.trainer.TrainConfig` for parsed arguments."""
     from eacfer.training.fast.step import FastSettings
@@ -70,6 +87,7 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
         method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
+        classes=args.classes, label_mode=args.label_mode, sampler=args.sampler, crop_cache=args.crop_cache,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,
         device=args.device, amp=args.amp, seed=args.seed, strict=args.strict, pipeline=args.pipeline,

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,23 +16,37 @@ LAYOUTS_HELP = (
     "  rafdb:        ROOT/EmoLabel/list_patition_label.txt and ROOT/Image/aligned/train_00001_aligned.jpg ...\n"
     "  rafdb-kaggle: ROOT/DATASET/{train,test}/{1..7}/*.jpg with ROOT/train_labels.csv, ROOT/test_labels.csv\n"
     "  folder:       ROOT/{train,test}/<class name>/*.jpg\n"
-    "  fer2013:      ROOT/fer2013.csv (columns emotion,pixels,Usage), or ROOT is that CSV"
+    "  fer2013:      ROOT/fer2013.csv (columns emotion,pixels,Usage), or ROOT is that CSV\n"
+    "  ferplus:      ROOT/fer2013.csv with Microsoft's ROOT/fer2013new.csv (vote counts) beside it\n"
+    "  ferplus-folders: ROOT/FER2013Train/label.csv (+ FER2013Valid/, FER2013Test/) with the PNGs\n"
+    "  affectnet:    ROOT/Manually_Annotated_file_lists/{training,validation}.csv and ROOT/Manually_Annotated_Images/"
 )
+LABEL_MODES: tuple[str, ...] = ("majority", "probability")
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled item: ``name`` as the label source spells it, image ``path`` (or decoded ``pixels``)."""
+    """One labelled item: ``name`` as the label source spells it, image ``path`` (or decoded ``pixels``).
+
+    ``soft`` is an optional probability target over the classes (FERPlus vote distribution); ``label`` is
+    then its argmax.
+    """
 
     name: str
     path: Path | None
     label: int
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    soft: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
 class SplitData:
-    """One split of a dataset: samples with 0-based labels and the problems met while listing them."""
+    """One split of a dataset: samples with 0-based labels and the problems met while listing them.
+
+    ``label_mode`` is ``majority`` (hard labels) or ``probability`` (samples carry ``soft`` targets);
+    ``stats`` counts rows left out on purpose (e.g. ``{"dropped": {"unknown/NF": 12}}``), as opposed to
+    ``problems`` (broken entries).
+    """
 
     root: Path
     format: str
@@ -39,6 +54,8 @@ class SplitData:
     class_names: list[str]
     samples: list[Sample]
     problems: list[str] = field(default_factory=list)
+    label_mode: str = "majority"
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def labels(self) -> np.ndarray:
         """0-based labels (int64), in sample order."""
@@ -57,7 +74,8 @@ class SplitData:
         bad = [x for x in labels if not 0 <= x < k]
         if bad:
             raise ValueError(f"label {bad[0]} out of range 0..{k - 1}")
-        samples = [dataclasses.replace(s, label=y) for s, y in zip(self.samples, labels, strict=True)]
+        # a new hard label replaces the soft target too (the vote distribution no longer describes it)
+        samples = [dataclasses.replace(s, label=y, soft=None) for s, y in zip(self.samples, labels, strict=True)]
         return dataclasses.replace(self, samples=samples, problems=list(self.problems))
 
 
@@ -82,7 +100,7 @@ def _subdirs(d: Path) -> list[Path]:
 
 def _check_split(split: str, allowed: Sequence[str], fmt: str) -> None:
     if split not in allowed:
-        raise ValueError(f"unknown split {split!r} for {fmt} datasets; use one of: {', '.join(allowed)}")
+        raise ValueError(f"unknown split {split!r} (invalid choice) for {fmt} datasets; use one of: {', '.join(allowed)}")
 
 
 def _inside(root_real: Path, path: Path) -> bool:

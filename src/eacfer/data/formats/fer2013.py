@@ -78,15 +78,26 @@ def _fer_row(row: dict, fields: dict[str, str], line: int, path: Path, probs: _P
     if not re.fullmatch(r"[0-9]{1,3}", emotion) or int(emotion) >= len(FER2013_CLASSES):
         probs.add(f"{path}:{line}: emotion must be 0..{len(FER2013_CLASSES) - 1}, got {emotion[:20]!r}")
         return None
-    text = row.get(fields["pixels"]) or ""
+    pixels = parse_pixels(row.get(fields["pixels"]) or "")
+    if isinstance(pixels, str):
+        probs.add(f"{path}:{line}: {pixels}")
+        return None
+    return Sample(name=f"fer2013_line{line:05d}", path=None, label=int(emotion), pixels=pixels)
+
+
+def parse_pixels(text: str) -> np.ndarray | str:
+    """A FER2013 ``pixels`` string (2304 space-separated 0..255 values, row-major 48×48 grayscale) →
+    48×48×3 uint8 RGB (the gray plane repeated), or a one-line reason why it is malformed.
+
+    Example:
+        >>> parse_pixels(" ".join(["7"] * 2304)).shape, parse_pixels("1 2 x")
+        ((48, 48, 3), 'pixels are not integers')
+    """
     try:
         values = np.asarray(text.split(), dtype=np.int64)
     except (ValueError, OverflowError):
-        probs.add(f"{path}:{line}: pixels are not integers")
-        return None
+        return "pixels are not integers"
     if values.size != 48 * 48 or values.min() < 0 or values.max() > 255:
-        probs.add(f"{path}:{line}: expected 2304 pixel values in 0..255, got {values.size}")
-        return None
+        return f"expected 2304 pixel values in 0..255, got {values.size}"
     gray = values.astype(np.uint8).reshape(48, 48)
-    rgb = np.repeat(gray[:, :, None], 3, axis=2)
-    return Sample(name=f"fer2013_line{line:05d}", path=None, label=int(emotion), pixels=rgb)
+    return np.repeat(gray[:, :, None], 3, axis=2)

@@ -7,15 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eacfer.constants import RAFDB_CLASSES
+from eacfer.data.classes import SYNONYMS
 from eacfer.data.formats.common import LAYOUTS_HELP, Sample, _image_sample, _Problems, _subdirs
 from eacfer.data.imageio import list_images
 
-# Folder-name spellings (lower case) that name a RAF-DB class.
-_RAF_ALIASES: dict[str, str] = {
-    **{c.lower(): c for c in RAFDB_CLASSES},
-    "surprised": "Surprise", "fearful": "Fear", "scared": "Fear", "disgusted": "Disgust",
-    "happy": "Happiness", "joy": "Happiness", "sad": "Sadness", "angry": "Anger",
-}  # fmt: skip
+# Folder-name spellings (lower case) that name a RAF-DB class (the synonym table of eacfer.data.classes).
+_RAF_ALIASES: dict[str, str] = {k: v for k, v in SYNONYMS.items() if v in RAFDB_CLASSES}
 _TEST_FALLBACKS = ("val", "valid", "validation")
 
 
