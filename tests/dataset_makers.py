@@ -68,7 +68,7 @@ def make_affectnet(root: Path, train: Sequence[Sequence[object]], val: Sequence[
     for rel, (w, h) in (images or {}).items():
         img = np.full((h, w, 3), 30, np.uint8)
         r = boxes.get(rel)
-        if r is not None:
+        if r is not None and all(isinstance(v, int) for v in r[1:5]):
             x, y, bw, bh = (int(v) for v in r[1:5])
             img[max(0, y) : y + bh, max(0, x) : x + bw] = (200, 120, 40)
         p = root / "Manually_Annotated_Images" / rel

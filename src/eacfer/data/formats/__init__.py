@@ -143,10 +143,8 @@ def load_split(
         raise ValueError(
             f"{root}: no usable {split!r} samples in {fmt} layout ({len(probs.lines)} problems){first}"
         )
-    if probs.lines:
-        log.warning(
-            "%s (%s, %s): %d entries skipped, e.g. %s", root, fmt, split, len(probs.lines), probs.lines[0]
-        )
+    if probs.lines:  # info only: callers warn once per problem (a summary warning would repeat one of them)
+        log.info("%s (%s, %s): %d entries skipped (SplitData.problems)", root, fmt, split, len(probs.lines))
     if data is not None:
         if data.stats.get("dropped"):
             log.info("%s (%s, %s): rows left out on purpose: %s", root, fmt, split, data.stats["dropped"])
