@@ -133,6 +133,7 @@ def test_ferplus_training_with_soft_targets_and_balanced_sampler(tmp_path):
         votes = [0] * 10
         votes[k], votes[(k + 1) % 8] = 7, 3  # soft targets 0.7 / 0.3
         rows.append(("Training" if i < 18 else "PrivateTest", f"fer{i:07d}.png", votes))
+    rows.append(("Training", "fer0000099.png", [0] * 9 + [10]))  # not a face: dropped and counted
     pixels = [" ".join(str(int(v)) for v in rng.integers(0, 256, 48 * 48)) for _ in rows]
     root = make_ferplus(tmp_path / "F", rows, pixels=pixels)
     cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), backbone="resnet18", epochs=1, batch_size=8,
@@ -142,6 +143,9 @@ def test_ferplus_training_with_soft_targets_and_balanced_sampler(tmp_path):
     assert summary["finished"] and 0.0 <= summary["final_accuracy"] <= 1.0
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "label_mode: probability" in saved and "sampler: balanced" in saved and "format: ferplus" in saved
+    import yaml
+
+    assert yaml.safe_load(saved)["dropped_rows"] == {"train": {"unknown/NF": 1}, "test": {}}
     with pytest.raises(ValueError, match="needs --label-mode majority"):
         TrainConfig(data=str(root), out=str(tmp_path / "r2"), label_mode="probability", noise_rate=0.2).validate()
 
@@ -170,3 +174,47 @@ def test_one_malformed_line_is_one_problem_and_untrained_classes_warn(tmp_path, 
     for line_no in (len(lines) - 1, len(lines)):
         assert sum(f"list_patition_label.txt:{line_no}:" in w for w in warned) == 1, warned
     assert any("'Fear' has test images but no training examples" in w for w in warned)
+
+
+def test_bad_affectnet_list_is_a_one_line_cli_error(tmp_path, capsys):
+    from dataset_makers import AFFECTNET_HEADER, make_affectnet
+    from eacfer.commands.cli import main
+
+    root = make_affectnet(tmp_path / "A", [("0/a.jpg", 1, 1, 5, 5, 0)], [("0/a.jpg", 1, 1, 5, 5, 0)])
+    write_csv(root / "Manually_Annotated_file_lists" / "validation.csv",
+              [c for c in AFFECTNET_HEADER if c != "expression"], [["0/a.jpg", 1, 1, 5, 5, "", 0, 0]])
+    model = _biased_model(tmp_path / "m.pt", RAFDB_CLASSES, [0.0] * 7)
+    assert main(["eval", "--data", str(root), "--checkpoint", str(model), "--out", str(tmp_path / "ev"),
+                 "--device", "cpu", "--crop-cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "validation.csv: missing column(s) expression" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_new_options_reach_the_config_and_the_bench(tmp_path):
+    from eacfer.bench.grid import GridCell
+    from eacfer.bench.noisy import make_config
+    from eacfer.commands.cli import build_parser
+    from eacfer.commands.train import config_from_args
+    from eacfer.training.config import TrainConfig
+
+    csv_path = _fer2013(tmp_path / "fer2013.csv")
+    TrainConfig(data=str(csv_path), out=str(tmp_path / "o"), backbone="resnet18").validate()  # a CSV as --data
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--backbone", "resnet18", "--classes", "7",
+                                      "--label-mode", "probability", "--sampler", "balanced", "--crop-cache", "cc"])
+    cfg = config_from_args(args)
+    assert (cfg.classes, cfg.label_mode, cfg.sampler, cfg.crop_cache) == (7, "probability", "balanced", "cc")
+    cell = make_config(GridCell("resnet18", "ce", "n20", 0.2), str(tmp_path), tmp_path / "r",
+                       {"classes": 7, "sampler": "balanced"}, {}, 0)
+    assert (cell.classes, cell.sampler, cell.noise_rate) == (7, "balanced", 0.2)
+
+
+def test_large_sets_are_decoded_per_item(tmp_path, synth_rafdb, monkeypatch):
+    from eacfer.training import run_data
+    from eacfer.training.config import TrainConfig
+
+    cfg = TrainConfig(data=str(synth_rafdb), out=str(tmp_path / "o"), backbone="resnet18", image_size=32, workers=0,
+                      progress=False)
+    monkeypatch.setattr(run_data, "_MEMORY_CACHE_BYTES", 1000)  # 84 images of 48x48x3 exceed it
+    data = run_data.build_datasets(cfg)
+    assert data.train.cache is False and data.test.cache is False
+    assert data.train[0][0][0].shape == (3, 32, 32)  # still usable: decoded on access

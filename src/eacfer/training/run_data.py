@@ -39,6 +39,8 @@ class TrainData:
     flip_view: str
     labels_changed: int | None = None
     problems: list[str] = field(default_factory=list)
+    #: rows each split left out on purpose (FERPlus unknown/NF or no majority, AffectNet codes 8-10, ...)
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def used_labels(self) -> list[tuple[str, int]]:
         """``(name, 0-based label)`` of every training image actually used (after skips and noise)."""
@@ -128,7 +130,8 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
     if len(test) == 0:
         raise ValueError(f"{cfg.data}: no usable test images")
     return TrainData(train=train, test=test, class_names=class_names, format=str(train_split.format), noisy=noisy,
-                     flip_view=flip_view, labels_changed=changed, problems=problems)
+                     flip_view=flip_view, labels_changed=changed, problems=problems,
+                     dropped={sp.split: dict(sp.stats.get("dropped", {})) for sp in (train_split, test_split)})
 
 
 def warn_untrained_classes(train_labels: np.ndarray, test_labels: np.ndarray, class_names: Sequence[str]) -> list[str]:

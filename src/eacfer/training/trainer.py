@@ -144,6 +144,7 @@ def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp
         skipped_train_images=len(data.train.skipped),
         skipped_test_images=len(data.test.skipped),
         label_problems=len(data.problems),
+        dropped_rows=data.dropped,
         labels_changed_by_noise=data.labels_changed,
         device=str(device),
         amp_effective=amp,
