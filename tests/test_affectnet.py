@@ -111,7 +111,7 @@ def _jobs(root, tmp, n=8):
     jobs = []
     for i in range(n):
         src = root / f"img{i}.png"
-        Image.fromarray(np.full((40, 50, 3), 10 * i, np.uint8)).save(src)
+        Image.fromarray(np.full((40, 50, 3), (10 * i) % 256, np.uint8)).save(src)
         jobs.append(CropJob(src, (5.0, 5.0, 20.0, 25.0), tmp / f"sub/img{i}.jpg"))
     return jobs
 
@@ -172,3 +172,47 @@ def test_missing_column_is_one_line_error(tmp_path):
     with pytest.raises(ValueError, match=r"training.csv: missing column\(s\) face_width") as e:
         load_split(root, "train", cache_dir=tmp_path / "c")
     assert "\n" not in str(e.value)
+
+
+def test_cache_survives_a_real_kill(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    jobs = _jobs(src, tmp_path / "cache", n=120)
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from eacfer.data import facecrops
+        jobs = [facecrops.CropJob(Path({str(src)!r}) / f"img{{i}}.png", (5.0, 5.0, 20.0, 25.0),
+                                  Path({str(tmp_path / "cache")!r}) / f"sub/img{{i}}.jpg") for i in range(120)]
+        def slow(job, size, margin):
+            time.sleep(0.05)
+            return facecrops._write_crop(job, size, margin)
+        facecrops.cache_crops(jobs, size=32, progress=False, workers=1, write=slow)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    sub = tmp_path / "cache" / "sub"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not sub.is_dir() or len(list(sub.glob("*.jpg"))) < 5):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done = sorted(sub.glob("*.jpg"))
+    assert 5 <= len(done) < 120, len(done)
+    from eacfer.data.imageio import load_image
+
+    assert all(load_image(p).shape == (32, 32, 3) for p in done)  # every visible crop is whole
+    calls = []
+
+    def counting(job, size, margin):
+        calls.append(job)
+        return facecrops._write_crop(job, size, margin)
+
+    assert cache_crops(jobs, size=32, progress=False, workers=1, write=counting) == {}
+    assert len(calls) == 120 - len(done) and all(j.target.is_file() for j in jobs)

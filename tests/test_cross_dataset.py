@@ -70,6 +70,8 @@ def test_rafdb_model_on_fer2013_csv_given_as_data(tmp_path):
                                              "Happy": "Happiness", "Sad": "Sadness", "Surprise": "Surprise",
                                              "Neutral": "Neutral"}
     assert m["class_mapping"]["dataset_only_skipped"] == [] and m["class_mapping"]["model_only_excluded_from_argmax"] == []
+    rows = (tmp_path / "ev" / "predictions.csv").read_text().splitlines()
+    assert rows[1].startswith("fer2013_line00002,Angry,Happy,")  # CSV samples named by their line
 
 
 def test_rafdb_model_on_ferplus_skips_contempt(tmp_path):

@@ -174,7 +174,11 @@ def _file_names(ds: Any) -> list[str]:
     root = Path(getattr(getattr(ds, "split", None), "root", "") or "")
     names = []
     for s in ds.samples:
-        p = Path(str(getattr(s, "path", getattr(s, "name", ""))))
+        path = getattr(s, "path", None)
+        if path is None:  # pixels from a CSV (FER2013, FERPlus): the sample's name
+            names.append(str(getattr(s, "name", "")))
+            continue
+        p = Path(str(path))
         try:
             names.append(p.relative_to(root).as_posix() if root and p.is_absolute() else p.as_posix())
         except ValueError:
