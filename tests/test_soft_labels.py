@@ -91,3 +91,30 @@ def test_make_loaders_uses_the_balanced_sampler(tmp_path, synth_rafdb):
     counts = np.bincount(data.train.labels(), minlength=7)
     w = train_loader.sampler.weights.numpy()
     np.testing.assert_allclose(w, 1.0 / counts[data.train.labels()])
+
+
+def test_soft_targets_and_balanced_sampler_run_in_the_reference_pipeline():
+    from eacfer.training.trainer import TrainConfig, resolve_pipeline
+
+    cuda = torch.device("cuda")  # only the decision is tested: no GPU needed
+    soft = TrainConfig(data="d", out="o", label_mode="probability")
+    assert resolve_pipeline(soft, cuda).pipeline == "reference"
+    assert resolve_pipeline(TrainConfig(data="d", out="o", sampler="balanced"), cuda).pipeline == "reference"
+    assert resolve_pipeline(TrainConfig(data="d", out="o"), cuda).pipeline == "fast"
+    with pytest.raises(ValueError, match="need --pipeline reference"):
+        resolve_pipeline(TrainConfig(data="d", out="o", sampler="balanced", pipeline="fast"), cuda)
+
+
+def test_dataset_yields_probability_targets(tmp_path):
+    from dataset_makers import make_ferplus
+
+    from eacfer.data.datasets import FERDataset
+    from eacfer.data.formats import load_split
+
+    root = make_ferplus(tmp_path / "F", [("Training", "a.png", [0, 7, 3, 0, 0, 0, 0, 0, 0, 0]),
+                                         ("Training", "b.png", [9, 0, 0, 0, 0, 0, 0, 0, 0, 1])])
+    soft = FERDataset(load_split(root, "train", label_mode="probability"))
+    np.testing.assert_allclose(soft[0][1], [0, 0.7, 0.3, 0, 0, 0, 0, 0], rtol=1e-6)
+    assert soft[0][1].dtype == np.float32 and soft.labels().tolist() == [1, 0]
+    hard = FERDataset(load_split(root, "train"))
+    assert hard[0][1] == 1 and hard[1][1] == 0
