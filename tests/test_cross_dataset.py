@@ -220,3 +220,21 @@ def test_large_sets_are_decoded_per_item(tmp_path, synth_rafdb, monkeypatch):
     data = run_data.build_datasets(cfg)
     assert data.train.cache is False and data.test.cache is False
     assert data.train[0][0][0].shape == (3, 32, 32)  # still usable: decoded on access
+
+
+def test_a_broken_image_is_warned_once(tmp_path, synth_rafdb, caplog):
+    import shutil
+
+    from eacfer.training.config import TrainConfig
+    from eacfer.training.run_data import build_datasets
+
+    d = tmp_path / "raf"
+    shutil.copytree(synth_rafdb, d)
+    victim = sorted((d / "Image" / "aligned").glob("train_*"))[0]
+    victim.write_bytes(b"not an image")
+    cfg = TrainConfig(data=str(d), out=str(tmp_path / "o"), backbone="resnet18", image_size=32, workers=0,
+                      progress=False)
+    with caplog.at_level(logging.WARNING):
+        data = build_datasets(cfg)
+    assert len(data.train.skipped) == 1
+    assert sum(victim.name in r.getMessage() for r in caplog.records) == 1

@@ -83,8 +83,6 @@ def evaluate_checkpoint(
                     sum(skipped_by_class.values()), mapping.to_dict()["matched"])
     ds = FERDataset(data, transform=EvalTransform(info.input_size, info.mean, info.std), cache=False, strict=strict,
                     progress=progress)
-    for file, reason in ds.skipped[:20]:
-        log.warning("skipped %s: %s", file, reason)
     if len(ds) == 0:
         raise ValueError(f"{data_root}: no usable {split} images")
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,

@@ -120,11 +120,7 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
     train = FERDataset(train_split, transform=train_tf, cache=cache, strict=cfg.strict, progress=cfg.progress)
     test = FERDataset(test_split, transform=EvalTransform(cfg.image_size, spec.mean, spec.std), cache=cache,
                       strict=cfg.strict, progress=cfg.progress)
-    for ds, split in ((train, "train"), (test, "test")):
-        for file, reason in ds.skipped[:20]:
-            log.warning("skipped %s image %s: %s", split, file, reason)
-        if len(ds.skipped) > 20:
-            log.warning("... %d %s images skipped in all", len(ds.skipped), split)
+    # FERDataset already warned once per broken image (and summarised beyond 20): no second warning here
     if len(train) == 0:
         raise ValueError(f"{cfg.data}: no usable training images")
     if len(test) == 0:
