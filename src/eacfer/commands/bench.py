@@ -8,6 +8,10 @@ from typing import Any
 # training options passed through to every run of the grid: (flag, TrainConfig field, type, help)
 _TRAIN_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--format", "format", str, "dataset format (default: auto-detect)"),
+    ("--classes", "classes", int, "FERPlus / AffectNet: 8 (default) or 7 (without contempt)"),
+    ("--label-mode", "label_mode", str, "FERPlus training labels: majority (default) or probability"),
+    ("--sampler", "sampler", str, "shuffle (default) or balanced (class-balanced sampling)"),
+    ("--crop-cache", "crop_cache", str, "AffectNet face-crop cache folder"),
     ("--epochs", "epochs", int, "epochs per run (default: the paper's 60)"),
     ("--batch-size", "batch_size", int, "batch size (default 32)"),
     ("--lr", "lr", float, "learning rate (default 1e-4)"),
@@ -52,7 +56,8 @@ def _add_noisy(sub: argparse._SubParsersAction) -> None:
         epilog="example: eacfer bench noisy --data data/RAF-DB --pretrained resnet50_msceleb=resnet50_ft_weight.pkl "
         "--pretrained mobilenet_v2=imagenet --noise 0,0.1,0.2,0.3 --out bench/noisy",
     )
-    p.add_argument("--data", required=True, help="dataset folder (RAF-DB layout for the paper's numbers)")
+    p.add_argument("--data", required=True, help="dataset (any format eacfer reads: RAF-DB for the paper's numbers, "
+                   "FERPlus, AffectNet with --classes/--sampler, ...); noise is injected into its train labels")
     p.add_argument("--backbones", type=_csv_list, default=["resnet50_msceleb", "mobilenet_v2"],
                    help="comma-separated backbones (default resnet50_msceleb,mobilenet_v2)")
     p.add_argument("--methods", type=_csv_list, default=["eac", "ce"], help="comma-separated: eac,ce (default both)")

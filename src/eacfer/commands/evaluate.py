@@ -12,10 +12,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Accuracy, mean-class accuracy, per-class accuracy, confusion matrix and predictions.",
         epilog="example: eacfer eval --data data/RAF-DB --checkpoint runs/eac/model.pt --out runs/eac/eval",
     )
-    p.add_argument("--data", required=True, help="dataset folder (or fer2013 CSV)")
+    from eacfer.data.formats import TEST_SPLITS_HELP
+
+    p.add_argument("--data", required=True, help="dataset folder (or a FER2013 / FERPlus CSV)")
     p.add_argument("--checkpoint", required=True, help="model file (RUN_DIR/model.pt)")
-    p.add_argument("--split", choices=("train", "test"), default="test", help="which split of --data to evaluate")
+    p.add_argument("--split", default="test",
+                   help="split to evaluate: test, train, or validation (FERPlus, AffectNet) / test-private "
+                   "(FER2013). The test split per dataset: " + TEST_SPLITS_HELP.replace("%", "%%"))
     p.add_argument("--format", default=None, help="dataset format (default: auto-detect)")
+    p.add_argument("--classes", type=int, choices=(7, 8), default=None,
+                   help="FERPlus / AffectNet class count (default 8; 7 drops contempt). A model's classes are "
+                   "matched to the set's by name, so this is rarely needed")
+    p.add_argument("--crop-cache", default=None, help="AffectNet face-crop cache folder")
     p.add_argument("--out", required=True, help="folder for metrics.json, confusion.png, predictions.csv")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=64, help="images per evaluation batch")
@@ -30,8 +38,14 @@ def run(args: argparse.Namespace) -> int:
 
     m = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, format=args.format, out_dir=args.out,
                             device=args.device, batch_size=args.batch_size, workers=args.workers,
-                            strict=args.strict, progress=not getattr(args, "quiet", False))
-    print(f"accuracy {m['accuracy']:.4f}  mean-class accuracy {m['mean_class_accuracy']:.4f}  n={m['n']}")
+                            strict=args.strict, progress=not getattr(args, "quiet", False), classes=args.classes,
+                            crop_cache=args.crop_cache)
+    print(f"{m['format']} {m['split']} split: accuracy {m['accuracy']:.4f}  "
+          f"mean-class accuracy {m['mean_class_accuracy']:.4f}  n={m['n']}")
+    cm = m["class_mapping"]
+    if cm["model_only_excluded_from_argmax"] or cm["dataset_only_skipped"]:
+        print(f"cross-dataset: model classes not in the set (excluded): {cm['model_only_excluded_from_argmax']}; "
+              f"set classes the model lacks (skipped): {cm['dataset_only_skipped']}")
     for name, acc in m["per_class"].items():
         print(f"  {name:<12} {'-' if acc is None else f'{acc:.4f}'}")
     for what, path in m["outputs"].items():

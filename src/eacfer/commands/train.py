@@ -20,8 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--pretrained resnet50_ft_weight.pkl --out runs/eac --resume --epochs 80   # train a finished run longer\n"
         "          eacfer train --backbone list",
     )
-    p.add_argument("--data", help="dataset folder (or fer2013 CSV); required unless --backbone list")
-    p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013 (default: auto-detect)")
+    p.add_argument("--data", help="dataset folder (or a FER2013 / FERPlus CSV); required unless --backbone list")
+    p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013, ferplus, ferplus-folders, "
+                   "affectnet (default: auto-detect). Each epoch is evaluated on the test split: " + _test_splits())
     p.add_argument("--backbone", required=True, help="backbone name; `--backbone list` prints them")
     p.add_argument("--pretrained", default=None, help="backbone weights: a file, or 'imagenet' for torchvision backbones")
     p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
@@ -30,6 +31,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     noise.add_argument("--noise-rate", type=float, default=0.0,
                        help="inject symmetric label noise at this rate (0: none)")
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the injected noise")
+    ds = p.add_argument_group("FERPlus / AffectNet")
+    ds.add_argument("--classes", type=int, choices=(7, 8), default=None,
+                    help="8 (default, with contempt) or 7 (drops contempt: AffectNet-7, FERPlus without contempt)")
+    ds.add_argument("--label-mode", choices=("majority", "probability"), default="majority",
+                    help="FERPlus training labels: majority vote (default) or the vote distribution as soft "
+                    "cross-entropy targets (validation/test always use majority)")
+    ds.add_argument("--sampler", choices=("shuffle", "balanced"), default="shuffle",
+                    help="shuffle (default) or class-balanced sampling with replacement (AffectNet practice)")
+    ds.add_argument("--crop-cache", default=None,
+                    help="folder for AffectNet's cached face crops (default: ~/.cache/eacfer/affectnet/...)")
     r = PAPER_RECIPE
     p.add_argument("--epochs", type=int, default=None,
                    help=f"epochs to train (default: {int(r['epochs'])}; with --resume: the run's own, and a "
@@ -92,6 +103,12 @@ def planned_epochs(out: str | None, resume: bool) -> int:
         return default
 
 
+def _test_splits() -> str:
+    from eacfer.data.formats import TEST_SPLITS_HELP
+
+    return TEST_SPLITS_HELP.replace("%", "%%")
+
+
 def config_from_args(args: argparse.Namespace):
     """The :class:`eacfer.training.trainer.TrainConfig` for parsed arguments."""
     from eacfer.training.fast.step import FastSettings
@@ -100,6 +117,7 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
         method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
+        classes=args.classes, label_mode=args.label_mode, sampler=args.sampler, crop_cache=args.crop_cache,
         epochs=args.epochs if args.epochs is not None else planned_epochs(args.out, args.resume),
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,

@@ -55,7 +55,9 @@ class FERDataset(torch.utils.data.Dataset):
     Broken images are skipped with a warning and listed in ``skipped`` as ``(file, reason)``;
     ``strict=True`` raises :class:`ImageLoadError` naming the first broken file instead. With
     ``cache=False`` only headers are checked up front (format, size, bombs) and pixels are decoded in
-    :meth:`image`. Items are ``(transform(image) or image, label, index)``.
+    :meth:`image`. Items are ``(transform(image) or image, label, index)``; for a split read with
+    ``label_mode="probability"`` (FERPlus vote distributions) the label is the float32 probability vector
+    (:meth:`target`), which :func:`eacfer.models.loss.eac_loss` takes as a soft cross-entropy target.
 
     Example:
         >>> ds = FERDataset(load_split("data/RAF-DB", "test"), progress=True)  # doctest: +SKIP
@@ -75,6 +77,7 @@ class FERDataset(torch.utils.data.Dataset):
         self.split = split
         self.transform = transform
         self.class_names: list[str] = list(split.class_names)
+        self.soft_targets = getattr(split, "label_mode", "majority") == "probability"
         self.cache = cache
         self.max_pixels = max_pixels
         self.samples: list[Sample] = []
@@ -105,7 +108,21 @@ class FERDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Any, int, int]:
         img = self.image(i)
         x = self.transform(img) if self.transform is not None else img
-        return x, self.samples[i].label, i
+        return x, (self.target(i) if self.soft_targets else self.samples[i].label), i
+
+    def target(self, i: int) -> np.ndarray:
+        """Probability target (float32, one per class) of kept sample ``i``: its soft label, else one-hot.
+
+        Example:
+            >>> ds.target(0).sum()  # doctest: +SKIP
+            1.0
+        """
+        s = self.samples[i]
+        if s.soft is not None:
+            return np.asarray(s.soft, dtype=np.float32)
+        out = np.zeros(len(self.class_names), dtype=np.float32)
+        out[s.label] = 1.0
+        return out
 
     def labels(self) -> np.ndarray:
         """0-based labels of the kept samples (int64)."""

@@ -44,6 +44,13 @@ class TrainConfig:
     label_file: str | None = None
     noise_rate: float = 0.0
     noise_seed: int = 0
+    # datasets (eacfer.data.formats): FERPlus/AffectNet class count (7 drops contempt), FERPlus label mode
+    # (majority or probability = soft vote targets), training sampler (shuffle or class-balanced), and
+    # AffectNet's face-crop cache folder (default under ~/.cache/eacfer)
+    classes: int | None = None
+    label_mode: str = "majority"
+    sampler: str = "shuffle"
+    crop_cache: str | None = None
     epochs: int = int(PAPER_RECIPE["epochs"])
     batch_size: int = int(PAPER_RECIPE["batch_size"])
     lr: float = float(PAPER_RECIPE["lr"])
@@ -87,8 +94,16 @@ class TrainConfig:
         data = Path(self.data)
         if not data.exists():
             raise FileNotFoundError(f"{data}: dataset folder not found")
-        if not data.is_dir() and self.format != "fer2013":
-            raise NotADirectoryError(f"{data}: not a folder (only --format fer2013 takes a CSV file)")
+        if not data.is_dir() and self.format not in (None, "fer2013", "ferplus"):
+            raise NotADirectoryError(f"{data}: not a folder (only a FER2013 / FERPlus CSV may be a file)")
+        if self.classes is not None and self.classes not in (7, 8):
+            raise ValueError(f"--classes must be 7 or 8, got {self.classes}")
+        if self.label_mode not in ("majority", "probability"):
+            raise ValueError(f"--label-mode must be majority or probability, got {self.label_mode!r}")
+        if self.sampler not in ("shuffle", "balanced"):
+            raise ValueError(f"--sampler must be shuffle or balanced, got {self.sampler!r}")
+        if self.label_mode == "probability" and self.noise_rate:
+            raise ValueError("--noise-rate replaces labels, so it needs --label-mode majority")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"{out}: --out exists and is a file, expected a run folder")

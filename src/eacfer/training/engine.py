@@ -85,13 +85,14 @@ def train_step(
     else:
         terms["loss"].backward()
         optimizer.step()
-    correct = int((logits.detach().argmax(1) == labels).sum().item())
+    hard = labels.argmax(1) if labels.is_floating_point() else labels  # soft targets: accuracy vs their argmax
+    correct = int((logits.detach().argmax(1) == hard).sum().item())
     return {
         "loss": terms["loss"].detach(),
         "ce": terms["ce"].detach(),
         "consistency": terms["consistency"].detach(),
         "correct": correct,
-        "n": int(labels.numel()),
+        "n": int(labels.shape[0]),
     }
 
 
@@ -175,7 +176,8 @@ def predict(
         with _autocast(device, amp):
             logits = model(x.to(device, non_blocking=True))
         probs.append(F.softmax(logits.float(), dim=1).cpu())
-        labels.append(torch.as_tensor(y).cpu())
+        y = torch.as_tensor(y)
+        labels.append((y.argmax(1) if y.is_floating_point() and y.ndim == 2 else y).cpu())
         if len(batch) > 2:
             indices.append(torch.as_tensor(batch[2]).cpu())
     if not probs:

@@ -3,6 +3,12 @@
 Outputs in ``out_dir``: ``metrics.json`` (accuracy, mean_class_accuracy, per_class, confusion with rows =
 truth, n, plus provenance), ``confusion.png`` and ``predictions.csv`` (file, truth, prediction,
 p_<class>...).
+
+Cross-dataset evaluation: when the model's classes differ from the dataset's (a RAF-DB model on FER2013,
+FERPlus or AffectNet), classes are paired by name through the synonym table of :mod:`eacfer.data.classes`.
+Model classes the dataset lacks are left out of the argmax (the softmax runs over the shared classes
+only); dataset classes the model lacks are reported and their images skipped. Metrics are over the shared
+classes, named as the dataset names them; ``metrics.json`` records the mapping under ``class_mapping``.
 """
 
 from __future__ import annotations
@@ -31,17 +37,21 @@ def evaluate_checkpoint(
     workers: int = 0,
     strict: bool = False,
     progress: bool = True,
+    classes: int | None = None,
+    crop_cache: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on ``split`` of the dataset at ``data_root``.
 
-    The model's class names must match the dataset's (same names, same order). Returns the metrics
-    dict (as in ``metrics.json``), with ``outputs`` naming the files written when ``out_dir`` is given.
+    Classes are matched by name (see the module docstring), so any model can be evaluated on any set
+    that shares at least one class with it. Returns the metrics dict (as in ``metrics.json``), with
+    ``outputs`` naming the files written when ``out_dir`` is given.
 
     Example:
         >>> m = evaluate_checkpoint("runs/demo/model.pt", "data/RAF-DB", out_dir="runs/demo/eval")  # doctest: +SKIP
         >>> m["accuracy"], m["per_class"]["Happiness"]                                             # doctest: +SKIP
     """
     from eacfer.checkpoint import load_model
+    from eacfer.data.classes import match_classes
     from eacfer.data.datasets import FERDataset, load_split
     from eacfer.data.transforms import EvalTransform
     from eacfer.training import engine
@@ -51,35 +61,41 @@ def evaluate_checkpoint(
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    if split not in ("train", "test"):
-        raise ValueError(f"--split must be train or test, got {split!r}")
     if not Path(data_root).exists():
         raise FileNotFoundError(f"{data_root}: dataset folder not found")
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise NotADirectoryError(f"{out_dir}: --out exists and is a file, expected a folder")
     dev = resolve_device(device)
     model, info = load_model(model_path, device=dev)
-    data = load_split(data_root, split=split, format=format, strict=strict)
+    data = load_split(data_root, split=split, format=format, strict=strict, classes=classes, cache_dir=crop_cache,
+                      progress=progress)
     for p in data.problems[:20]:
         log.warning("%s", p)
-    if [str(c) for c in data.class_names] != list(info.class_names):
-        raise ValueError(f"{data_root}: dataset classes {list(data.class_names)} do not match the model's "
-                         f"{info.class_names} ({model_path})")
+    mapping = match_classes(info.class_names, data.class_names)
+    class_names = list(info.class_names)
+    skipped_by_class: dict[str, int] = {}
+    if not mapping.identical:
+        data, skipped_by_class = restrict_to_shared(data, mapping)
+        model = SelectLogits(model, [m for _, m in mapping.shared])
+        class_names = mapping.shared_names
+        log.warning("cross-dataset evaluation: model classes %s excluded from the argmax; dataset classes %s "
+                    "skipped (%d images); matched %s", list(mapping.model_only), list(mapping.dataset_only),
+                    sum(skipped_by_class.values()), mapping.to_dict()["matched"])
     ds = FERDataset(data, transform=EvalTransform(info.input_size, info.mean, info.std), cache=False, strict=strict,
                     progress=progress)
-    for file, reason in ds.skipped[:20]:
-        log.warning("skipped %s: %s", file, reason)
     if len(ds) == 0:
         raise ValueError(f"{data_root}: no usable {split} images")
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
-    res = engine.evaluate(model, loader, info.class_names, device=dev, progress=progress, return_predictions=True)
+    res = engine.evaluate(model, loader, class_names, device=dev, progress=progress, return_predictions=True)
     pred = res.pop("predictions")
     res.pop("seconds", None)
     metrics: dict[str, Any] = {
         **res,
-        "class_names": list(info.class_names),
-        "confusion_axes": named_confusion(res["confusion"], info.class_names),  # rows true, columns predicted
+        "class_names": class_names,
+        "confusion_axes": named_confusion(res["confusion"], class_names),  # rows true, columns predicted
+        "class_mapping": {**mapping.to_dict(), "skipped_images_of_dataset_only_classes": skipped_by_class},
+        "dropped_rows": dict(data.stats.get("dropped", {})),
         "skipped_images": len(ds.skipped),
         "skipped_entries": len(data.problems),
         "split": split,
@@ -97,12 +113,12 @@ def evaluate_checkpoint(
         names = _file_names(ds)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["file", "truth", "prediction"] + [f"p_{c}" for c in info.class_names])
+        w.writerow(["file", "truth", "prediction"] + [f"p_{c}" for c in class_names])
         for i, idx in enumerate(pred["indices"]):
-            w.writerow([names[int(idx)], info.class_names[int(pred["labels"][i])], info.class_names[int(pred["preds"][i])]]
+            w.writerow([names[int(idx)], class_names[int(pred["labels"][i])], class_names[int(pred["preds"][i])]]
                        + [f"{float(p):.6f}" for p in pred["probs"][i]])
         write_text(out / "predictions.csv", buf.getvalue())
-        plot_confusion(metrics["confusion"], info.class_names, out / "confusion.png",
+        plot_confusion(metrics["confusion"], class_names, out / "confusion.png",
                        title=f"{info.backbone} on {split} (acc {metrics['accuracy']:.3f}, n={metrics['n']})")
         metrics["outputs"] = {k: str(out / f) for k, f in
                               (("metrics", "metrics.json"), ("confusion", "confusion.png"), ("predictions", "predictions.csv"))}
@@ -110,12 +126,58 @@ def evaluate_checkpoint(
     return metrics
 
 
+class SelectLogits(torch.nn.Module):
+    """A model whose logits are restricted to the given columns (the classes a dataset shares with it).
+
+    Example:
+        >>> SelectLogits(torch.nn.Identity(), [2, 0])(torch.tensor([[1.0, 2.0, 3.0]])).tolist()
+        [[3.0, 1.0]]
+    """
+
+    def __init__(self, model: torch.nn.Module, columns: list[int]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("columns", torch.as_tensor(columns, dtype=torch.long), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).index_select(1, self.columns)
+
+
+def restrict_to_shared(data: Any, mapping: Any) -> tuple[Any, dict[str, int]]:
+    """The split with only the samples of shared classes, relabelled to positions in ``mapping.shared``;
+    also returns how many samples each dataset-only class lost.
+
+    Example:
+        >>> sub, lost = restrict_to_shared(split, match_classes(RAFDB_CLASSES, split.class_names))  # doctest: +SKIP
+    """
+    import dataclasses
+
+    new_index = {d: i for i, (d, _) in enumerate(mapping.shared)}
+    lost: dict[str, int] = {}
+    samples = []
+    for s in data.samples:
+        if s.label in new_index:
+            samples.append(dataclasses.replace(s, label=new_index[s.label], soft=None))
+        else:
+            name = data.class_names[s.label]
+            lost[name] = lost.get(name, 0) + 1
+    if not samples:
+        raise ValueError(f"{data.root}: no {data.split} images of a class the model knows "
+                         f"(model-only {list(mapping.model_only)}, dataset-only {list(mapping.dataset_only)})")
+    shared_names = [data.class_names[d] for d, _ in mapping.shared]
+    return dataclasses.replace(data, samples=samples, class_names=shared_names, label_mode="majority"), lost
+
+
 def _file_names(ds: Any) -> list[str]:
     """Per-dataset-index file names relative to the dataset root when possible."""
     root = Path(getattr(getattr(ds, "split", None), "root", "") or "")
     names = []
     for s in ds.samples:
-        p = Path(str(getattr(s, "path", getattr(s, "name", ""))))
+        path = getattr(s, "path", None)
+        if path is None:  # pixels from a CSV (FER2013, FERPlus): the sample's name
+            names.append(str(getattr(s, "name", "")))
+            continue
+        p = Path(str(path))
         try:
             names.append(p.relative_to(root).as_posix() if root and p.is_absolute() else p.as_posix())
         except ValueError:

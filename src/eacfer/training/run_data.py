@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from eacfer.utils.seed import seed_worker
 
@@ -39,6 +39,8 @@ class TrainData:
     flip_view: str
     labels_changed: int | None = None
     problems: list[str] = field(default_factory=list)
+    #: rows each split left out on purpose (FERPlus unknown/NF or no majority, AffectNet codes 8-10, ...)
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def used_labels(self) -> list[tuple[str, int]]:
         """``(name, 0-based label)`` of every training image actually used (after skips and noise)."""
@@ -86,9 +88,12 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
     from eacfer.data.transforms import EACTrainTransform, EvalTransform
     from eacfer.models import get_backbone_spec
 
-    train_split = load_split(cfg.data, split="train", format=cfg.format, label_file=cfg.label_file, strict=cfg.strict)
-    test_split = load_split(cfg.data, split="test", format=train_split.format, strict=cfg.strict)
-    problems = list(train_split.problems) + list(test_split.problems)
+    opts = {"classes": cfg.classes, "cache_dir": cfg.crop_cache, "progress": cfg.progress}
+    train_split = load_split(cfg.data, split="train", format=cfg.format, label_file=cfg.label_file, strict=cfg.strict,
+                             label_mode=cfg.label_mode, **opts)
+    test_split = load_split(cfg.data, split="test", format=train_split.format, strict=cfg.strict, **opts)
+    # A malformed line of a label file read for both splits (RAF-DB's one file) is one problem, not two.
+    problems = list(dict.fromkeys([*train_split.problems, *test_split.problems]))
     for p in problems[:20]:
         log.warning("%s", p)
     if len(problems) > 20:
@@ -97,6 +102,7 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
         raise ValueError(f"{cfg.data}: train and test splits have different classes: "
                          f"{train_split.class_names} vs {test_split.class_names}")
     class_names = [str(c) for c in train_split.class_names]
+    warn_untrained_classes(train_split.labels(), test_split.labels(), class_names)
     changed = None
     if cfg.noise_rate > 0:
         clean = np.asarray(train_split.labels())
@@ -110,20 +116,71 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
     spec = get_backbone_spec(cfg.backbone)
     train_tf = EACTrainTransform(cfg.image_size, mean=spec.mean, std=spec.std, noise_p=cfg.noise_p,
                                  noise_var=cfg.noise_var, erasing_scale=tuple(cfg.erasing_scale), flip_view=flip_view)
-    train = FERDataset(train_split, transform=train_tf, cache=True, strict=cfg.strict, progress=cfg.progress)
-    test = FERDataset(test_split, transform=EvalTransform(cfg.image_size, spec.mean, spec.std), cache=True,
+    cache = _fits_in_memory(train_split, test_split)
+    train = FERDataset(train_split, transform=train_tf, cache=cache, strict=cfg.strict, progress=cfg.progress)
+    test = FERDataset(test_split, transform=EvalTransform(cfg.image_size, spec.mean, spec.std), cache=cache,
                       strict=cfg.strict, progress=cfg.progress)
-    for ds, split in ((train, "train"), (test, "test")):
-        for file, reason in ds.skipped[:20]:
-            log.warning("skipped %s image %s: %s", split, file, reason)
-        if len(ds.skipped) > 20:
-            log.warning("... %d %s images skipped in all", len(ds.skipped), split)
+    # FERDataset already warned once per broken image (and summarised beyond 20): no second warning here
     if len(train) == 0:
         raise ValueError(f"{cfg.data}: no usable training images")
     if len(test) == 0:
         raise ValueError(f"{cfg.data}: no usable test images")
     return TrainData(train=train, test=test, class_names=class_names, format=str(train_split.format), noisy=noisy,
-                     flip_view=flip_view, labels_changed=changed, problems=problems)
+                     flip_view=flip_view, labels_changed=changed, problems=problems,
+                     dropped={sp.split: dict(sp.stats.get("dropped", {})) for sp in (train_split, test_split)})
+
+
+def warn_untrained_classes(train_labels: np.ndarray, test_labels: np.ndarray, class_names: Sequence[str]) -> list[str]:
+    """Warn about (and return) classes that occur in the test split but never in training.
+
+    Example:
+        >>> warn_untrained_classes(np.array([0, 0]), np.array([0, 1]), ["a", "b"])
+        ['b']
+    """
+    in_train = set(np.asarray(train_labels).tolist())
+    missing = [str(class_names[c]) for c in sorted(set(np.asarray(test_labels).tolist())) if c not in in_train]
+    for name in missing:
+        log.warning("class %r has test images but no training examples: the model cannot learn it", name)
+    return missing
+
+
+_MEMORY_CACHE_BYTES = 8 << 30  # decoded-image cache limit; bigger sets (AffectNet) decode per item in the loader
+
+
+def _fits_in_memory(*splits: object) -> bool:
+    """Whether decoding every image up front fits :data:`_MEMORY_CACHE_BYTES` (estimated from the first image)."""
+    from eacfer.data.imageio import ImageLoadError, image_size
+
+    samples = [s for sp in splits for s in sp.samples]  # type: ignore[attr-defined]
+    first = next((s for s in samples if s.path is not None), None)
+    if first is None:
+        return True  # pixels already in memory (FER2013 / FERPlus CSV)
+    try:
+        w, h = image_size(first.path)
+    except ImageLoadError:
+        return True
+    need = len(samples) * w * h * 3
+    if need > _MEMORY_CACHE_BYTES:
+        log.info("%d images of %dx%d need %.1f GiB decoded: decoding per item instead of caching",
+                 len(samples), w, h, need / 2**30)
+        return False
+    return True
+
+
+def balanced_sampler(labels: np.ndarray, num_classes: int, generator: torch.Generator) -> WeightedRandomSampler:
+    """Class-balanced sampling: every class is drawn equally often in expectation (weights 1 / class count),
+    with replacement, one epoch = as many draws as images (the usual AffectNet practice).
+
+    Example:
+        >>> s = balanced_sampler(np.array([0, 0, 0, 1]), 2, torch.Generator().manual_seed(0))
+        >>> [round(w, 3) for w in s.weights.tolist()]
+        [0.333, 0.333, 0.333, 1.0]
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = 1.0 / counts[labels]
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(labels),
+                                 replacement=True, generator=generator)
 
 
 def make_loaders(
@@ -143,8 +200,13 @@ def make_loaders(
     drop_last = n % cfg.batch_size == 1 and n > 1
     common = {"num_workers": cfg.workers, "pin_memory": pin_memory, "worker_init_fn": seed_worker,
               "persistent_workers": False}
-    train_loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last,
-                              generator=generator, **common)
+    if getattr(cfg, "sampler", "shuffle") == "balanced":
+        sampler = balanced_sampler(data.train.labels(), len(data.class_names), generator)
+        train_loader = DataLoader(data.train, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last,
+                                  generator=generator, **common)
+    else:
+        train_loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last,
+                                  generator=generator, **common)
     # The test loader gets its own generator so iterating it never draws from torch's global RNG.
     test_loader = DataLoader(data.test, batch_size=cfg.eval_batch_size or max(cfg.batch_size, 64), shuffle=False,
                              generator=torch.Generator().manual_seed(0), **common)

@@ -146,6 +146,7 @@ def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp
         skipped_train_images=len(data.train.skipped),
         skipped_test_images=len(data.test.skipped),
         label_problems=len(data.problems),
+        dropped_rows=data.dropped,
         labels_changed_by_noise=data.labels_changed,
         device=str(device),
         amp_effective=amp,
@@ -181,6 +182,13 @@ def resolve_pipeline(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     from eacfer.training.fast.distributed import env_world
 
     pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("fast" if device.type == "cuda" else "reference")
+    # soft (vote) targets and the class-balanced sampler exist in the reference pipeline only
+    needs_reference = [o for o, on in (("--label-mode probability", cfg.label_mode != "majority"),
+                                        ("--sampler balanced", cfg.sampler != "shuffle")) if on]
+    if needs_reference and pipeline == "fast":
+        if cfg.pipeline == "fast":
+            raise ValueError(f"{' and '.join(needs_reference)} need --pipeline reference")
+        pipeline = "reference"
     if env_world()[2] > 1 and pipeline != "fast":
         raise ValueError("multi-process training (torchrun, WORLD_SIZE > 1) needs --pipeline fast")
     return replace(cfg, pipeline=pipeline)
