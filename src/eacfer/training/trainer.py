@@ -372,7 +372,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
         save_model(run / "model.pt", model, info)
         write_json(run / "summary.json", summary)
     fd.barrier(dist_info)  # every rank returns once the run folder is complete
-    tail = "last-5 mean" if summary["last5_mean_epochs"] >= LAST5 else f"mean of the {summary['last5_mean_epochs']} epoch(s) run, fewer than 5"
+    n = summary["last5_mean_epochs"]
+    tail = "last-5 mean" if n >= LAST5 else f"mean of the last {n} epoch(s), fewer than 5 ran"
     log.info("done: final test accuracy %.4f (best %.4f at epoch %s, %s %.4f); model %s",
              summary["final_accuracy"], summary["best_accuracy"], summary["best_epoch"], tail,
              summary["last5_mean_accuracy"], run / "model.pt")
