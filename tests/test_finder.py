@@ -388,3 +388,27 @@ def test_run_video_uses_the_finder_and_reports_coverage(predictor, face_rgb, tmp
     assert all(ids_by_frame[i] == {"1"} for i in range(2, 8))
     assert all(ids_by_frame[i] == {"1", "2"} for i in range(11, 20))
     assert s["tracks"] == 2  # the smoothing tracker kept the finder's ids
+
+
+def test_predict_folder_with_closeup_and_group_finds_both_by_default(predictor, scenes, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from eacfer.infer.batch import predict_paths
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("closeup_fill", "cut_top", "group_5"):
+        Image.fromarray(scenes[name].image).save(folder / f"{name}.png")
+    predict_paths(predictor, [folder], tmp_path / "out", progress=False)
+    with open(tmp_path / "out" / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    faces = {}
+    for r in rows:
+        if r["face"] != "":
+            faces[r["file"].rsplit("/", 1)[-1]] = faces.get(r["file"].rsplit("/", 1)[-1], 0) + 1
+    assert faces.get("closeup_fill.png") == 1 and faces.get("cut_top.png") == 1
+    assert faces.get("group_5.png", 0) >= 4
+    top = next(r for r in rows if r["file"].endswith("cut_top.png") and r["face"] != "")
+    assert float(top["y"]) == 0.0  # the face cut by the top edge: box clipped to the image

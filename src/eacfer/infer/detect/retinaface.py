@@ -15,6 +15,11 @@ The network below is written for eacfer from the paper's description (MobileNetV
 three-level FPN, SSH context modules, per-level 1×1 heads for class, box and five landmarks, two anchors
 per cell); module names follow the checkpoint's keys so the state dict loads strictly.
 
+Speed: on CPU the network runs in onnxruntime (exported once with torch's exporter and cached under
+``$EACFER_CACHE_DIR``/``~/.cache/eacfer``/retinaface, keyed by the weights' SHA-256): measured here on a
+640×480 image under load, 0.13 s in onnxruntime against 2–7 s in eager torch with two threads competing
+for two busy cores (0.24 s with one). ``backend="torch"`` forces torch (the default on CUDA).
+
 Pre-processing as the weights were trained: BGR, minus the per-channel mean (104, 117, 123), no scaling.
 Images whose longer side exceeds ``max_side`` (default 1280) are downscaled first.
 Keypoints: right eye, left eye (image-left first), nose, right and left mouth corner.
@@ -162,6 +167,41 @@ def priors(height: int, width: int) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
+def _ort_session(net: Any, weights: Path, threads: int | None) -> Any:
+    """An onnxruntime session of ``net``, exported once and cached next to the classifiers' exports."""
+    import hashlib
+    import io
+
+    import onnxruntime as ort
+    import torch
+
+    from eacfer.infer.backends import cache_dir
+    from eacfer.utils.atomic import atomic_open
+
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    cached = cache_dir() / "retinaface" / f"mnet025-{digest}-opset17.onnx"
+    if cached.is_file():
+        model = cached.read_bytes()
+    else:
+        buf = io.BytesIO()
+        torch.onnx.export(net.cpu().eval(), (torch.zeros(1, 3, 64, 64),), buf, dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["loc", "conf", "landmarks"],
+                          dynamic_axes={"image": {2: "height", 3: "width"}, "loc": {1: "anchors"},
+                                        "conf": {1: "anchors"}, "landmarks": {1: "anchors"}})
+        model = buf.getvalue()
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(cached, "wb") as fh:
+                fh.write(model)
+        except OSError:  # a read-only cache is not an error: export again next time
+            pass
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the classifiers (backends.py)
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
 class RetinaFaceDetector:
     """RetinaFace-MobileNet0.25 on CPU or CUDA, five keypoints (see module docstring).
 
@@ -174,9 +214,12 @@ class RetinaFaceDetector:
     name = "retinaface"
 
     def __init__(self, score_threshold: float = 0.6, min_face: int = 0, max_side: int = 1280,
-                 nms_iou: float = 0.4, device: str = "cpu", max_faces: int = 64) -> None:
+                 nms_iou: float = 0.4, device: str = "cpu", max_faces: int = 64, backend: str = "auto",
+                 threads: int | None = None) -> None:
         import torch
 
+        if backend not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"backend must be auto, torch or onnxruntime, got {backend!r}")
         self._torch = torch
         path = weights_path()
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -184,10 +227,25 @@ class RetinaFaceDetector:
         net = build_network()
         net.load_state_dict(state, strict=True)
         self.device = torch.device(device)
+        self.backend = ("torch" if self.device.type == "cuda" else "onnxruntime") if backend == "auto" else backend
         self._net: Any = net.eval().to(self.device)
+        self._ort: Any = None
+        if self.backend == "onnxruntime":
+            self._ort = _ort_session(net, path, threads)
         self.score_threshold, self.min_face = float(score_threshold), int(min_face)
         self.max_side, self.nms_iou, self.max_faces = int(max_side), float(nms_iou), int(max_faces)
         self._priors: dict[tuple[int, int], np.ndarray] = {}
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(loc N×4, class probabilities N×2, landmarks N×10) for a 1×3×H×W float32 BGR-minus-mean input."""
+        if self._ort is not None:
+            loc, conf, lmk = self._ort.run(None, {"image": x})
+            return loc[0], conf[0], lmk[0]
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._net(torch.from_numpy(x).to(self.device))
+        loc, conf, lmk = (v[0].float().cpu().numpy() for v in out)
+        return loc, conf, lmk
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         """Faces in an H×W×3 uint8 RGB image, sorted by score."""
@@ -204,9 +262,7 @@ class RetinaFaceDetector:
             img = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
         ih, iw = img.shape[:2]
         x = img[:, :, ::-1].astype(np.float32) - np.float32(MEAN_BGR)
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
-        with torch.inference_mode():
-            loc, conf, lmk = (v[0].float().cpu().numpy() for v in self._net(t))
+        loc, conf, lmk = self._forward(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
         pri = self._priors.get((ih, iw))
         if pri is None:
             pri = self._priors[(ih, iw)] = priors(ih, iw)
@@ -231,6 +287,7 @@ class RetinaFaceDetector:
     def close(self) -> None:
         """Drop the network."""
         self._net = None
+        self._ort = None
 
     def __enter__(self) -> RetinaFaceDetector:
         return self
