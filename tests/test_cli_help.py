@@ -109,7 +109,7 @@ def test_eval_help_explains_split_batch_size_workers(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert re.search(r"--split \{train,test\} which split .*\(default: test\)", out)
+    assert re.search(r"--split SPLIT split to evaluate: .*\(default: test\)", out)
     assert re.search(r"--batch-size BATCH_SIZE images per evaluation batch \(default: 64\)", out)
     assert re.search(r"--workers WORKERS DataLoader worker processes .*\(default: 0\)", out)
 
