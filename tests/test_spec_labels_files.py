@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eacfer.data.labels import LabelFile, inject_symmetric_noise, name_problem, parse_label_file, write_label_file
+from eacfer.data.labels import (
+    LabelFile,
+    inject_symmetric_noise,
+    name_problem,
+    parse_label_file,
+    write_label_file,
+)
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "labels.txt") -> Path:
