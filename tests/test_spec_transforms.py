@@ -138,18 +138,60 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x * s + m) * 255.0).round().to(torch.int64)
 
 
+def _noise_of(t: EACTrainTransform, side: int = 256) -> torch.Tensor:
+    raw = np.full((side, side, 3), 128, np.uint8)
+    x, _ = t(raw)  # side → side: the resize is the identity, so x shows the noise itself
+    return (_to_uint8(x) - 128).to(torch.float64)
+
+
 def test_pixel_noise_has_variance_30_and_is_truncated_like_the_official_code():
-    """add_g: raw + N(0, 30), clipped to [0, 255], cast to uint8 (truncation: mean shift -0.5)."""
-    raw = np.full((64, 64, 3), 128, np.uint8)
+    """add_g: raw + N(0, 30), clipped to [0, 255], cast to uint8 (truncation: mean shift -0.5, +1/12 variance)."""
     torch.manual_seed(0)
-    x, _ = EACTrainTransform(64, noise_p=1.0, erasing_p=0.0)(raw)  # 64 → 64: the resize is the identity
-    d = (_to_uint8(x) - 128).to(torch.float64)
-    assert 28.0 < float(d.var()) < 32.5
-    assert -0.75 < float(d.mean()) < -0.25
-    # direct call: clipped into uint8 range, input untouched
-    img = torch.tensor([[[0, 255]]], dtype=torch.uint8).expand(3, 1, 2).contiguous()
-    out = add_gaussian_noise(img, 1e6)
-    assert out.dtype == torch.uint8 and torch.equal(img[:, 0], torch.tensor([[0, 255]] * 3, dtype=torch.uint8))
+    d = _noise_of(EACTrainTransform(256, noise_p=1.0, erasing_p=0.0))
+    # 196 608 samples: the sample variance has a standard error of ~0.1
+    assert 29.6 < float(d.var()) < 30.55, float(d.var())
+    assert -0.6 < float(d.mean()) < -0.4
+    torch.manual_seed(0)
+    d = _noise_of(EACTrainTransform(256, noise_p=1.0, erasing_p=0.0, noise_var=100.0))
+    assert 98.0 < float(d.var()) < 102.5  # noise_var is passed on
+    torch.manual_seed(0)
+    direct = add_gaussian_noise(torch.full((3, 256, 256), 128, dtype=torch.uint8)).to(torch.float64) - 128
+    assert 29.6 < float(direct.var()) < 30.55  # the default variance is the official 30
+
+
+def test_pixel_noise_is_clipped_not_wrapped():
+    torch.manual_seed(0)
+    black = add_gaussian_noise(torch.zeros(3, 64, 64, dtype=torch.uint8), 1e4)
+    white = add_gaussian_noise(torch.full((3, 64, 64), 255, dtype=torch.uint8), 1e4)
+    assert black.dtype == white.dtype == torch.uint8
+    # σ = 100: about half the draws fall below 0 (→ 0) or above 255 (→ 255); the rest stay near the border
+    assert 0.45 < float((black == 0).double().mean()) < 0.55
+    assert 0.45 < float((white == 255).double().mean()) < 0.55
+    assert float((black > 200).double().mean()) < 0.05 and float((white < 55).double().mean()) < 0.05
+
+
+def test_to_tensor_checks_each_property_and_never_warns():
+    import warnings
+
+    from eacfer.data.transforms import to_tensor_uint8
+
+    for bad in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32),
+                np.zeros((8, 8, 3, 1), np.uint8)):
+        with pytest.raises(ValueError, match=r"expected an H×W×3 uint8 image, got shape"):
+            to_tensor_uint8(bad)
+    ro = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    ro.flags.writeable = False  # cached dataset images are read-only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = to_tensor_uint8(ro)
+    assert t.shape == (3, 8, 8) and torch.equal(t.permute(1, 2, 0), torch.from_numpy(ro.copy()))
+
+
+def test_default_sizes_are_the_papers_224():
+    assert EACTrainTransform().image_size == 224 and EvalTransform().image_size == 224
+    x, xf = EACTrainTransform(augment=False)(np.zeros((100, 100, 3), np.uint8))
+    assert x.shape == xf.shape == (3, 224, 224)
+    assert EvalTransform()(np.zeros((100, 100, 3), np.uint8)).shape == (3, 224, 224)
 
 
 def test_noise_and_erasing_happen_about_half_the_time_by_default():
