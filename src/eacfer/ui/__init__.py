@@ -5,7 +5,7 @@ import time, so the rest of eacfer works without it.
 
 Example:
     >>> from eacfer.ui.app import run_app                                  # doctest: +SKIP
-    >>> run_app(checkpoint="runs/demo/model.pt", source="0")               # doctest: +SKIP
+    >>> run_app(checkpoint="runs/demo/run/model.pt", source="0")               # doctest: +SKIP
 """
 
 from __future__ import annotations

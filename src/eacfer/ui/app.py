@@ -64,7 +64,7 @@ def run_app(
     when the model or the source failed to load (the messages are logged as errors).
 
     Example:
-        >>> run_app("runs/demo/model.pt", "clip.mp4", screenshot="ui.png", quit_after=3)  # doctest: +SKIP
+        >>> run_app("runs/demo/run/model.pt", "clip.mp4", screenshot="ui.png", quit_after=3)  # doctest: +SKIP
         0
     """
     require_pyside()

@@ -76,7 +76,7 @@ class ModelSession:
     """A loaded model + detector + tracker, used from the inference thread only.
 
     Example:
-        >>> session = ModelSession.load("runs/demo/model.pt")          # doctest: +SKIP
+        >>> session = ModelSession.load("runs/demo/run/model.pt")          # doctest: +SKIP
         >>> analysis = session.analyze(packet, want_cam=False)          # doctest: +SKIP
     """
 
