@@ -107,7 +107,6 @@ def test_soft_targets_and_balanced_sampler_run_in_the_reference_pipeline():
 
 def test_dataset_yields_probability_targets(tmp_path):
     from dataset_makers import make_ferplus
-
     from eacfer.data.datasets import FERDataset
     from eacfer.data.formats import load_split
 
