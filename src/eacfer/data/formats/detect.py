@@ -29,7 +29,11 @@ def detect_format(root: str | os.PathLike[str]) -> str:
             return "ferplus"  # fer2013new.csv given: fer2013.csv is looked up beside it
         if _is_fer_csv(root):
             return "fer2013"
-        raise ValueError(f"{root}: not a dataset folder, a FER2013 CSV or FERPlus' fer2013new.csv; {LAYOUTS_HELP}")
+        # one line: the file is not a dataset whatever folder layout would have been expected
+        raise NotADirectoryError(
+            f"{root}: not a folder; the only files --data takes are a FER2013 CSV (emotion,pixels,Usage) "
+            "or FERPlus' fer2013new.csv"
+        )
     if (root / RAFDB_LABEL_FILE).is_file():
         return "rafdb"
     if is_affectnet(root):
