@@ -100,7 +100,8 @@ CASES: list[tuple[list[str], str]] = [
     (_with(VIDEO, "--out", "{file}"), "afile"),
     (_with(VIDEO, "--checkpoint", "{tmp}/missing.pt"), "missing.pt"),
     (["video", "{tmp}/missing.mp4", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "missing.mp4"),
-    (["video", "{tmp}", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "folder|directory"),
+    # a folder is a many-video source (issue 17); one without videos is the error
+    (["video", "{data}", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "folder|directory"),
     (["video", "{file}", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "afile"),
     (["video", "97", "--checkpoint", "{model}", "--out", "{tmp}/vi"], "camera 97"),  # no such camera
     # --- export

@@ -14,6 +14,7 @@ killed run never survives and no file's rows appear twice.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -98,33 +99,35 @@ class Ledger:
         modification time changed, or it is an error and ``retry_errors`` is set.
         """
         src = self._p(LEDGER) if self._p(LEDGER).is_file() else self.out / LEDGER
-        kept: dict[str, dict[str, Any]] = {}
+        # pass 1: which line of the ledger stands for each file (only small metadata is held in memory)
+        kept: dict[str, tuple[int, dict[str, Any]]] = {}
         if resume:
-            for rec in read_records(src):
+            for i, rec in enumerate(read_records(src)):
                 k = keys.get(rec["file"])
-                if k is None or (rec.get("size"), rec.get("mtime_ns")) != (k.size, k.mtime_ns):
+                stale = k is None or (rec.get("size"), rec.get("mtime_ns")) != (k.size, k.mtime_ns)
+                if stale or (retry_errors and rec.get("status") == "error"):
                     kept.pop(rec["file"], None)
                     continue
-                if retry_errors and rec.get("status") == "error":
-                    kept.pop(rec["file"], None)
-                    continue
-                kept[rec["file"]] = rec
-        # rewrite the three streams from the kept records (a fresh copy, renamed into place)
-        for name in STREAMED:
-            with atomic_open(self._p(name), encoding="utf-8", newline="" if name == CSV_NAME else None) as fh:
-                if name == CSV_NAME:
-                    w = csv.DictWriter(fh, fieldnames=self.columns)
-                    w.writeheader()
-                for rec in kept.values():
-                    if name == LEDGER:
-                        fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                    else:
+                kept[rec["file"]] = (i, {k2: v for k2, v in rec.items() if k2 != "rows"})
+        # pass 2: rewrite the three streams from the kept records (fresh copies, renamed into place together)
+        with contextlib.ExitStack() as stack:
+            fhs = {name: stack.enter_context(atomic_open(self._p(name), encoding="utf-8",
+                                                         newline="" if name == CSV_NAME else None))
+                   for name in STREAMED}
+            w = csv.DictWriter(fhs[CSV_NAME], fieldnames=self.columns)
+            w.writeheader()
+            if kept:
+                want = {i for i, _ in kept.values()}
+                for i, rec in enumerate(read_records(src)):
+                    if i in want:
+                        fhs[LEDGER].write(json.dumps(rec, ensure_ascii=False) + "\n")
                         for row in rec["rows"]:
-                            self._write_row(fh, name, row, w if name == CSV_NAME else None)
+                            self._write_row(fhs[CSV_NAME], CSV_NAME, row, w)
+                            self._write_row(fhs[JSONL_NAME], JSONL_NAME, row, None)
         for name in STREAMED:
             self._fh[name] = open(self._p(name), "a", encoding="utf-8", newline="" if name == CSV_NAME else None)
         self._csv = csv.DictWriter(self._fh[CSV_NAME], fieldnames=self.columns)
-        return {f: {k: v for k, v in r.items() if k != "rows"} for f, r in kept.items()}
+        return {f: meta for f, (_i, meta) in kept.items()}
 
     def _write_row(self, fh: IO[str], name: str, row: dict[str, Any], writer: Any) -> None:
         if name == CSV_NAME:

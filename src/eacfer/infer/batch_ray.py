@@ -142,6 +142,7 @@ def predict_paths_ray(
         n_actors = min(_resources(ray, actors, cpus_per_actor, gpus_per_actor),
                        max(1, -(-len(job.todo) // block_files)))
         ctx = ray.data.DataContext.get_current()
+        order_was = ctx.execution_options.preserve_order
         ctx.execution_options.preserve_order = True  # blocks come back in input order: the same files as locally
         items = [{"file": str(f), "annotated": job.ann.get(str(f), "")} for f, _ in job.todo]
         ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // block_files)))
@@ -166,7 +167,10 @@ def predict_paths_ray(
                 log.info("%s: %s", file, rec["error"])
             return file, rec["rows"], rec["status"], rec["error"], rec["annotated"], rec["stages"]
 
-        job.run(blocks(), convert)
+        try:
+            job.run(blocks(), convert)
+        finally:
+            ctx.execution_options.preserve_order = order_was
         return job.finish({"ray": {"address": address, "actors": n_actors, "cpus_per_actor": cpus_per_actor,
                                    "gpus_per_actor": gpus_per_actor, "block_files": block_files}})
     finally:

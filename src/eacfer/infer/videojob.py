@@ -134,7 +134,11 @@ def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], ov
             video_kw: dict[str, Any]) -> dict[str, Any]:
     from eacfer.infer.video import run_video
 
-    key = FileKey.of(source) if _is_file(source) else None
+    key = None
+    if _is_file(source):  # a missing file is reported before --out is touched
+        if not Path(source).exists():
+            raise FileNotFoundError(f"{source}: no such video file")
+        key = FileKey.of(source)
     keep = ("frames.csv", "summary.json") + (("annotated.mp4",) if video_kw.get("write_video", True) else ())
     claim = claim_output_dir(out, "video", identity, VIDEO_OUTPUTS, overwrite=overwrite, replaced_at_end=keep)
     prev = claim.previous or {}
