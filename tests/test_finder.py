@@ -412,3 +412,23 @@ def test_predict_folder_with_closeup_and_group_finds_both_by_default(predictor, 
     assert faces.get("group_5.png", 0) >= 4
     top = next(r for r in rows if r["file"].endswith("cut_top.png") and r["face"] != "")
     assert float(top["y"]) == 0.0  # the face cut by the top edge: box clipped to the image
+
+
+def test_iou_tracker_keeps_the_finders_ids_only_when_asked():
+    from eacfer.infer.results import FaceResult
+    from eacfer.infer.tracking import IoUTracker
+
+    names = ("a", "b")
+
+    def face(x, tid, p=(1.0, 0.0)):
+        return FaceResult((x, 10.0, 50.0, 50.0), 0.9, None, "a", 0, np.array(p, np.float32), names, track_id=tid)
+
+    tr = IoUTracker(smoothing=0.5, keep_given_ids=True)
+    assert tr.update([face(0, 7)], 0)[0].track_id == 7
+    f = tr.update([face(300, 7, (0.0, 1.0))], 1)[0]  # far away, but the finder says it is person 7
+    assert f.track_id == 7
+    np.testing.assert_allclose(f.smoothed, [0.5, 0.5])
+    new = tr.update([face(600, None)], 2)[0]  # no id given: matched by IoU, a fresh id above the given ones
+    assert new.track_id == 8 and tr.num_tracks == 8
+    plain = IoUTracker()  # default: ids are the tracker's own, whatever the faces carry
+    assert plain.update([face(0, 7)], 0)[0].track_id == 1

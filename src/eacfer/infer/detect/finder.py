@@ -11,10 +11,11 @@ detector, returning :class:`~eacfer.infer.detect.base.Detection` objects with ``
    ``scan_every`` frames, on every frame while no track is open, in any frame where a track was not
    found in its region (it may have jumped), and when something changed away from the tracked people (a
    new face may have entered): more than ``change_share`` of a 96-px-wide grey thumbnail differs from the
-   previous frame by more than 24 levels, outside each face's box grown to 4 face widths and from one face
-   height above to five below (head and body). That check costs ≈0.2 ms and triggers a scan, at most
-   every ``change_gap`` frames (default 3: a moving camera costs a scan every third frame, not every
-   frame; a change seen in between is remembered and scanned for as soon as the gap allows). The scan's faces continue the tracks not yet found, or open new tracks.
+   previous frame by more than 24 levels, outside each face's box grown to 5 face widths and from one face
+   height above to five below (head and body). That check costs ≈0.2 ms and triggers a scan at once,
+   but change-triggered scans come at most every ``change_gap`` frames (default 3: a moving camera costs
+   a scan every third frame, not every frame; a change seen in between is remembered and scanned for as
+   soon as the gap allows). The scan's faces continue the tracks not yet found, or open new tracks.
 3. **Association.** A face continues a track when its box overlaps the track's expected box by IoU ≥
    ``iou_threshold``, or (after fast motion or a miss) when its centre is within half a face size of the
    expected centre and its size is within ×0.5 … ×2 (the position gate). Greedy, highest IoU first.
@@ -127,6 +128,7 @@ class VideoFaceFinder:
         self.change_share, self.change_gap = change_share, int(change_gap)
         self._thumb: np.ndarray | None = None
         self._pending_change = False  # a change seen while change_gap held the scan back
+        self._since_change_scan = 1 << 30
         self.tracks: list[_Track] = []
         self._frame = 0
         self._next_key = 1
@@ -195,10 +197,13 @@ class VideoFaceFinder:
                 missed_in_roi = True
         self._since_scan += 1
         self._pending_change = self._changed_outside(img) or self._pending_change
-        changed = self._pending_change and self._since_scan >= self.change_gap
+        self._since_change_scan += 1
+        changed = self._pending_change and self._since_change_scan >= self.change_gap
         if not self.tracks or missed_in_roi or self._since_scan >= self.scan_every or changed:
             if changed and self.tracks and not missed_in_roi and self._since_scan < self.scan_every:
                 self._stats["change_scans"] += 1
+            if changed:
+                self._since_change_scan = 0
             self._scan(img, found)
         for tr in self.tracks:
             if tr.key in found:
@@ -239,7 +244,7 @@ class VideoFaceFinder:
         diff = cv2.absdiff(thumb, prev) > 24
         for tr in self.tracks:  # the person's own motion: face, hair, and the body below the face
             bx, by, bw, bh = tr.expected()
-            x0, x1 = max(0.0, bx - 1.5 * bw), bx + 2.5 * bw
+            x0, x1 = max(0.0, bx - 2.0 * bw), bx + 3.0 * bw
             y0, y1 = max(0.0, by - 1.0 * bh), by + 5.0 * bh
             diff[int(y0 * k):int(np.ceil(y1 * k)), int(x0 * k):int(np.ceil(x1 * k))] = False
         return float(diff.mean()) > self.change_share
