@@ -19,7 +19,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--data", required=True, help="dataset folder (or fer2013 CSV)")
     p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013 (default: auto-detect)")
     p.add_argument("--backbone", required=True, help="backbone name (see `eacfer train --backbone list`)")
-    p.add_argument("--pretrained", default=None, help="backbone weights: a file, or 'imagenet' for torchvision backbones")
+    p.add_argument("--pretrained", default=None,
+                   help="backbone weights: a file, 'imagenet' (torchvision backbones) or 'none' (random initialisation "
+                   "on purpose: warned, recorded in config.yaml and model.pt). Default when omitted: "
+                   + _pretrained_defaults())
+    p.add_argument("--recipe", choices=("auto", "paper"), default="auto",
+                   help="paper: pin the official fp32 reference pipeline with deterministic cuDNN, for reproducing "
+                   "tables; auto (default): the pipeline follows the device (fast bf16 pipeline on CUDA). "
+                   "Reported accuracies are evaluated in fp32 either way")
     p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
     noise = p.add_argument_group("label noise")
     noise.add_argument("--label-file", default=None, help="train on another RAF-DB label file (e.g. noise03.txt)")
@@ -55,11 +62,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                       help="override the fast path's device defaults (all on for CUDA, off on CPU): amp (bf16 "
                       "autocast), fused_adam, channels_last, cudnn_benchmark; e.g. amp=off to debug numerics")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
+    add_wandb_arguments(p)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--force", action="store_true", help="overwrite an existing run (with --resume: ignore config differences)")
     p.set_defaults(func=run)
     return p
+
+
+def add_wandb_arguments(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    """``--wandb PROJECT`` and its companions (shared by ``train`` and ``bench noisy``)."""
+    w = p.add_argument_group("Weights & Biases (pip install 'eacfer[wandb]')")
+    w.add_argument("--wandb", default=None, metavar="PROJECT",
+                   help="log the run to this W&B project: config, per-epoch metrics, confusion matrix, CAMs of test "
+                   "faces, summary" + ("; one W&B run per grid cell, grouped by the grid" if grid else ""))
+    w.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+    if not grid:
+        w.add_argument("--wandb-name", default=None, help="W&B run name (default: the run folder's name)")
+    w.add_argument("--wandb-group", default=None,
+                   help="W&B group" + (" (default: the --out folder's name)" if grid else ""))
+    w.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default="online",
+                   help="offline: write the W&B run into RUN_DIR/wandb/ (upload later with `wandb sync`)")
+    w.add_argument("--wandb-media-every", type=int, default=5, metavar="N",
+                   help="log the confusion matrix and the CAM grid every N epochs (and at the last)")
+    w.add_argument("--wandb-log-model", action="store_true", help="upload model.pt as a W&B artifact (large)")
+
+
+def wandb_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields of the W&B arguments."""
+    return {"wandb": args.wandb, "wandb_entity": args.wandb_entity, "wandb_name": getattr(args, "wandb_name", None),
+            "wandb_group": args.wandb_group, "wandb_mode": args.wandb_mode, "wandb_media_every": args.wandb_media_every,
+            "wandb_log_model": args.wandb_log_model}
+
+
+def _pretrained_defaults() -> str:
+    from eacfer.models import list_backbones
+    from eacfer.training.config import pretrained_default
+
+    return "; ".join(f"{b}: {pretrained_default(b)}" for b in list_backbones()) + "; timm:*: random initialisation"
 
 
 def config_from_args(args: argparse.Namespace):
@@ -69,6 +109,7 @@ def config_from_args(args: argparse.Namespace):
 
     return TrainConfig(
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
+        recipe=args.recipe,
         method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,
@@ -77,6 +118,7 @@ def config_from_args(args: argparse.Namespace):
         fast_settings=FastSettings.parse(args.fast_settings), resume=args.resume, force=args.force,
         progress=not getattr(args, "quiet", False),
         tensorboard=not args.no_tensorboard,
+        **wandb_options(args),
     )
 
 
