@@ -107,7 +107,7 @@ class WandbTracker(NullTracker):
             run, self.run = self.run, None
             if run is not None:
                 try:
-                    run.finish(exit_code=1, quiet=True)
+                    run.finish(exit_code=1)
                 except Exception:  # noqa: BLE001 — already failing; nothing more to report
                     pass
             return None
@@ -125,6 +125,8 @@ class WandbTracker(NullTracker):
             write_json(id_file, {"id": run_id, "project": project, "entity": entity})
         kw: dict[str, Any] = {"project": project, "entity": entity, "name": name or run_dir.name, "group": group,
                               "id": run_id, "mode": mode, "config": config, "job_type": "train",
+                              # always a run of our own: never hand back (or log into) another active run
+                              "reinit": "create_new",
                               "resume": "allow" if saved else None}
         if not os.environ.get("WANDB_DIR"):
             kw["dir"] = str(run_dir)  # offline runs land in RUN_DIR/wandb/ (wandb sync RUN_DIR/wandb/offline-run-*)
