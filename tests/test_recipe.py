@@ -136,3 +136,29 @@ def test_recipe_paper_sets_deterministic_cudnn(monkeypatch) -> None:
     assert torch.backends.cudnn.deterministic is True and torch.backends.cudnn.benchmark is False
     configure_cudnn("auto", torch.device("cuda"))
     assert torch.backends.cudnn.deterministic is False
+
+
+def test_noisy_table_compares_published_with_the_same_statistic(tmp_path: Path) -> None:
+    """The published EAC rows (last-5 means) sit only under the measured last-5 table, never under 'best';
+    the runs table says how each run was made."""
+    import json
+
+    from eacfer.bench.noisy import plan_grid, read_run, write_noisy_outputs
+    from eacfer.bench.published import load_published
+
+    cells = plan_grid(["resnet50_msceleb"], ["eac"], noise_rates=[0.0])
+    run = tmp_path / "runs" / cells[0].name
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({
+        "best_accuracy": 0.91, "best_epoch": 3, "last5_mean_accuracy": 0.9, "final_accuracy": 0.9,
+        "final_mean_class_accuracy": 0.8, "epochs": 3, "epochs_planned": 3, "seconds": 1.0, "finished": True,
+        "recipe": "paper", "pipeline": "reference", "pretrained": "/w/resnet50_ft_weight.pkl"}))
+    (run / "model.pt").write_bytes(b"x")
+    files = write_noisy_outputs(tmp_path, [read_run(cells[0], run, 3)], load_published(), plots=False)
+    md = files["md"].read_text(encoding="utf-8")
+    sections = md.split("## ")
+    last5 = next(s for s in sections if s.startswith("Measured here: Mean test accuracy of the last 5 epochs"))
+    best = next(s for s in sections if s.startswith("Measured here: Best test accuracy"))
+    assert "Published, same layout" in last5 and "last-5 mean accuracy from the EAC repository" in last5
+    assert "90.35" in last5 and "Published, same layout" not in best and "90.35" not in best
+    assert "| paper · reference · resnet50_ft_weight.pkl |" in md

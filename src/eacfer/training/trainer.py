@@ -44,6 +44,7 @@ from eacfer.utils.seed import capture_rng_state, restore_rng_state, seed_everyth
 
 log = logging.getLogger(__name__)
 
+
 def weights_arg(pretrained: str | None) -> str | None:
     """``--pretrained`` as :func:`eacfer.create_model` takes it (``"none"`` → ``None``, random init).
 
@@ -269,7 +270,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     seed_everything(cfg.seed)
     data = build_datasets(cfg)
     spec = get_backbone_spec(cfg.backbone)
-    model = create_model(cfg.backbone, num_classes=len(data.class_names), pretrained=weights_arg(cfg.pretrained)).to(device)
+    model = create_model(cfg.backbone, num_classes=len(data.class_names),
+                         pretrained=weights_arg(cfg.pretrained)).to(device)
     fast = None
     if cfg.pipeline == "fast":
         from eacfer.training.fast.runner import FastPipeline
