@@ -55,7 +55,7 @@ def _overrides(args) -> dict[str, bool]:
 def _cfg(args, data: Path, out: Path, **kw) -> TrainConfig:
     base = dict(data=str(data), out=str(out), backbone=args.backbone, image_size=args.image_size,
                 batch_size=args.batch_size, epochs=2, workers=0, device=args.device, pipeline="fast",
-                tensorboard=False, progress=False, fast_settings=_overrides(args))
+                tensorboard=False, progress=False, fast_settings=_overrides(args), pretrained="none")  # smoke: random init
     base.update(kw)
     return TrainConfig(**base)
 

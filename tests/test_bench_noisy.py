@@ -28,7 +28,7 @@ from eacfer.bench.published import load_published
 from eacfer.commands.cli import main
 
 TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "16", "--workers", "0", "--device", "cpu",
-        "--no-tensorboard"]
+        "--no-tensorboard", "--pretrained", "mobilenet_v2=none"]  # tiny random-init runs, on purpose
 METRICS = ("last5_mean_accuracy", "best_accuracy", "final_mean_class_accuracy")
 
 
@@ -101,7 +101,8 @@ def test_run_decides_skip_resume_restart(synth_rafdb: Path, tmp_path: Path) -> N
     import torch
 
     cells = plan_grid(["mobilenet_v2"], ["eac"], noise_rates=[0.0, 0.1, 0.2, 0.3])
-    bench = NoisyBench(str(synth_rafdb), str(tmp_path), cells, train_options={"epochs": 2, "workers": 0})
+    bench = NoisyBench(str(synth_rafdb), str(tmp_path), cells, train_options={"epochs": 2, "workers": 0},
+                       pretrained={"mobilenet_v2": "none"})
     runs = [bench.run_dir(c) for c in cells]
     _fake_summary(runs[0], 2, finished=True)  # finished → skipped (and told it was made with another lr)
     (runs[0] / "config.yaml").write_text("lr: 0.5\nbatch_size: 32\n")
@@ -237,9 +238,9 @@ def test_interrupted_run_resumes_not_restarts(synth_rafdb: Path, tmp_path: Path)
     cells = plan_grid(["mobilenet_v2"], ["eac"], noise_rates=[0.2])
     opts = {"epochs": 2, "image_size": 32, "batch_size": 16, "workers": 0, "device": "cpu", "tensorboard": False,
             "progress": False}
-    bench = NoisyBench(str(synth_rafdb), str(tmp_path), cells, train_options=opts)
+    bench = NoisyBench(str(synth_rafdb), str(tmp_path), cells, train_options=opts, pretrained={"mobilenet_v2": "none"})
     run = bench.run_dir(cells[0])
-    cfg = make_config(cells[0], str(synth_rafdb), run, {**opts, "epochs": 1}, {}, 0)
+    cfg = make_config(cells[0], str(synth_rafdb), run, {**opts, "epochs": 1}, {"mobilenet_v2": "none"}, 0)
     train(cfg)  # the state a kill after epoch 1 leaves (last.pt of epoch 1), as far as the grid can tell
     first = (run / "metrics.csv").read_text().splitlines()
     assert bench.collect()[0].status == "partial"
@@ -288,5 +289,17 @@ def test_cli_errors_are_one_line(synth_rafdb: Path, tmp_path: Path, capsys: pyte
     assert "not in the grid" in capsys.readouterr().err
     assert main([*base, "--train-opt", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
-    assert main(["bench", "noisy", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["bench", "noisy", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
+                 "--pretrained", "resnet50_msceleb=none", "--pretrained", "mobilenet_v2=none"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_grid_without_weights_stops_before_training(synth_rafdb: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """#18: a backbone whose recipe needs weights, without --pretrained, is refused before any run starts."""
+    base = ["bench", "noisy", "--data", str(synth_rafdb), "--out", str(tmp_path / "o"), "--backbones", "mobilenet_v2",
+            "--methods", "ce", "--noise", "0", *TINY[:-2]]
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--pretrained mobilenet_v2=none" in err and "mobilenet_v2" in err
+    assert not (tmp_path / "o" / "runs").exists()

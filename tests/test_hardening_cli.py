@@ -17,7 +17,7 @@ import hostile
 # {data}: tiny synthetic RAF-DB, {model}: a valid model.pt, {file}: a plain file, {tmp}: scratch folder,
 # {evil_pt}/{evil_pkl}: hostile pickles, {clip}: a valid tiny video
 TRAIN = ["train", "--data", "{data}", "--backbone", "mobilenet_v2", "--epochs", "1", "--workers", "0",
-         "--image-size", "32", "--out", "{tmp}/run"]
+         "--image-size", "32", "--out", "{tmp}/run", "--pretrained", "none"]
 EVAL = ["eval", "--data", "{data}", "--checkpoint", "{model}", "--out", "{tmp}/ev"]
 PREDICT = ["predict", "{face}", "--checkpoint", "{model}", "--out", "{tmp}/pr"]
 VIDEO = ["video", "{clip}", "--checkpoint", "{model}", "--out", "{tmp}/vi"]

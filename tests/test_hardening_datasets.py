@@ -13,7 +13,7 @@ import pytest
 import hostile
 
 TRAIN = ["train", "--backbone", "mobilenet_v2", "--epochs", "1", "--batch-size", "16", "--image-size", "32",
-         "--workers", "0", "--device", "cpu", "--no-tensorboard"]
+         "--workers", "0", "--device", "cpu", "--no-tensorboard", "--pretrained", "none"]
 LABELS = "EmoLabel/list_patition_label.txt"
 
 

@@ -24,7 +24,7 @@ import hostile
 from eacfer.checkpoint import CheckpointError, load_checkpoint, load_model
 
 TRAIN = ["-q", "train", "--backbone", "mobilenet_v2", "--epochs", "1", "--batch-size", "16", "--image-size", "32",
-         "--workers", "0", "--device", "cpu", "--no-tensorboard"]
+         "--workers", "0", "--device", "cpu", "--no-tensorboard", "--pretrained", "none"]
 
 
 @pytest.fixture(scope="module")

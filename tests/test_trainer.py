@@ -106,7 +106,7 @@ def test_resume_refuses_another_experiment(noisy_run, synth_rafdb, tmp_path):
     with pytest.raises(FileExistsError, match="unfinished run"):
         train(tiny(synth_rafdb, other, noise_rate=0.25, noise_seed=7))
     with pytest.raises(ValueError, match="different run.*backbone"):
-        train(tiny(synth_rafdb, other, backbone="mobilenet_v2", noise_rate=0.25, noise_seed=7, resume=True))
+        train(tiny(synth_rafdb, other, backbone="mobilenet_v2", pretrained="none", noise_rate=0.25, noise_seed=7, resume=True))
     with pytest.raises(ValueError, match="different run.*method"):
         train(tiny(synth_rafdb, other, method="ce", noise_rate=0.25, noise_seed=7, resume=True))
     with pytest.raises(ValueError, match="different run.*noise_rate"):

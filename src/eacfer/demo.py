@@ -102,7 +102,7 @@ def demo_train_config(data_dir: Path, run_dir: Path, settings: DemoSettings, pro
     return TrainConfig(
         data=str(data_dir), out=str(run_dir), format="rafdb", backbone=settings.backbone, method="eac",
         epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, lam=settings.lam,
-        image_size=settings.image_size,
+        image_size=settings.image_size, pretrained="none",  # synthetic faces: random init on purpose
         workers=0, device="cpu", seed=settings.seed, force=True, progress=progress,
     )
 

@@ -204,6 +204,9 @@ def make_config(cell: GridCell, data: str, out: Path, train_options: dict[str, A
     kw.update(data=str(data), out=str(out), backbone=cell.backbone, method=cell.method,
               label_file=cell.label_file, noise_rate=0.0 if cell.label_file else float(cell.noise_rate or 0.0),
               noise_seed=int(noise_seed), pretrained=pretrained.get(cell.backbone))
+    if kw.get("wandb"):  # one W&B run per cell, named after it, grouped by the grid (its --out folder's name)
+        kw["wandb_name"] = cell.name
+        kw["wandb_group"] = kw.get("wandb_group") or Path(out).parent.parent.name or "eacfer-noisy"
     return TrainConfig(**kw)
 
 
@@ -239,13 +242,21 @@ class NoisyBench:
         unknown = sorted(set(self.pretrained) - {c.backbone for c in self.cells})
         if unknown:
             raise ValueError(f"--pretrained names backbone(s) not in the grid: {', '.join(unknown)}")
-        for b in sorted({c.backbone for c in self.cells} - set(self.pretrained)):
+        from eacfer.training.config import RECIPE_WEIGHTS
+
+        # backbones whose recipe needs weights are refused by validate() below (--pretrained B=none on purpose)
+        for b in sorted({c.backbone for c in self.cells} - set(self.pretrained) - set(RECIPE_WEIGHTS)):
             log.warning("%s: no --pretrained weights; it trains from random initialisation, unlike the published "
                         "numbers (pre-trained backbones)", b)
         cfgs = [make_config(c, self.data, self.run_dir(c), self.train_options, self.pretrained, self.noise_seed)
                 for c in self.cells]
         for cfg in cfgs:
-            cfg.validate()
+            try:
+                cfg.validate()
+            except ValueError as e:  # name the grid's own option, not train's
+                raise ValueError(str(e).replace("--pretrained FILE", f"--pretrained {cfg.backbone}=FILE")
+                                 .replace("--pretrained imagenet|FILE", f"--pretrained {cfg.backbone}=imagenet|FILE")
+                                 .replace("--pretrained none", f"--pretrained {cfg.backbone}=none")) from None
         return cfgs
 
     def collect(self) -> list[RunResult]:

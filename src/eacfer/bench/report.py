@@ -102,6 +102,9 @@ def _noisy_md(b: BenchOutput) -> list[str]:
             continue
         body = [[r["backbone"], r["method"], *[f"{float(r[c]):.2f}" if r[c] else "—" for c in cols]] for r in mrows]
         md += [f"**{title}** (measured)", "", md_table(["backbone", "method", *cols], body), ""]
+    md += ["Like with like: the published EAC figures (Part 2) are last-5 means of the official fp32 pipeline "
+           "from a pretrained backbone, so compare them with the *last-5 mean* table, from runs made with "
+           "`--recipe paper` and the recipe's weights; *best* picks its epoch on the test set and reads higher.", ""]
     return md
 
 

@@ -153,28 +153,42 @@ def write_noisy_tables(out: str | os.PathLike[str], results: Sequence[RunResult]
             if n and min(n) < 5:
                 span = f"{min(n)}" if min(n) == max(n) else f"{min(n)} to {max(n)}"
                 md += [f"> Fewer than 5 epochs ran: these are means of the last {span} epoch(s), not last-5 means.", ""]
-            md += _aligned_published_md(published, rows, cols)
+        md += _aligned_published_md(published, rows, cols, metric)  # published rows only under their own statistic
     md += _published_md(published, results, cols)
-    md += ["## Runs", "", md_table(["run", "status", "this invocation", "epochs", "train seconds"],
+    md += ["## Runs", "", md_table(["run", "status", "this invocation", "epochs", "train seconds",
+                                    "recipe · pipeline · weights"],
            [[f"`{RUNS_DIR}/{r.cell.name}`", r.status, r.action or "—", str(r.summary.get("epochs", "—")),
-             f"{float(r.summary['seconds']):.0f}" if r.summary.get("seconds") is not None else "—"] for r in results]), ""]
+             f"{float(r.summary['seconds']):.0f}" if r.summary.get("seconds") is not None else "—",
+             _made_with(r.summary)] for r in results]), ""]
     write_text(out / TABLE_MD, "\n".join(md))
     files["md"] = out / TABLE_MD
     return files
 
 
-def _aligned_published_md(published: Any, rows: Sequence[tuple[str, str]], cols: Sequence[GridCell]) -> list[str]:
-    """The published rows matching the measured ones, in the same layout, as a separate table."""
+def _made_with(summary: dict[str, Any]) -> str:
+    """How a run was made, from its summary (runs made before 0.2 say nothing: ``—``)."""
+    if not summary.get("recipe"):
+        return "—"
+    weights = summary.get("pretrained")
+    return (f"{summary['recipe']} · {summary.get('pipeline', '?')} · "
+            f"{'random init' if weights in (None, 'none') else Path(str(weights)).name}")
+
+
+def _aligned_published_md(published: Any, rows: Sequence[tuple[str, str]], cols: Sequence[GridCell],
+                          metric: str = "last5_mean_accuracy") -> list[str]:
+    """The published rows matching the measured ones and reporting the same statistic (``metric``), in the
+    same layout, as a separate table: like is compared with like (a last-5 mean never sits next to a best)."""
     body = []
     for b, m in rows:
         pr = published_row(published, b, m, cols)
-        if pr is not None:
+        if pr is not None and pr[0].get("metric", "last5_mean_accuracy") == metric:
             ref, vals = pr
             body.append([f"{ref['model']} (for {b} {m})", m, *map(_fmt, vals), f"[{ref['source']}]"])
     if not body:
         return []
-    return ["**Published, same layout (not measured here)**: last-5 mean accuracy from the EAC repository "
-            "(real RAF-DB, the paper's recipe); `—` where it has no such noise level.", "",
+    return [f"**Published, same layout (not measured here)**: {TABLE_METRICS[metric][1]} accuracy from the EAC "
+            "repository (real RAF-DB, the paper's recipe: pretrained backbone, fp32 reference pipeline); `—` where it "
+            "has no such noise level. Compare with the measured table just above: same statistic.", "",
             md_table(["published model", "method", *[c.column for c in cols], "source"], body), ""]
 
 

@@ -78,6 +78,10 @@ def _add_noisy(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events in the runs")
     tr.add_argument("--train-opt", action="append", default=[], metavar="KEY=VALUE",
                     help="any other TrainConfig field (value parsed as YAML), repeatable")
+    from eacfer.commands.train import add_wandb_arguments
+
+    add_wandb_arguments(p, grid=True)
+    p.set_defaults(wandb_mode=None, wandb_media_every=None)  # unset unless given (kept out of the provenance)
     p.add_argument("--tables-only", action="store_true", help="do not train; rebuild the tables from the run folders")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--out", required=True, help="bench output folder")
@@ -181,6 +185,10 @@ def noisy_from_args(args: argparse.Namespace) -> Any:
     if args.no_tensorboard:
         options["tensorboard"] = False
     options["progress"] = not getattr(args, "quiet", False)
+    if args.wandb:  # one W&B run per cell (named after it), grouped by the grid
+        options.update(wandb=args.wandb, wandb_entity=args.wandb_entity, wandb_group=args.wandb_group,
+                       wandb_mode=args.wandb_mode or "online", wandb_media_every=args.wandb_media_every or 5,
+                       wandb_log_model=bool(args.wandb_log_model))
     for k, v in _key_values(args.train_opt, "--train-opt").items():
         options[k.replace("-", "_")] = yaml.safe_load(v)
     if args.label_files:

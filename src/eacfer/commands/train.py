@@ -24,7 +24,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013, ferplus, ferplus-folders, "
                    "affectnet (default: auto-detect). Each epoch is evaluated on the test split: " + _test_splits())
     p.add_argument("--backbone", required=True, help="backbone name; `--backbone list` prints them")
-    p.add_argument("--pretrained", default=None, help="backbone weights: a file, or 'imagenet' for torchvision backbones")
+    p.add_argument("--pretrained", default=None,
+                   help="backbone weights: a file, 'imagenet' (torchvision backbones) or 'none' (random initialisation "
+                   "on purpose: warned, recorded in config.yaml and model.pt). Default when omitted: "
+                   + _pretrained_defaults())
+    p.add_argument("--recipe", choices=("auto", "paper"), default="auto",
+                   help="paper: pin the official fp32 reference pipeline with deterministic cuDNN, for reproducing "
+                   "tables; auto (default): the pipeline follows the device (fast bf16 pipeline on CUDA). "
+                   "Reported accuracies are evaluated in fp32 either way")
     p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
     noise = p.add_argument_group("label noise")
     noise.add_argument("--label-file", default=None, help="train on another RAF-DB label file (e.g. noise03.txt)")
@@ -73,6 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                       help="override the fast path's device defaults (all on for CUDA, off on CPU): amp (bf16 "
                       "autocast), fused_adam, channels_last, cudnn_benchmark; e.g. amp=off to debug numerics")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
+    add_wandb_arguments(p)
     p.add_argument("--out", help="run folder (locked while training); required unless --backbone list")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/last.pt; a finished run is left as it is unless --epochs is higher")
@@ -109,6 +117,38 @@ def _test_splits() -> str:
     return TEST_SPLITS_HELP.replace("%", "%%")
 
 
+def add_wandb_arguments(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    """``--wandb PROJECT`` and its companions (shared by ``train`` and ``bench noisy``)."""
+    w = p.add_argument_group("Weights & Biases (pip install 'eacfer[wandb]')")
+    w.add_argument("--wandb", default=None, metavar="PROJECT",
+                   help="log the run to this W&B project: config, per-epoch metrics, confusion matrix, CAMs of test "
+                   "faces, summary" + ("; one W&B run per grid cell, grouped by the grid" if grid else ""))
+    w.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+    if not grid:
+        w.add_argument("--wandb-name", default=None, help="W&B run name (default: the run folder's name)")
+    w.add_argument("--wandb-group", default=None,
+                   help="W&B group" + (" (default: the --out folder's name)" if grid else ""))
+    w.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default="online",
+                   help="offline: write the W&B run into RUN_DIR/wandb/ (upload later with `wandb sync`)")
+    w.add_argument("--wandb-media-every", type=int, default=5, metavar="N",
+                   help="log the confusion matrix and the CAM grid every N epochs (and at the last)")
+    w.add_argument("--wandb-log-model", action="store_true", help="upload model.pt as a W&B artifact (large)")
+
+
+def wandb_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields of the W&B arguments."""
+    return {"wandb": args.wandb, "wandb_entity": args.wandb_entity, "wandb_name": getattr(args, "wandb_name", None),
+            "wandb_group": args.wandb_group, "wandb_mode": args.wandb_mode, "wandb_media_every": args.wandb_media_every,
+            "wandb_log_model": args.wandb_log_model}
+
+
+def _pretrained_defaults() -> str:
+    from eacfer.models import list_backbones
+    from eacfer.training.config import pretrained_default
+
+    return "; ".join(f"{b}: {pretrained_default(b)}" for b in list_backbones()) + "; timm:*: random initialisation"
+
+
 def config_from_args(args: argparse.Namespace):
     """The :class:`eacfer.training.trainer.TrainConfig` for parsed arguments."""
     from eacfer.training.fast.step import FastSettings
@@ -116,6 +156,7 @@ def config_from_args(args: argparse.Namespace):
 
     return TrainConfig(
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
+        recipe=args.recipe,
         method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
         classes=args.classes, label_mode=args.label_mode, sampler=args.sampler, crop_cache=args.crop_cache,
         epochs=args.epochs if args.epochs is not None else planned_epochs(args.out, args.resume),
@@ -126,6 +167,7 @@ def config_from_args(args: argparse.Namespace):
         fast_settings=FastSettings.parse(args.fast_settings), resume=args.resume, force=args.force,
         progress=not getattr(args, "quiet", False),
         tensorboard=not args.no_tensorboard,
+        **wandb_options(args),
     )
 
 

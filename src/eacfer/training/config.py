@@ -13,12 +13,23 @@ from eacfer.constants import PAPER_RECIPE
 from eacfer.training import engine
 
 PIPELINES = ("auto", "reference", "fast")  # auto: fast on CUDA, reference on CPU
+#: ``auto``: the pipeline follows the device (fast on CUDA); ``paper``: the official fp32 reference path with
+#: deterministic cuDNN, for reproducing tables (see :func:`check_recipe`).
+RECIPES = ("auto", "paper")
+#: Backbones whose recipe starts from pretrained weights → what the paper's runs start from. Training one of
+#: them needs an explicit ``--pretrained`` (a file, ``imagenet`` where offered, or ``none`` on purpose).
+RECIPE_WEIGHTS = {
+    "resnet50_msceleb": "resnet50_ft_weight.pkl (MS-Celeb-1M; `eacfer weights` says where to get it)",
+    "mobilenet_v2": "imagenet (torchvision's ImageNet weights, or a state_dict file)",
+}
+NO_WEIGHTS = "none"  # --pretrained none: random initialisation, chosen on purpose
 METRIC_COLUMNS = (
     "epoch", "train_loss", "train_ce", "train_consistency", "train_accuracy",
     "test_accuracy", "test_mean_class_accuracy", "lr", "seconds",
 )
 #: Files a run writes; ``--force`` removes exactly these (never anything else in RUN_DIR).
-RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "model.pt", "summary.json", "train_labels_used.txt")
+RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "model.pt", "summary.json", "train_labels_used.txt",
+             "wandb_run.json")
 #: Config keys that must match for ``--resume`` (else the checkpoint belongs to another experiment).
 RESUME_KEYS = ("backbone", "method", "class_names", "data", "format", "label_file", "noise_rate", "noise_seed")
 LAST5 = 5  # EAC reports the mean test accuracy of the last 5 epochs
@@ -39,7 +50,10 @@ class TrainConfig:
     out: str
     backbone: str = "resnet50_msceleb"
     format: str | None = None
+    # None: the backbone's default (an error for RECIPE_WEIGHTS backbones, random init otherwise);
+    # "none": random initialisation on purpose (warned, recorded)
     pretrained: str | None = None
+    recipe: str = "auto"
     method: str = "eac"
     label_file: str | None = None
     noise_rate: float = 0.0
@@ -82,6 +96,14 @@ class TrainConfig:
     force: bool = False
     progress: bool = True
     tensorboard: bool = True
+    # Weights & Biases (eacfer.training.wandb_log; optional extra eacfer[wandb]): off unless a project is named
+    wandb: str | None = None
+    wandb_entity: str | None = None
+    wandb_name: str | None = None
+    wandb_group: str | None = None
+    wandb_mode: str = "online"
+    wandb_media_every: int = 5  # confusion matrix + CAM grid every N epochs (and at the last one)
+    wandb_log_model: bool = False  # model.pt as a W&B artifact (large)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -91,6 +113,9 @@ class TrainConfig:
 
         if not self.data:
             raise ValueError("--data is required")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        check_pretrained(self.backbone, self.pretrained)  # before anything else: no data is touched
         data = Path(self.data)
         if not data.exists():
             raise FileNotFoundError(f"{data}: dataset folder not found")
@@ -151,6 +176,17 @@ class TrainConfig:
         known = list_backbones()
         if self.backbone not in known and not self.backbone.startswith("timm:"):
             raise ValueError(f"unknown backbone {self.backbone!r}; known backbones: {', '.join(known)}")
+        check_recipe(self)
+        if self.wandb is not None:
+            from eacfer.training.wandb_log import MODES, check_available
+
+            if self.wandb_mode not in MODES:
+                raise ValueError(f"--wandb-mode must be one of {', '.join(MODES)}, got {self.wandb_mode!r}")
+            if not str(self.wandb).strip() or "/" in str(self.wandb):
+                raise ValueError(f"--wandb takes a project name (entity apart, --wandb-entity), got {self.wandb!r}")
+            if self.wandb_media_every < 1:
+                raise ValueError(f"--wandb-media-every must be at least 1, got {self.wandb_media_every}")
+            check_available()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -164,3 +200,57 @@ class TrainConfig:
         if "erasing_scale" in kw:
             kw["erasing_scale"] = tuple(kw["erasing_scale"])
         return cls(**kw)
+
+
+def pretrained_default(backbone: str) -> str:
+    """What ``--pretrained`` means when omitted, in words (for ``--help`` and the docs).
+
+    Example:
+        >>> pretrained_default("resnet18")
+        'random initialisation'
+    """
+    if backbone in RECIPE_WEIGHTS:
+        first = RECIPE_WEIGHTS[backbone].split(" (")[0]
+        return f"required ({first}{', or a state_dict file' if first == 'imagenet' else ''}; or none)"
+    return "random initialisation"
+
+
+def check_pretrained(backbone: str, pretrained: str | None) -> None:
+    """Refuse to train a backbone whose recipe assumes pretrained weights without an explicit choice.
+
+    Example:
+        >>> check_pretrained("resnet50_msceleb", "none")  # on purpose: allowed (and warned by the trainer)
+        >>> check_pretrained("resnet50_msceleb", None)
+        Traceback (most recent call last):
+        ...
+        ValueError: --backbone resnet50_msceleb needs --pretrained: the recipe starts from resnet50_ft_weight.pkl (MS-Celeb-1M; `eacfer weights` says where to get it); pass --pretrained FILE, or --pretrained none to train from random initialisation on purpose
+    """
+    if pretrained is None and backbone in RECIPE_WEIGHTS:
+        raise ValueError(f"--backbone {backbone} needs --pretrained: the recipe starts from {RECIPE_WEIGHTS[backbone]}; "
+                         f"pass --pretrained {'FILE' if backbone == 'resnet50_msceleb' else 'imagenet|FILE'}, or "
+                         f"--pretrained {NO_WEIGHTS} to train from random initialisation on purpose")
+
+
+def check_recipe(cfg: TrainConfig) -> None:
+    """``recipe="paper"`` pins the official fp32 reference path: refuse options that leave it (one line)."""
+    if cfg.recipe != "paper":
+        return
+    clashes = [name for name, on in (
+        (f"--pipeline {cfg.pipeline}", cfg.pipeline == "fast"), ("--amp", cfg.amp), ("--compile", cfg.compile),
+        ("--views joint", cfg.views == "joint"), ("--sync-bn", cfg.sync_bn), ("--fast-settings", bool(cfg.fast_settings)),
+    ) if on]
+    if clashes:
+        raise ValueError(f"--recipe paper runs the official fp32 reference pipeline; drop {', '.join(clashes)}")
+
+
+def recipe_deviations(cfg: TrainConfig) -> list[str]:
+    """Recipe hyper-parameters of ``cfg`` that differ from the paper's (recorded in ``config.yaml``).
+
+    Example:
+        >>> recipe_deviations(TrainConfig(data="d", out="o", epochs=3))
+        ['epochs']
+    """
+    mine = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+            "gamma": cfg.gamma, "lam": cfg.lam, "image_size": cfg.image_size, "noise_p": cfg.noise_p,
+            "noise_var": cfg.noise_var, "seed": cfg.seed}
+    return [k for k, v in mine.items() if k in PAPER_RECIPE and float(v) != float(PAPER_RECIPE[k])]

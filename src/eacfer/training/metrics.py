@@ -93,9 +93,8 @@ def plot_confusion(
     Example:
         >>> plot_confusion([[3, 1], [0, 2]], ["a", "b"], "confusion.png")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # headless; harmless when a backend is already chosen
+    # no matplotlib.use(): a bare Figure renders to files without any backend, and switching the backend
+    # here would silently turn off a notebook's inline plots
     from matplotlib.figure import Figure  # Figure without pyplot: no global figure registry
 
     cm = np.asarray(confusion, dtype=np.int64)

@@ -29,16 +29,31 @@ from eacfer.training import engine
 from eacfer.training.config import (  # noqa: F401  (re-exported: the trainer's public names)
     LAST5,
     METRIC_COLUMNS,
+    NO_WEIGHTS,
     PIPELINES,
+    RECIPE_WEIGHTS,
     RESUME_KEYS,
     RUN_FILES,
     TrainConfig,
+    recipe_deviations,
 )
 from eacfer.training.run_data import TrainData, build_datasets, make_loaders, write_used_labels
+from eacfer.training.wandb_log import NullTracker, open_tracker
 from eacfer.utils.atomic import write_json, write_text
 from eacfer.utils.seed import capture_rng_state, restore_rng_state, seed_everything
 
 log = logging.getLogger(__name__)
+
+
+def weights_arg(pretrained: str | None) -> str | None:
+    """``--pretrained`` as :func:`eacfer.create_model` takes it (``"none"`` → ``None``, random init).
+
+    Example:
+        >>> weights_arg("none"), weights_arg("imagenet")
+        (None, 'imagenet')
+    """
+    return None if pretrained in (None, NO_WEIGHTS) else pretrained
+
 
 def step_function(pipeline: str) -> engine.StepFn:
     """The per-batch step of a pipeline (looked up at call time so it can be swapped or wrapped)."""
@@ -125,6 +140,13 @@ def summarize(history: list[dict[str, Any]], skipped: int, epochs: int, finished
     }
 
 
+def ran_as(config: dict[str, Any]) -> dict[str, Any]:
+    """What ``summary.json`` says about how the run was made (recipe, pipeline, precision, weights)."""
+    return {"recipe": config.get("recipe"), "pipeline": config.get("pipeline"),
+            "amp_effective": config.get("amp_effective"), "eval_dtype": config.get("eval_dtype"),
+            "pretrained": config.get("pretrained")}
+
+
 def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp: bool) -> dict[str, Any]:
     """The full config as written to ``config.yaml`` (and stored in checkpoints)."""
     from eacfer import __version__
@@ -134,7 +156,10 @@ def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp
     d.update(
         data=str(Path(cfg.data).resolve()),
         label_file=str(Path(cfg.label_file).resolve()) if cfg.label_file else None,
-        pretrained=str(cfg.pretrained) if cfg.pretrained else None,
+        pretrained=str(cfg.pretrained) if cfg.pretrained else NO_WEIGHTS,  # never silently random
+        recipe_deviations=recipe_deviations(cfg),
+        cudnn_deterministic=cfg.recipe == "paper",  # applies on CUDA
+        eval_dtype="float32",
         format=data.format,
         flip_view=data.flip_view,
         flip_view_requested=cfg.flip_view,
@@ -181,7 +206,10 @@ def resolve_pipeline(cfg: TrainConfig, device: torch.device) -> TrainConfig:
 
     from eacfer.training.fast.distributed import env_world
 
-    pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("fast" if device.type == "cuda" else "reference")
+    if cfg.recipe == "paper":  # the official fp32 reference path, whatever the device
+        pipeline = "reference"
+    else:
+        pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("fast" if device.type == "cuda" else "reference")
     # soft (vote) targets and the class-balanced sampler exist in the reference pipeline only
     needs_reference = [o for o, on in (("--label-mode probability", cfg.label_mode != "majority"),
                                         ("--sampler balanced", cfg.sampler != "shuffle")) if on]
@@ -190,7 +218,8 @@ def resolve_pipeline(cfg: TrainConfig, device: torch.device) -> TrainConfig:
             raise ValueError(f"{' and '.join(needs_reference)} need --pipeline reference")
         pipeline = "reference"
     if env_world()[2] > 1 and pipeline != "fast":
-        raise ValueError("multi-process training (torchrun, WORLD_SIZE > 1) needs --pipeline fast")
+        raise ValueError("multi-process training (torchrun, WORLD_SIZE > 1) needs --pipeline fast"
+                         + (" (not --recipe paper)" if cfg.recipe == "paper" else ""))
     return replace(cfg, pipeline=pipeline)
 
 
@@ -224,6 +253,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         fd.teardown(dist_info)
 
 
+def configure_cudnn(recipe: str, device: torch.device) -> None:
+    """No cuDNN autotuning (reproducible kernel choice); deterministic kernels under ``recipe="paper"``.
+
+    (The fast pipeline may turn autotuning back on through its settings.)
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = recipe == "paper"
+
+
 def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     """The run itself (see :func:`train`); ``dist_info`` is this process's place in a DDP job."""
     import yaml
@@ -243,13 +282,16 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
     if cfg.fast_settings and cfg.pipeline != "fast":
         log.warning("--fast-settings only applies to --pipeline fast; ignored by the %s pipeline", cfg.pipeline)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False  # reproducible kernel choice
+    configure_cudnn(cfg.recipe, device)
+    if cfg.pretrained == NO_WEIGHTS and main:
+        log.warning("--pretrained none: %s trains from random initialisation, unlike the recipe%s", cfg.backbone,
+                    f" (which starts from {RECIPE_WEIGHTS[cfg.backbone]})" if cfg.backbone in RECIPE_WEIGHTS else "")
 
     seed_everything(cfg.seed)
     data = build_datasets(cfg)
     spec = get_backbone_spec(cfg.backbone)
-    model = create_model(cfg.backbone, num_classes=len(data.class_names), pretrained=cfg.pretrained).to(device)
+    model = create_model(cfg.backbone, num_classes=len(data.class_names),
+                         pretrained=weights_arg(cfg.pretrained)).to(device)
     fast = None
     if cfg.pipeline == "fast":
         from eacfer.training.fast.runner import FastPipeline
@@ -308,6 +350,9 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     skipped = len(data.train.skipped) + len(data.test.skipped)
     skipped_entries = len(data.problems)  # label lines / entries refused before any decoding
     tb = _tensorboard(run, cfg.tensorboard and main, start_epoch)
+    tracker = open_tracker(cfg, run, config, class_names=data.class_names, test_ds=data.test, mean=spec.mean,
+                           std=spec.std, resume=cfg.resume) if main else NullTracker()  # W&B: rank 0 only
+    completed = False
     step_fn = step_function(cfg.pipeline) if fast is None else None
     log.info("training %s (%s) on %d images (%s, flip view %s), testing on %d, device %s, epochs %d..%d",
              cfg.backbone, cfg.method, len(data.train), data.format, data.flip_view, len(data.test), device,
@@ -326,8 +371,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
             scheduler.step()  # ExponentialLR is stepped once per epoch, as in the paper
             if fast is not None:
                 ev = fast.evaluate(data.class_names)  # global: every rank's shard
-            else:
-                ev = engine.evaluate(model, test_loader, data.class_names, device=device, amp=amp,
+            else:  # reported numbers are evaluated in fp32 on every pipeline (autocast only trains)
+                ev = engine.evaluate(model, test_loader, data.class_names, device=device, amp=False,
                                      progress=cfg.progress)
             row = {"epoch": epoch, **{k: tr[k] for k in ("train_loss", "train_ce", "train_consistency", "train_accuracy")},
                    "test_accuracy": ev["accuracy"], "test_mean_class_accuracy": ev["mean_class_accuracy"], "lr": lr,
@@ -341,7 +386,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
                 continue
             _write_metrics_csv(run / "metrics.csv", history)
             write_json(run / "summary.json", {**summarize(history, skipped, cfg.epochs, finished=False),
-                                              "skipped_entries": skipped_entries})
+                                              "skipped_entries": skipped_entries, **ran_as(config)})
             # RNG states captured after evaluation: exactly the state the next epoch starts from.
             save_checkpoint(last_path, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -353,15 +398,19 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
                 for k in METRIC_COLUMNS[1:]:
                     tb.add_scalar(k.replace("_", "/", 1), float(row[k]), epoch)
                 tb.flush()
+            tracker.epoch(row, {"images_per_s": tr["images_per_s"]}, ev, model)
+        completed = True
     except KeyboardInterrupt:  # say where it stopped and what can be resumed (the CLI prints it)
         raise runstate.TrainingInterrupted(run, epoch, cfg.epochs, saved,
                                            last_path if saved and last_path.exists() else None) from None
     finally:
         if tb is not None:
             tb.close()
+        if not completed:  # interrupted or failed: close the W&B run (--resume continues it)
+            tracker.finish(summarize(history, skipped, cfg.epochs, finished=False), None, ok=False)
 
     summary = summarize(history, skipped, cfg.epochs, finished=True)
-    summary["skipped_entries"] = skipped_entries
+    summary.update(skipped_entries=skipped_entries, **ran_as(config))
     final = {k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy", "best_epoch",
                                      "last5_mean_accuracy", "last5_mean_epochs")}
     info = ModelInfo(backbone=cfg.backbone, class_names=list(data.class_names), input_size=cfg.image_size,
@@ -371,6 +420,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     if main:
         save_model(run / "model.pt", model, info)
         write_json(run / "summary.json", summary)
+    tracker.finish(summary, run / "model.pt")
     fd.barrier(dist_info)  # every rank returns once the run folder is complete
     n = summary["last5_mean_epochs"]
     tail = "last-5 mean" if n >= LAST5 else f"mean of the last {n} epoch(s), fewer than 5 ran"

@@ -145,5 +145,9 @@ class FastPipeline:
                                 epoch=epoch, dist_info=self.info, progress=progress)
 
     def evaluate(self, class_names: Sequence[str]) -> dict[str, Any]:
-        """Test metrics over every rank's shard; same keys as :func:`eacfer.training.engine.evaluate`."""
-        return fast_evaluate(self.model, self.test_loader, class_names, amp=self.amp, dist_info=self.info)
+        """Test metrics over every rank's shard; same keys as :func:`eacfer.training.engine.evaluate`.
+
+        Always fp32 (no autocast), whatever ``settings.amp``: bf16 is for training steps only, the reported
+        accuracy is computed at full precision as in the reference pipeline.
+        """
+        return fast_evaluate(self.model, self.test_loader, class_names, amp=False, dist_info=self.info)
