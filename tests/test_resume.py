@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from eacfer.checkpoint import load_checkpoint
@@ -89,3 +90,17 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path, synth_rafdb):
     # the run actually learned something different from its initialisation between epochs
     assert a[0]["train_loss"] != a[2]["train_loss"]
     assert Path(full / "summary.json").read_text().count('"finished": true') == 1
+
+
+def test_resume_refuses_a_changed_label_mode_or_sampler(tmp_path):
+    # soft vote targets or a balanced sampler change what the run learns: resuming with another one is a
+    # different experiment, refused unless --force (and an older config without the keys means the defaults)
+    from eacfer.training.trainer import _check_resumable
+
+    base = {"backbone": "b", "method": "eac", "class_names": ["a"], "data": "d", "format": None, "label_file": None,
+            "noise_rate": 0.0, "noise_seed": 0, "label_mode": "majority", "sampler": "shuffle"}
+    older = {k: v for k, v in base.items() if k not in ("label_mode", "sampler")}
+    _check_resumable(older, base, tmp_path / "last.pt", force=False)  # defaults: nothing changed
+    for key, value in (("label_mode", "probability"), ("sampler", "balanced")):
+        with pytest.raises(ValueError, match=key):
+            _check_resumable(base, {**base, key: value}, tmp_path / "last.pt", force=False)

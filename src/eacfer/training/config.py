@@ -31,7 +31,10 @@ METRIC_COLUMNS = (
 RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "model.pt", "summary.json", "train_labels_used.txt",
              "wandb_run.json")
 #: Config keys that must match for ``--resume`` (else the checkpoint belongs to another experiment).
-RESUME_KEYS = ("backbone", "method", "class_names", "data", "format", "label_file", "noise_rate", "noise_seed")
+RESUME_KEYS = ("backbone", "method", "class_names", "data", "format", "label_file", "noise_rate", "noise_seed",
+               "label_mode", "sampler")
+#: What a run folder written before a key existed meant by it (so older runs still resume).
+RESUME_DEFAULTS = {"label_mode": "majority", "sampler": "shuffle"}
 LAST5 = 5  # EAC reports the mean test accuracy of the last 5 epochs
 
 

@@ -32,6 +32,7 @@ from eacfer.training.config import (  # noqa: F401  (re-exported: the trainer's 
     NO_WEIGHTS,
     PIPELINES,
     RECIPE_WEIGHTS,
+    RESUME_DEFAULTS,
     RESUME_KEYS,
     RUN_FILES,
     TrainConfig,
@@ -90,7 +91,8 @@ def prepare_run_dir(cfg: TrainConfig, write: bool = True) -> Path:
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path, force: bool) -> None:
-    diffs = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    diffs = [f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {current.get(k)!r}" for k in RESUME_KEYS
+             if saved.get(k, RESUME_DEFAULTS.get(k)) != current.get(k)]
     if diffs and not force:
         raise ValueError(f"{path}: checkpoint is from a different run ({'; '.join(diffs)}); use --force to resume anyway")
     if diffs:
