@@ -28,6 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--iou", type=float, default=0.3, help="IoU needed to continue a track (default 0.3)")
     p.add_argument("--max-age", type=int, default=10, help="analysed frames a track may miss before it ends (default 10)")
     p.add_argument("--cam", action="store_true", help="overlay attention maps in the video")
+    p.add_argument("--pipeline", default="threaded", choices=["threaded", "sequential"],
+                   help="threaded (default): decode, detect, classify and encode overlap on threads; cameras "
+                   "drop frames rather than fall behind. sequential: one stage after another")
+    p.add_argument("--codec", default="auto", choices=["auto", "h264", "mp4v"],
+                   help="annotated.mp4 codec: auto (default) = H.264 via PyAV when installed (plays in browsers), "
+                   "else MPEG-4 via OpenCV")
     p.set_defaults(func=run)
     return p
 
@@ -48,11 +54,16 @@ def run(args: argparse.Namespace) -> int:
     with open_predictor(args, cam=args.cam) as predictor:
         s = run_video(predictor, args.source, args.out, every=args.every, max_frames=args.max_frames,
                       write_video=not args.no_video, smoothing=args.smooth, iou_threshold=args.iou,
-                      max_age=args.max_age, cam=args.cam, progress=not args.quiet)
+                      max_age=args.max_age, cam=args.cam, progress=not args.quiet, pipeline=args.pipeline,
+                      codec=args.codec)
     st = s["stage_ms"]
     print(f"{s['frames']} frames ({s['frames_processed']} analysed, {s['frames_with_faces']} with faces), "
           f"{s['tracks']} tracks, {s['fps']} fps end-to-end")
     print("per frame (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+    lat = s["latency_ms"]
+    if lat:
+        print(f"latency (ms, frame read → labels ready): median {lat['p50']}, p90 {lat['p90']}, max {lat['max']}"
+              + (f"; {s['dropped_frames']} frames dropped to keep up" if s["live"] else ""))
     for tid, t in s["per_track"].items():
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(t["emotion_shares"].items(), key=lambda kv: -kv[1]))
         print(f"  track {tid}: frames {t['first_frame']}–{t['last_frame']}: {shares}")
