@@ -315,13 +315,13 @@ class ThreadedFrames(_Frames):
             self._put(q, _STOP)
 
     def _stage_loop(self, fn: Any, inq: queue.Queue[Any], outq: queue.Queue[Any]) -> None:
+        # A failing stage stops here; the frames it finished before still flow down to the consumer, which
+        # raises the error after them (so the outputs hold every frame before the failure).
         try:
             while True:
                 item = self._get(inq)
                 if item is _STOP:
                     break
-                if self._error is not None:
-                    continue  # an earlier stage failed: pass nothing more on
                 if not self._put(outq, fn(item)):
                     return
         except BaseException as e:

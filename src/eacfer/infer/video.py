@@ -213,13 +213,17 @@ def run_video(
         except Exception as e:  # finalise what we have, then report the error
             error = e
         finally:
-            if frames is not None:
-                frames.close()  # stop the stages before the source is closed
-            if sink is not None:
-                try:
-                    sink.close()  # every frame handed over is written before the file is finalised
-                except Exception as e:  # noqa: BLE001 - reported like any other error
-                    error = error or e
+            try:
+                with hold:  # a Ctrl-C while the last frames are encoded waits for the file to be complete
+                    if frames is not None:
+                        frames.close()  # stop the stages before the source is closed
+                    if sink is not None:
+                        try:
+                            sink.close()  # every frame handed over is written before the file is finalised
+                        except Exception as e:  # noqa: BLE001 - reported like any other error
+                            error = error or e
+            except KeyboardInterrupt:
+                interrupted = True
     wall = time.perf_counter() - t_start
     if interrupted:
         stopped = f"interrupted by the user (Ctrl-C) after {counts['frames']} frames"

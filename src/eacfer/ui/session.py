@@ -125,21 +125,32 @@ class ModelSession:
         )
 
     def analyze(self, packet: FramePacket, want_cam: bool) -> Analysis:
-        """Detect, classify and track the faces of one frame."""
-        if packet.reset or packet.still:
-            self._tracker = self._new_tracker()  # a new photo / a seek is not a continuation
+        """Detect, classify and track the faces of one frame (both stages below, one after the other)."""
+        return self.finish(packet, self.detect(packet), want_cam)
+
+    def detect(self, packet: FramePacket) -> tuple[list[Any], float]:
+        """First stage (inference thread): the faces of a frame and the detection ms."""
         if self._auto_mode:
             # the predictor's own policy (as in Predictor.stream): MediaPipe short-range for live cameras and
             # streams (fast, close faces), full-range for video files and photos (small faces too)
             self.predictor.detector_mode = "short" if packet.live else "full"
-        result = self.predictor.predict(packet.image, color="rgb", cam=want_cam and self.has_cams, keep_image=False)
-        faces = list(result.faces)
+        t0 = time.perf_counter()
+        dets = self.predictor.detect_faces(packet.image, "stream" if packet.live else "image")
+        return dets, (time.perf_counter() - t0) * 1000.0
+
+    def finish(self, packet: FramePacket, found: tuple[list[Any], float], want_cam: bool) -> Analysis:
+        """Second stage (classification thread, frames in capture order): classify and track."""
+        dets, detect_ms = found
+        if packet.reset or packet.still:
+            self._tracker = self._new_tracker()  # a new photo / a seek is not a continuation
+        timings = {"detect": detect_ms}
+        faces = self.predictor.classify_faces(packet.image, dets, want_cam and self.has_cams, timings)
         if not packet.still:
             faces = self._tracker.update(faces, packet.index)
         return Analysis(
             packet=packet,
             faces=faces,
-            timings=dict(result.timings),
+            timings=timings,
             class_names=self.summary.class_names,
             model_path=self.path,
         )
