@@ -324,3 +324,47 @@ def test_open_frames_names(fast_predictor, clip):
             open_frames(fast_predictor, src, "parallel")
     finally:
         src.close()
+
+
+def test_app_live_view_runs_two_stages_in_order_and_counts_drops():
+    """The desktop app's analysis: detection and classification on two threads; frames come out in capture
+    order; frames the slow second stage had no time for are dropped and counted, never queued."""
+    from eacfer.ui.stats import LatencyWindow
+    from eacfer.ui.worker import FramePacket, InferenceThread, LatestSlot
+
+    class TwoStage:
+        def analyze(self, p, want_cam):  # pragma: no cover - the two-stage path is used instead
+            raise AssertionError("a two-stage analyzer must not be run in one stage")
+
+        def detect(self, p):
+            time.sleep(0.003)
+            return ("found", p.seq)
+
+        def finish(self, p, found, want_cam):
+            time.sleep(0.02)
+            assert found == ("found", p.seq)
+            return p.seq
+
+    slot: LatestSlot[FramePacket] = LatestSlot()
+    results: list[int] = []
+    th = InferenceThread(slot, results.append, lambda msg: None, lambda p: ("raw", p.seq))
+    th.set_analyzer(TwoStage())
+    th.start()
+    try:
+        for seq in range(1, 41):
+            slot.put(FramePacket(seq, seq, seq / 30, np.zeros((4, 4, 3), np.uint8), 1, live=True))
+            time.sleep(0.004)
+        deadline = time.monotonic() + 10
+        while len(results) + slot.dropped + th.dropped < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        th.stop()
+        th.join(2)
+    assert not th.is_alive()
+    assert len(results) + slot.dropped + th.dropped == 40 and th.dropped > 0
+    assert results == sorted(results) and len(set(results)) == len(results)
+    w = LatencyWindow(size=3)
+    assert w.percentiles() is None
+    for ms in (100.0, 10.0, 20.0, 30.0):
+        w.add(ms)
+    assert w.percentiles() == pytest.approx((20.0, 28.0))  # the oldest value left the window

@@ -155,6 +155,8 @@ class _Frames:
 
         index, time_s, frame = item
         read_at = time.perf_counter()
+        if self.src.live:
+            t0 = read_at  # a camera's read waits for the next frame: that is not decoding work
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         w = _Work(index, time_s, rgb, read_at, index % self.every == 0)
         w.timings["decode"] = (time.perf_counter() - t0) * 1000.0
@@ -246,7 +248,7 @@ class ThreadedFrames(_Frames):
     name = "threaded"
 
     def __init__(self, predictor: Any, src: Any, every: int = 1, max_frames: int | None = None, cam: bool = False,
-                 detector: FrameDetector | None = None, queue_size: int = 4, drop: bool = True):
+                 detector: FrameDetector | None = None, queue_size: int = 2, drop: bool = True):
         super().__init__(predictor, src, every, max_frames, cam, detector)
         size = 1 if src.live else max(1, int(queue_size))
         self.drop = bool(drop) and bool(src.live)

@@ -111,7 +111,7 @@ def run_video(
     on_frame: Callable[[FrameResult], None] | None = None,
     pipeline: str = "threaded",
     codec: str = "auto",
-    queue_size: int = 4,
+    queue_size: int = 2,
 ) -> dict[str, Any]:
     """Analyse a video/camera/stream and write ``annotated.mp4``, ``frames.csv`` and ``summary.json``.
 
