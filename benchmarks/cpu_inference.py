@@ -9,8 +9,9 @@ threaded video pipeline against the sequential one.
 ``--only pipeline`` (issue #11), one child process per backbone (MobileNetV2, the paper's ResNet-50; random
 weights exported to ONNX as ``eacfer video`` does): on a 640×360 one-face clip and a composed 5-face clip
 (the bundled public-domain astronaut, moving and scaled), ``run_video`` writing annotated.mp4 with the
-sequential and the threaded pipeline **alternately** (order swapped every round, after a warm-up), FPS per
-run, the median ratio threaded / sequential, per-stage ms, latency percentiles; then a simulated live
+sequential pipeline, the threaded one, and the threaded one with the ``roi`` detection stage,
+**alternately** (order reversed every round, after a warm-up), FPS per run, faces found per frame, the
+median ratios to sequential, per-stage ms, latency percentiles; then a simulated live
 camera (the clip paced at its 25 fps) for capture-to-result latency and dropped frames; then the encoder
 (OpenCV MPEG-4 vs H.264 through PyAV): ms per frame and PSNR against the source frames.
 
@@ -184,6 +185,10 @@ def make_multi_face_clip(out: Path, face_rgb, n_faces: int = 5, frames: int = 60
     return out
 
 
+#: the pipelines compared: before (sequential), the new default (threaded), and threaded with the roi detection stage
+VARIANTS = ("sequential", "threaded", "threaded+roi")
+
+
 class PacedCapture:
     """A cv2.VideoCapture over a file that delivers frames no faster than ``fps`` (a simulated camera)."""
 
@@ -225,12 +230,15 @@ def _pipeline_child(args: argparse.Namespace) -> None:
         for clip in args.clip.split(","):
             run_video(p, clip, Path(args.out) / "warmup", progress=False, max_frames=10)  # start-up, not per frame
             for rnd in range(args.rounds):
-                order = ("sequential", "threaded") if rnd % 2 == 0 else ("threaded", "sequential")
+                order = VARIANTS if rnd % 2 == 0 else VARIANTS[::-1]
                 for pipe in order:
-                    s = run_video(p, clip, Path(args.out) / f"{pipe}{rnd}", progress=False, pipeline=pipe)
+                    p.video_detection = "roi" if pipe == "threaded+roi" else "every-frame"
+                    s = run_video(p, clip, Path(args.out) / f"{pipe}{rnd}", progress=False,
+                                  pipeline=pipe.split("+")[0])
                     print("RESULT " + json.dumps({"clip": Path(clip).stem, "pipeline": pipe, "round": rnd,
                                                   "load_1m": round(os.getloadavg()[0], 2),
                                                   **{k: s[k] for k in keys}}), flush=True)
+        p.video_detection = "every-frame"
         if args.live:
             clip = args.clip.split(",")[0]
             for pipe in ("sequential", "threaded"):
@@ -318,12 +326,17 @@ def pipeline_compare(tmp: Path, threads: int, frames: int, rounds: int) -> tuple
     for backbone in BACKBONES:
         for clip in ("one_face", "five_faces", "live:one_face"):
             sel = {p: [r for r in rows if r["backbone"] == backbone and r["clip"] == clip and r["pipeline"] == p]
-                   for p in ("sequential", "threaded")}
+                   for p in VARIANTS}
             if not sel["sequential"] or not sel["threaded"]:
                 continue
-            fps = {p: statistics.median(r["fps"] for r in v) for p, v in sel.items()}
+            fps = {p: statistics.median(r["fps"] for r in v) for p, v in sel.items() if v}
+            faces = {p: round(sum(r["faces"] for r in v) / max(1, sum(r["frames"] for r in v)), 2)
+                     for p, v in sel.items() if v}
             summary.append({"backbone": backbone, "clip": clip, "fps_sequential": fps["sequential"],
                             "fps_threaded": fps["threaded"], "ratio": round(fps["threaded"] / fps["sequential"], 2),
+                            "fps_roi": fps.get("threaded+roi"), "faces_per_frame": faces,
+                            "ratio_roi": (round(fps["threaded+roi"] / fps["sequential"], 2)
+                                          if "threaded+roi" in fps else None),
                             "latency_p50_threaded": sel["threaded"][-1]["latency_ms"].get("p50"),
                             "latency_p50_sequential": sel["sequential"][-1]["latency_ms"].get("p50"),
                             "dropped_threaded": sel["threaded"][-1]["dropped_frames"],
@@ -340,12 +353,15 @@ def pipeline_markdown(info: dict, summary: list[dict], enc: list[dict], args: ar
            f"{info['load_avg_1m']}. Random-weight models exported to ONNX, 224×224 input, MediaPipe full-range "
            "detection on every frame for files (short-range for the live camera), annotated.mp4 written. "
            "FPS: median over the rounds; latency: frame read → labels ready.", "",
-           "| backbone | clip | FPS sequential | FPS threaded | ratio | latency p50 seq / thr (ms) | dropped (thr) |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+           "| backbone | clip | FPS sequential | FPS threaded | ratio | FPS threaded + roi | ratio | faces / frame "
+           "(seq / thr / roi) | latency p50 seq / thr (ms) | dropped (thr) |",
+           "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in summary:
+        roi = ("–", "–") if r["fps_roi"] is None else (f"{r['fps_roi']:.1f}", f"{r['ratio_roi']:.2f}×")
+        ff = " / ".join(str(r["faces_per_frame"].get(k, "–")) for k in VARIANTS)
         out.append(f"| {r['backbone']} | {r['clip']} | {r['fps_sequential']:.1f} | {r['fps_threaded']:.1f} | "
-                   f"{r['ratio']:.2f}× | {r['latency_p50_sequential']} / {r['latency_p50_threaded']} | "
-                   f"{r['dropped_threaded']} |")
+                   f"{r['ratio']:.2f}× | {roi[0]} | {roi[1]} | {ff} | "
+                   f"{r['latency_p50_sequential']} / {r['latency_p50_threaded']} | {r['dropped_threaded']} |")
     out += ["", "Per-stage ms per frame (threaded run; work time measured inside each stage, so it includes "
             "contention for the 2 cores) and each stage's busy share of the wall time:", "",
             "| backbone | clip | decode | detect | align | classify | draw | write | busiest stage |",

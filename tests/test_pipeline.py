@@ -222,11 +222,22 @@ def _enter_leave_clip(path, face_rgb, n=30, leave_at=15):
     return path
 
 
-def test_face_entering_gets_a_track_and_leaving_ends_it(predictor, face_rgb, tmp_path):
+@pytest.fixture(params=["every-frame", "roi"])
+def video_detection(request, predictor):
+    """Both detection stages: a full scan of every frame, and full scans every 5 frames with regions between."""
+    old = predictor.video_detection
+    predictor.video_detection = request.param
+    yield request.param
+    predictor.video_detection = old
+
+
+def test_face_entering_gets_a_track_and_leaving_ends_it(predictor, face_rgb, tmp_path, video_detection):
     entering = make_clip(tmp_path / "enter.mp4", face_rgb, frames=20, second_face_from=8)
     s = run_video(predictor, entering, tmp_path / "e", progress=False, write_video=False)
-    assert s["tracks"] == 2
-    assert s["per_track"]["2"]["first_frame"] <= 8 + 3  # a new face gets a track within a few frames
+    assert s["tracks"] == 2 and s["detector_settings"]["strategy"].startswith(
+        "roi" if video_detection == "roi" else "full scan")
+    # a new face gets a track within a few frames (roi: by the next full scan, at most 5 frames)
+    assert s["per_track"]["2"]["first_frame"] <= 8 + (5 if video_detection == "roi" else 1)
     leaving = _enter_leave_clip(tmp_path / "leave.mp4", face_rgb)
     s = run_video(predictor, leaving, tmp_path / "l", progress=False, write_video=False, max_age=3)
     rows = _rows(tmp_path / "l" / "frames.csv")
@@ -238,6 +249,34 @@ def test_face_entering_gets_a_track_and_leaving_ends_it(predictor, face_rgb, tmp
     assert s["per_track"][tid]["last_frame"] <= 14
     (left,) = {r["track"] for r in rows if int(r["frame"]) == 0 and float(r["x"]) < 240}
     assert {r["track"] for r in rows if int(r["frame"]) >= 15} == {left} != {tid}  # the other face keeps its own
+
+
+def test_roi_detection_finds_the_faces_full_scans_find(predictor, face_rgb, tmp_path):
+    """The roi stage finds the same faces as a full scan of every frame, with far fewer full scans."""
+    clip = make_clip(tmp_path / "two.mp4", face_rgb, frames=20, second_face_from=0)
+    every = list(predictor.stream(clip, pipeline="sequential"))
+    predictor.video_detection = "roi"
+    try:
+        src = open_source(clip)
+        with SequentialFrames(predictor, src) as fr:
+            roi = list(fr)
+            stats = fr.stats()["detection"]
+        src.close()
+    finally:
+        predictor.video_detection = "every-frame"
+    assert [len(r.faces) for r in roi] == [len(r.faces) for r in every] == [2] * 20
+    for a, b in zip(every, roi, strict=True):
+        for fa in a.faces:  # every face of the full scan has a matching box (same face) in the roi result
+            assert max(_box_iou(fa.box, fb.box) for fb in b.faces) > 0.6
+            assert any(fb.keypoints is not None and np.abs(fb.keypoints - fa.keypoints).max() < 0.25 * fa.box[2]
+                       for fb in b.faces)
+    assert stats["full_scans"] == 4 and stats["roi_calls"] == 2 * 16
+
+
+def _box_iou(a, b):
+    from eacfer.infer.tracking import iou
+
+    return iou(a, b)
 
 
 def test_new_columns_and_summary_fields(predictor, model_pt, clip, tmp_path):

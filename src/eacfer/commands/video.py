@@ -31,6 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--pipeline", default="threaded", choices=["threaded", "sequential"],
                    help="threaded (default): decode, detect, classify and encode overlap on threads; cameras "
                    "drop frames rather than fall behind. sequential: one stage after another")
+    p.add_argument("--detection", default="every-frame", choices=["every-frame", "roi"],
+                   help="video face detection: every-frame (default) scans each analysed frame in full; roi scans "
+                   "in full every 5 frames and when a face is lost, and searches known faces with short-range "
+                   "BlazeFace in between (faster; MediaPipe only)")
     p.add_argument("--codec", default="auto", choices=["auto", "h264", "mp4v"],
                    help="annotated.mp4 codec: auto (default) = H.264 via PyAV when installed (plays in browsers), "
                    "else MPEG-4 via OpenCV")
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
     with open_predictor(args, cam=args.cam) as predictor:
+        predictor.video_detection = args.detection
         s = run_video(predictor, args.source, args.out, every=args.every, max_frames=args.max_frames,
                       write_video=not args.no_video, smoothing=args.smooth, iou_threshold=args.iou,
                       max_age=args.max_age, cam=args.cam, progress=not args.quiet, pipeline=args.pipeline,

@@ -138,6 +138,7 @@ class _Frames:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         self.predictor, self.src, self.every, self.max_frames, self.cam = predictor, src, every, max_frames, cam
         kind = "stream" if src.live else "image"
+        self._owns_detector = detector is None
         self.detector = detector if detector is not None else predictor.frame_detector(kind)
         self.latency = LatencyStats()
         self.dropped = 0  # live frames replaced by newer ones before analysis
@@ -210,6 +211,13 @@ class _Frames:
     def close(self) -> None:
         if self.t_end is None:
             self.t_end = time.perf_counter()
+        self._release_detector()
+
+    def _release_detector(self) -> None:
+        """Close a detection stage this pipeline made (call only once no stage thread uses it)."""
+        if self._owns_detector and hasattr(self.detector, "close"):
+            self._owns_detector = False
+            self.detector.close()
 
     def __enter__(self) -> _Frames:
         return self
@@ -361,12 +369,15 @@ class ThreadedFrames(_Frames):
 
     def close(self) -> None:
         """Stop every stage and wait for its thread (each finishes the call it is in)."""
-        super().close()
+        if self.t_end is None:
+            self.t_end = time.perf_counter()
         self._halt.set()
         for t in self._threads:
             t.join(timeout=30)
             if t.is_alive():
                 log.warning("pipeline thread %s did not stop within 30 s", t.name)
+        if not any(t.is_alive() for t in self._threads):
+            self._release_detector()
 
 
 def open_frames(predictor: Any, src: Any, pipeline: str = "threaded", **kw: Any) -> _Frames:

@@ -119,6 +119,7 @@ class Predictor:
             raise ValueError("this model cannot produce attention maps (an .onnx exported without --with-cams)")
         self._detectors: dict[str, Any] = {}
         self.model_path: str | None = None  # set by from_checkpoint; recorded in summaries
+        self.video_detection = "every-frame"  # or "roi": the detection stage of videos (see frame_detector)
         if detector != "none":
             self._detector_for("image")  # fail early on an unknown/missing detector
 
@@ -217,9 +218,14 @@ class Predictor:
     def frame_detector(self, kind: str = "image") -> Any:
         """The detection stage of a video pipeline (:class:`eacfer.infer.pipeline.FrameDetector`).
 
-        Today: this predictor's detector on every analysed frame. A stateful video face finder (tracks,
-        regions around them, periodic full scans) is plugged in by returning it here.
+        ``video_detection="every-frame"`` (default): this predictor's detector on every analysed frame;
+        ``"roi"``: :class:`eacfer.infer.roi_detect.RoiDetector` (full scans every few frames, short-range
+        BlazeFace around known faces in between; MediaPipe only). A stateful video face finder plugs in here.
         """
+        if self.video_detection == "roi" and self.detector_name == "mediapipe":
+            from eacfer.infer.roi_detect import RoiDetector
+
+            return RoiDetector(self, kind)
         return PerFrameDetector(self, kind)
 
     def classify_faces(self, rgb: np.ndarray, dets: list[Any], cam: bool, timings: dict[str, float]) -> list[FaceResult]:
