@@ -185,8 +185,9 @@ def make_multi_face_clip(out: Path, face_rgb, n_faces: int = 5, frames: int = 60
     return out
 
 
-#: the pipelines compared: before (sequential), the new default (threaded), and threaded with the roi detection stage
-VARIANTS = ("sequential", "threaded", "threaded+roi")
+#: the pipelines compared: before (sequential), the new default (threaded), threaded with the roi detection stage,
+#: and threaded with onnxruntime on one thread (each stage on its own core instead of ORT's 2-thread sections)
+VARIANTS = ("sequential", "threaded", "threaded+roi", "threaded/1t")
 
 
 class PacedCapture:
@@ -226,15 +227,18 @@ def _pipeline_child(args: argparse.Namespace) -> None:
     os.environ.setdefault("EACFER_CACHE_DIR", str(Path(args.out) / "cache"))
     keys = ("fps", "frames", "faces", "frames_with_faces", "stage_ms", "stage_utilisation", "latency_ms",
             "dropped_frames", "video_codec")
-    with Predictor.from_checkpoint(args.model, device="cpu", threads=args.threads) as p:
+    with Predictor.from_checkpoint(args.model, device="cpu", threads=args.threads) as p, \
+            Predictor.from_checkpoint(args.model, device="cpu", threads=1) as p1:
         for clip in args.clip.split(","):
-            run_video(p, clip, Path(args.out) / "warmup", progress=False, max_frames=10)  # start-up, not per frame
+            for q in (p, p1):
+                run_video(q, clip, Path(args.out) / "warmup", progress=False, max_frames=10)  # start-up
             for rnd in range(args.rounds):
                 order = VARIANTS if rnd % 2 == 0 else VARIANTS[::-1]
                 for pipe in order:
-                    p.video_detection = "roi" if pipe == "threaded+roi" else "every-frame"
-                    s = run_video(p, clip, Path(args.out) / f"{pipe}{rnd}", progress=False,
-                                  pipeline=pipe.split("+")[0])
+                    q = p1 if pipe.endswith("/1t") else p
+                    q.video_detection = "roi" if "+roi" in pipe else "every-frame"
+                    s = run_video(q, clip, Path(args.out) / f"run{rnd}", progress=False,
+                                  pipeline=pipe.split("+")[0].split("/")[0])
                     print("RESULT " + json.dumps({"clip": Path(clip).stem, "pipeline": pipe, "round": rnd,
                                                   "load_1m": round(os.getloadavg()[0], 2),
                                                   **{k: s[k] for k in keys}}), flush=True)
@@ -327,22 +331,18 @@ def pipeline_compare(tmp: Path, threads: int, frames: int, rounds: int) -> tuple
         for clip in ("one_face", "five_faces", "live:one_face"):
             sel = {p: [r for r in rows if r["backbone"] == backbone and r["clip"] == clip and r["pipeline"] == p]
                    for p in VARIANTS}
-            if not sel["sequential"] or not sel["threaded"]:
+            if not sel["sequential"]:
                 continue
-            fps = {p: statistics.median(r["fps"] for r in v) for p, v in sel.items() if v}
-            faces = {p: round(sum(r["faces"] for r in v) / max(1, sum(r["frames"] for r in v)), 2)
-                     for p, v in sel.items() if v}
-            summary.append({"backbone": backbone, "clip": clip, "fps_sequential": fps["sequential"],
-                            "fps_threaded": fps["threaded"], "ratio": round(fps["threaded"] / fps["sequential"], 2),
-                            "fps_roi": fps.get("threaded+roi"), "faces_per_frame": faces,
-                            "ratio_roi": (round(fps["threaded+roi"] / fps["sequential"], 2)
-                                          if "threaded+roi" in fps else None),
-                            "latency_p50_threaded": sel["threaded"][-1]["latency_ms"].get("p50"),
-                            "latency_p50_sequential": sel["sequential"][-1]["latency_ms"].get("p50"),
-                            "dropped_threaded": sel["threaded"][-1]["dropped_frames"],
-                            "stage_ms_threaded": sel["threaded"][-1]["stage_ms"],
-                            "stage_ms_sequential": sel["sequential"][-1]["stage_ms"],
-                            "utilisation_threaded": sel["threaded"][-1]["stage_utilisation"]})
+            base = statistics.median(r["fps"] for r in sel["sequential"])
+            for pipe, v in sel.items():
+                if not v:
+                    continue
+                fps = statistics.median(r["fps"] for r in v)
+                summary.append({"backbone": backbone, "clip": clip, "pipeline": pipe, "fps": fps,
+                                "ratio": round(fps / base, 2),
+                                "faces_per_frame": round(sum(r["faces"] for r in v) / max(1, sum(r["frames"] for r in v)), 2),
+                                "latency_p50": v[-1]["latency_ms"].get("p50"), "dropped": v[-1]["dropped_frames"],
+                                "stage_ms": v[-1]["stage_ms"], "utilisation": v[-1]["stage_utilisation"]})
     return rows, summary
 
 
@@ -353,23 +353,19 @@ def pipeline_markdown(info: dict, summary: list[dict], enc: list[dict], args: ar
            f"{info['load_avg_1m']}. Random-weight models exported to ONNX, 224×224 input, MediaPipe full-range "
            "detection on every frame for files (short-range for the live camera), annotated.mp4 written. "
            "FPS: median over the rounds; latency: frame read → labels ready.", "",
-           "| backbone | clip | FPS sequential | FPS threaded | ratio | FPS threaded + roi | ratio | faces / frame "
-           "(seq / thr / roi) | latency p50 seq / thr (ms) | dropped (thr) |",
-           "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+           "| backbone | clip | pipeline | FPS | × sequential | faces / frame | latency p50 (ms) | dropped |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in summary:
-        roi = ("–", "–") if r["fps_roi"] is None else (f"{r['fps_roi']:.1f}", f"{r['ratio_roi']:.2f}×")
-        ff = " / ".join(str(r["faces_per_frame"].get(k, "–")) for k in VARIANTS)
-        out.append(f"| {r['backbone']} | {r['clip']} | {r['fps_sequential']:.1f} | {r['fps_threaded']:.1f} | "
-                   f"{r['ratio']:.2f}× | {roi[0]} | {roi[1]} | {ff} | "
-                   f"{r['latency_p50_sequential']} / {r['latency_p50_threaded']} | {r['dropped_threaded']} |")
-    out += ["", "Per-stage ms per frame (threaded run; work time measured inside each stage, so it includes "
-            "contention for the 2 cores) and each stage's busy share of the wall time:", "",
-            "| backbone | clip | decode | detect | align | classify | draw | write | busiest stage |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        out.append(f"| {r['backbone']} | {r['clip']} | {r['pipeline']} | {r['fps']:.1f} | {r['ratio']:.2f}× | "
+                   f"{r['faces_per_frame']} | {r['latency_p50']} | {r['dropped']} |")
+    out += ["", "Per-stage ms per frame (work time measured inside each stage; in the threaded runs it includes "
+            "contention for the 2 cores) and the busiest stage's share of the wall time:", "",
+            "| backbone | clip | pipeline | decode | detect | align | classify | draw | write | busiest stage |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in summary:
-        st, ut = r["stage_ms_threaded"], r["utilisation_threaded"]
+        st, ut = r["stage_ms"], r["utilisation"]
         top = max(ut, key=ut.get) if ut else "?"
-        out.append(f"| {r['backbone']} | {r['clip']} | " + " | ".join(
+        out.append(f"| {r['backbone']} | {r['clip']} | {r['pipeline']} | " + " | ".join(
             f"{st.get(k, 0):.1f}" for k in ("decode", "detect", "align", "classify", "draw", "write"))
             + f" | {top} ({ut.get(top, 0):.0%}) |")
     if enc:

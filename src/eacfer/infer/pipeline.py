@@ -9,9 +9,9 @@ loops that burn CPU; the 0.1 s timeouts only notice a stop request).
 
 * **Files**: every frame goes through (a full queue makes the stage before it wait), so every input frame
   is written, in order.
-* **Live sources** (cameras, stream URLs): a frame that arrives while the first queue is still full
-  replaces the waiting one; the replaced frame is **dropped** and counted (``dropped``), so the pipeline
-  never falls behind the camera and latency stays bounded.
+* **Live sources** (cameras, stream URLs): every queue holds one frame, and a frame that arrives while the
+  previous one still waits there replaces it; the replaced frame is **dropped** and counted (``dropped``),
+  so the pipeline never falls behind the camera and no frame waits behind an older one.
 * **Latency**: the age of a frame (from the moment it was read) when its labels reach the consumer; kept
   as percentiles in constant memory (:class:`LatencyStats`).
 * ``SequentialFrames`` is the same work on the caller's thread, one frame after another (``--pipeline
@@ -284,8 +284,9 @@ class ThreadedFrames(_Frames):
                 continue
         return _STOP
 
-    def _offer_latest(self, q: queue.Queue[Any], item: _Work) -> None:
-        """Live sources: put ``item``, replacing (dropping) a frame still waiting there."""
+    def _offer_latest(self, q: queue.Queue[Any], item: Any) -> None:
+        """Live sources: put ``item``, replacing (dropping) a frame still waiting there. Only for a queue whose
+        single producer is the calling thread (each stage's output queue)."""
         try:
             q.put_nowait(item)
             return
@@ -293,12 +294,12 @@ class ThreadedFrames(_Frames):
             pass
         try:
             q.get_nowait()
-            self.dropped += 1
-            with self._lock:
+            with self._lock:  # several stage threads drop frames
+                self.dropped += 1
                 self._in_flight -= 1
         except queue.Empty:
             pass
-        q.put_nowait(item)  # only this thread puts into the first queue, so there is room now
+        q.put_nowait(item)  # only this thread puts into this queue, so there is room now
 
     def _fail(self, e: BaseException) -> None:
         if self._error is None:
@@ -332,7 +333,10 @@ class ThreadedFrames(_Frames):
                 item = self._get(inq)
                 if item is _STOP:
                     break
-                if not self._put(outq, fn(item)):
+                out = fn(item)
+                if self.drop:
+                    self._offer_latest(outq, out)  # live: never wait behind an older frame
+                elif not self._put(outq, out):
                     return
         except BaseException as e:
             self._fail(e)
