@@ -40,7 +40,7 @@ import numpy as np
 
 from eacfer.infer.results import FaceResult, FrameResult
 from eacfer.infer.sources import FrameSource, open_source
-from eacfer.infer.writers import VideoWriter
+from eacfer.infer.writers import VideoWriter, write_frame
 from eacfer.utils.atomic import atomic_open, write_json
 from eacfer.utils.interrupt import HoldCtrlC
 
@@ -71,15 +71,16 @@ def _face_row(r: FrameResult, f: FaceResult) -> list[Any]:
 class _InlineWriter:
     """Draw and encode on the caller's thread (the sequential pipeline)."""
 
-    def __init__(self, writer: VideoWriter, render: Callable[[Any], np.ndarray]):
-        self.writer, self.render = writer, render
+    def __init__(self, writer: VideoWriter, render: Callable[[Any], np.ndarray],
+                 timestamp: Callable[[Any], float | None]):
+        self.writer, self.render, self.timestamp = writer, render, timestamp
         self.busy = {"draw": 0.0, "write": 0.0}
 
     def submit(self, item: Any) -> None:
         t0 = time.perf_counter()
         bgr = self.render(item)
         t1 = time.perf_counter()
-        self.writer.write(bgr)
+        write_frame(self.writer, bgr, self.timestamp(item))
         self.busy["draw"] += t1 - t0
         self.busy["write"] += time.perf_counter() - t1
 
@@ -87,12 +88,12 @@ class _InlineWriter:
         return self.writer.close()
 
 
-def _render(item: tuple[np.ndarray, list[FaceResult], bool]) -> np.ndarray:
+def _render(item: tuple[np.ndarray, list[FaceResult], bool, float | None]) -> np.ndarray:
     import cv2
 
     from eacfer.infer.viz import annotate
 
-    rgb, faces, cam = item
+    rgb, faces, cam, _ = item
     return cv2.cvtColor(annotate(rgb, faces, cam=cam, copy=False), cv2.COLOR_RGB2BGR)
 
 
@@ -179,8 +180,12 @@ def run_video(
         try:
             if write_video:
                 writer = VideoWriter(out / "annotated.mp4", src.fps, src.size, codec=codec)
-                sink = (BackgroundWriter(writer, _render, maxsize=queue_size) if pipeline == "threaded"
-                        else _InlineWriter(writer, _render))
+                # a live source that drops frames: timestamps keep the video in real time (H.264 only)
+                def stamp(item: tuple[Any, ...]) -> float | None:
+                    return item[3]
+
+                sink = (BackgroundWriter(writer, _render, maxsize=queue_size, timestamp=stamp)
+                        if pipeline == "threaded" else _InlineWriter(writer, _render, stamp))
             frames = predictor.frames(src, every=every, max_frames=max_frames, cam=cam, pipeline=pipeline,
                                       **({"queue_size": queue_size} if pipeline == "threaded" else {}))
             for r in frames:
@@ -202,7 +207,8 @@ def run_video(
                         if not r.faces:
                             rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (2 * len(names) + 8))
                     if sink is not None:
-                        sink.submit((r.image, last_faces, cam and r.processed))
+                        live_time = r.time_s if src.live and pipeline == "threaded" else None
+                        sink.submit((r.image, last_faces, cam and r.processed, live_time))
                     if bar is not None:
                         bar.update(1)
                     if on_frame is not None:

@@ -77,8 +77,8 @@ class _OpenCVBackend:
         if not self._w.isOpened():
             raise OSError(f"cannot open an MP4 writer (codec {fourcc!r}, {size[0]}×{size[1]})")
 
-    def write(self, frame_bgr: np.ndarray) -> None:
-        self._w.write(frame_bgr)
+    def write(self, frame_bgr: np.ndarray, time_s: float | None = None) -> None:
+        self._w.write(frame_bgr)  # constant frame rate: OpenCV's writer takes no timestamps
 
     def close(self) -> None:
         self._w.release()
@@ -100,11 +100,18 @@ class _PyAVBackend:
             self._s.width, self._s.height = size[0] + self._pad[1], size[1] + self._pad[0]
             self._s.pix_fmt = "yuv420p"
             self._s.options = dict(H264_OPTIONS)
+            # millisecond timestamps: frames given a time_s (live sources that drop frames) keep real time
+            self._s.codec_context.time_base = Fraction(1, 1000)
+            self._frame_ms = 1000.0 / float(fps)
+            self._n = 0
+            self._last_pts = -1
         except Exception:
             self._c.close()
             raise
 
-    def write(self, frame_bgr: np.ndarray) -> None:
+    def write(self, frame_bgr: np.ndarray, time_s: float | None = None) -> None:
+        from fractions import Fraction
+
         if any(self._pad):
             frame_bgr = np.pad(frame_bgr, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         import cv2
@@ -113,6 +120,10 @@ class _PyAVBackend:
         # (PSNR 43 vs 40.5 dB on the benchmark clip)
         yuv = cv2.cvtColor(np.ascontiguousarray(frame_bgr), cv2.COLOR_BGR2YUV_I420)
         frame = self._av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        pts = round(time_s * 1000.0) if time_s is not None else round(self._n * self._frame_ms)
+        self._last_pts = pts = max(int(pts), self._last_pts + 1)  # strictly increasing
+        frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        self._n += 1
         for packet in self._s.encode(frame):
             self._c.mux(packet)
 
@@ -164,13 +175,20 @@ class VideoWriter:
         """The codec in words, for summaries."""
         return "H.264 (libx264 via PyAV)" if self.codec == "h264" else "MPEG-4 Part 2 (OpenCV mp4v)"
 
-    def write(self, frame_bgr: np.ndarray) -> None:
-        """Append one BGR frame (resized if a source changes resolution mid-stream)."""
+    def write(self, frame_bgr: np.ndarray, time_s: float | None = None) -> None:
+        """Append one BGR frame (resized if a source changes resolution mid-stream).
+
+        ``time_s``: the frame's time from the start (H.264 only; live sources that drop frames pass it so
+        the video keeps real time). Without it, frames follow each other at the writer's fps.
+        """
         if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:
             import cv2
 
             frame_bgr = cv2.resize(frame_bgr, self.size, interpolation=cv2.INTER_AREA)
-        self._w.write(frame_bgr)
+        if time_s is None:
+            self._w.write(frame_bgr)
+        else:
+            self._w.write(frame_bgr, time_s)
         self.frames += 1
 
     def close(self) -> Path | None:
@@ -214,6 +232,14 @@ class VideoWriter:
 _END = object()
 
 
+def write_frame(writer: VideoWriter, bgr: np.ndarray, time_s: float | None) -> None:
+    """``writer.write(bgr)``, with the timestamp only when there is one."""
+    if time_s is None:
+        writer.write(bgr)
+    else:
+        writer.write(bgr, time_s=time_s)
+
+
 class BackgroundWriter:
     """Draw and encode frames on a thread of their own, behind a bounded queue (``maxsize`` frames).
 
@@ -226,9 +252,11 @@ class BackgroundWriter:
         >>> bw.submit(frame_bgr); bw.close()                                                      # doctest: +SKIP
     """
 
-    def __init__(self, writer: VideoWriter, render: Callable[[Any], np.ndarray], maxsize: int = 4):
+    def __init__(self, writer: VideoWriter, render: Callable[[Any], np.ndarray], maxsize: int = 4,
+                 timestamp: Callable[[Any], float | None] | None = None):
         self.writer = writer
         self.render = render
+        self.timestamp = timestamp
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self.busy = {"draw": 0.0, "write": 0.0}  # seconds spent per step (written by the thread only)
         self.max_queued = 0
@@ -247,7 +275,7 @@ class BackgroundWriter:
                 t0 = time.perf_counter()
                 bgr = self.render(item)
                 t1 = time.perf_counter()
-                self.writer.write(bgr)
+                write_frame(self.writer, bgr, None if self.timestamp is None else self.timestamp(item))
                 self.busy["draw"] += t1 - t0
                 self.busy["write"] += time.perf_counter() - t1
             except BaseException as e:  # reported to the producer
