@@ -414,3 +414,19 @@ def test_app_live_view_runs_two_stages_in_order_and_counts_drops():
     for ms in (100.0, 10.0, 20.0, 30.0):
         w.add(ms)
     assert w.percentiles() == pytest.approx((20.0, 28.0))  # the oldest value left the window
+
+
+def test_cli_pipeline_codec_and_detection_options(model_pt, clip, tmp_path, capsys):
+    from eacfer.commands.cli import main
+
+    out = tmp_path / "o"
+    rc = main(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(out), "--pipeline", "sequential",
+               "--codec", "mp4v", "--detection", "roi", "--max-frames", "8"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["pipeline"] == "sequential" and s["video_codec"].startswith("MPEG-4")
+    assert s["detector_settings"]["strategy"] == "roi" and s["frames"] == 8
+    assert "latency (ms, frame read → labels ready): median" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # argparse refuses an unknown choice (exit 2)
+        main(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(out), "--pipeline", "fast"])
+    assert e.value.code == 2 and "--pipeline" in capsys.readouterr().err
