@@ -1,8 +1,19 @@
-"""CPU inference benchmark: per-face latency (torch vs onnxruntime) and end-to-end video FPS / memory.
+"""CPU inference benchmark: per-face latency (torch vs onnxruntime), end-to-end video FPS / memory, and the
+threaded video pipeline against the sequential one.
 
     python benchmarks/cpu_inference.py                 # print the tables
     python benchmarks/cpu_inference.py --write         # also replace the "Inference (CPU)" section of RESULTS.md
     python benchmarks/cpu_inference.py --quick         # smoke run (few iterations, short clips)
+    python benchmarks/cpu_inference.py --only pipeline # old (sequential) vs new (threaded) pipeline only
+
+``--only pipeline`` (issue #11), one child process per backbone (MobileNetV2, the paper's ResNet-50; random
+weights exported to ONNX as ``eacfer video`` does): on a 640×360 one-face clip and a composed 5-face clip
+(the bundled public-domain astronaut, moving and scaled), ``run_video`` writing annotated.mp4 with the
+sequential pipeline, the threaded one, and the threaded one with full-range detection on every frame,
+**alternately** (order reversed every round, after a warm-up), FPS per run, faces found per frame, the
+median ratios to sequential, per-stage ms, latency percentiles; then a simulated live
+camera (the clip paced at its 25 fps) for capture-to-result latency and dropped frames; then the encoder
+(OpenCV MPEG-4 vs H.264 through PyAV): ms per frame and PSNR against the source frames.
 
 What is measured (random weights: speed does not depend on them):
 
@@ -278,9 +289,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20, help="timed runs at batch 1 (fewer at batch 8)")
     ap.add_argument("--e2e-backends", default="onnxruntime", help="comma list; torch is slow end to end on a CPU")
     ap.add_argument("--quick", action="store_true", help="smoke run: short clips, few runs")
-    ap.add_argument("--only", choices=["latency", "e2e"], help="run one part only")
+    ap.add_argument("--only", choices=["latency", "e2e", "pipeline"], help="run one part only")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the pipeline comparison")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--live", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--clip", help=argparse.SUPPRESS)
     ap.add_argument("--backend", help=argparse.SUPPRESS)
@@ -291,6 +305,11 @@ def main() -> None:
     if args.child:
         _child(args)
         return
+    if args.pipeline_child:
+        from video_pipeline import pipeline_child
+
+        pipeline_child(args)
+        return
     if args.quick:
         args.frames, args.long_factor, args.runs = 25, 2, 5
     import logging
@@ -298,6 +317,20 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     info = machine_info()
     print(json.dumps(info))
+    if args.only == "pipeline":
+        from video_pipeline import encoder_cost, pipeline_compare, pipeline_markdown
+
+        with tempfile.TemporaryDirectory(prefix="eacfer_bench_") as d:
+            print("pipeline, sequential vs threaded (alternating):", flush=True)
+            _, summary = pipeline_compare(Path(d), args.threads, args.frames, args.rounds, Path(__file__),
+                                          _model, BACKBONES, ROOT)
+            print("encoder:", flush=True)
+            enc = encoder_cost(Path(d) / "one_face.mp4")
+        info["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+        print()
+        print(pipeline_markdown(info, summary, enc, args))
+        print(f"load average at the end: {info['load_avg_1m_end']}")
+        return
     with tempfile.TemporaryDirectory(prefix="eacfer_bench_") as d:
         tmp = Path(d)
         print("per-face latency:", flush=True)

@@ -123,36 +123,53 @@ def test_random_bytes_and_an_image_refused(tmp_path):
         assert len(frames) == 1 and frames[0][2].shape == (512, 512, 3)
 
 
-def test_camera_vanishes_mid_stream(predictor, tmp_path):
+# These fake cameras deliver frames as fast as they are read, faster than any model: the threaded pipeline
+# (the default) drops, and counts, the frames it cannot analyse in time; the sequential one keeps them all.
+PIPELINES = ["sequential", "threaded"]
+
+
+def _analysed(s, total, pipeline):
+    """Frames written: all of them (sequential), or what was not dropped (threaded); read = written + dropped."""
+    assert s["frames_read"] == s["frames"] + s["dropped_frames"] == total
+    assert s["frames"] == total if pipeline == "sequential" else 1 <= s["frames"] <= total
+    return s["frames"]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_camera_vanishes_mid_stream(predictor, tmp_path, pipeline):
     """Frames, then the device raises, then reads fail forever: everything up to there is kept."""
     events = _frames(7) + [cv2.error("device unplugged")] + [None] * 50
     src = open_source(0, capture_factory=lambda t: FakeCapture(events), max_failures=5)
-    s = run_video(predictor, src, tmp_path, progress=False)
-    assert s["frames"] == 7 and "camera lost" in s["stopped"] and not s["ended_cleanly"]
-    assert _count(tmp_path / "annotated.mp4") == 7
+    s = run_video(predictor, src, tmp_path, progress=False, pipeline=pipeline)
+    n = _analysed(s, 7, pipeline)
+    assert "camera lost" in s["stopped"] and not s["ended_cleanly"]
+    assert _count(tmp_path / "annotated.mp4") == n
     rows = _rows(tmp_path / "frames.csv")
-    assert len(rows) == 8 and [int(r[0]) for r in rows[1:]] == list(range(7))
-    assert json.loads((tmp_path / "summary.json").read_text())["frames"] == 7
+    got = [int(r[0]) for r in rows[1:]]
+    assert len(rows) == n + 1 and got == sorted(set(got)) and set(got) <= set(range(7))
+    assert json.loads((tmp_path / "summary.json").read_text())["frames"] == n
     assert _clean(tmp_path)
 
 
-def test_camera_with_hiccups_keeps_going(predictor, tmp_path):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_camera_with_hiccups_keeps_going(predictor, tmp_path, pipeline):
     """A few failed reads in a row (below max_failures) are a hiccup, not the end."""
     events = _frames(3) + [None, None] + _frames(3, start=3) + [None] * 20
     src = open_source(0, capture_factory=lambda t: FakeCapture(events), max_failures=5)
-    s = run_video(predictor, src, tmp_path, progress=False)
-    assert s["frames"] == 6
+    s = run_video(predictor, src, tmp_path, progress=False, pipeline=pipeline)
+    _analysed(s, 6, pipeline)
 
 
-def test_camera_changes_resolution_and_format(predictor, tmp_path):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_camera_changes_resolution_and_format(predictor, tmp_path, pipeline):
     """Resolution switch, grayscale and BGRA frames mid-stream: every frame is written, sized as the first."""
     gray = np.full((48, 64), 90, np.uint8)
     bgra = np.full((48, 64, 4), 60, np.uint8)
     events = _frames(3) + _frames(3, size=(128, 96)) + [gray, bgra] + _frames(2, size=(32, 32)) + [None] * 20
     src = open_source(0, capture_factory=lambda t: FakeCapture(events), max_failures=3)
-    s = run_video(predictor, src, tmp_path, progress=False)
-    assert s["frames"] == 10
-    assert _count(tmp_path / "annotated.mp4") == 10
+    s = run_video(predictor, src, tmp_path, progress=False, pipeline=pipeline)
+    n = _analysed(s, 10, pipeline)
+    assert _count(tmp_path / "annotated.mp4") == n
     cap = cv2.VideoCapture(str(tmp_path / "annotated.mp4"))
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (64, 48)
     cap.release()

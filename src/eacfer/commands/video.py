@@ -36,6 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--overwrite", action="store_true", help="replace another job's results in --out")
     p.add_argument("--retry-errors", action="store_true", help="on rerun, retry videos that failed before")
     add_ray_args(p)
+    p.add_argument("--pipeline", default="threaded", choices=["threaded", "sequential"],
+                   help="threaded (default): decode, detect, classify and encode overlap on threads; cameras "
+                   "drop frames rather than fall behind. sequential: one stage after another")
+    p.add_argument("--codec", default="auto", choices=["auto", "h264", "mp4v"],
+                   help="annotated.mp4 codec: auto (default) = H.264 via PyAV when installed (plays in browsers), "
+                   "else MPEG-4 via OpenCV")
     p.set_defaults(func=run)
     return p
 
@@ -52,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
     kw = dict(every=args.every, max_frames=args.max_frames, write_video=not args.no_video, smoothing=args.smooth,
-              iou_threshold=args.iou, max_age=args.max_age, cam=args.cam)
+              iou_threshold=args.iou, max_age=args.max_age, cam=args.cam, pipeline=args.pipeline, codec=args.codec)
     if args.ray is not None:
         from eacfer.infer.batch_ray import run_videos_ray
 
@@ -74,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{s['frames']} frames ({s['frames_processed']} analysed, {s['frames_with_faces']} with faces), "
           f"{s['tracks']} tracks, {s['fps']} fps end-to-end")
     print("per frame (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+    lat = s["latency_ms"]
+    if lat:
+        print(f"latency (ms, frame read → labels ready): median {lat['p50']}, p90 {lat['p90']}, max {lat['max']}"
+              + (f"; {s['dropped_frames']} frames dropped to keep up" if s["live"] else ""))
     for tid, t in s["per_track"].items():
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(t["emotion_shares"].items(), key=lambda kv: -kv[1]))
         print(f"  track {tid}: frames {t['first_frame']}–{t['last_frame']}: {shares}")

@@ -15,6 +15,9 @@ the desktop app all use it.
   BlazeFace around each tracked face, full-frame scans on a schedule and when a face may have entered,
   faces carrying the finder's ``track_id``. ``detector_mode="short"``/``"full"``/``"both"`` scans every
   frame with that model instead.
+  By default the stages run as a threaded pipeline (:mod:`eacfer.infer.pipeline`): decode, detect and
+  classify overlap, frame order is kept, live sources drop frames rather than fall behind;
+  ``pipeline="sequential"`` runs them one after another. ``frame_detector`` is the pluggable detection stage.
 * ``detector="none"`` treats the whole image as one already-aligned face (e.g. RAF-DB aligned crops).
 """
 
@@ -115,6 +118,7 @@ class Predictor:
         if cam and not classifier.has_cams:
             raise ValueError("this model cannot produce attention maps (an .onnx exported without --with-cams)")
         self._detectors: dict[str, Any] = {}
+        self.model_path: str | None = None  # set by from_checkpoint; recorded in summaries
         if detector != "none":
             self._detector_for("image")  # fail early on an unknown/missing detector
 
@@ -133,8 +137,10 @@ class Predictor:
     ) -> Predictor:
         """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector."""
         clf = load_classifier(path, device=device, backend=backend, threads=threads)
-        return cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
-                   cam=cam, max_faces=max_faces)
+        p = cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
+                cam=cam, max_faces=max_faces)
+        p.model_path = os.fspath(path)
+        return p
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -157,16 +163,13 @@ class Predictor:
     # -- detection -------------------------------------------------------------------------------
     def _detector_for(self, kind: str) -> Any:
         """The detector for photos (``kind="image"``) or streams (``"stream"``), created on first use."""
-        mode = self.detector_mode
-        if self.detector_name == "mediapipe" and mode == "auto":
-            if kind in ("stream", "video"):  # video: tracking finder (detect/finder.py); live: short scans
-                if kind not in self._detectors:
-                    from eacfer.infer.detect.finder import make_video_finder
+        mode = self.detector_mode_for(kind)
+        if mode == "finder":  # videos and cameras: the tracking face finder (detect/finder.py), one per kind
+            if kind not in self._detectors:
+                from eacfer.infer.detect.finder import make_video_finder
 
-                    self._detectors[kind] = make_video_finder(live=kind == "stream",
-                                                              score_threshold=self.score_threshold)
-                return self._detectors[kind]
-            mode = "both"  # photos: both BlazeFace models, faces merged
+                self._detectors[kind] = make_video_finder(live=kind == "stream", score_threshold=self.score_threshold)
+            return self._detectors[kind]
         if mode not in self._detectors:
             from eacfer.infer.detect import create_detector
 
@@ -203,19 +206,32 @@ class Predictor:
         crops = align_faces(rgb, dets, face)
         return crops if face == size else np.stack([resize(c, size) for c in crops])
 
-    def _analyse(self, rgb: np.ndarray, kind: str, cam: bool, timings: dict[str, float]) -> list[FaceResult]:
-        h, w = rgb.shape[:2]
-        size = self.input_size
-        t0 = time.perf_counter()
+    def detect_faces(self, rgb: np.ndarray, kind: str = "image") -> list[Any]:
+        """Detections of one RGB image (``kind``: ``"image"`` for photos and files, ``"stream"`` for live).
+
+        Example:
+            >>> dets = predictor.detect_faces(rgb)  # doctest: +SKIP
+        """
         if self.detector_name == "none":
             from eacfer.infer.detect import Detection
 
-            dets = [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
-        else:
-            dets = self._detector_for(kind).detect(rgb)
-            if self.max_faces is not None:
-                dets = dets[: self.max_faces]
-        timings["detect"] = _ms(t0)
+            h, w = rgb.shape[:2]
+            return [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
+        dets = self._detector_for(kind).detect(rgb)
+        return dets[: self.max_faces] if self.max_faces is not None else dets
+
+    def frame_detector(self, kind: str = "image") -> Any:
+        """The detection stage of a video pipeline (:class:`eacfer.infer.pipeline.FrameDetector`).
+
+        ``kind`` is ``"video"`` for files, ``"stream"`` for live sources (see :meth:`detector_mode_for`);
+        any object with the same four methods can replace it (``open_frames(..., detector=...)``).
+        """
+        return DetectionStage(self, kind)
+
+    def classify_faces(self, rgb: np.ndarray, dets: list[Any], cam: bool, timings: dict[str, float]) -> list[FaceResult]:
+        """Align and classify ``dets`` of one image in one batch; adds ``align``/``classify`` ms to ``timings``."""
+        h, w = rgb.shape[:2]
+        size = self.input_size
         if not dets:
             timings["align"] = timings["classify"] = 0.0
             return []
@@ -245,6 +261,57 @@ class Predictor:
                 crop_size=size,
             ))
         return faces
+
+    def _analyse(self, rgb: np.ndarray, kind: str, cam: bool, timings: dict[str, float]) -> list[FaceResult]:
+        t0 = time.perf_counter()
+        dets = self.detect_faces(rgb, kind)
+        timings["detect"] = _ms(t0)
+        return self.classify_faces(rgb, dets, cam, timings)
+
+    # -- what was used (summary.json) ----------------------------------------------------------
+    def detector_mode_for(self, kind: str) -> str:
+        """What detects faces for ``kind`` (``"image"``, ``"video"`` file, live ``"stream"``): in auto mode
+        ``"both"`` BlazeFace models merged for photos and the tracking ``"finder"`` for videos and cameras;
+        otherwise the mode as given (that model on every frame).
+
+        Example:
+            >>> Predictor.detector_mode_for(predictor, "video")  # doctest: +SKIP
+            'finder'
+        """
+        if self.detector_name == "mediapipe" and self.detector_mode == "auto":
+            return "both" if kind == "image" else "finder"
+        return self.detector_mode
+
+    def model_record(self) -> dict[str, Any]:
+        """The model file (name, SHA-256), backbone, classes and input size, for result files.
+
+        Example:
+            >>> predictor.model_record()["backbone"]  # doctest: +SKIP
+            'resnet50_msceleb'
+        """
+        info = self.classifier.info
+        rec: dict[str, Any] = {"file": None, "sha256": None}
+        if self.model_path is not None:
+            import hashlib
+
+            path = Path(self.model_path)
+            rec["file"] = path.name
+            try:
+                h = hashlib.sha256()
+                with open(path, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+                rec["sha256"] = h.hexdigest()
+            except OSError as e:  # moved or deleted since loading: say so instead of failing the run
+                log.warning("%s: cannot hash the model file (%s)", path, e)
+        rec.update({"backbone": str(info.backbone), "classes": list(info.class_names),
+                    "input_size": int(info.input_size), "face_size": info.face_size, "backend": self.backend})
+        return rec
+
+    def detector_settings(self, kind: str = "image") -> dict[str, Any]:
+        """Detector name, model (full/short range) for ``kind``, score threshold and face cap."""
+        return {"name": self.detector_name, "mode": self.detector_mode_for(kind),
+                "score_threshold": self.score_threshold, "max_faces": self.max_faces}
 
     def predict(
         self, image: Any, color: str = "rgb", cam: bool | None = None, keep_image: bool = True
@@ -287,54 +354,43 @@ class Predictor:
                            image=rgb if keep_image else None, source=source)
 
     def stream(
-        self, source: Any, every: int = 1, max_frames: int | None = None, cam: bool | None = None
+        self, source: Any, every: int = 1, max_frames: int | None = None, cam: bool | None = None,
+        pipeline: str = "threaded",
     ) -> Iterator[FrameResult]:
-        """Yield a :class:`FrameResult` for every frame of a video file, camera index or URL.
+        """Yield a :class:`FrameResult` for every frame of a video file, camera index or URL, in order.
 
         Args:
             source: path, camera index, URL, or an already opened :class:`eacfer.infer.sources.FrameSource`
                 (which is then closed when the generator finishes).
             every: analyse every N-th frame; the frames in between come with ``processed=False``.
             max_frames: stop after this many frames read.
+            pipeline: ``"threaded"`` (default: decode, detect and classify overlap on threads; live sources
+                drop frames they cannot keep up with) or ``"sequential"`` (one stage after another).
 
         The source's ``stop_reason`` (end of file, truncated file, lost camera) is on the generator's
         :class:`~eacfer.infer.sources.FrameSource`; pass an opened source to read it afterwards.
+        :meth:`frames` gives the pipeline object itself (dropped frames, latency percentiles).
 
         Example:
             >>> for r in predictor.stream("clip.mp4", every=2):  # doctest: +SKIP
-            ...     print(r.index, [f.emotion for f in r.faces])
+            ...     print(r.index, [f.emotion for f in r.faces], r.latency_ms)
         """
-        import cv2
-
         from eacfer.infer.sources import FrameSource, open_source
 
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        if max_frames is not None and max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-        cam = self.cam if cam is None else bool(cam)
+        _check_stream_args(every, max_frames, pipeline)
         src = source if isinstance(source, FrameSource) else open_source(source)
-        kind = "stream" if src.live else "video"
-        if self.detector_name != "none" and hasattr(self._detector_for(kind), "reset"):
-            self._detector_for(kind).reset()  # a new video: track ids start again at 1
         try:
-            it = iter(src)
-            while max_frames is None or src.frames_read < max_frames:
-                t0 = time.perf_counter()
-                item = next(it, None)
-                if item is None:
-                    break
-                index, time_s, frame = item
-                rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                timings = {"decode": _ms(t0)}
-                processed = index % every == 0
-                faces = self._analyse(rgb, kind, cam, timings) if processed else []
-                timings["total"] = _ms(t0)
-                yield FrameResult(faces, (int(rgb.shape[1]), int(rgb.shape[0])), timings, index=index,
-                                  time_s=time_s, image=rgb, source=src.description, processed=processed)
+            frames = self.frames(src, every=every, max_frames=max_frames, cam=cam, pipeline=pipeline)
+            yield from frames
         finally:
             if not isinstance(source, FrameSource):
                 src.close()
+
+    def reset_tracking(self, kind: str) -> None:
+        """Forget the tracks of the video face finder for ``kind`` (a new source or a seek); ids restart at 1."""
+        det = self._detectors.get(kind)
+        if det is not None and hasattr(det, "reset"):
+            det.reset()
 
     def detection_stats(self) -> dict[str, Any] | None:
         """Coverage figures of the video face finder for the latest stream (frames with faces, tracks
@@ -344,6 +400,22 @@ class Predictor:
             if det is not None and hasattr(det, "stats"):
                 return det.stats()
         return None
+
+    def frames(self, src: Any, every: int = 1, max_frames: int | None = None, cam: bool | None = None,
+               pipeline: str = "threaded", **kw: Any) -> Any:
+        """The frame pipeline over an opened source (see :mod:`eacfer.infer.pipeline`); iterate it for results.
+
+        Example:
+            >>> with predictor.frames(open_source(0)) as fr:   # doctest: +SKIP
+            ...     for r in fr: ...
+            >>> fr.stats()["dropped_frames"]                    # doctest: +SKIP
+            3
+        """
+        from eacfer.infer.pipeline import open_frames
+
+        _check_stream_args(every, max_frames, pipeline)
+        cam = self.cam if cam is None else bool(cam)
+        return open_frames(self, src, pipeline, every=every, max_frames=max_frames, cam=cam, **kw)
 
     def close(self) -> None:
         """Release the detectors' native resources."""
@@ -359,3 +431,44 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_stream_args(every: int, max_frames: int | None, pipeline: str) -> None:
+    from eacfer.infer.pipeline import PIPELINES
+
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}")
+
+
+class DetectionStage:
+    """The detection stage of a video pipeline: the predictor's detector for ``kind`` on every analysed frame.
+
+    For video files and cameras in auto mode that detector is the tracking
+    :class:`~eacfer.infer.detect.finder.VideoFaceFinder` (short-range BlazeFace around each face, full scans
+    on a schedule), which keeps tracks across frames: ``reset`` forgets them (a new source, a seek).
+
+    Example:
+        >>> det = predictor.frame_detector("video"); dets = det.detect(rgb, 0)  # doctest: +SKIP
+    """
+
+    def __init__(self, predictor: Predictor, kind: str):
+        self.predictor, self.kind = predictor, kind
+
+    def detect(self, rgb: np.ndarray, index: int) -> list[Any]:
+        return self.predictor.detect_faces(rgb, self.kind)
+
+    def reset(self) -> None:
+        self.predictor.reset_tracking(self.kind)
+
+    def settings(self) -> dict[str, Any]:
+        tracking = self.predictor.detector_mode_for(self.kind) == "finder"
+        return {**self.predictor.detector_settings(self.kind),
+                "strategy": "tracking finder: short-range around faces, full scans on a schedule" if tracking
+                else "full scan of every analysed frame"}
+
+    def close(self) -> None:
+        """The detector belongs to the predictor (closed with it)."""

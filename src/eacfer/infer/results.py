@@ -115,6 +115,8 @@ class FrameResult:
             sets it unless ``keep_image=False``), so callers can draw without decoding again.
         source: file name or stream description.
         processed: ``False`` for stream frames skipped by ``every=N`` (no detection ran; ``faces`` empty).
+        read_at / latency_ms: streams only: ``time.perf_counter()`` when the frame came from the source, and
+            its age in ms when its labels were handed to the caller (capture-to-result latency).
     """
 
     faces: list[FaceResult]
@@ -125,6 +127,8 @@ class FrameResult:
     image: np.ndarray | None = None
     source: str | None = None
     processed: bool = True
+    read_at: float | None = None
+    latency_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (no pixels)."""

@@ -3,16 +3,26 @@
 ``run_video`` writes into ``out_dir``:
 
 * ``annotated.mp4`` — every input frame at the source's frame rate, with boxes, track ids, smoothed labels
-  and probability bars (frames skipped by ``every=N`` show the latest analysed faces);
-* ``frames.csv`` — ``frame, time_s, track, x, y, w, h, emotion, p_<class>…, smoothed_emotion``, one row per
-  face of every analysed frame (an analysed frame without faces gets one row with empty face fields);
-* ``summary.json`` — frames, frames_with_faces, tracks, end-to-end ``fps``, mean per-stage ms, emotion
-  shares per track, and why the stream stopped.
+  and probability bars (frames skipped by ``every=N`` show the latest analysed faces); H.264 when PyAV is
+  installed (plays in web browsers), else OpenCV's MPEG-4 (see :mod:`eacfer.infer.writers`);
+* ``frames.csv`` — ``frame, time_s, track, x, y, w, h, score, emotion, p_<class>…, smoothed_emotion,
+  s_<class>…``, one row per face of every analysed frame (``score`` = detector confidence, ``s_<class>`` =
+  the track's smoothed probabilities whose arg-max is ``smoothed_emotion``); an analysed frame without
+  faces gets one row with empty face fields;
+* ``summary.json`` — frames (written), frames_read, dropped_frames (live sources), frames_with_faces,
+  tracks, end-to-end ``fps``, ``latency_ms`` percentiles (age of a frame when its labels are ready), mean
+  per-stage ms and each stage's share of the wall time (``stage_utilisation``), the model file (name,
+  SHA-256, backbone, classes), detector settings, the video codec, emotion shares per track, and why the
+  stream stopped.
+
+By default the stages run as a pipeline (:mod:`eacfer.infer.pipeline`): decode, detect and classify on
+three threads, drawing and encoding on a fourth; results are consumed in frame order on the calling
+thread, which tracks faces and writes the CSV. ``pipeline="sequential"`` is the one-thread baseline.
 
 Every output is written under a temporary name and renamed when complete, so a file that exists is
 always a finished, valid one. Ctrl-C, a lost camera, a truncated file or an unexpected error all end the
 loop the same way: outputs so far are flushed, closed and renamed; the summary says what happened.
-Memory stays constant: frames are processed one at a time and nothing per frame is kept.
+Memory stays constant: the queues between stages are bounded and nothing per frame is kept.
 """
 
 from __future__ import annotations
@@ -21,7 +31,6 @@ import contextlib
 import csv
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +40,7 @@ import numpy as np
 
 from eacfer.infer.results import FaceResult, FrameResult
 from eacfer.infer.sources import FrameSource, open_source
+from eacfer.infer.writers import VideoWriter, write_frame
 from eacfer.utils.atomic import atomic_open, write_json
 from eacfer.utils.interrupt import HoldCtrlC
 
@@ -39,78 +49,52 @@ log = logging.getLogger(__name__)
 __all__ = ["VideoWriter", "open_source", "run_video", "frames_csv_header"]
 
 
-class VideoWriter:
-    """MP4 writer that only makes ``path`` appear once the video is complete (temp file + rename).
+def frames_csv_header(class_names: list[str] | tuple[str, ...]) -> list[str]:
+    """Columns of ``frames.csv``: ``frame, time_s, track, x, y, w, h, score, emotion, p_<class>…,
+    smoothed_emotion, s_<class>…`` (``score``: detector confidence; ``s_``: the track's smoothed probabilities).
 
     Example:
-        >>> with VideoWriter("out/annotated.mp4", fps=25, size=(640, 360)) as w:  # doctest: +SKIP
-        ...     w.write(frame_bgr)
+        >>> frames_csv_header(["a", "b"])[7:]
+        ['score', 'emotion', 'p_a', 'p_b', 'smoothed_emotion', 's_a', 's_b']
     """
-
-    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int], fourcc: str = "mp4v"):
-        import cv2
-
-        self._cv2 = cv2
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.size = (int(size[0]), int(size[1]))
-        # the temporary name keeps the .mp4 suffix: OpenCV picks the container from the extension
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mp4", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.frames = 0
-        self._w = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
-        if not self._w.isOpened():
-            self.tmp.unlink(missing_ok=True)
-            raise OSError(f"{self.path}: cannot open an MP4 writer (codec {fourcc!r}, {self.size[0]}×{self.size[1]})")
-
-    def write(self, frame_bgr: np.ndarray) -> None:
-        """Append one BGR frame (resized if a source changes resolution mid-stream)."""
-        if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:
-            frame_bgr = self._cv2.resize(frame_bgr, self.size, interpolation=self._cv2.INTER_AREA)
-        self._w.write(frame_bgr)
-        self.frames += 1
-
-    def close(self) -> Path | None:
-        """Finalise the MP4 and rename it into place; returns the path, or ``None`` when no frame was written."""
-        if self._w is None:
-            return self.path if self.path.exists() else None
-        self._w.release()
-        self._w = None
-        if self.frames == 0:
-            self.tmp.unlink(missing_ok=True)
-            return None
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp made it private (0600); give it normal permissions
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Drop the partial video."""
-        if self._w is not None:
-            self._w.release()
-            self._w = None
-        self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, *exc: object) -> None:
-        self.close()
-
-
-def frames_csv_header(class_names: list[str] | tuple[str, ...]) -> list[str]:
-    """Columns of ``frames.csv``."""
-    return ["frame", "time_s", "track", "x", "y", "w", "h", "emotion",
-            *[f"p_{c}" for c in class_names], "smoothed_emotion"]
+    return ["frame", "time_s", "track", "x", "y", "w", "h", "score", "emotion",
+            *[f"p_{c}" for c in class_names], "smoothed_emotion", *[f"s_{c}" for c in class_names]]
 
 
 def _face_row(r: FrameResult, f: FaceResult) -> list[Any]:
-    return [r.index, f"{r.time_s:.4f}", f.track_id, *(f"{v:.1f}" for v in f.box), f.emotion,
-            *(f"{float(p):.5f}" for p in f.probabilities), f.smoothed_emotion or ""]
+    smoothed = f.smoothed if f.smoothed is not None else [None] * len(f.probabilities)
+    return [r.index, f"{r.time_s:.4f}", f.track_id, *(f"{v:.1f}" for v in f.box), f"{float(f.score):.4f}",
+            f.emotion, *(f"{float(p):.5f}" for p in f.probabilities), f.smoothed_emotion or "",
+            *("" if p is None else f"{float(p):.5f}" for p in smoothed)]
+
+
+class _InlineWriter:
+    """Draw and encode on the caller's thread (the sequential pipeline)."""
+
+    def __init__(self, writer: VideoWriter, render: Callable[[Any], np.ndarray],
+                 timestamp: Callable[[Any], float | None]):
+        self.writer, self.render, self.timestamp = writer, render, timestamp
+        self.busy = {"draw": 0.0, "write": 0.0}
+
+    def submit(self, item: Any) -> None:
+        t0 = time.perf_counter()
+        bgr = self.render(item)
+        t1 = time.perf_counter()
+        write_frame(self.writer, bgr, self.timestamp(item))
+        self.busy["draw"] += t1 - t0
+        self.busy["write"] += time.perf_counter() - t1
+
+    def close(self) -> Path | None:
+        return self.writer.close()
+
+
+def _render(item: tuple[np.ndarray, list[FaceResult], bool, float | None]) -> np.ndarray:
+    import cv2
+
+    from eacfer.infer.viz import annotate
+
+    rgb, faces, cam, _ = item
+    return cv2.cvtColor(annotate(rgb, faces, cam=cam, copy=False), cv2.COLOR_RGB2BGR)
 
 
 def run_video(
@@ -126,6 +110,9 @@ def run_video(
     cam: bool = False,
     progress: bool = True,
     on_frame: Callable[[FrameResult], None] | None = None,
+    pipeline: str = "threaded",
+    codec: str = "auto",
+    queue_size: int = 2,
 ) -> dict[str, Any]:
     """Analyse a video/camera/stream and write ``annotated.mp4``, ``frames.csv`` and ``summary.json``.
 
@@ -137,7 +124,12 @@ def run_video(
         write_video: ``False`` skips ``annotated.mp4`` (faster).
         smoothing: EMA weight of the newest frame for each track's probabilities (1 = none).
         iou_threshold, max_age: tracker settings (see :class:`eacfer.infer.tracking.IoUTracker`).
-        on_frame: called with each :class:`FrameResult` after it is written (UI previews, tests).
+        on_frame: called with each :class:`FrameResult` once its rows are written and its frame is queued
+            for the video (UI previews, tests); the frame may still be being drawn on another thread.
+        pipeline: ``"threaded"`` (default; stages overlap on threads, live sources drop frames they cannot
+            keep up with) or ``"sequential"`` (one stage after another, every camera frame analysed).
+        codec: ``"auto"`` (H.264 through PyAV when installed, else OpenCV's MPEG-4), ``"h264"`` or ``"mp4v"``.
+        queue_size: frames each queue of the threaded pipeline holds (files; live sources use 1).
 
     Returns:
         The summary dict (also written to ``summary.json``); ``summary["stopped"]`` says why it ended,
@@ -145,25 +137,27 @@ def run_video(
 
     Example:
         >>> s = run_video(Predictor.from_checkpoint("model.pt"), "clip.mp4", "out/clip")  # doctest: +SKIP
-        >>> s["frames"], s["tracks"]                                                        # doctest: +SKIP
-        (250, 1)
+        >>> s["frames"], s["tracks"], s["latency_ms"]["p50"]                                # doctest: +SKIP
+        (250, 1, 41.3)
     """
-    import cv2
-
     from eacfer.infer.tracking import IoUTracker
-    from eacfer.infer.viz import annotate
+    from eacfer.infer.writers import BackgroundWriter, resolve_codec
 
+    if pipeline not in ("threaded", "sequential"):
+        raise ValueError(f"unknown pipeline {pipeline!r}; choose from threaded, sequential")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
+    codec = resolve_codec(codec) if write_video else codec
     out.mkdir(parents=True, exist_ok=True)
     # ids from the video face finder (detect/finder.py) are kept; the tracker smooths per id
     tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing, keep_given_ids=True)
     src = source if isinstance(source, FrameSource) else open_source(source)
     names = list(predictor.class_names)
-    stage_sums: dict[str, float] = {}
     counts = {"frames": 0, "processed": 0, "with_faces": 0, "faces": 0}
-    writer: VideoWriter | None = None
+    stage_sums: dict[str, float] = {}
+    sink: Any = None
+    frames: Any = None
     interrupted, error = False, None
     last_faces: list[FaceResult] = []
     t_start = time.perf_counter()
@@ -186,8 +180,16 @@ def run_video(
         hold = HoldCtrlC()
         try:
             if write_video:
-                writer = VideoWriter(out / "annotated.mp4", src.fps, src.size)
-            for r in predictor.stream(src, every=every, max_frames=max_frames, cam=cam):
+                writer = VideoWriter(out / "annotated.mp4", src.fps, src.size, codec=codec)
+                # a live source that drops frames: timestamps keep the video in real time (H.264 only)
+                def stamp(item: tuple[Any, ...]) -> float | None:
+                    return item[3]
+
+                sink = (BackgroundWriter(writer, _render, maxsize=queue_size, timestamp=stamp)
+                        if pipeline == "threaded" else _InlineWriter(writer, _render, stamp))
+            frames = predictor.frames(src, every=every, max_frames=max_frames, cam=cam, pipeline=pipeline,
+                                      **({"queue_size": queue_size} if pipeline == "threaded" else {}))
+            for r in frames:
                 with hold:  # this frame's CSV rows, video frame and counts: all or none
                     counts["frames"] += 1
                     for k, v in r.timings.items():
@@ -204,15 +206,10 @@ def run_video(
                         for f in r.faces:
                             rows.writerow(_face_row(r, f))
                         if not r.faces:
-                            rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (len(names) + 7))
-                    if writer is not None:
-                        t0 = time.perf_counter()
-                        img = annotate(r.image, last_faces, cam=cam and r.processed, copy=False)
-                        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-                        add("draw", (time.perf_counter() - t0) * 1000)
-                        t0 = time.perf_counter()
-                        writer.write(bgr)
-                        add("write", (time.perf_counter() - t0) * 1000)
+                            rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (2 * len(names) + 8))
+                    if sink is not None:
+                        live_time = r.time_s if src.live and pipeline == "threaded" else None
+                        sink.submit((r.image, last_faces, cam and r.processed, live_time))
                     if bar is not None:
                         bar.update(1)
                     if on_frame is not None:
@@ -223,8 +220,17 @@ def run_video(
         except Exception as e:  # finalise what we have, then report the error
             error = e
         finally:
-            if writer is not None:
-                writer.close()
+            try:
+                with hold:  # a Ctrl-C while the last frames are encoded waits for the file to be complete
+                    if frames is not None:
+                        frames.close()  # stop the stages before the source is closed
+                    if sink is not None:
+                        try:
+                            sink.close()  # every frame handed over is written before the file is finalised
+                        except Exception as e:  # noqa: BLE001 - reported like any other error
+                            error = error or e
+            except KeyboardInterrupt:
+                interrupted = True
     wall = time.perf_counter() - t_start
     if interrupted:
         stopped = f"interrupted by the user (Ctrl-C) after {counts['frames']} frames"
@@ -234,31 +240,49 @@ def run_video(
         stopped = f"reached --max-frames {max_frames}"
     else:
         stopped = src.stop_reason or "end of stream"
+    if sink is not None:
+        for k, v in sink.busy.items():
+            add(k, v * 1000)
     per_frame = {"decode", "draw", "write"}
     stage_ms = {k: round(v / max(1, counts["frames"] if k in per_frame else counts["processed"]), 3)
                 for k, v in stage_sums.items()}
+    pstats = frames.stats() if frames is not None else {"pipeline": pipeline, "frames_read": counts["frames"],
+                                                        "dropped_frames": 0, "latency_ms": {},
+                                                        "stage_utilisation": {}, "detection": {}}
+    util = dict(pstats["stage_utilisation"])
+    if sink is not None and wall > 0:
+        util.update({k: round(v / wall, 3) for k, v in sink.busy.items()})
+    video_written = sink is not None and sink.writer.frames > 0
     summary: dict[str, Any] = {
         "source": src.description,
         "live": src.live,
         "video_fps": round(src.fps, 3),
         "size": list(src.size),
         "frames": counts["frames"],
+        "frames_read": pstats["frames_read"],
+        "dropped_frames": pstats["dropped_frames"],
         "frames_processed": counts["processed"],
         "frames_with_faces": counts["with_faces"],
         "faces": counts["faces"],
         "tracks": tracker.num_tracks,
         "fps": round(counts["frames"] / wall, 2) if wall > 0 else None,
         "wall_s": round(wall, 3),
+        "pipeline": pipeline,
+        "latency_ms": pstats["latency_ms"],
         "stage_ms": stage_ms,
+        "stage_utilisation": util,
         "every": every,
         "smoothing": smoothing,
         "backend": predictor.backend,
         "detector": predictor.detector_name,
+        "detector_settings": pstats["detection"],
+        "model": predictor.model_record(),
+        "video_codec": sink.writer.description if sink is not None else None,
         "stopped": stopped,
         "interrupted": interrupted,
         "ended_cleanly": not interrupted and error is None and (src.ended_cleanly or (
             max_frames is not None and counts["frames"] >= max_frames)),
-        "outputs": {"video": "annotated.mp4" if writer is not None and writer.frames else None,
+        "outputs": {"video": "annotated.mp4" if video_written else None,
                     "frames_csv": "frames.csv", "summary": "summary.json"},
         "per_track": tracker.summary(),
     }
@@ -298,7 +322,7 @@ def make_moving_face_clip(
         raise ValueError(f"face {fw}×{fh} does not fit a {w}×{h} clip; lower face_height")
     yy, xx = np.mgrid[0:h, 0:w]
     bg = np.stack([(xx * 200 // max(1, w)), (yy * 200 // max(1, h)), np.full_like(xx, 90)], -1).astype(np.uint8)
-    with VideoWriter(out, fps, (w, h)) as wr:
+    with VideoWriter(out, fps, (w, h), codec="mp4v") as wr:
         for i in range(frames):
             frame = bg.copy()
             t = i / max(1, frames - 1)

@@ -173,9 +173,10 @@ def _add_model(path: Path, identity: dict[str, Any]) -> None:
         s = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
+    # run_video records its own model and detection-stage settings; add only what it leaves out
     for k in ("model", "backbone", "classes", "input_size", "face_size"):
-        s[k] = identity.get(k)
-    s["detector_settings"] = identity.get("detector")
+        s.setdefault(k, identity.get(k))
+    s.setdefault("detector_settings", identity.get("detector"))
     write_json(path, s)
 
 

@@ -74,14 +74,15 @@ class SidePanel(QWidget):
             self.model_label.setText(summary.text())
 
     def set_performance(self, fps: float, stages: dict[str, float | None], dropped: int, faces: int,
-                        recording: str = "") -> None:
+                        recording: str = "", latency: tuple[float, float] | None = None) -> None:
         def ms(key: str) -> str:
             v = stages.get(key)
             return "–" if v is None else f"{v:.1f} ms"
 
+        lat = "–" if latency is None else f"median {latency[0]:.0f} ms · p90 {latency[1]:.0f} ms"
         text = (f"<b>{fps:.1f} FPS</b> · {faces} face(s)<br>"
                 f"detect {ms('detect')} · classify {ms('classify')}<br>draw {ms('draw')} · "
-                f"stale frames dropped: {dropped}")
+                f"stale frames dropped: {dropped}<br>latency (capture → labels): {lat}")
         if recording:
             text += f"<br><span style='color:#d22'>● {recording}</span>"
         self.perf_label.setText(text)

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def csv_columns(class_names: tuple[str, ...] | list[str]) -> list[str]:
-    """The ``frames.csv`` columns of ``eacfer video``: frame, time, track, box, emotion, p_<class>…, smoothed."""
+    """The ``frames.csv`` columns of ``eacfer video``: frame, time, track, box, score, emotion, p_<class>…,
+    smoothed emotion, s_<class>…."""
     from eacfer.infer.video import frames_csv_header
 
     return frames_csv_header(list(class_names))
@@ -43,10 +44,14 @@ def face_rows(analysis: Any, empty_row: bool = False) -> list[dict[str, Any]]:
         row: dict[str, Any] = dict(base)
         row["track"] = "" if getattr(face, "track_id", None) is None else face.track_id
         row.update(zip(("x", "y", "w", "h"), (f"{float(v):.1f}" for v in face.box), strict=True))
+        row["score"] = f"{float(face.score):.4f}"
         row["emotion"] = face.emotion
         for name, p in zip(face.class_names, face.probabilities, strict=True):
             row[f"p_{name}"] = f"{float(p):.5f}"
         row["smoothed_emotion"] = face.smoothed_emotion or ""
+        if getattr(face, "smoothed", None) is not None:
+            for name, p in zip(face.class_names, face.smoothed, strict=True):
+                row[f"s_{name}"] = f"{float(p):.5f}"
         rows.append(row)
     return rows
 

@@ -104,7 +104,7 @@ class ModelSession:
     def _new_tracker() -> Any:
         from eacfer.infer.tracking import IoUTracker
 
-        return IoUTracker()
+        return IoUTracker(keep_given_ids=True)  # the finder's ids when it gives them
 
     @property
     def has_cams(self) -> bool:
@@ -125,21 +125,33 @@ class ModelSession:
         )
 
     def analyze(self, packet: FramePacket, want_cam: bool) -> Analysis:
-        """Detect, classify and track the faces of one frame."""
+        """Detect, classify and track the faces of one frame (both stages below, one after the other)."""
+        return self.finish(packet, self.detect(packet), want_cam)
+
+    def detect(self, packet: FramePacket) -> tuple[list[Any], float]:
+        """First stage (inference thread): the faces of a frame and the detection ms."""
+        # the predictor's own policy in auto mode: both BlazeFace models merged for photos, the tracking face
+        # finder (short-range around each face, full scans on a schedule) for video files and cameras
+        kind = "image" if packet.still else ("stream" if packet.live else "video")
+        if packet.reset and kind != "image":
+            self.predictor.reset_tracking(kind)  # a seek or a new source is not a continuation
+        t0 = time.perf_counter()
+        dets = self.predictor.detect_faces(packet.image, kind)
+        return dets, (time.perf_counter() - t0) * 1000.0
+
+    def finish(self, packet: FramePacket, found: tuple[list[Any], float], want_cam: bool) -> Analysis:
+        """Second stage (classification thread, frames in capture order): classify and track."""
+        dets, detect_ms = found
         if packet.reset or packet.still:
             self._tracker = self._new_tracker()  # a new photo / a seek is not a continuation
-        if self._auto_mode:
-            # the predictor's own policy: MediaPipe short-range for live cameras and streams (fast, close
-            # faces), full-range for video files, both models merged for photos (close-ups and groups alike)
-            self.predictor.detector_mode = "short" if packet.live else ("both" if packet.still else "full")
-        result = self.predictor.predict(packet.image, color="rgb", cam=want_cam and self.has_cams, keep_image=False)
-        faces = list(result.faces)
+        timings = {"detect": detect_ms}
+        faces = self.predictor.classify_faces(packet.image, dets, want_cam and self.has_cams, timings)
         if not packet.still:
             faces = self._tracker.update(faces, packet.index)
         return Analysis(
             packet=packet,
             faces=faces,
-            timings=dict(result.timings),
+            timings=timings,
             class_names=self.summary.class_names,
             model_path=self.path,
         )

@@ -38,6 +38,33 @@ class RateMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
+class LatencyWindow:
+    """Median and 90th percentile of the last ``size`` capture-to-result latencies (ms).
+
+    Example:
+        >>> w = LatencyWindow(size=4)
+        >>> for ms in (10, 20, 30, 40, 50): w.add(ms)
+        >>> w.percentiles()
+        (35.0, 47.0)
+    """
+
+    def __init__(self, size: int = 120):
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, ms: float) -> None:
+        self._values.append(float(ms))
+
+    def percentiles(self) -> tuple[float, float] | None:
+        """``(median, p90)`` or ``None`` before the first value."""
+        if not self._values:
+            return None
+        p50, p90 = np.percentile(np.fromiter(self._values, float), [50, 90])
+        return float(p50), float(p90)
+
+    def clear(self) -> None:
+        self._values.clear()
+
+
 class StageTimes:
     """Exponential moving average of per-stage milliseconds (steady numbers on screen)."""
 

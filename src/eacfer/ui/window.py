@@ -42,7 +42,7 @@ from eacfer.ui.playback import PlaybackMixin
 from eacfer.ui.recorder import Recorder
 from eacfer.ui.render import RenderOptions, face_at, largest_face, render
 from eacfer.ui.session import Analysis, ModelSession, face_label, face_probabilities, passthrough
-from eacfer.ui.stats import RateMeter, StageTimes, TrackHistory
+from eacfer.ui.stats import LatencyWindow, RateMeter, StageTimes, TrackHistory
 from eacfer.ui.widgets import FrameView, numpy_to_qimage
 from eacfer.ui.worker import CaptureThread, FramePacket, InferenceThread, LatestSlot, merge_packets
 
@@ -115,6 +115,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self._source_settled = False
         self.fps = RateMeter()
         self.stages = StageTimes()
+        self.latency = LatencyWindow()
         self.history = TrackHistory(self.options.history_s)
         self.output_dir = self.options.output_dir or str(settings.value("output/dir", "") or default_output_dir())
 
@@ -314,6 +315,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.frames_displayed += 1
         self.fps.tick()
         self.stages.update({k: v for k, v in analysis.timings.items() if k in ("detect", "classify")})
+        if analysis.timings and not analysis.packet.still:  # age of the frame when its labels were ready
+            self.latency.add((analysis.finished_at - analysis.packet.captured_at) * 1000.0)
         if self._seekable and not self.slider.isSliderDown():
             self.slider.blockSignals(True)
             self.slider.setValue(analysis.packet.index)
@@ -382,8 +385,13 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
     def _update_performance(self) -> None:
         a = self.last_analysis
         rec = f"recording {self.recorder.frames} frames → {os.path.basename(self.recorder.video_path)}" if self.recorder else ""
-        self.panel.set_performance(self.fps.rate(), self.stages.values, self.frame_slot.dropped,
-                                   len(a.faces) if a else 0, rec)
+        self.panel.set_performance(self.fps.rate(), self.stages.values, self.dropped_frames,
+                                   len(a.faces) if a else 0, rec, self.latency.percentiles())
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames the analysis skipped to keep up: replaced before detection or before classification."""
+        return self.frame_slot.dropped + self.inference.dropped
 
     @property
     def is_ready(self) -> bool:

@@ -1,5 +1,7 @@
-"""Background threads: a capture thread paced like the source, an inference thread, and the
-one-slot queue between them that always keeps the newest frame (stale frames are dropped).
+"""Background threads: a capture thread paced like the source, an inference pipeline of two threads
+(detection, then classification + tracking), and one-slot queues between them that always keep the
+newest frame (stale frames are dropped and counted), so the view never falls behind the camera and the
+two stages overlap on two cores (the same design as ``eacfer video``'s pipeline, :mod:`eacfer.infer.pipeline`).
 
 No Qt here: results are handed over through callbacks; the window turns them into queued Qt
 signals. Each result carries the very frame it was computed on, so the picture on screen and its
@@ -88,7 +90,11 @@ def merge_packets(old: FramePacket, new: FramePacket) -> FramePacket:
 
 
 class Analyzer(Protocol):
-    """What the inference thread needs from the model side (see :mod:`eacfer.ui.engine`)."""
+    """What the inference thread needs from the model side (see :mod:`eacfer.ui.session`).
+
+    An analyzer that also has ``detect(packet) -> found`` and ``finish(packet, found, want_cam) -> result``
+    is run as two pipelined stages (detection on the inference thread, the rest on a second thread).
+    """
 
     def analyze(self, packet: FramePacket, want_cam: bool) -> Any: ...
 
@@ -219,6 +225,11 @@ class CaptureThread(threading.Thread):
 class InferenceThread(threading.Thread):
     """Takes the newest frame, runs the analyzer (detect + classify + track), hands the result on.
 
+    With a two-stage analyzer (``detect``/``finish``) detection runs here and the rest on a second thread
+    (:class:`_FinishThread`) behind a one-slot queue, so frame *n + 1* is detected while frame *n* is
+    classified; a detected frame the second stage had no time for is replaced by the newer one (counted
+    in ``dropped``). Results come out in capture order.
+
     The analyzer can be swapped at run time (model switching) with :meth:`set_analyzer`; ``None``
     passes frames through unannotated (no model loaded).
     """
@@ -241,6 +252,13 @@ class InferenceThread(threading.Thread):
         self.want_cam = False
         self.processed = 0
         self._last_error = ""
+        self.detected: LatestSlot[tuple[Any, FramePacket, Any]] = LatestSlot()
+        self._finisher = _FinishThread(self)
+
+    @property
+    def dropped(self) -> int:
+        """Frames detected but replaced by a newer one before the second stage took them."""
+        return self.detected.dropped
 
     def set_analyzer(self, analyzer: Analyzer | None) -> None:
         with self._lock:
@@ -249,21 +267,77 @@ class InferenceThread(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
 
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self._finisher.is_alive():
+            self._finisher.join(timeout)
+
+    def is_alive(self) -> bool:
+        return super().is_alive() or self._finisher.is_alive()
+
+    def report(self, packet: FramePacket, e: Exception) -> Any:
+        """One bad frame must not stop the stream; say it once. Returns the frame unannotated."""
+        msg = f"analysis failed on frame {packet.index}: {type(e).__name__}: {e}"
+        if msg != self._last_error:
+            log.exception("analysis failed")
+            self.on_error(msg)
+            self._last_error = msg
+        return self.passthrough(packet)
+
+    def deliver(self, result: Any) -> None:
+        self.processed += 1
+        self.on_result(result)
+
     def run(self) -> None:
+        self._finisher.start()
         while not self._halt.is_set():
             packet = self.slot.get(timeout=0.1)
             if packet is None:
                 continue
             with self._lock:
                 analyzer = self._analyzer
+            if analyzer is None:
+                self.detected.put((None, packet, None))
+                continue
             try:
-                result = analyzer.analyze(packet, self.want_cam) if analyzer is not None else self.passthrough(packet)
-            except Exception as e:  # one bad frame must not stop the stream; say it once
-                msg = f"analysis failed on frame {packet.index}: {type(e).__name__}: {e}"
-                if msg != self._last_error:
-                    log.exception("analysis failed")
-                    self.on_error(msg)
-                    self._last_error = msg
-                result = self.passthrough(packet)
-            self.processed += 1
-            self.on_result(result)
+                if hasattr(analyzer, "detect") and hasattr(analyzer, "finish"):
+                    # the second stage finishes with the analyzer that detected (a model switch in between)
+                    self.detected.put((analyzer, packet, analyzer.detect(packet)))
+                    continue
+                result = analyzer.analyze(packet, self.want_cam)
+            except Exception as e:
+                result = self.report(packet, e)
+            self.detected.put((None, packet, _Done(result)))
+
+
+class _Done:
+    """A result computed entirely by the first stage (single-stage analyzers, errors)."""
+
+    def __init__(self, result: Any):
+        self.result = result
+
+
+class _FinishThread(threading.Thread):
+    """The second stage: classification and tracking of detected frames, in capture order."""
+
+    def __init__(self, owner: InferenceThread):
+        super().__init__(name="eacfer-classify", daemon=True)
+        self.owner = owner
+
+    def run(self) -> None:
+        o = self.owner
+        while not o._halt.is_set():
+            item = o.detected.get(timeout=0.1)
+            if item is None:
+                continue
+            analyzer, packet, found = item
+            if isinstance(found, _Done):
+                result = found.result
+            elif analyzer is None:
+                result = o.passthrough(packet)
+            else:
+                try:
+                    result = analyzer.finish(packet, found, o.want_cam)
+                except Exception as e:
+                    result = o.report(packet, e)
+            o.deliver(result)
