@@ -118,7 +118,6 @@ class TrainConfig:
             raise ValueError("--data is required")
         if self.recipe not in RECIPES:
             raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        check_pretrained(self.backbone, self.pretrained)  # before anything else: no data is touched
         data = Path(self.data)
         if not data.exists():
             raise FileNotFoundError(f"{data}: dataset folder not found")
@@ -135,6 +134,7 @@ class TrainConfig:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"{out}: --out exists and is a file, expected a run folder")
+        check_pretrained(self.backbone, self.pretrained)  # early: no image or label file has been read yet
         if self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
