@@ -139,8 +139,15 @@ class _Reader:
         self.i = 0
 
 
+#: op types quantised by default: convolutions with their activations, residual adds, pooling. The classifier
+#: (Gemm, 7 outputs: no time to gain) stays fp32: quantising it doubled the largest probability difference
+#: (0.02 -> 0.03 on a demo ResNet-18, synthetic test faces) and lowered top-1 agreement (99.7% -> 97.7%).
+DEFAULT_OP_TYPES = ("Conv", "Add", "Relu", "Clip", "MaxPool")
+
+
 def quantize_onnx(fp32: bytes, calibration: np.ndarray, mean: Any, std: Any, per_channel: bool = True,
-                  quant_format: str = "qdq") -> bytes:
+                  quant_format: str = "qdq", op_types: tuple[str, ...] = DEFAULT_OP_TYPES,
+                  method: str = "minmax") -> bytes:
     """Static int8 quantisation of an fp32 ONNX classifier, calibrated on uint8 face crops (N×S×S×3).
 
     Keeps the fp32 model's metadata; adds no check (see :func:`quantize_checked`).
@@ -173,9 +180,10 @@ def quantize_onnx(fp32: bytes, calibration: np.ndarray, mean: Any, std: Any, per
             quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            # convolutions and the classifier; the CAM Einsum, pooling and softmax-side ops stay fp32
-            op_types_to_quantize=["Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool"],
-            calibrate_method=CalibrationMethod.MinMax,
+            # the CAM Einsum and the global average pool stay fp32
+            op_types_to_quantize=list(op_types),
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                              "entropy": CalibrationMethod.Entropy}[method],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
         data = dst.read_bytes()
