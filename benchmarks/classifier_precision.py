@@ -43,6 +43,7 @@ SWEEP = {
     "fp32 no mem pattern": {"mem_pattern": False},
     "fp32 extended opt": {"optimization": "extended"},
     "fp32 parallel exec": {"execution": "parallel", "inter_op": 2},
+    "fp32 denormals as zero": {"denormal_as_zero": True},
 }
 
 
@@ -93,7 +94,9 @@ def speed(models: dict[str, bytes], batches: tuple[int, ...], size: int, threads
     from eacfer.infer.onnx_session import SESSION_SETTINGS, create_session
 
     configs = {"fp32 legacy": (models["fp32"], "legacy", threads), "fp32": (models["fp32"], "default", threads),
-               "int8": (models["int8"], "default", threads), "int8 legacy": (models["int8"], "legacy", threads)}
+               "int8": (models["int8"], "default", threads)}
+    if SESSION_SETTINGS["default"] != SESSION_SETTINGS["legacy"]:
+        configs["int8 legacy"] = (models["int8"], "legacy", threads)
     if sweep:
         for name, change in SWEEP.items():
             change = dict(change)

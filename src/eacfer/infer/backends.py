@@ -6,8 +6,10 @@ normalise with the model file's own mean/std) happens here so every caller gets 
 
 Backend choice (``backend=None``): onnxruntime on CPU, torch on CUDA. A ``.pt`` file used on the CPU is
 exported to ONNX once (with CAMs and a dynamic batch) and cached under ``$EACFER_CACHE_DIR`` (default
-``~/.cache/eacfer/onnx``), keyed by the SHA-256 of the ``.pt`` content and the torch version; when the
-cache is not writable the export stays in memory. onnxruntime is several times faster than eager torch
+``~/.cache/eacfer/onnx``), keyed by the SHA-256 of the ``.pt`` content and the torch version, size-bounded
+with least-recently-used eviction (:mod:`eacfer.infer.onnx_cache`); when the cache is not writable the
+export stays in memory. ``precision="int8"`` derives a checked int8 model (:mod:`eacfer.infer.quantize`,
+``docs/PRECISION.md``) and caches it beside the fp32 export. onnxruntime is several times faster than eager torch
 on a CPU (numbers in ``benchmarks/RESULTS.md``, from ``benchmarks/cpu_inference.py``).
 """
 

@@ -4,14 +4,16 @@ Shared by the classifier backend (:mod:`eacfer.infer.backends`), the int8 path
 (:mod:`eacfer.infer.quantize`) and ``benchmarks/classifier_precision.py``, so that all three run the model
 the same way.
 
-Session settings (``SESSION_SETTINGS``), measured with ``benchmarks/classifier_precision.py`` on the
-2-core machine (figures in ``benchmarks/RESULTS.md``): full graph optimisation (``ORT_ENABLE_ALL``:
-constant folding, Conv+activation fusion and the NCHWc layout of the x86 kernels), sequential execution
-(the graph is a chain, so a parallel executor only adds overhead), one inter-op thread, intra-op threads
-= the cores this process may use, no spinning (spinning worker threads keep both cores busy after each
-run and starve the detector and the video encoder running beside the classifier), memory pattern and
-arena on (the batch size of a video repeats, so allocations are planned once), and denormals flushed to
-zero.
+Session settings (``SESSION_SETTINGS["default"]``), each alternative measured with
+``benchmarks/classifier_precision.py --sweep`` on the 2-core machine (figures in ``benchmarks/RESULTS.md``;
+none of the alternatives was faster, so the settings are those of 0.1): full graph optimisation
+(``ORT_ENABLE_ALL``: constant folding, Conv+activation fusion and the NCHWc layout of the x86 kernels;
+``EXTENDED`` was slower), sequential execution (the graph is a chain; the parallel executor was slower),
+one inter-op thread, intra-op threads = the cores this process may use (one thread was slower), no
+spinning (spinning was slower under load, and spinning worker threads keep both cores busy after each run,
+starving the detector and the video encoder running beside the classifier), memory pattern and arena on
+(turning the pattern off gained nothing). Flushing denormals to zero is available
+(``"denormal_as_zero"``) but showed no gain above the noise, so it is off.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ SESSION_SETTINGS: dict[str, dict[str, Any]] = {
     "legacy": {"optimization": "all", "execution": "sequential", "inter_op": 1, "spinning": False,
                "mem_pattern": True, "cpu_arena": True, "denormal_as_zero": False},
     "default": {"optimization": "all", "execution": "sequential", "inter_op": 1, "spinning": False,
-                "mem_pattern": True, "cpu_arena": True, "denormal_as_zero": True},
+                "mem_pattern": True, "cpu_arena": True, "denormal_as_zero": False},
 }
 
 
