@@ -13,7 +13,7 @@ import numpy as np
 SIZE = 32
 
 
-def train_tiny_model(path: Path, epochs: int = 6, seed: int = 0) -> Path:
+def train_tiny_model(path: Path, epochs: int = 4, seed: int = 0) -> Path:
     import torch
 
     from eacfer import create_model

@@ -15,6 +15,9 @@ from quantize_testutils import SIZE, small_crop_sets, train_tiny_model
 
 pytest_plugins = ["inference_fixtures"]
 
+# the module trains a tiny model once (≈30 s on a quiet 2-core machine, minutes on a loaded one)
+pytestmark = pytest.mark.timeout(900)
+
 
 # -- the agreement check --------------------------------------------------------------------------
 def test_agreement_counts_top1_matches_and_largest_probability_difference():
