@@ -5,8 +5,9 @@ Shared by the classifier backend (:mod:`eacfer.infer.backends`), the int8 path
 the same way.
 
 Session settings (``SESSION_SETTINGS["default"]``), each alternative measured with
-``benchmarks/classifier_precision.py --sweep`` on the 2-core machine (figures in ``benchmarks/RESULTS.md``;
-none of the alternatives was faster, so the settings are those of 0.1): full graph optimisation
+``benchmarks/classifier_precision.py --sweep`` on the 2-core machine (figures in ``benchmarks/RESULTS.md``,
+measured under heavy load: none of the alternatives was faster for both backbones at batch 1 and 5, so the
+settings are those of 0.1): full graph optimisation
 (``ORT_ENABLE_ALL``: constant folding, Conv+activation fusion and the NCHWc layout of the x86 kernels;
 ``EXTENDED`` was slower), sequential execution (the graph is a chain; the parallel executor was slower),
 one inter-op thread, intra-op threads = the cores this process may use (one thread was slower), no
