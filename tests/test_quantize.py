@@ -215,3 +215,18 @@ def test_precision_option_on_every_command(argv):
     assert parser.parse_args([*argv, "--precision", "int8"]).precision == "int8"
     with pytest.raises(SystemExit):
         parser.parse_args([*argv, "--precision", "fp16"])
+
+
+def test_rewriting_a_model_file_keeps_one_cached_export(tmp_path, monkeypatch):
+    """Issue #19: each rewrite of model.pt (e.g. by `train --resume`) used to leave another export behind."""
+    from eacfer.infer.backends import load_classifier
+    from inference_testutils import save_random_model
+
+    monkeypatch.setenv("EACFER_CACHE_DIR", str(tmp_path / "cache"))
+    pt = tmp_path / "run" / "model.pt"
+    pt.parent.mkdir()
+    for seed in (0, 1):  # the same path, new content
+        save_random_model(pt, seed=seed)
+        load_classifier(pt, device="cpu")
+    files = list(onnx_cache.cache_dir().glob("*.onnx"))
+    assert len(files) == 1 and files[0].name.startswith(onnx_cache.file_sha256(pt)[:24])
