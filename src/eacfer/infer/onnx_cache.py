@@ -82,9 +82,10 @@ def lookup(root: Path, content_key: str, suffix: str = ".onnx") -> Path | None:
     Example:
         >>> lookup(cache_dir(), "0123abcd-t2.14.1-cams")  # doctest: +SKIP
     """
-    for p in sorted(root.glob(f"{content_key}--*{suffix}")):
+    # ``<content>.onnx``: an entry written by eacfer 0.1 (before the ``--<source>`` part); still valid
+    for p in [*sorted(root.glob(f"{content_key}--*{suffix}")), root / f"{content_key}{suffix}"]:
         try:
-            if p.stat().st_size > 0:
+            if p.is_file() and p.stat().st_size > 0:
                 os.utime(p)  # least-recently-used bookkeeping (atime is unreliable: noatime/relatime)
                 return p
         except OSError:
