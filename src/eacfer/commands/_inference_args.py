@@ -20,6 +20,14 @@ def add_model_args(p: argparse.ArgumentParser, detector_mode_default: str = "aut
     p.add_argument("--backend", default=None, choices=["torch", "onnxruntime"],
                    help="default: onnxruntime on CPU, torch on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+    add_precision_arg(p)
+
+
+def add_precision_arg(p: argparse.ArgumentParser) -> None:
+    """``--precision fp32|int8`` (shared by predict, video, ui and export)."""
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                   help="classifier numbers: fp32 (default) or int8 (CPU, onnxruntime; built once per model, "
+                   "used only if it agrees with fp32 on >= 99%% of check faces, see docs/PRECISION.md)")
 
 
 def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
@@ -32,7 +40,8 @@ def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     return Predictor.from_checkpoint(args.checkpoint, device=args.device, detector=args.detector,
                                      backend=args.backend, detector_mode=args.detector_mode, cam=cam,
-                                     score_threshold=args.score_threshold, threads=args.threads)
+                                     score_threshold=args.score_threshold, threads=args.threads,
+                                     precision=args.precision)
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -59,4 +68,4 @@ def ray_options(args: argparse.Namespace) -> dict[str, Any]:
             "cpus_per_actor": args.ray_cpus, "gpus_per_actor": args.ray_gpus, "block_files": args.ray_batch,
             "predictor_options": {"device": args.device, "detector": args.detector, "backend": args.backend,
                                   "detector_mode": args.detector_mode, "score_threshold": args.score_threshold,
-                                  "threads": args.threads}}
+                                  "threads": args.threads, "precision": args.precision}}

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from eacfer.commands._inference_args import add_precision_arg
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -22,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="inference device")
     p.add_argument("--backend", default=None, choices=["torch", "onnxruntime"],
                    help="classifier backend (default: onnxruntime on CPU, torch on CUDA)")
+    add_precision_arg(p)
     p.add_argument("--cam", action="store_true", default=None,
                    help="start with the attention-map overlay on (default: as last time)")
     p.add_argument("--output-dir", metavar="DIR", help="where snapshots and recordings go (default ~/Pictures/eacfer)")
@@ -70,4 +73,5 @@ def run(args: argparse.Namespace) -> int:
         source = args.source[0] if len(args.source) == 1 else list(args.source)
     return run_app(checkpoint=args.checkpoint, source=source, detector=args.detector, device=args.device,
                    backend=args.backend, output_dir=args.output_dir, screenshot=args.screenshot,
-                   quit_after=args.quit_after, settings_path=args.settings, size=size, cam=args.cam)
+                   quit_after=args.quit_after, settings_path=args.settings, size=size, cam=args.cam,
+                   precision=args.precision)

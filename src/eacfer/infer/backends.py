@@ -6,14 +6,15 @@ normalise with the model file's own mean/std) happens here so every caller gets 
 
 Backend choice (``backend=None``): onnxruntime on CPU, torch on CUDA. A ``.pt`` file used on the CPU is
 exported to ONNX once (with CAMs and a dynamic batch) and cached under ``$EACFER_CACHE_DIR`` (default
-``~/.cache/eacfer/onnx``), keyed by the SHA-256 of the ``.pt`` content and the torch version; when the
-cache is not writable the export stays in memory. onnxruntime is several times faster than eager torch
+``~/.cache/eacfer/onnx``), keyed by the SHA-256 of the ``.pt`` content and the torch version, size-bounded
+with least-recently-used eviction (:mod:`eacfer.infer.onnx_cache`); when the cache is not writable the
+export stays in memory. ``precision="int8"`` derives a checked int8 model (:mod:`eacfer.infer.quantize`,
+``docs/PRECISION.md``) and caches it beside the fp32 export. onnxruntime is several times faster than eager torch
 on a CPU (numbers in ``benchmarks/RESULTS.md``, from ``benchmarks/cpu_inference.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -22,10 +23,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from eacfer.checkpoint import CheckpointError, ModelInfo
+from eacfer.infer.onnx_cache import cache_dir
+from eacfer.infer.onnx_session import softmax
+from eacfer.infer.quantize import PRECISIONS
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime")
+__all__ = ["BACKENDS", "PRECISIONS", "Classifier", "OnnxClassifier", "TorchClassifier", "cache_dir",
+           "int8_for_model", "load_classifier", "onnx_for_checkpoint", "softmax"]
 
 
 class Classifier(Protocol):
@@ -35,6 +41,7 @@ class Classifier(Protocol):
     backend: str
     device: str
     has_cams: bool
+    precision: str
 
     def classify(self, crops: np.ndarray, cams: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 N×S×S×3 RGB crops → (probabilities N×K float32, CAMs N×K×h×w or None)."""
@@ -49,13 +56,6 @@ def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
     return crops
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax over the last axis."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
 class TorchClassifier:
     """Eager PyTorch backend (CPU or CUDA).
 
@@ -66,6 +66,7 @@ class TorchClassifier:
 
     backend = "torch"
     has_cams = True
+    precision = "fp32"
 
     def __init__(self, net: Any, info: ModelInfo, device: str = "cpu"):
         import torch
@@ -95,6 +96,9 @@ class TorchClassifier:
 class OnnxClassifier:
     """onnxruntime backend (CPU by default; CUDA provider when installed and asked for).
 
+    ``precision`` is ``"int8"`` for a quantised model (its metadata then holds the int8-vs-fp32 check in
+    ``quantization``), else ``"fp32"``. Session settings: :mod:`eacfer.infer.onnx_session`.
+
     Example:
         >>> clf = OnnxClassifier.from_file("model.onnx")  # doctest: +SKIP
     """
@@ -103,31 +107,21 @@ class OnnxClassifier:
 
     def __init__(self, model: bytes | str | os.PathLike[str], source: str, threads: int | None = None,
                  device: str = "cpu"):
-        import onnxruntime as ort
-
         from eacfer.export import INPUT_NAME, read_onnx_metadata
+        from eacfer.infer.onnx_session import create_session, normaliser
+        from eacfer.infer.quantize import read_quantization
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.intra_op_num_threads = int(threads or _default_threads())
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # No busy-waiting worker threads: with spinning on, ORT's idle threads keep both cores busy after
-        # each run and starve the face detector and the video codec (measured on 2 cores with a 64 px
-        # test model: 24 → 61 FPS end-to-end for `eacfer video`).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ValueError("onnxruntime has no CUDA provider here (install onnxruntime-gpu or use --backend torch)")
-            providers.insert(0, "CUDAExecutionProvider")
         try:
-            self.session = ort.InferenceSession(model, sess_options=opts, providers=providers)
+            self.session = create_session(model, threads, device)
+        except ValueError:
+            raise
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, …)
             raise CheckpointError(f"{source}: not a valid ONNX model (truncated or corrupted?): "
                                   f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
-        self.info, self.export_info = read_onnx_metadata(self.session.get_modelmeta().custom_metadata_map, source)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.info, self.export_info = read_onnx_metadata(meta, source)
+        self.quantization = read_quantization(meta)
+        self.precision = "int8" if self.quantization is not None else "fp32"
         self.device = device
         inputs = self.session.get_inputs()
         outputs = {o.name: o for o in self.session.get_outputs()}
@@ -142,11 +136,8 @@ class OnnxClassifier:
             raise CheckpointError(f"{source}: ONNX outputs {k} classes, metadata lists {self.info.num_classes}")
         self.has_cams = "cams" in outputs
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        mean = np.asarray(self.info.mean, np.float32)
-        std = np.asarray(self.info.std, np.float32)
         # x·scale − shift == (x/255 − mean)/std, folded into one multiply-add per pixel
-        self._scale = (1.0 / (255.0 * std)).reshape(1, 3, 1, 1)
-        self._shift = (mean / std).reshape(1, 3, 1, 1)
+        self._scale, self._shift = normaliser(self.info.mean, self.info.std)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> OnnxClassifier:
@@ -158,10 +149,9 @@ class OnnxClassifier:
         return cls(path.read_bytes(), str(path), threads=threads, device=device)
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:
-        x = crops.transpose(0, 3, 1, 2).astype(np.float32)
-        x *= self._scale
-        x -= self._shift
-        return x
+        from eacfer.infer.onnx_session import preprocess
+
+        return preprocess(crops, self._scale, self._shift)
 
     def classify(self, crops: np.ndarray, cams: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         crops = _check_crops(crops, self.info.input_size)
@@ -178,10 +168,6 @@ class OnnxClassifier:
         return softmax(outs[0]), (outs[1] if cams else None)
 
 
-def _default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
@@ -191,19 +177,12 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(f"{path}: empty file (truncated or still being written?)")
 
 
-def cache_dir() -> Path:
-    """Where on-the-fly ONNX exports of ``.pt`` files are cached (``$EACFER_CACHE_DIR`` or ~/.cache/eacfer)."""
-    base = os.environ.get("EACFER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "eacfer")
-    return Path(base) / "onnx"
+def _content_key(path: Path, variant: str) -> str:
+    import torch
 
+    from eacfer.infer.onnx_cache import file_sha256
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return f"{file_sha256(path)[:24]}-t{torch.__version__.split('+')[0]}-{variant}"
 
 
 def onnx_for_checkpoint(path: str | os.PathLike[str], use_cache: bool = True) -> bytes | Path:
@@ -212,27 +191,81 @@ def onnx_for_checkpoint(path: str | os.PathLike[str], use_cache: bool = True) ->
     Example:
         >>> clf = OnnxClassifier(onnx_for_checkpoint("model.pt"), "model.pt")  # doctest: +SKIP
     """
-    import torch
-
     from eacfer.checkpoint import load_model
     from eacfer.export import export_onnx_bytes
-    from eacfer.utils.atomic import atomic_path
+    from eacfer.infer.onnx_cache import lookup, store
 
     path = Path(path)
-    key = f"{_file_sha256(path)[:24]}-t{torch.__version__.split('+')[0]}-cams"
-    cached = cache_dir() / f"{key}.onnx"
-    if use_cache and cached.is_file() and cached.stat().st_size > 0:
+    key, root = _content_key(path, "cams"), cache_dir()
+    if use_cache and (cached := lookup(root, key)) is not None:
         log.debug("using cached ONNX export %s", cached)
         return cached
     net, info = load_model(path, "cpu")
     data = export_onnx_bytes(net, info, dynamic_batch=True, with_cams=True)
     if use_cache:
         try:
-            with atomic_path(cached) as tmp:
-                tmp.write_bytes(data)
+            cached = store(root, key, path, data)
             log.info("exported %s to ONNX for CPU inference (cached in %s)", path, cached)
         except OSError as e:  # read-only home, full disk: stay in memory
             log.info("could not cache the ONNX export (%s); using it from memory", e)
+    return data
+
+
+def int8_for_model(path: str | os.PathLike[str], use_cache: bool = True, min_agreement: float | None = None,
+                   threads: int | None = None) -> bytes | Path:
+    """An int8 model derived from a ``.pt`` or fp32 ``.onnx`` (calibrated, checked against fp32), cached.
+
+    Raises :class:`~eacfer.infer.quantize.QuantizationError` (one line) when the check fails; a failed
+    check is remembered in the cache, so it is not rerun on every start.
+
+    Example:
+        >>> clf = OnnxClassifier(int8_for_model("model.pt"), "model.pt")  # doctest: +SKIP
+    """
+    import json
+
+    from eacfer.export import read_onnx_metadata
+    from eacfer.infer.calibration import default_crop_sets
+    from eacfer.infer.onnx_cache import lookup, read_refusal, store
+    from eacfer.infer.quantize import MIN_AGREEMENT, QuantizationError, quantize_checked
+
+    path = Path(path)
+    threshold = MIN_AGREEMENT if min_agreement is None else float(min_agreement)
+    key, root = _content_key(path, "cams-int8" if path.suffix.lower() != ".onnx" else "onnx-int8"), cache_dir()
+    if use_cache:
+        if (cached := lookup(root, key)) is not None:
+            log.debug("using cached int8 model %s", cached)
+            return cached
+        refusal = read_refusal(root, key)
+        if refusal is not None and refusal.get("min_agreement") == threshold:
+            raise QuantizationError(str(refusal.get("reason", f"{path}: int8 refused earlier")))
+    if path.suffix.lower() == ".onnx":
+        fp32: bytes = path.read_bytes()
+    else:
+        src = onnx_for_checkpoint(path, use_cache=use_cache)
+        fp32 = src.read_bytes() if isinstance(src, Path) else src
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load_from_string(fp32).metadata_props}
+    info, _ = read_onnx_metadata(meta, str(path))
+    log.info("quantising %s to int8 (calibration and check on face crops; a minute or two on a CPU)", path)
+    sets = default_crop_sets(info.input_size, info.face_size)
+    try:
+        data, _ = quantize_checked(fp32, str(path), sets.calibration, sets.checks, sets.description,
+                                   min_agreement=threshold, threads=threads)
+    except QuantizationError as e:
+        if use_cache:
+            try:
+                rec = {"reason": str(e), "min_agreement": threshold}
+                store(root, key, path, json.dumps(rec).encode(), suffix=".refused.json")
+            except OSError:
+                pass
+        raise
+    if use_cache:
+        try:
+            cached = store(root, key, path, data)
+            log.info("int8 model cached in %s", cached)
+        except OSError as e:
+            log.info("could not cache the int8 model (%s); using it from memory", e)
     return data
 
 
@@ -242,6 +275,7 @@ def load_classifier(
     backend: str | None = None,
     threads: int | None = None,
     use_cache: bool = True,
+    precision: str = "fp32",
 ) -> Classifier:
     """Open a ``.pt`` or ``.onnx`` model as a classifier on the best backend for ``device``.
 
@@ -250,6 +284,10 @@ def load_classifier(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         backend: ``None`` (onnxruntime on CPU, torch on CUDA), ``"torch"`` or ``"onnxruntime"``.
         threads: CPU threads for onnxruntime (default: all cores this process may use).
+        precision: ``"fp32"`` (default) or ``"int8"``: a static int8 model derived from the fp32 one, used
+            only when it agrees with fp32 on ≥ 99 % of the check crops (else ``QuantizationError``, a
+            ``ValueError``); built once per model content and cached. An ``.onnx`` that is already int8
+            runs as int8 whatever ``precision`` says.
 
     Example:
         >>> clf = load_classifier("runs/demo/model.pt")  # doctest: +SKIP
@@ -261,11 +299,19 @@ def load_classifier(
     path = Path(path)
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     dev = str(resolve_device(device))
     suffix = path.suffix.lower()
     if suffix not in (".pt", ".pth", ".onnx"):
         raise CheckpointError(f"{path}: unknown model file type {suffix or '(none)'!r}; expected .pt or .onnx")
     _check_file(path)
+    if precision == "int8":
+        if backend == "torch":
+            raise ValueError(f"{path}: --precision int8 runs on onnxruntime only (drop --backend torch)")
+        if dev.startswith("cuda") and device != "auto":
+            raise ValueError(f"{path}: --precision int8 is a CPU path (onnxruntime); use --device cpu")
+        dev = "cpu"
     if suffix == ".onnx":
         if backend == "torch":
             raise ValueError(f"{path}: an .onnx model runs on onnxruntime only (drop --backend torch)")
@@ -274,7 +320,11 @@ def load_classifier(
 
             # "auto" must not fail on a GPU machine whose onnxruntime is the CPU-only build
             dev = dev if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
-        return OnnxClassifier.from_file(path, threads=threads, device=dev)
+        clf = OnnxClassifier.from_file(path, threads=threads, device=dev)
+        if precision == "int8" and clf.precision != "int8":
+            src = int8_for_model(path, use_cache=use_cache, threads=threads)
+            return OnnxClassifier(src.read_bytes() if isinstance(src, Path) else src, str(path), threads, dev)
+        return clf
     if backend is None:
         backend = "torch" if dev.startswith("cuda") else "onnxruntime"
     if backend == "torch":
@@ -290,7 +340,10 @@ def load_classifier(
     from eacfer.checkpoint import info_from_payload, load_checkpoint
 
     info_from_payload(load_checkpoint(path), str(path))
-    src = onnx_for_checkpoint(path, use_cache=use_cache)
+    if precision == "int8":
+        src = int8_for_model(path, use_cache=use_cache, threads=threads)
+    else:
+        src = onnx_for_checkpoint(path, use_cache=use_cache)
     if isinstance(src, Path):
         return OnnxClassifier(src.read_bytes(), str(path), threads=threads, device=dev)
     return OnnxClassifier(src, str(path), threads=threads, device=dev)

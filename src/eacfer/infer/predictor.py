@@ -134,9 +134,13 @@ class Predictor:
         score_threshold: float = 0.6,
         threads: int | None = None,
         max_faces: int | None = None,
+        precision: str = "fp32",
     ) -> Predictor:
-        """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector."""
-        clf = load_classifier(path, device=device, backend=backend, threads=threads)
+        """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector.
+
+        ``precision="int8"`` runs a checked int8 model (see ``docs/PRECISION.md``); fp32 is the default.
+        """
+        clf = load_classifier(path, device=device, backend=backend, threads=threads, precision=precision)
         p = cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
                 cam=cam, max_faces=max_faces)
         p.model_path = os.fspath(path)

@@ -49,6 +49,7 @@ def run_app(
     detector: str = "mediapipe",
     device: str = "auto",
     backend: str | None = None,
+    precision: str = "fp32",
     output_dir: str | None = None,
     screenshot: str | None = None,
     quit_after: float | None = None,
@@ -80,7 +81,7 @@ def run_app(
     app.setApplicationName(APPLICATION)
     settings = open_settings(settings_path)
     options = WindowOptions(checkpoint=checkpoint, source=source, detector=detector, device=device, backend=backend,
-                            output_dir=output_dir, probe_cameras=quit_after is None, cam=cam)
+                            precision=precision, output_dir=output_dir, probe_cameras=quit_after is None, cam=cam)
     window = MainWindow(settings, options)
     if size is not None:
         window.resize(*size)

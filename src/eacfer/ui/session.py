@@ -31,13 +31,14 @@ class ModelSummary:
     backend: str  # "torch" | "onnxruntime"
     device: str  # "CPU" | "CUDA"
     detector: str
+    precision: str = "fp32"  # "fp32" | "int8"
 
     def text(self) -> str:
         return (
             f"{os.path.basename(self.path)}\n"
             f"backbone: {self.backbone} · input {self.input_size}×{self.input_size}\n"
             f"classes ({len(self.class_names)}): {', '.join(self.class_names)}\n"
-            f"backend: {self.backend} on {self.device} · detector: {self.detector}"
+            f"backend: {self.backend} {self.precision} on {self.device} · detector: {self.detector}"
         )
 
 
@@ -90,14 +91,15 @@ class ModelSession:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "auto", detector: str = "mediapipe",
-             backend: str | None = None) -> ModelSession:
+             backend: str | None = None, precision: str = "fp32") -> ModelSession:
         """Load a ``.pt`` or ``.onnx`` model file; raises CheckpointError / ValueError with a clear message."""
         from eacfer.infer.predictor import Predictor
 
         path = str(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: model file not found")
-        predictor = Predictor.from_checkpoint(path, device=device, detector=detector, backend=backend)
+        predictor = Predictor.from_checkpoint(path, device=device, detector=detector, backend=backend,
+                                              precision=precision)
         return cls(predictor, path, detector)
 
     @staticmethod
@@ -122,6 +124,7 @@ class ModelSession:
             backend=str(clf.backend),
             device="CUDA" if "cuda" in device.lower() else "CPU",
             detector=self.detector,
+            precision=str(getattr(clf, "precision", "fp32")),
         )
 
     def analyze(self, packet: FramePacket, want_cam: bool) -> Analysis:

@@ -59,6 +59,7 @@ class WindowOptions:
     detector: str = "mediapipe"
     device: str = "auto"
     backend: str | None = None
+    precision: str = "fp32"
     output_dir: str | None = None
     history_s: float = 10.0
     probe_cameras: bool = True
@@ -243,7 +244,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
 
         def work() -> None:
             try:
-                session = ModelSession.load(path, device=opts.device, detector=opts.detector, backend=opts.backend)
+                session = ModelSession.load(path, device=opts.device, detector=opts.detector, backend=opts.backend,
+                                            precision=opts.precision)
             except Exception as e:  # every failure is a message, the app keeps running
                 msg = str(e) if str(e) else type(e).__name__
                 self.emit_safely("model_failed", gen, msg if path in msg else f"{path}: {msg}")
