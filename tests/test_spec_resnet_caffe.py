@@ -125,3 +125,41 @@ def test_fresh_initialisation_is_he_normal_and_bn_identity():
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             assert bool((m.weight == 1).all()) and bool((m.bias == 0).all())
+
+
+def _pickle(path, obj) -> str:
+    import pickle
+
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+    return str(path)
+
+
+def test_weights_errors_name_every_kind_of_problem(tmp_path):
+    import numpy as np
+
+    from eacfer.models.resnet_caffe import load_msceleb_weights
+
+    own = CaffeResNet50().state_dict()
+    n_missing = len([k for k in own if k != "conv1.weight" and not k.endswith("num_batches_tracked")])
+    bad = {"conv1.weight": np.zeros(1, np.float32), **{f"zzz.{c}": np.zeros(1, np.float32) for c in "abcd"}}
+    path = _pickle(tmp_path / "bad.pkl", bad)
+    with pytest.raises(ValueError) as e:
+        load_msceleb_weights(CaffeResNet50(), path)
+    assert str(e.value) == (
+        f"{path}: not a Caffe-style ResNet-50 state: missing {n_missing} keys (e.g. bn1.weight, bn1.bias, "
+        "bn1.running_mean); unexpected 4 keys (e.g. zzz.a, zzz.b, zzz.c); wrong shapes: conv1.weight (1,)≠(64, 3, 7, 7)")
+    only_extra = {k: v.numpy() for k, v in own.items() if not k.endswith("num_batches_tracked")}
+    only_extra["fc.weight"] = np.zeros((8631, 2048), np.float32)[:1]  # the identity classifier is dropped
+    only_extra["extra.w"] = np.zeros(2, np.float32)
+    with pytest.raises(ValueError, match=r"not a Caffe-style ResNet-50 state: unexpected 1 keys \(e\.g\. extra\.w\)$"):
+        load_msceleb_weights(CaffeResNet50(), _pickle(tmp_path / "extra.pkl", only_extra))
+    with pytest.raises(ValueError, match=r"key 'conv1\.weight' holds str, expected a numpy array"):
+        load_msceleb_weights(CaffeResNet50(), _pickle(tmp_path / "str.pkl", {"conv1.weight": "x"}))
+
+
+def test_imagenet_weights_are_refused_with_the_way_out():
+    from eacfer.models.factory import create_model
+
+    with pytest.raises(ValueError, match=r"^resnet50_msceleb has no ImageNet weights; pass --pretrained "
+                                         r"resnet50_ft_weight\.pkl \(the MS-Celeb-1M/VGGFace2 pickle, see `eacfer weights`\)$"):
+        create_model("resnet50_msceleb", pretrained="imagenet")

@@ -167,3 +167,49 @@ def test_new_faces_in_one_frame_get_increasing_ids_in_order():
     assert ids(tr, [face(0), face(100), face(200)], 0) == [1, 2, 3]
     assert ids(tr, [face(400)], 1) == [4]
     assert tr.num_tracks == 4
+
+
+# ------------------------------------------------------------------------------- more iou / arguments
+def test_iou_uses_width_and_height_of_each_box():
+    assert iou((0, 0, 20, 10), (10, 0, 20, 10)) == pytest.approx(100 / 300)  # wide boxes
+    assert iou((0, 0, 10, 20), (0, 10, 10, 20)) == pytest.approx(100 / 300)  # tall boxes
+    assert iou((0, 0, 10, 10), (9.5, 0, 10, 10)) == pytest.approx(5 / 195)  # sub-pixel overlaps count
+    assert iou((0, 0, 10, 10), (0, 9.5, 10, 10)) == pytest.approx(5 / 195)
+    assert iou((0, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == pytest.approx(1.0)  # tiny boxes are boxes too
+
+
+def test_argument_ranges_and_defaults():
+    t = IoUTracker()
+    assert (t.iou_threshold, t.max_age, t.smoothing) == (0.3, 10, 0.5)
+    IoUTracker(iou_threshold=0.0, max_age=0, smoothing=1.0)  # the inclusive ends are allowed
+    for kw, msg in (({"iou_threshold": 1.0}, r"iou_threshold must be in \[0, 1\), got 1.0"),
+                    ({"iou_threshold": 1.5}, "iou_threshold"), ({"iou_threshold": -0.1}, "iou_threshold"),
+                    ({"smoothing": 0.0}, r"smoothing must be in \(0, 1\], got 0.0"), ({"smoothing": 1.5}, "smoothing"),
+                    ({"max_age": -1}, "max_age must be >= 0, got -1")):
+        with pytest.raises(ValueError, match=msg):
+            IoUTracker(**kw)
+
+
+def test_unmatched_face_after_a_matched_one_gets_a_new_track():
+    tr = IoUTracker(iou_threshold=0.3, max_age=5, smoothing=1.0)
+    ids(tr, [face(0)], 0)
+    assert ids(tr, [face(5), face(300), face(600)], 1) == [1, 2, 3]
+
+
+def test_frame_index_defaults_to_zero_and_single_frame_tracks_are_summarised():
+    tr = IoUTracker(smoothing=1.0)
+    tr.update([face(0, probs=(0, 0, 1))])
+    tr.update([face(300, probs=(1, 0, 0))], 4)
+    s = tr.summary()
+    assert s["1"] == {"first_frame": 0, "last_frame": 0, "frames": 1, "dominant_emotion": "c",
+                      "emotion_shares": {"c": 1.0}}
+    assert s["2"]["first_frame"] == 4 and s["2"]["last_frame"] == 4 and s["2"]["emotion_shares"] == {"a": 1.0}
+
+
+def test_summary_shares_are_rounded_to_4_digits_and_dominant_is_the_most_frequent():
+    tr = IoUTracker(iou_threshold=0.3, max_age=3, smoothing=1.0)
+    for k, probs in enumerate([(1, 0, 0), (1, 0, 0), (0, 0, 1)]):
+        tr.update([face(k, probs=probs)], k)
+    s = tr.summary()["1"]
+    assert s["emotion_shares"] == {"a": 0.6667, "c": 0.3333}
+    assert s["dominant_emotion"] == "a"  # the most frequent, not the last in class order
