@@ -175,7 +175,7 @@ def _ort_session(net: Any, weights: Path, threads: int | None) -> Any:
     import onnxruntime as ort
     import torch
 
-    from eacfer.infer.backends import cache_dir
+    from eacfer.infer.onnx_cache import cache_dir
     from eacfer.utils.atomic import atomic_open
 
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
