@@ -148,6 +148,21 @@ def parity_ok(diffs: dict[str, float], tolerance: float = PARITY_TOLERANCE) -> b
     return diffs["logits"] <= tolerance and diffs.get("cams_scaled", 0.0) <= tolerance
 
 
+def check_onnx_out(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a Path, or a one-line ValueError when it cannot be an ONNX output file.
+
+    Example:
+        >>> check_onnx_out("model.onnx").name
+        'model.onnx'
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"{out}: the output file should end in .onnx")
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder, expected an .onnx file path")
+    return out
+
+
 def export_onnx(
     checkpoint: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -166,11 +181,7 @@ def export_onnx(
         >>> export_onnx("runs/demo/model.pt", "model.onnx", with_cams=True)["max_abs_diff"] < 1e-4  # doctest: +SKIP
         True
     """
-    out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ValueError(f"{out}: the output file should end in .onnx")
-    if out.is_dir():
-        raise ValueError(f"{out}: is a folder, expected an .onnx file path")
+    out = check_onnx_out(out)
     if not 7 <= int(opset) <= 23:
         raise ValueError(f"opset {opset} out of the supported range 7..23")
     if Path(checkpoint).suffix.lower() == ".onnx":

@@ -275,15 +275,18 @@ def export_int8(checkpoint: str | Path, out: str | Path, opset: int | None = Non
         True
     """
     from eacfer.checkpoint import load_model
-    from eacfer.export import DEFAULT_OPSET, ExportError, check_parity, export_onnx_bytes, parity_ok
+    from eacfer.export import (
+        DEFAULT_OPSET,
+        ExportError,
+        check_onnx_out,
+        check_parity,
+        export_onnx_bytes,
+        parity_ok,
+    )
     from eacfer.infer.calibration import default_crop_sets
     from eacfer.utils.atomic import atomic_path
 
-    out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ValueError(f"{out}: the output file should end in .onnx")
-    if out.is_dir():
-        raise ValueError(f"{out}: is a folder, expected an .onnx file path")
+    out = check_onnx_out(out)
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise ValueError(f"{checkpoint}: is already an ONNX model; export takes the model.pt from training")
     net, info = load_model(checkpoint, "cpu")

@@ -92,6 +92,21 @@ class _Problems:
         self.lines.append(msg)
 
 
+def csv_columns(p: Path) -> set[str]:
+    """The lower-cased column names of a CSV file's header line (empty when unreadable).
+
+    Example:
+        >>> csv_columns(Path("/nonexistent.csv"))
+        set()
+    """
+    try:
+        with open(p, encoding="utf-8-sig", errors="replace") as fh:
+            header = fh.readline(4096)
+    except OSError:
+        return set()
+    return {c.strip().lower() for c in header.split(",")}
+
+
 def _subdirs(d: Path) -> list[Path]:
     if not d.is_dir():
         return []

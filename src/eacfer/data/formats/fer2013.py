@@ -9,22 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from eacfer.data.formats.common import LAYOUTS_HELP, Sample, _check_split, _Problems
+from eacfer.data.formats.common import LAYOUTS_HELP, Sample, _check_split, _Problems, csv_columns
 
 FER2013_CLASSES: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 _FER_USAGE = {"train": ("Training",), "test": ("PublicTest",), "test-private": ("PrivateTest",)}
 
 
 def _is_fer_csv(p: Path) -> bool:
-    if p.suffix.lower() != ".csv":
-        return False
-    try:
-        with open(p, encoding="utf-8-sig", errors="replace") as fh:
-            header = fh.readline(4096)
-    except OSError:
-        return False
-    cols = {c.strip().lower() for c in header.split(",")}
-    return {"emotion", "pixels"} <= cols
+    return p.suffix.lower() == ".csv" and {"emotion", "pixels"} <= csv_columns(p)
 
 
 def _find_fer_csv(root: Path) -> Path | None:

@@ -44,7 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
-from eacfer.data.formats.common import LAYOUTS_HELP, Sample, SplitData, _check_split, _image_sample, _Problems
+from eacfer.data.formats.common import (
+    LAYOUTS_HELP,
+    Sample,
+    SplitData,
+    _check_split,
+    _image_sample,
+    _Problems,
+    csv_columns,
+)
 from eacfer.data.formats.fer2013 import _find_fer_csv, parse_pixels
 
 FERPLUS_CLASSES: tuple[str, ...] = (
@@ -167,13 +175,7 @@ def find_ferplus_csvs(root: Path) -> tuple[Path, Path] | None:
 
 
 def _is_ferplus_csv(p: Path) -> bool:
-    try:
-        with open(p, encoding="utf-8-sig", errors="replace") as fh:
-            header = fh.readline(4096)
-    except OSError:
-        return False
-    cols = {c.strip().lower() for c in header.split(",")}
-    return {"usage", "image name", "neutral", "nf"} <= cols
+    return {"usage", "image name", "neutral", "nf"} <= csv_columns(p)
 
 
 def load_ferplus(root: Path, split: str, classes: int | None, mode: str, probs: _Problems) -> SplitData:
