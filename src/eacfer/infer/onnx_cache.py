@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from eacfer.utils.integrity import file_sha256  # noqa: F401  (re-exported: cache keys)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MB = 2048
@@ -53,15 +55,6 @@ def max_bytes() -> int:
         log.warning("EACFER_CACHE_MAX_MB=%r is not a number; using %d", raw, DEFAULT_MAX_MB)
         mb = DEFAULT_MAX_MB
     return max(0, int(mb * 1e6))
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def source_id(path: str | os.PathLike[str]) -> str:

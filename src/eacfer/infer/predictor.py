@@ -296,16 +296,12 @@ class Predictor:
         info = self.classifier.info
         rec: dict[str, Any] = {"file": None, "sha256": None}
         if self.model_path is not None:
-            import hashlib
+            from eacfer.utils.integrity import file_sha256
 
             path = Path(self.model_path)
             rec["file"] = path.name
             try:
-                h = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-                rec["sha256"] = h.hexdigest()
+                rec["sha256"] = file_sha256(path)
             except OSError as e:  # moved or deleted since loading: say so instead of failing the run
                 log.warning("%s: cannot hash the model file (%s)", path, e)
         rec.update({"backbone": str(info.backbone), "classes": list(info.class_names),

@@ -1,4 +1,4 @@
-"""Integrity checks for files written by ``torch.save``.
+"""File digests, and integrity checks for files written by ``torch.save``.
 
 ``torch.save`` writes a zip archive with a CRC-32 per member, but ``torch.load`` never checks them: bytes
 damaged inside the tensor data (a failing disk, a botched copy or download) load silently as wrong
@@ -36,3 +36,19 @@ def verify_torch_zip(path: str | os.PathLike[str]) -> None:
         raise ValueError(f"{os.fspath(path)}: corrupted file (checksum mismatch: {e})") from None
     except (OSError, zlib.error, EOFError) as e:
         raise ValueError(f"{os.fspath(path)}: not readable (truncated or corrupted?): {e}") from None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's content, read in 1 MiB chunks (model files are large).
+
+    Example:
+        >>> file_sha256("runs/demo/run/model.pt")[:8]  # doctest: +SKIP
+        '3f1c2a9b'
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from eacfer.utils.atomic import write_json
+from eacfer.utils.integrity import file_sha256  # noqa: F401  (re-exported: job records name their model)
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,6 @@ class Claim:
     mode: str
     previous: dict[str, Any] | None = None
     removed: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file (streamed)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(out: str | os.PathLike[str]) -> dict[str, Any] | None:
