@@ -91,7 +91,7 @@ def test_crop_matches_the_inference_convention():
     import cv2
 
     img = cv2.resize(img, (400, 300), interpolation=cv2.INTER_CUBIC)  # smooth content: sampling details agree
-    for box in ((100, 60, 120, 150), (-30, 200, 120, 120)):  # inside, and half outside (replicated borders)
+    for box in ((100, 60, 120, 150), (-30, 200, 120, 120)):  # inside, and half outside (padded black, as inference pads)
         ours = crop_face(img, box, size=112).astype(float)
         ref = align_face(img, Detection(box, 1.0), size=112).astype(float)
         assert np.abs(ours - ref).mean() < 4.0, box

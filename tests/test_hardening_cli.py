@@ -148,7 +148,9 @@ def cli_results(synth_rafdb, tmp_path_factory):
             arg = arg.replace(k, v)
         return arg
 
-    argvs = [[fill(a) for a in argv] for argv, _ in CASES]
+    # each case its own run folder: cases run two at a time, and a run folder is locked while in use
+    argvs = [[fill(a.replace("{tmp}/run", f"{{tmp}}/run{i}")) if a == "{tmp}/run" else fill(a) for a in argv]
+             for i, (argv, _) in enumerate(CASES)]
     env = {"EACFER_CACHE_DIR": str(tmp / "cache"), "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp / "home")}
     results = hostile.run_cli_cases(argvs, tmp / "work", env=env, timeout=90)
     return {i: (argvs[i], *results[i]) for i in range(len(CASES))}

@@ -42,5 +42,8 @@ def test_ui_quit_after_ends_when_the_source_fails_at_start(tmp_path: Path) -> No
     pytest.importorskip("PySide6", reason="the desktop app needs the 'ui' extra (PySide6)")
     shot = tmp_path / "shot.png"
     r = _ui(["--source", str(tmp_path / "missing.mp4"), "--quit-after", "0", "--screenshot", str(shot)], tmp_path)
-    assert r.returncode == 0, r.stderr
+    # it ends at once (no grace period), still takes the screenshot, and says the source failed: exit 1
+    # (issue #19: with --quit-after the status is non-zero when the model or the source failed to load)
+    assert r.returncode == 1, r.stderr
+    assert "missing.mp4: file not found" in r.stderr
     assert shot.is_file() and shot.stat().st_size > 0

@@ -49,4 +49,4 @@ def test_empty_history():
     s = summarize([], skipped=2, epochs=60, finished=False)
     assert s == {"best_accuracy": None, "best_epoch": None, "last5_mean_accuracy": None, "final_accuracy": None,
                  "final_mean_class_accuracy": None, "skipped_images": 2, "epochs": 0, "epochs_planned": 60,
-                 "seconds": 0.0, "finished": False}
+                 "seconds": 0.0, "finished": False, "last5_mean_epochs": 0}

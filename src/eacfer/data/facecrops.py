@@ -2,7 +2,8 @@
 
 Crop geometry is the inference convention of :mod:`eacfer.infer.align` without rotation (a box alone has no
 eye keypoints): a square of side ``max(w, h) · (1 + 2 · margin)`` centred on the box centre, ``margin = 0.1``
-(10 % of the box added on each side), borders replicated where the square leaves the image, resized to
+(10 % of the box added on each side), padded black where the square leaves the image (as inference and
+RAF-DB's aligned faces are), resized to
 ``size``×``size`` (area averaging when shrinking, bilinear when enlarging). A box that does not overlap
 the image at all is an error for that image.
 
@@ -62,7 +63,7 @@ def crop_face(image: np.ndarray, box: Sequence[float], size: int, margin: float 
     pad = (max(0, -y0), max(0, y0 + s - ih), max(0, -x0), max(0, x0 + s - iw))  # top, bottom, left, right
     region = image[max(0, y0) : min(ih, y0 + s), max(0, x0) : min(iw, x0 + s)]
     if any(pad):
-        region = cv2.copyMakeBorder(region, *pad, borderType=cv2.BORDER_REPLICATE)
+        region = cv2.copyMakeBorder(region, *pad, borderType=cv2.BORDER_CONSTANT, value=(0, 0, 0))
     if s == size:
         return np.ascontiguousarray(region)
     interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
@@ -82,12 +83,12 @@ def default_cache_dir(root: str | os.PathLike[str], size: int, margin: float, ba
     """The crop cache folder of a dataset at ``root`` (distinct per real path, crop size and margin).
 
     Example:
-        >>> default_cache_dir("/data/AffectNet", 224, 0.1, base="/tmp/c").name.endswith("-224-m0.1")
+        >>> default_cache_dir("/data/AffectNet", 224, 0.1, base="/tmp/c").name.endswith("-224-m0.1-black")
         True
     """
     base_dir = Path(base or os.environ.get("EACFER_CACHE_DIR") or Path.home() / ".cache" / "eacfer") / "affectnet"
     key = hashlib.sha1(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return base_dir / f"{key}-{size}-m{margin:g}"
+    return base_dir / f"{key}-{size}-m{margin:g}-black"  # -black: crops of 0.1 replicated their borders
 
 
 def _write_crop(job: CropJob, size: int, margin: float) -> str | None:

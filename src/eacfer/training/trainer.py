@@ -248,11 +248,32 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         with RunLock(cfg.out, what="training run") if dist_info.is_main else contextlib.nullcontext():
             done = runstate.finished_summary(Path(cfg.out), cfg.epochs) if cfg.resume else None
             if done is not None:
+                _check_finished_is_this_run(Path(cfg.out), cfg)
                 log.info("%s", done["message"])
                 return done
             return _train(cfg, dist_info)
     finally:
         fd.teardown(dist_info)
+
+
+def _check_finished_is_this_run(run: Path, cfg: TrainConfig) -> None:
+    """A finished run resumed with another experiment's identity (backbone, data, labels, method…) is the
+    same mistake as resuming its checkpoint with them: refused unless ``--force``, even though nothing
+    would be trained (otherwise the user believes the other experiment is done)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return
+    current = cfg.to_dict()
+    current["data"] = str(Path(cfg.data).resolve())
+    if cfg.label_file:  # a bare name (noise03.txt) means DATA/EmoLabel/noise03.txt, as load_split reads it
+        lf = Path(cfg.label_file)
+        current["label_file"] = str((lf if lf.is_file() else Path(cfg.data) / "EmoLabel" / lf).resolve())
+    keys = [k for k in RESUME_KEYS if k not in ("class_names", "format")]  # known only after reading the data
+    _check_resumable(saved, {k: current.get(k) for k in keys} | {k: saved.get(k) for k in ("class_names", "format")},
+                     run / "last.pt", cfg.force)
 
 
 def configure_cudnn(recipe: str, device: torch.device) -> None:
