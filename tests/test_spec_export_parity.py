@@ -138,3 +138,12 @@ def test_parity_ok_thresholds():
     assert not parity_ok({"logits": 0.0, "cams_scaled": float("nan")})
     assert parity_ok({"logits": 0.05}, tolerance=0.1) and not parity_ok({"logits": 0.2}, tolerance=0.1)
     assert 1e-6 <= PARITY_TOLERANCE <= 1e-3  # the documented 1e-4 order of magnitude
+
+
+def test_check_is_reproducible_and_seeded(net):
+    """The same call reports the same numbers (fixed seed 0 by default); another seed draws other inputs."""
+    wrong = _onnx(_tiny_net(seed=1))
+    a = check_parity(net, wrong, SIZE)
+    assert check_parity(net, wrong, SIZE) == a
+    assert check_parity(net, wrong, SIZE, seed=0) == a
+    assert check_parity(net, wrong, SIZE, seed=5) != a

@@ -75,7 +75,9 @@ def run_module(key: str, spec: dict, pytest_cfg: dict, timeout: int, base: Path)
     workdir = base / key
     prepare(workdir, spec, pytest_cfg)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "QT_QPA_PLATFORM": "offscreen"}
-    env.pop("PYTHONPATH", None)  # mutmut puts mutants/src first on the path itself
+    # mutmut puts mutants/src first on sys.path itself (a PYTHONPATH to it breaks its coverage stats), so
+    # tests that start `python -m eacfer` in a child would import another tree: leave those out of the lists
+    env.pop("PYTHONPATH", None)
     mutmut = [sys.executable, "-m", "mutmut"]
     names = spec.get("functions", [])
     t0 = time.monotonic()
