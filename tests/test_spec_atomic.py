@@ -112,3 +112,19 @@ def test_text_is_utf8_and_binary_mode_works(tmp_path):
     with atomic_open(tmp_path / "n.txt", "w", newline="") as fh:
         fh.write("a\r\nb\n")
     assert (tmp_path / "n.txt").read_bytes() == b"a\r\nb\n"
+
+
+def test_text_is_utf8_also_when_newline_is_given(tmp_path):
+    # csv files are opened with newline="": they must still be UTF-8 whatever the locale says. A child in the
+    # C locale with UTF-8 mode and locale coercion off has ASCII as its default encoding.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom eacfer.utils.atomic import atomic_open\n"
+            "with atomic_open(sys.argv[1], newline='') as fh:\n"
+            "    fh.write(chr(233) + 'motion,' + chr(252) + chr(10))\n")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.csv")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert (tmp_path / "x.csv").read_bytes().decode("utf-8") == chr(233) + "motion," + chr(252) + "\n"

@@ -213,3 +213,13 @@ def test_summary_shares_are_rounded_to_4_digits_and_dominant_is_the_most_frequen
     s = tr.summary()["1"]
     assert s["emotion_shares"] == {"a": 0.6667, "c": 0.3333}
     assert s["dominant_emotion"] == "a"  # the most frequent, not the last in class order
+
+
+def test_a_face_that_does_not_overlap_never_continues_a_track_even_at_threshold_zero():
+    # IoU 0 means the boxes share no pixel: a different place, so a different face, whatever the threshold
+    from eacfer.infer.tracking import IoUTracker
+
+    t = IoUTracker(iou_threshold=0.0, max_age=5)
+    first = t.update([face(0.0, 0.0, w=10, h=10)], 0)[0].track_id
+    second = t.update([face(50.0, 50.0, w=10, h=10)], 1)[0].track_id
+    assert second != first

@@ -94,7 +94,7 @@ class IoUTracker:
         for tid, tr in self.tracks.items():
             for j, f in enumerate(faces):
                 o = iou(tr.box, f.box)
-                if o >= self.iou_threshold:
+                if o > 0.0 and o >= self.iou_threshold:  # boxes that do not overlap never continue a track
                     pairs.append((o, tid, j))
         pairs.sort(key=lambda t: t[0], reverse=True)
         used_t: set[int] = set()

@@ -64,7 +64,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         >>> with atomic_open("summary.json") as fh:  # doctest: +SKIP
         ...     fh.write("{}")
     """
-    if "b" not in mode and "newline" not in kwargs:
+    if "b" not in mode:  # text: UTF-8 unless asked otherwise (newline= for csv files included)
         kwargs.setdefault("encoding", "utf-8")
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
         yield fh
