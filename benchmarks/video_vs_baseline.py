@@ -57,6 +57,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=240, help="frames per clip (640x360, 25 fps)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", default=None, help="write every run's row here")
+    ap.add_argument("--int8", action="store_true",
+                    help="also run the current code with --precision int8 (refused, and the run stops, when the "
+                         "model's int8 check fails)")
     args = ap.parse_args()
 
     from cpu_inference import _model
@@ -72,37 +75,43 @@ def main() -> None:
     clips = {"1 face": make_moving_face_clip(tmp / "one.mp4", face, frames=args.frames, size=(640, 360),
                                              face_height=220),
              "5 faces": make_multi_face_clip(tmp / "five.mp4", face, 5, frames=args.frames)}
-    versions = {"before": (old_src, tmp / "cache_old"), "now": (new_src, tmp / "cache_new")}
+    versions = {"before": (old_src, tmp / "cache_old", []), "now": (new_src, tmp / "cache_new", [])}
+    if args.int8:
+        versions["now int8"] = (new_src, tmp / "cache_new", ["--precision", "int8"])
     rows = []
     print(f"baseline {args.baseline} vs working tree; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     for backbone in args.backbones.split(","):
         model = _model(tmp / f"{backbone}.pt", backbone)
         todo = ["1 face", "5 faces"] if backbone == "mobilenet_v2" else ["1 face"]
         for name in todo:
-            for v, (src, cache) in versions.items():  # warm-up: ONNX export and caches, not timed
-                run_cli(src, cache, clips[name], model, tmp / f"warm_{v}_{backbone}_{name[0]}", ["--max-frames", "10"])
+            for v, (src, cache, extra) in versions.items():  # warm-up: ONNX export, int8 check, caches: not timed
+                run_cli(src, cache, clips[name], model, tmp / f"warm_{v[-4:]}_{backbone}_{name[0]}",
+                        ["--max-frames", "10", *extra])
             for rnd in range(args.rounds):
                 order = list(versions) if rnd % 2 == 0 else list(versions)[::-1]
                 for v in order:
-                    src, cache = versions[v]
-                    s = run_cli(src, cache, clips[name], model, tmp / f"{backbone}_{name[0]}_{v}_{rnd}", [])
+                    src, cache, extra = versions[v]
+                    s = run_cli(src, cache, clips[name], model, tmp / f"{backbone}_{name[0]}_{v[-4:]}_{rnd}", extra)
                     row = {"backbone": backbone, "clip": name, "version": v, "round": rnd, "fps": s["fps"],
                            "frames": s["frames"], "faces_per_frame": round(s["faces"] / max(1, s["frames"]), 3),
                            "load_1m": round(os.getloadavg()[0], 2)}
                     rows.append(row)
-                    print(f"  {backbone:17s} {name:8s} {v:6s} round {rnd}: {s['fps']:6.1f} FPS, "
+                    print(f"  {backbone:17s} {name:8s} {v:8s} round {rnd}: {s['fps']:6.1f} FPS, "
                           f"faces/frame {row['faces_per_frame']}, load {row['load_1m']}", flush=True)
-    print("\n| backbone | clip | FPS before | FPS now | ratio | faces/frame before → now |")
-    print("|---|---|---:|---:|---:|---|")
+    print("\n| backbone | clip | version | FPS | ratio to before | faces/frame |")
+    print("|---|---|---|---:|---:|---:|")
     for backbone in args.backbones.split(","):
         for name in clips:
             sel = {v: [r for r in rows if r["backbone"] == backbone and r["clip"] == name and r["version"] == v]
                    for v in versions}
             if not sel["before"]:
                 continue
-            b, n = (statistics.median(r["fps"] for r in sel[v]) for v in ("before", "now"))
-            fb, fn = (statistics.mean(r["faces_per_frame"] for r in sel[v]) for v in ("before", "now"))
-            print(f"| {backbone} | {name} | {b:.1f} | {n:.1f} | {n / b:.2f}× | {fb:.2f} → {fn:.2f} |")
+            base = statistics.median(r["fps"] for r in sel["before"])
+            for v, rs in sel.items():
+                if rs:
+                    fps = statistics.median(r["fps"] for r in rs)
+                    faces = statistics.mean(r["faces_per_frame"] for r in rs)
+                    print(f"| {backbone} | {name} | {v} | {fps:.1f} | {fps / base:.2f}× | {faces:.2f} |")
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
