@@ -47,13 +47,19 @@ def test_onnxruntime_matches_torch(model_pt, crops):
 
 
 def test_export_is_cached_by_content_hash(model_pt, inference_cache):
+    # the cache is shared by the session's tests (in any order under xdist): an entry is named by the model
+    # file's content hash, so look at this model's entries only
+    from eacfer.utils.integrity import file_sha256
+
+    key = file_sha256(model_pt)[:24]
     load_classifier(model_pt, device="cpu")
-    files = list(cache_dir().glob("*.onnx"))
+    files = [f for f in cache_dir().glob("*.onnx") if f.name.startswith(key)]
     assert len(files) == 1 and str(inference_cache) in str(files[0])
     before = files[0].stat().st_ino
     load_classifier(model_pt, device="cpu")
     # reused, not exported again (an atomic rewrite would make a new inode; use only touches the mtime, for LRU)
-    assert list(cache_dir().glob("*.onnx")) == files and files[0].stat().st_ino == before
+    assert [f for f in cache_dir().glob("*.onnx") if f.name.startswith(key)] == files
+    assert files[0].stat().st_ino == before
 
 
 def test_wrong_crop_shape_is_a_clear_error(model_pt):
