@@ -25,9 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	# the layers of docs/ARCHITECTURE.md (contracts in pyproject.toml), then the suite
 	$(BIN)/lint-imports --no-cache
-	# two workers, one per core (tests run torch single-threaded); a file's tests stay on one worker, so its
-	# module fixtures are built once
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
