@@ -17,6 +17,9 @@ loops that burn CPU; the 0.1 s timeouts only notice a stop request).
 * ``SequentialFrames`` is the same work on the caller's thread, one frame after another (``--pipeline
   sequential``; the benchmark's baseline).
 
+``classify_every=N`` classifies each tracked face every N-th analysed frame and carries its labels over
+in between (:class:`eacfer.infer.reuse.LabelReuse`).
+
 The detection stage is one object with a per-frame call (:class:`FrameDetector`); ``Predictor.frame_detector``
 builds it, so a stateful video face finder (tracks, regions of interest, periodic full scans) plugs in there.
 
@@ -131,7 +134,9 @@ class _Frames:
     name = "?"
 
     def __init__(self, predictor: Any, src: Any, every: int = 1, max_frames: int | None = None,
-                 cam: bool = False, detector: FrameDetector | None = None):
+                 cam: bool = False, detector: FrameDetector | None = None, classify_every: int = 1):
+        from eacfer.infer.reuse import LabelReuse
+
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         if max_frames is not None and max_frames < 1:
@@ -141,6 +146,7 @@ class _Frames:
         self._owns_detector = detector is None
         self.detector = detector if detector is not None else predictor.frame_detector(kind)
         self.detector.reset()  # a new source: no tracks from an earlier one (ids restart at 1)
+        self.reuse = LabelReuse(classify_every)  # used by the classify stage only
         self.latency = LatencyStats()
         self.dropped = 0  # live frames replaced by newer ones before analysis
         self.delivered = 0
@@ -180,7 +186,7 @@ class _Frames:
         faces: list[Any] = []
         if w.processed:
             t0 = time.perf_counter()
-            faces = self.predictor.classify_faces(w.rgb, w.dets, self.cam, w.timings)
+            faces = self.reuse.classify(self.predictor, w.rgb, w.dets, self.cam, w.timings, w.index)
             self.busy["classify"] += time.perf_counter() - t0
         w.timings["total"] = sum(v for k, v in w.timings.items() if k in STAGES or k == "align")
         return FrameResult(faces, (int(w.rgb.shape[1]), int(w.rgb.shape[0])), w.timings, index=w.index,
@@ -207,7 +213,8 @@ class _Frames:
         util = {k: round(v / wall, 3) for k, v in self.busy.items()} if wall > 0 else {}
         return {"pipeline": self.name, "frames_read": self.frames_read, "dropped_frames": self.dropped,
                 "latency_ms": self.latency.summary(), "stage_utilisation": util,
-                "max_frames_in_flight": self.max_in_flight, "detection": self.detector.settings()}
+                "max_frames_in_flight": self.max_in_flight, "detection": self.detector.settings(),
+                "labels": self.reuse.stats()}
 
     def close(self) -> None:
         if self.t_end is None:
@@ -257,8 +264,9 @@ class ThreadedFrames(_Frames):
     name = "threaded"
 
     def __init__(self, predictor: Any, src: Any, every: int = 1, max_frames: int | None = None, cam: bool = False,
-                 detector: FrameDetector | None = None, queue_size: int = 2, drop: bool = True):
-        super().__init__(predictor, src, every, max_frames, cam, detector)
+                 detector: FrameDetector | None = None, queue_size: int = 2, drop: bool = True,
+                 classify_every: int = 1):
+        super().__init__(predictor, src, every, max_frames, cam, detector, classify_every)
         size = 1 if src.live else max(1, int(queue_size))
         self.drop = bool(drop) and bool(src.live)
         self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=size) for _ in range(3)]

@@ -241,13 +241,7 @@ class Predictor:
             return []
         t0 = time.perf_counter()
         crops = self._crops(rgb, dets)
-        if self.detector_name == "none":
-            affines = [np.array([[size / w, 0, 0], [0, size / h, 0]], np.float64)]
-        else:
-            from eacfer.infer.align import crop_transform
-
-            # the same square at any crop side: the map into the input_size crop is all the CAMs need
-            affines = [crop_transform(d, size) for d in dets] if cam else [None] * len(dets)
+        affines = [self._crop_affine(d, w, h) for d in dets] if cam else [None] * len(dets)
         timings["align"] = _ms(t0)
         t0 = time.perf_counter()
         probs, cams = self.classifier.classify(np.ascontiguousarray(crops), cams=cam)
@@ -261,10 +255,37 @@ class Predictor:
                 keypoints=None if d.keypoints is None else np.asarray(d.keypoints, np.float32),
                 emotion=names[k], class_index=k, probabilities=probs[i], class_names=names,
                 track_id=getattr(d, "track_id", None),
-                cam=None if cams is None else cams[i, k], crop_affine=affines[i] if cam else None,
+                cam=None if cams is None else cams[i, k], crop_affine=affines[i],
                 crop_size=size,
             ))
         return faces
+
+    def _crop_affine(self, det: Any, width: int, height: int) -> np.ndarray:
+        """Image pixels → crop pixels for ``det`` (maps the CAM back onto the image)."""
+        size = self.input_size
+        if self.detector_name == "none":
+            return np.array([[size / width, 0, 0], [0, size / height, 0]], np.float64)
+        from eacfer.infer.align import crop_transform
+
+        # the same square at any crop side: the map into the input_size crop is all the CAMs need
+        return crop_transform(det, size)
+
+    def carry_labels(self, det: Any, earlier: FaceResult, cam: bool, width: int, height: int) -> FaceResult:
+        """``det`` (this frame's box of a tracked face) with the labels and CAM of an ``earlier`` classification
+        of the same track: what :class:`eacfer.infer.reuse.LabelReuse` returns between classifications.
+
+        Example:
+            >>> face = predictor.carry_labels(det, last_face, cam=False, width=640, height=360)  # doctest: +SKIP
+        """
+        return FaceResult(
+            box=tuple(float(v) for v in det.box), score=float(det.score),  # type: ignore[arg-type]
+            keypoints=None if det.keypoints is None else np.asarray(det.keypoints, np.float32),
+            emotion=earlier.emotion, class_index=earlier.class_index, probabilities=earlier.probabilities,
+            class_names=earlier.class_names, track_id=getattr(det, "track_id", None),
+            cam=earlier.cam if cam else None,
+            crop_affine=self._crop_affine(det, width, height) if cam and earlier.cam is not None else None,
+            crop_size=earlier.crop_size, label_frame=earlier.label_frame,
+        )
 
     def _analyse(self, rgb: np.ndarray, kind: str, cam: bool, timings: dict[str, float]) -> list[FaceResult]:
         t0 = time.perf_counter()
@@ -309,9 +330,15 @@ class Predictor:
         return rec
 
     def detector_settings(self, kind: str = "image") -> dict[str, Any]:
-        """Detector name, model (full/short range) for ``kind``, score threshold and face cap."""
-        return {"name": self.detector_name, "mode": self.detector_mode_for(kind),
-                "score_threshold": self.score_threshold, "max_faces": self.max_faces}
+        """Detector name, model (full/short range) for ``kind``, score threshold, face cap and, for BlazeFace,
+        what runs the network (``engine``: ``litert`` or ``mediapipe``)."""
+        out = {"name": self.detector_name, "mode": self.detector_mode_for(kind),
+               "score_threshold": self.score_threshold, "max_faces": self.max_faces}
+        if self.detector_name == "mediapipe":
+            from eacfer.infer.detect import resolve_engine
+
+            out["engine"] = resolve_engine("auto")
+        return out
 
     def predict(
         self, image: Any, color: str = "rgb", cam: bool | None = None, keep_image: bool = True

@@ -6,9 +6,10 @@
   and probability bars (frames skipped by ``every=N`` show the latest analysed faces); H.264 when PyAV is
   installed (plays in web browsers), else OpenCV's MPEG-4 (see :mod:`eacfer.infer.writers`);
 * ``frames.csv`` — ``frame, time_s, track, x, y, w, h, score, emotion, p_<class>…, smoothed_emotion,
-  s_<class>…``, one row per face of every analysed frame (``score`` = detector confidence, ``s_<class>`` =
-  the track's smoothed probabilities whose arg-max is ``smoothed_emotion``); an analysed frame without
-  faces gets one row with empty face fields;
+  s_<class>…, label_frame``, one row per face of every analysed frame (``score`` = detector confidence,
+  ``s_<class>`` = the track's smoothed probabilities whose arg-max is ``smoothed_emotion``, ``label_frame``
+  = the frame whose face crop gave ``emotion`` and ``p_<class>``: this frame, or an earlier one with
+  ``classify_every`` > 1); an analysed frame without faces gets one row with empty face fields;
 * ``summary.json`` — frames (written), frames_read, dropped_frames (live sources), frames_with_faces,
   tracks, end-to-end ``fps``, ``latency_ms`` percentiles (age of a frame when its labels are ready), mean
   per-stage ms and each stage's share of the wall time (``stage_utilisation``), the model file (name,
@@ -51,21 +52,23 @@ __all__ = ["VideoWriter", "open_source", "run_video", "frames_csv_header"]
 
 def frames_csv_header(class_names: list[str] | tuple[str, ...]) -> list[str]:
     """Columns of ``frames.csv``: ``frame, time_s, track, x, y, w, h, score, emotion, p_<class>…,
-    smoothed_emotion, s_<class>…`` (``score``: detector confidence; ``s_``: the track's smoothed probabilities).
+    smoothed_emotion, s_<class>…, label_frame`` (``score``: detector confidence; ``s_``: the track's smoothed
+    probabilities; ``label_frame``: the frame whose face crop gave ``emotion`` and ``p_``).
 
     Example:
         >>> frames_csv_header(["a", "b"])[7:]
-        ['score', 'emotion', 'p_a', 'p_b', 'smoothed_emotion', 's_a', 's_b']
+        ['score', 'emotion', 'p_a', 'p_b', 'smoothed_emotion', 's_a', 's_b', 'label_frame']
     """
     return ["frame", "time_s", "track", "x", "y", "w", "h", "score", "emotion",
-            *[f"p_{c}" for c in class_names], "smoothed_emotion", *[f"s_{c}" for c in class_names]]
+            *[f"p_{c}" for c in class_names], "smoothed_emotion", *[f"s_{c}" for c in class_names], "label_frame"]
 
 
 def _face_row(r: FrameResult, f: FaceResult) -> list[Any]:
     smoothed = f.smoothed if f.smoothed is not None else [None] * len(f.probabilities)
     return [r.index, f"{r.time_s:.4f}", f.track_id, *(f"{v:.1f}" for v in f.box), f"{float(f.score):.4f}",
             f.emotion, *(f"{float(p):.5f}" for p in f.probabilities), f.smoothed_emotion or "",
-            *("" if p is None else f"{float(p):.5f}" for p in smoothed)]
+            *("" if p is None else f"{float(p):.5f}" for p in smoothed),
+            r.index if f.label_frame is None else f.label_frame]
 
 
 class _InlineWriter:
@@ -113,6 +116,7 @@ def run_video(
     pipeline: str = "threaded",
     codec: str = "auto",
     queue_size: int = 2,
+    classify_every: int = 1,
 ) -> dict[str, Any]:
     """Analyse a video/camera/stream and write ``annotated.mp4``, ``frames.csv`` and ``summary.json``.
 
@@ -130,6 +134,8 @@ def run_video(
             keep up with) or ``"sequential"`` (one stage after another, every camera frame analysed).
         codec: ``"auto"`` (H.264 through PyAV when installed, else OpenCV's MPEG-4), ``"h264"`` or ``"mp4v"``.
         queue_size: frames each queue of the threaded pipeline holds (files; live sources use 1).
+        classify_every: classify each tracked face every N-th analysed frame and carry its labels over in
+            between (:mod:`eacfer.infer.reuse`; 1 = every face on every analysed frame).
 
     Returns:
         The summary dict (also written to ``summary.json``); ``summary["stopped"]`` says why it ended,
@@ -188,6 +194,7 @@ def run_video(
                 sink = (BackgroundWriter(writer, _render, maxsize=queue_size, timestamp=stamp)
                         if pipeline == "threaded" else _InlineWriter(writer, _render, stamp))
             frames = predictor.frames(src, every=every, max_frames=max_frames, cam=cam, pipeline=pipeline,
+                                      classify_every=classify_every,
                                       **({"queue_size": queue_size} if pipeline == "threaded" else {}))
             for r in frames:
                 with hold:  # this frame's CSV rows, video frame and counts: all or none
@@ -206,7 +213,7 @@ def run_video(
                         for f in r.faces:
                             rows.writerow(_face_row(r, f))
                         if not r.faces:
-                            rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (2 * len(names) + 8))
+                            rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (2 * len(names) + 9))
                     if sink is not None:
                         live_time = r.time_s if src.live and pipeline == "threaded" else None
                         sink.submit((r.image, last_faces, cam and r.processed, live_time))
@@ -272,6 +279,7 @@ def run_video(
         "stage_ms": stage_ms,
         "stage_utilisation": util,
         "every": every,
+        "labels": pstats.get("labels", {"classify_every": classify_every}),
         "smoothing": smoothing,
         "backend": predictor.backend,
         "detector": predictor.detector_name,

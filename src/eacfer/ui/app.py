@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
 from eacfer.ui.qtenv import guard_pyside_none_bug, require_pyside, sanitize_qt_environment
 from eacfer.ui.recorder import shareable
 from eacfer.utils.atomic import atomic_path
@@ -50,6 +51,7 @@ def run_app(
     device: str = "auto",
     backend: str | None = None,
     precision: str = "fp32",
+    classify_every: int = DEFAULT_CLASSIFY_EVERY,
     output_dir: str | None = None,
     screenshot: str | None = None,
     quit_after: float | None = None,
@@ -81,7 +83,7 @@ def run_app(
     app.setApplicationName(APPLICATION)
     settings = open_settings(settings_path)
     options = WindowOptions(checkpoint=checkpoint, source=source, detector=detector, device=device, backend=backend,
-                            precision=precision, output_dir=output_dir, probe_cameras=quit_after is None, cam=cam)
+                            precision=precision, classify_every=classify_every, output_dir=output_dir, probe_cameras=quit_after is None, cam=cam)
     window = MainWindow(settings, options)
     if size is not None:
         window.resize(*size)

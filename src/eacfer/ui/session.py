@@ -81,8 +81,12 @@ class ModelSession:
         >>> analysis = session.analyze(packet, want_cam=False)          # doctest: +SKIP
     """
 
-    def __init__(self, predictor: Any, path: str, detector: str):
+    def __init__(self, predictor: Any, path: str, detector: str, classify_every: int = 1):
+        from eacfer.infer.reuse import LabelReuse
+
         self.predictor = predictor
+        # videos and cameras: each tracked face classified every N-th frame, labels carried over in between
+        self._reuse = LabelReuse(classify_every)
         self.path = str(path)
         self.detector = detector
         self._tracker = self._new_tracker()
@@ -91,7 +95,7 @@ class ModelSession:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "auto", detector: str = "mediapipe",
-             backend: str | None = None, precision: str = "fp32") -> ModelSession:
+             backend: str | None = None, precision: str = "fp32", classify_every: int = 1) -> ModelSession:
         """Load a ``.pt`` or ``.onnx`` model file; raises CheckpointError / ValueError with a clear message."""
         from eacfer.infer.predictor import Predictor
 
@@ -100,7 +104,7 @@ class ModelSession:
             raise FileNotFoundError(f"{path}: model file not found")
         predictor = Predictor.from_checkpoint(path, device=device, detector=detector, backend=backend,
                                               precision=precision)
-        return cls(predictor, path, detector)
+        return cls(predictor, path, detector, classify_every)
 
     @staticmethod
     def _new_tracker() -> Any:
@@ -147,8 +151,13 @@ class ModelSession:
         dets, detect_ms = found
         if packet.reset or packet.still:
             self._tracker = self._new_tracker()  # a new photo / a seek is not a continuation
+            self._reuse.reset()
         timings = {"detect": detect_ms}
-        faces = self.predictor.classify_faces(packet.image, dets, want_cam and self.has_cams, timings)
+        cam = want_cam and self.has_cams
+        if packet.still:
+            faces = self.predictor.classify_faces(packet.image, dets, cam, timings)
+        else:
+            faces = self._reuse.classify(self.predictor, packet.image, dets, cam, timings, packet.index)
         if not packet.still:
             faces = self._tracker.update(faces, packet.index)
         return Analysis(

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
 from eacfer.ui import actions
 from eacfer.ui.actions import NO_MODEL_HELP
 from eacfer.ui.controls import ControlsMixin
@@ -60,6 +61,7 @@ class WindowOptions:
     device: str = "auto"
     backend: str | None = None
     precision: str = "fp32"
+    classify_every: int = DEFAULT_CLASSIFY_EVERY  # videos and cameras (eacfer.infer.reuse)
     output_dir: str | None = None
     history_s: float = 10.0
     probe_cameras: bool = True
@@ -245,7 +247,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         def work() -> None:
             try:
                 session = ModelSession.load(path, device=opts.device, detector=opts.detector, backend=opts.backend,
-                                            precision=opts.precision)
+                                            precision=opts.precision, classify_every=opts.classify_every)
             except Exception as e:  # every failure is a message, the app keeps running
                 msg = str(e) if str(e) else type(e).__name__
                 self.emit_safely("model_failed", gen, msg if path in msg else f"{path}: {msg}")

@@ -15,6 +15,10 @@ name                 detector
 
 Video uses :class:`eacfer.infer.detect.finder.VideoFaceFinder` on top of these (see ``finder.py``).
 
+The BlazeFace networks run on LiteRT (``engine="litert"``, the default when ``ai-edge-litert`` imports;
+see ``litert_backend.py`` for why) or on MediaPipe Tasks (``engine="mediapipe"``); both run the same
+bundled files and decode alike.
+
 Detectors are not thread-safe: use each instance from one thread at a time (e.g. one per worker).
 
 Example:
@@ -36,10 +40,12 @@ __all__ = [
     "check_rgb_image",
     "create_detector",
     "list_detectors",
+    "resolve_engine",
 ]
 
 _NAMES = ("mediapipe", "mediapipe-both", "mediapipe-short", "mediapipe-full", "retinaface", "haar", "none")
 _MODES = ("auto", "both", "short", "full")
+ENGINES = ("auto", "litert", "mediapipe")
 
 
 def list_detectors() -> list[str]:
@@ -52,8 +58,26 @@ def list_detectors() -> list[str]:
     return list(_NAMES)
 
 
+def resolve_engine(engine: str = "auto") -> str:
+    """The BlazeFace runner: ``"litert"`` when asked or when ``auto`` and ai-edge-litert imports, else
+    ``"mediapipe"``.
+
+    Example:
+        >>> resolve_engine("mediapipe")
+        'mediapipe'
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown detector engine {engine!r}; expected one of: {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    from eacfer.infer.detect.litert_backend import litert_available
+
+    return "litert" if litert_available() else "mediapipe"
+
+
 def create_detector(
-    name: str = "mediapipe", mode: str = "auto", score_threshold: float = 0.6, min_face: int = 0, **kw: Any
+    name: str = "mediapipe", mode: str = "auto", score_threshold: float = 0.6, min_face: int = 0,
+    engine: str = "auto", **kw: Any,
 ) -> FaceDetector:
     """Build a detector by name.
 
@@ -61,7 +85,8 @@ def create_detector(
     BlazeFace models and merge their faces (photos: close-ups and small faces alike), ``"full"`` picks
     full-range, ``"short"`` short-range (fastest; close faces). ``score_threshold`` drops weaker faces
     (≈0.6: false positives seen here scored ≈0.52); ``min_face`` drops boxes whose shorter side is smaller
-    (pixels). Extra keywords go to the detector class. Raises ``ValueError`` for an unknown name or mode,
+    (pixels). ``engine`` runs the BlazeFace models on LiteRT or MediaPipe Tasks (:func:`resolve_engine`).
+    Extra keywords go to the detector class. Raises ``ValueError`` for an unknown name or mode,
     or naming the package to install when the detector's backend is missing.
 
     Example:
@@ -90,19 +115,35 @@ def create_detector(
         from eacfer.infer.detect.retinaface import RetinaFaceDetector
 
         return RetinaFaceDetector(score_threshold=score_threshold, min_face=min_face, **kw)
-    from eacfer.infer.detect.mediapipe_backend import MediaPipeRaw, MediaPipeShortRange
-
     if name == "mediapipe":
         name = {"auto": "mediapipe-both", "both": "mediapipe-both"}.get(mode, f"mediapipe-{mode}")
+    if resolve_engine(engine) == "litert":
+        from eacfer.infer.detect import blazeface
+        from eacfer.infer.detect.litert_backend import LiteRTBlazeFace
+
+        def make_short() -> FaceDetector:
+            return LiteRTBlazeFace(score_threshold, min_face, spec=blazeface.SHORT_RANGE, **kw)
+
+        def make_full() -> FaceDetector:
+            return LiteRTBlazeFace(score_threshold, min_face, spec=blazeface.FULL_RANGE, **kw)
+    else:
+        from eacfer.infer.detect.mediapipe_backend import MediaPipeRaw, MediaPipeShortRange
+
+        def make_short() -> FaceDetector:
+            return MediaPipeShortRange(score_threshold=score_threshold, min_face=min_face, **kw)
+
+        def make_full() -> FaceDetector:
+            return MediaPipeRaw(score_threshold=score_threshold, min_face=min_face, **kw)
+
     if name == "mediapipe-short":
-        return MediaPipeShortRange(score_threshold=score_threshold, min_face=min_face, **kw)
+        return make_short()
     if name == "mediapipe-full":
-        return MediaPipeRaw(score_threshold=score_threshold, min_face=min_face, **kw)
+        return make_full()
     from eacfer.infer.detect.merge import MergedDetector
 
-    full = MediaPipeRaw(score_threshold=score_threshold, min_face=min_face, **kw)
+    full = make_full()
     try:
-        short = MediaPipeShortRange(score_threshold=score_threshold, min_face=min_face, **kw)
+        short = make_short()
     except BaseException:
         full.close()
         raise

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eacfer.infer.detect.base import Detection, finalize, make_detection
+
 
 @dataclass(frozen=True)
 class BlazeFaceSpec:
@@ -134,3 +136,25 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.
     out[py : py + nh, px : px + nw] = resized
     # Per-axis scales are exact after rounding the resized size, so boxes map back to the right pixels.
     return out, np.array([nw / w, nh / h], np.float32), np.array([px, py], np.float32)
+
+
+def to_detections(
+    raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, spec: BlazeFaceSpec, scale: np.ndarray,
+    pad: np.ndarray, shape: tuple[int, ...], min_score: float, min_face: int, max_faces: int,
+) -> list[Detection]:
+    """Raw network outputs on a :func:`letterbox` square → faces in image pixels (decoded, weighted NMS,
+    clipped, ``min_face`` applied, best ``max_faces`` first). ``shape`` is the image's (H, W, …).
+
+    Every BlazeFace runner (MediaPipe's embedder, LiteRT) ends here, so they decode alike.
+    """
+    h, w = shape[:2]
+    size = spec.input_size
+    boxes, scores, kps = decode(raw_boxes, raw_scores, anchors, size, min_score)
+    out = []
+    for box, score, kp in weighted_nms(boxes, scores, kps, spec.suppression_iou):
+        # model-input [0,1] → input pixels → image pixels
+        x0, y0 = (box[:2] * size - pad) / scale
+        x1, y1 = (box[2:] * size - pad) / scale
+        kp_img = ((kp * size - pad) / scale).astype(np.float32)
+        out.append(make_detection(x0, y0, x1 - x0, y1 - y0, score, kp_img, w, h))
+    return finalize(out, min_face)[:max_faces]

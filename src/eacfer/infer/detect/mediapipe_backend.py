@@ -201,21 +201,10 @@ class MediaPipeRaw:
         img = check_rgb_image(image_rgb)
         if self._emb is None:
             raise RuntimeError("detector is closed")
-        h, w = img.shape[:2]
-        size = self.spec.input_size
-        square, scale, pad = blazeface.letterbox(img, size)
+        square, scale, pad = blazeface.letterbox(img, self.spec.input_size)
         raw_boxes, raw_scores = self.raw_outputs(square)
-        boxes, scores, kps = blazeface.decode(
-            raw_boxes, raw_scores, self._anchors, size, self.score_threshold
-        )
-        out = []
-        for box, score, kp in blazeface.weighted_nms(boxes, scores, kps, self.spec.suppression_iou):
-            # model-input [0,1] → input pixels → image pixels
-            x0, y0 = (box[:2] * size - pad) / scale
-            x1, y1 = (box[2:] * size - pad) / scale
-            kp_img = ((kp * size - pad) / scale).astype(np.float32)
-            out.append(make_detection(x0, y0, x1 - x0, y1 - y0, score, kp_img, w, h))
-        return finalize(out, self.min_face)[: self.max_faces]
+        return blazeface.to_detections(raw_boxes, raw_scores, self._anchors, self.spec, scale, pad, img.shape,
+                                       self.score_threshold, self.min_face, self.max_faces)
 
     def close(self) -> None:
         """Release the MediaPipe graph."""

@@ -1,0 +1,92 @@
+"""How much do labels change when each tracked face is classified every N-th frame (``--classify-every N``)?
+
+Runs ``eacfer video``'s ``run_video`` twice per clip on the same predictor — every face on every frame
+(``classify_every=1``) and every N-th frame — and compares ``frames.csv`` row by row (same frame, same track):
+agreement of the per-frame ``emotion``, of the track-smoothed ``smoothed_emotion``, and the largest
+probability difference. Also prints the FPS of both runs (same process, alternating; ratios only).
+
+    .venv/bin/python benchmarks/label_reuse.py                          # generated clips, random-init model
+    .venv/bin/python benchmarks/label_reuse.py --checkpoint model.pt --clip interview.mp4 --every 2 3
+
+A random-init model has little to say about faces: for a meaningful agreement figure pass a trained
+checkpoint and real clips (with changing expressions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {(r["frame"], r["track"]): r for r in csv.DictReader(fh) if r["track"]}
+
+
+def compare(exact: Path, reused: Path) -> dict[str, float]:
+    """Agreement of two frames.csv files on the rows (frame, track) both have."""
+    a, b = _rows(exact), _rows(reused)
+    keys = sorted(set(a) & set(b), key=lambda k: (int(k[0]), int(k[1])))
+    p_cols = [c for c in next(iter(a.values())) if c.startswith("p_")] if a else []
+    if not keys:
+        return {"rows": 0}
+    same = sum(a[k]["emotion"] == b[k]["emotion"] for k in keys)
+    same_s = sum(a[k]["smoothed_emotion"] == b[k]["smoothed_emotion"] for k in keys)
+    carried = sum(b[k]["label_frame"] != b[k]["frame"] for k in keys)
+    dp = max(abs(float(a[k][c]) - float(b[k][c])) for k in keys for c in p_cols)
+    return {"rows": len(keys), "carried": carried, "emotion_agree": same / len(keys),
+            "smoothed_agree": same_s / len(keys), "max_prob_diff": dp}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=None, help="model file (default: a random-init MobileNetV2)")
+    ap.add_argument("--clip", nargs="*", default=None, help="video files (default: generated 1- and 5-face clips)")
+    ap.add_argument("--every", nargs="*", type=int, default=[2], help="N values to compare with 1 (default 2)")
+    ap.add_argument("--frames", type=int, default=240)
+    args = ap.parse_args()
+
+    from eacfer.infer.predictor import Predictor
+    from eacfer.infer.video import run_video
+
+    tmp = Path(tempfile.mkdtemp(prefix="eacfer-label-reuse-"))
+    clips = [Path(c) for c in args.clip] if args.clip else None
+    if clips is None:
+        from cpu_inference import _model
+        from video_pipeline import make_multi_face_clip
+
+        from eacfer.data.imageio import load_image
+        from eacfer.infer.video import make_moving_face_clip
+
+        face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
+        clips = [make_moving_face_clip(tmp / "one_face.mp4", face, frames=args.frames, size=(640, 360),
+                                       face_height=220),
+                 make_multi_face_clip(tmp / "five_faces.mp4", face, 5, frames=args.frames)]
+    checkpoint = args.checkpoint or str(_model(tmp / "mobilenet_v2.pt", "mobilenet_v2"))
+    print(f"model {checkpoint}; load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
+    print("| clip | N | rows | carried | emotion agrees | smoothed agrees | max prob diff | FPS N=1 | FPS N |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with Predictor.from_checkpoint(checkpoint) as predictor:
+        for clip in clips:
+            base = run_video(predictor, clip, tmp / f"{clip.stem}_1", progress=False, classify_every=1)
+            for n in args.every:
+                s = run_video(predictor, clip, tmp / f"{clip.stem}_{n}", progress=False, classify_every=n)
+                c = compare(tmp / f"{clip.stem}_1" / "frames.csv", tmp / f"{clip.stem}_{n}" / "frames.csv")
+                if not c["rows"]:
+                    print(f"| {clip.name} | {n} | 0 | – | – | – | – | {base['fps']} | {s['fps']} |")
+                    continue
+                print(f"| {clip.name} | {n} | {c['rows']} | {c['carried']} | {c['emotion_agree']:.2%} | "
+                      f"{c['smoothed_agree']:.2%} | {c['max_prob_diff']:.3f} | {base['fps']} | {s['fps']} |")
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

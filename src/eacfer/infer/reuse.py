@@ -1,0 +1,102 @@
+"""Classify each tracked face every N-th analysed frame and carry its labels over in between.
+
+Why: on two CPU cores the classifier is the video pipeline's largest stage (ResNet-50 ≈ 45 ms a face
+here), while a face's expression changes over a few frames, not every 40 ms; the per-track labels are
+smoothed over frames anyway (``--smoothing``). With ``every=2`` each tracked face is classified on every
+other analysed frame and its box (from this frame's detection) gets the probabilities and CAM of its
+latest classification; ``FaceResult.label_frame`` (``frames.csv`` column ``label_frame``) says which frame
+that was. ``every=1`` classifies every face on every analysed frame.
+
+Faces are staggered by track id (track *t* is classified when ``(frame + t) % every == 0``), so five faces
+cost about 5/N classifications on every frame instead of 5 on one frame and none on the next; a new track
+is classified at once, and a track is never carried over longer than ``every - 1`` frames. Faces without a
+track id (a detector mode without the tracking finder) are classified on every frame.
+
+The label agreement with ``every=1`` is measured by ``benchmarks/label_reuse.py`` (docs in
+benchmarks/RESULTS.md).
+
+Example:
+    >>> reuse = LabelReuse(every=2)
+    >>> [reuse.due(track_id=3, count=k) for k in range(4)]  # (k + 3) % 2 == 0, nothing cached yet → True
+    [True, True, True, True]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eacfer.infer.results import FaceResult
+
+DEFAULT_CLASSIFY_EVERY = 2  # `eacfer video` and the app; the Python API's default is 1 (see the module docstring)
+
+
+@dataclass
+class _Entry:
+    face: FaceResult
+    count: int  # analysed-frame count when it was classified
+
+
+class LabelReuse:
+    """Per-track label cache for one stream (use from one thread; :meth:`reset` for a new source).
+
+    Args:
+        every: classify each tracked face every N-th analysed frame (1 = always).
+    """
+
+    def __init__(self, every: int = 1) -> None:
+        if int(every) < 1:
+            raise ValueError(f"classify every must be >= 1, got {every}")
+        self.every = int(every)
+        self._cache: dict[int, _Entry] = {}
+        self._count = 0  # analysed frames so far
+        self.classified = 0  # faces run through the classifier
+        self.carried = 0  # faces given an earlier frame's labels
+
+    def due(self, track_id: int | None, count: int | None = None) -> bool:
+        """Must this track be classified on analysed frame ``count`` (default: the current one)?"""
+        count = self._count if count is None else int(count)
+        if track_id is None or self.every == 1:
+            return True
+        entry = self._cache.get(int(track_id))
+        if entry is None or count - entry.count >= self.every:
+            return True
+        return (count + int(track_id)) % self.every == 0
+
+    def classify(self, predictor: Any, rgb: np.ndarray, dets: list[Any], cam: bool, timings: dict[str, float],
+                 index: int | None = None) -> list[FaceResult]:
+        """This frame's faces, in ``dets`` order: the due ones classified (one batch), the others carried over.
+
+        ``index`` (the frame number) is recorded as ``label_frame`` of the faces classified now.
+        """
+        h, w = rgb.shape[:2]
+        due = [i for i, d in enumerate(dets) if self.due(getattr(d, "track_id", None))]
+        fresh = predictor.classify_faces(rgb, [dets[i] for i in due], cam, timings)
+        out: list[FaceResult | None] = [None] * len(dets)
+        for i, face in zip(due, fresh, strict=True):
+            face.label_frame = index
+            out[i] = face
+            if face.track_id is not None:
+                self._cache[int(face.track_id)] = _Entry(face, self._count)
+        for i, d in enumerate(dets):
+            if out[i] is None:
+                out[i] = predictor.carry_labels(d, self._cache[int(d.track_id)].face, cam, w, h)
+        # only tracks seen in this frame stay cached: memory is bounded by the faces of one frame, and a
+        # track that reappears after a miss is classified again
+        seen = {int(d.track_id) for d in dets if getattr(d, "track_id", None) is not None}
+        self._cache = {k: v for k, v in self._cache.items() if k in seen}
+        self.classified += len(due)
+        self.carried += len(dets) - len(due)
+        self._count += 1
+        return [f for f in out if f is not None]
+
+    def reset(self) -> None:
+        """Forget every track (a new source or a seek)."""
+        self._cache.clear()
+        self._count = 0
+
+    def stats(self) -> dict[str, int]:
+        """``{"classify_every", "faces_classified", "faces_carried"}`` for summary.json."""
+        return {"classify_every": self.every, "faces_classified": self.classified, "faces_carried": self.carried}

@@ -1,0 +1,172 @@
+"""Label reuse (``--classify-every N``): each tracked face classified every N-th analysed frame, labels carried.
+
+Written from the rule in eacfer/infer/reuse.py: a new track is classified at once; a track's labels are never
+older than N-1 analysed frames; tracks are staggered so the classifier's work is spread over frames; faces
+without a track id are always classified; a carried face keeps this frame's box and gets the earlier
+probabilities and ``label_frame``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from eacfer.infer.detect import Detection
+from eacfer.infer.results import FaceResult
+from eacfer.infer.reuse import LabelReuse
+from eacfer.infer.video import run_video
+from inference_testutils import make_clip
+
+pytest_plugins = ["inference_fixtures"]
+
+NAMES = ("a", "b", "c")
+
+
+class CountingPredictor:
+    """Classifies a face by its frame: probabilities encode (frame, track) so carried labels are traceable."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int | None]] = []
+        self.frame = 0
+
+    def classify_faces(self, rgb, dets, cam, timings):
+        self.calls.append([d.track_id for d in dets])
+        out = []
+        for d in dets:
+            p = np.array([self.frame, d.track_id or 0, 1.0], np.float32)
+            out.append(FaceResult(box=d.box, score=d.score, keypoints=None, emotion="a", class_index=0,
+                                  probabilities=p, class_names=NAMES, track_id=d.track_id))
+        return out
+
+    def carry_labels(self, det, earlier, cam, width, height):
+        return FaceResult(box=det.box, score=det.score, keypoints=None, emotion=earlier.emotion,
+                          class_index=earlier.class_index, probabilities=earlier.probabilities,
+                          class_names=NAMES, track_id=det.track_id, label_frame=earlier.label_frame)
+
+
+def _det(tid: int | None, x: float = 0.0) -> Detection:
+    d = Detection((x, 10.0, 30.0, 30.0), 0.9, None)
+    d.track_id = tid
+    return d
+
+
+RGB = np.zeros((100, 200, 3), np.uint8)
+
+
+def _run(reuse: LabelReuse, frames: list[list[Detection]]):
+    pred = CountingPredictor()
+    results = []
+    for i, dets in enumerate(frames):
+        pred.frame = i
+        results.append(reuse.classify(pred, RGB, dets, False, {}, index=i))
+    return pred, results
+
+
+def test_every_one_classifies_every_face_every_frame():
+    pred, res = _run(LabelReuse(1), [[_det(1), _det(2)] for _ in range(5)])
+    assert pred.calls == [[1, 2]] * 5
+    assert all(f.label_frame == i for i, faces in enumerate(res) for f in faces)
+
+
+@pytest.mark.parametrize("every", [2, 3])
+def test_labels_are_never_older_than_every_minus_one_frames(every):
+    n_frames, tracks = 24, [1, 2, 3, 4, 5]
+    pred, res = _run(LabelReuse(every), [[_det(t, 20.0 * t) for t in tracks] for _ in range(n_frames)])
+    for i, faces in enumerate(res):
+        assert [f.track_id for f in faces] == tracks  # detector order kept
+        for f in faces:
+            assert i - (every - 1) <= f.label_frame <= i
+            # the probabilities are the ones computed on label_frame, for this track
+            assert f.probabilities[0] == f.label_frame and f.probabilities[1] == f.track_id
+    # about 1/every of the faces reach the classifier after the first frame, spread over the frames
+    later = [len(c) for c in pred.calls[1:]]
+    assert sum(later) <= len(tracks) * (n_frames - 1) / every + len(tracks)
+    assert max(later) < len(tracks)  # never all five on one frame and none on the next
+
+
+def test_first_frame_and_new_tracks_are_classified_at_once():
+    frames = [[_det(1)], [_det(1)], [_det(1), _det(7)], [_det(1), _det(7)]]
+    pred, res = _run(LabelReuse(4), frames)
+    assert pred.calls[0] == [1] and 7 in pred.calls[2]
+    assert res[2][1].label_frame == 2
+
+
+def test_untracked_faces_always_classified():
+    pred, _ = _run(LabelReuse(3), [[_det(None), _det(None)] for _ in range(4)])
+    assert pred.calls == [[None, None]] * 4
+
+
+def test_carried_face_keeps_this_frames_box():
+    frames = [[_det(2, x=0.0)], [_det(2, x=15.0)]]  # (1 + 2) % 2 == 1: frame 1 carries frame 0's labels
+    pred, res = _run(LabelReuse(2), frames)
+    assert pred.calls[1:] == [[]]
+    assert res[1][0].box[0] == 15.0 and res[1][0].label_frame == 0
+
+
+def test_a_track_that_was_missed_is_classified_again_and_cache_is_bounded():
+    reuse = LabelReuse(5)
+    frames = [[_det(1), _det(2)], [_det(1)], [_det(1), _det(2)]]
+    pred, res = _run(reuse, frames)
+    assert 2 in pred.calls[2]  # track 2 came back: its old labels are not reused
+    _run(reuse, [[]])
+    assert reuse._cache == {}  # nothing kept for tracks that are gone
+
+
+def test_reset_and_stats_and_bad_value():
+    reuse = LabelReuse(2)
+    _run(reuse, [[_det(1)], [_det(1)], [_det(1)], [_det(1)]])
+    s = reuse.stats()
+    assert s["classify_every"] == 2 and s["faces_classified"] + s["faces_carried"] == 4
+    assert s["faces_carried"] >= 1
+    reuse.reset()
+    pred, _ = _run(reuse, [[_det(1)]])
+    assert pred.calls == [[1]]
+    with pytest.raises(ValueError, match="classify every must be >= 1"):
+        LabelReuse(0)
+
+
+def _csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_run_video_classify_every_two(predictor, face_rgb, tmp_path):
+    """End to end: frames.csv's label_frame and p_ columns trace back to a real classification."""
+    clip = make_clip(tmp_path / "clip.mp4", face_rgb, frames=16)
+    exact = run_video(predictor, clip, tmp_path / "one", progress=False, write_video=False, classify_every=1)
+    s = run_video(predictor, clip, tmp_path / "two", progress=False, write_video=False, classify_every=2)
+    rows1, rows2 = _csv(tmp_path / "one" / "frames.csv"), _csv(tmp_path / "two" / "frames.csv")
+    assert all(r["label_frame"] == r["frame"] for r in rows1)
+    by_frame = {(r["frame"], r["track"]): r for r in rows2}
+    p_cols = [c for c in rows2[0] if c.startswith("p_")]
+    carried = 0
+    for r in rows2:
+        if not r["track"]:
+            continue
+        lf, f = int(r["label_frame"]), int(r["frame"])
+        assert f - 1 <= lf <= f
+        if lf != f:
+            carried += 1
+            src = by_frame[(str(lf), r["track"])]
+            assert [r[c] for c in p_cols] == [src[c] for c in p_cols]
+    assert carried >= 4
+    assert s["labels"]["classify_every"] == 2
+    assert s["labels"]["faces_classified"] + s["labels"]["faces_carried"] == s["faces"]
+    assert s["labels"]["faces_carried"] == carried
+    assert exact["labels"]["faces_carried"] == 0
+    on_disk = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert on_disk["labels"] == s["labels"]
+    # the classified frames agree with the every-frame run (same crops, same model)
+    exact_rows = {(r["frame"], r["track"]): r for r in rows1}
+    for r in rows2:
+        if r["track"] and r["label_frame"] == r["frame"]:
+            e = exact_rows[(r["frame"], r["track"])]
+            assert max(abs(float(r[c]) - float(e[c])) for c in p_cols) < 1e-4
+    counts = defaultdict(int)
+    for r in rows2:
+        counts[r["frame"]] += 1
+    assert set(counts.values()) == {1}
