@@ -8,8 +8,11 @@ probability difference. Also prints the FPS of both runs (same process, alternat
     .venv/bin/python benchmarks/label_reuse.py                          # generated clips, random-init model
     .venv/bin/python benchmarks/label_reuse.py --checkpoint model.pt --clip interview.mp4 --every 2 3
 
-A random-init model has little to say about faces: for a meaningful agreement figure pass a trained
-checkpoint and real clips (with changing expressions).
+Without ``--checkpoint`` the model is a random-init network whose BatchNorm statistics are re-estimated on
+varied crops of the bundled portrait: a plain random-init network answers the same for every face (its
+probabilities do not move, so agreement would be trivially 100 %), while this one reacts to every change of
+crop, lighting and position, more than a trained model (which learnt to ignore them) would. For a
+figure about real expressions pass a trained checkpoint and real clips.
 """
 
 from __future__ import annotations
@@ -46,31 +49,68 @@ def compare(exact: Path, reused: Path) -> dict[str, float]:
             "smoothed_agree": same_s / len(keys), "max_prob_diff": dp}
 
 
+def sensitive_model(path: Path, backbone: str, face) -> Path:
+    """A random-init model whose BatchNorm statistics come from varied face crops (see the module docstring)."""
+    import numpy as np
+    import torch
+
+    from eacfer import create_model
+    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = create_model(backbone)
+    import cv2
+
+    crops = []
+    for _ in range(64):  # random scale, shift, brightness and flip of the portrait
+        h, w = face.shape[:2]
+        s = rng.uniform(0.7, 1.0)
+        ch, cw = int(h * s), int(w * s)
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        c = cv2.resize(face[y:y + ch, x:x + cw], (224, 224)).astype(np.float32) * rng.uniform(0.6, 1.3)
+        crops.append(c[:, ::-1] if rng.random() < 0.5 else c)
+    x = torch.from_numpy(np.clip(np.stack(crops), 0, 255) / 255.0).permute(0, 3, 1, 2).float()
+    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(x), 16):
+            net(x[i:i + 16])
+    net.eval()
+    save_model(path, net, ModelInfo(backbone, list(RAFDB_CLASSES), 224, list(IMAGENET_MEAN), list(IMAGENET_STD)))
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=None, help="model file (default: a random-init MobileNetV2)")
     ap.add_argument("--clip", nargs="*", default=None, help="video files (default: generated 1- and 5-face clips)")
     ap.add_argument("--every", nargs="*", type=int, default=[2], help="N values to compare with 1 (default 2)")
     ap.add_argument("--frames", type=int, default=240)
+    ap.add_argument("--backbone", default="mobilenet_v2", help="without --checkpoint: the random-init network")
     args = ap.parse_args()
 
+    from eacfer.data.imageio import load_image
     from eacfer.infer.predictor import Predictor
     from eacfer.infer.video import run_video
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-label-reuse-"))
+    face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
     clips = [Path(c) for c in args.clip] if args.clip else None
     if clips is None:
-        from cpu_inference import _model
         from video_pipeline import make_multi_face_clip
 
-        from eacfer.data.imageio import load_image
         from eacfer.infer.video import make_moving_face_clip
 
-        face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
         clips = [make_moving_face_clip(tmp / "one_face.mp4", face, frames=args.frames, size=(640, 360),
                                        face_height=220),
                  make_multi_face_clip(tmp / "five_faces.mp4", face, 5, frames=args.frames)]
-    checkpoint = args.checkpoint or str(_model(tmp / "mobilenet_v2.pt", "mobilenet_v2"))
+    checkpoint = args.checkpoint or str(sensitive_model(tmp / "mobilenet_v2.pt", args.backbone, face))
     print(f"model {checkpoint}; load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     print("| clip | N | rows | carried | emotion agrees | smoothed agrees | max prob diff | FPS N=1 | FPS N |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

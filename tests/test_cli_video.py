@@ -32,11 +32,22 @@ def test_video_command(model_pt, clip, tmp_path, capsys):
     assert count_frames(out / "annotated.mp4") == 12
     s = json.loads((out / "summary.json").read_text())
     assert s["smoothing"] == 0.3 and s["every"] == 2 and s["tracks"] == 1
+    # default --classify-every auto: a MobileNetV2 model's faces are classified every 2nd analysed frame
+    assert s["labels"]["classify_every"] == 2
+
+
+def test_classify_every_one_classifies_every_face(model_pt, clip, tmp_path):
+    out = tmp_path / "out"
+    assert main(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(out), "--classify-every", "1",
+                 "--no-video"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["labels"] == {"classify_every": 1, "faces_classified": s["faces"], "faces_carried": 0}
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--every", "0"], "--every"), (["--smooth", "0"], "--smooth"), (["--max-frames", "-1"], "--max-frames"),
-    (["--iou", "1.5"], "--iou"),
+    (["--iou", "1.5"], "--iou"), (["--classify-every", "0"], "--classify-every"),
+    (["--classify-every", "often"], "--classify-every"),
 ])
 def test_bad_arguments(model_pt, clip, tmp_path, capsys, extra, message):
     assert main(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(tmp_path), *extra]) == 2

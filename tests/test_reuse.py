@@ -17,7 +17,7 @@ import pytest
 
 from eacfer.infer.detect import Detection
 from eacfer.infer.results import FaceResult
-from eacfer.infer.reuse import LabelReuse
+from eacfer.infer.reuse import LabelReuse, resolve_classify_every
 from eacfer.infer.video import run_video
 from inference_testutils import make_clip
 
@@ -170,3 +170,53 @@ def test_run_video_classify_every_two(predictor, face_rgb, tmp_path):
     for r in rows2:
         counts[r["frame"]] += 1
     assert set(counts.values()) == {1}
+
+
+def test_auto_is_two_or_three_for_resnet50():
+    assert resolve_classify_every("auto", "mobilenet_v2") == 2
+    assert resolve_classify_every("auto", "resnet18") == 2
+    assert resolve_classify_every("auto", "resnet50_msceleb") == 3
+    assert resolve_classify_every("auto", "resnet50") == 3
+    assert resolve_classify_every(4, "resnet50_msceleb") == 4 and resolve_classify_every("1", "x") == 1
+    for bad in (0, "-2", "often", None):
+        with pytest.raises(ValueError, match="classify every"):
+            resolve_classify_every(bad, "mobilenet_v2")
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        LabelReuse("auto")
+
+
+def test_run_video_auto_resolves_from_the_models_backbone(predictor, face_rgb, tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", face_rgb, frames=6)
+    s = run_video(predictor, clip, tmp_path / "auto", progress=False, write_video=False, classify_every="auto")
+    assert predictor.classifier.info.backbone == "mobilenet_v2" and s["labels"]["classify_every"] == 2
+
+
+def test_app_session_carries_labels_for_video_not_for_photos(model_pt, face_rgb, tmp_path):
+    """The desktop app's live view uses the same rule (ModelSession); photos are always classified."""
+    import cv2
+
+    from eacfer.ui.session import ModelSession
+    from eacfer.ui.worker import FramePacket
+
+    clip = make_clip(tmp_path / "clip.mp4", face_rgb, frames=30)  # slow enough for the face to keep its track
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    session = ModelSession.load(model_pt, classify_every="auto")
+    try:
+        assert session.classify_every == 2
+        label_frames = []
+        for i, rgb in enumerate(frames):
+            a = session.analyze(FramePacket(i, i, i / 25, rgb, 1, reset=i == 0), want_cam=False)
+            label_frames += [(i, f.label_frame) for f in a.faces if f.track_id is not None]
+        assert label_frames and all(i - 1 <= lf <= i for i, lf in label_frames)
+        assert any(lf != i for i, lf in label_frames)
+        for i in range(3):  # a photo list: each photo is classified on its own
+            a = session.analyze(FramePacket(100 + i, i, 0.0, frames[0], 2, reset=True, still=True), want_cam=False)
+            assert a.faces and all(f.label_frame is None for f in a.faces)
+    finally:
+        session.close()

@@ -134,8 +134,8 @@ class _Frames:
     name = "?"
 
     def __init__(self, predictor: Any, src: Any, every: int = 1, max_frames: int | None = None,
-                 cam: bool = False, detector: FrameDetector | None = None, classify_every: int = 1):
-        from eacfer.infer.reuse import LabelReuse
+                 cam: bool = False, detector: FrameDetector | None = None, classify_every: int | str = 1):
+        from eacfer.infer.reuse import LabelReuse, resolve_classify_every
 
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
@@ -146,7 +146,8 @@ class _Frames:
         self._owns_detector = detector is None
         self.detector = detector if detector is not None else predictor.frame_detector(kind)
         self.detector.reset()  # a new source: no tracks from an earlier one (ids restart at 1)
-        self.reuse = LabelReuse(classify_every)  # used by the classify stage only
+        backbone = str(getattr(getattr(getattr(predictor, "classifier", None), "info", None), "backbone", ""))
+        self.reuse = LabelReuse(resolve_classify_every(classify_every, backbone))  # the classify stage's
         self.latency = LatencyStats()
         self.dropped = 0  # live frames replaced by newer ones before analysis
         self.delivered = 0
@@ -265,7 +266,7 @@ class ThreadedFrames(_Frames):
 
     def __init__(self, predictor: Any, src: Any, every: int = 1, max_frames: int | None = None, cam: bool = False,
                  detector: FrameDetector | None = None, queue_size: int = 2, drop: bool = True,
-                 classify_every: int = 1):
+                 classify_every: int | str = 1):
         super().__init__(predictor, src, every, max_frames, cam, detector, classify_every)
         size = 1 if src.live else max(1, int(queue_size))
         self.drop = bool(drop) and bool(src.live)

@@ -7,6 +7,9 @@ other analysed frame and its box (from this frame's detection) gets the probabil
 latest classification; ``FaceResult.label_frame`` (``frames.csv`` column ``label_frame``) says which frame
 that was. ``every=1`` classifies every face on every analysed frame.
 
+``auto`` (the command line's and the app's default) is 2, or 3 for the ResNet-50 backbones, whose
+classifier costs about six times MobileNetV2's (:func:`resolve_classify_every`).
+
 Faces are staggered by track id (track *t* is classified when ``(frame + t) % every == 0``), so five faces
 cost about 5/N classifications on every frame instead of 5 on one frame and none on the next; a new track
 is classified at once, and a track is never carried over longer than ``every - 1`` frames. Faces without a
@@ -30,7 +33,31 @@ import numpy as np
 
 from eacfer.infer.results import FaceResult
 
-DEFAULT_CLASSIFY_EVERY = 2  # `eacfer video` and the app; the Python API's default is 1 (see the module docstring)
+DEFAULT_CLASSIFY_EVERY = "auto"  # `eacfer video` and the app; the Python API's default is 1 (module docstring)
+#: backbones whose classifier costs several times MobileNetV2's per face (ResNet-50: ≈ 45 vs 7 ms on 2 cores):
+#: ``auto`` classifies their faces every 3rd frame, every other backbone's every 2nd
+HEAVY_BACKBONES = frozenset({"resnet50_msceleb", "resnet50"})
+
+
+def resolve_classify_every(value: int | str, backbone: str) -> int:
+    """``--classify-every`` as a number: an integer ≥ 1 as given; ``"auto"`` → 3 for :data:`HEAVY_BACKBONES`,
+    else 2 (labels at most 80 or 40 ms old at 25 fps).
+
+    Example:
+        >>> resolve_classify_every("auto", "mobilenet_v2"), resolve_classify_every("auto", "resnet50_msceleb")
+        (2, 3)
+        >>> resolve_classify_every("1", "resnet50_msceleb")
+        1
+    """
+    if str(value) == "auto":
+        return 3 if backbone in HEAVY_BACKBONES else 2
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"classify every must be an integer >= 1 or 'auto', got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"classify every must be >= 1, got {n}")
+    return n
 
 
 @dataclass
@@ -47,9 +74,9 @@ class LabelReuse:
     """
 
     def __init__(self, every: int = 1) -> None:
-        if int(every) < 1:
-            raise ValueError(f"classify every must be >= 1, got {every}")
-        self.every = int(every)
+        if str(every) == "auto":
+            raise ValueError("LabelReuse needs a number; resolve 'auto' with resolve_classify_every(value, backbone)")
+        self.every = resolve_classify_every(every, "")
         self._cache: dict[int, _Entry] = {}
         self._count = 0  # analysed frames so far
         self.classified = 0  # faces run through the classifier

@@ -116,7 +116,7 @@ def run_video(
     pipeline: str = "threaded",
     codec: str = "auto",
     queue_size: int = 2,
-    classify_every: int = 1,
+    classify_every: int | str = 1,
 ) -> dict[str, Any]:
     """Analyse a video/camera/stream and write ``annotated.mp4``, ``frames.csv`` and ``summary.json``.
 
@@ -135,7 +135,8 @@ def run_video(
         codec: ``"auto"`` (H.264 through PyAV when installed, else OpenCV's MPEG-4), ``"h264"`` or ``"mp4v"``.
         queue_size: frames each queue of the threaded pipeline holds (files; live sources use 1).
         classify_every: classify each tracked face every N-th analysed frame and carry its labels over in
-            between (:mod:`eacfer.infer.reuse`; 1 = every face on every analysed frame).
+            between (:mod:`eacfer.infer.reuse`; 1 = every face on every analysed frame; ``"auto"`` = 2, or 3
+            for ResNet-50 backbones).
 
     Returns:
         The summary dict (also written to ``summary.json``); ``summary["stopped"]`` says why it ended,

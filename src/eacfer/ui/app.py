@@ -51,7 +51,7 @@ def run_app(
     device: str = "auto",
     backend: str | None = None,
     precision: str = "fp32",
-    classify_every: int = DEFAULT_CLASSIFY_EVERY,
+    classify_every: int | str = DEFAULT_CLASSIFY_EVERY,
     output_dir: str | None = None,
     screenshot: str | None = None,
     quit_after: float | None = None,

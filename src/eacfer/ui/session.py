@@ -81,12 +81,13 @@ class ModelSession:
         >>> analysis = session.analyze(packet, want_cam=False)          # doctest: +SKIP
     """
 
-    def __init__(self, predictor: Any, path: str, detector: str, classify_every: int = 1):
-        from eacfer.infer.reuse import LabelReuse
+    def __init__(self, predictor: Any, path: str, detector: str, classify_every: int | str = 1):
+        from eacfer.infer.reuse import LabelReuse, resolve_classify_every
 
         self.predictor = predictor
         # videos and cameras: each tracked face classified every N-th frame, labels carried over in between
-        self._reuse = LabelReuse(classify_every)
+        self.classify_every = resolve_classify_every(classify_every, str(predictor.classifier.info.backbone))
+        self._reuse = LabelReuse(self.classify_every)
         self.path = str(path)
         self.detector = detector
         self._tracker = self._new_tracker()
@@ -95,7 +96,7 @@ class ModelSession:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "auto", detector: str = "mediapipe",
-             backend: str | None = None, precision: str = "fp32", classify_every: int = 1) -> ModelSession:
+             backend: str | None = None, precision: str = "fp32", classify_every: int | str = 1) -> ModelSession:
         """Load a ``.pt`` or ``.onnx`` model file; raises CheckpointError / ValueError with a clear message."""
         from eacfer.infer.predictor import Predictor
 

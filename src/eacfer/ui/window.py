@@ -61,7 +61,7 @@ class WindowOptions:
     device: str = "auto"
     backend: str | None = None
     precision: str = "fp32"
-    classify_every: int = DEFAULT_CLASSIFY_EVERY  # videos and cameras (eacfer.infer.reuse)
+    classify_every: int | str = DEFAULT_CLASSIFY_EVERY  # videos and cameras (eacfer.infer.reuse)
     output_dir: str | None = None
     history_s: float = 10.0
     probe_cameras: bool = True
