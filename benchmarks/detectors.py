@@ -1,6 +1,8 @@
 """Median per-frame latency of each face detector on a 640×360 frame with one real face.
 
 Run:  .venv/bin/python benchmarks/detectors.py [--frames 200]
+The BlazeFace detectors are measured on both engines (``@litert``, the default, and ``@mediapipe``, MediaPipe
+Tasks), one after the other in the same process.
 The frame is the bundled NASA astronaut portrait (public domain) scaled into a 640×360 canvas, the
 size the issue's numbers refer to. Detector construction is not timed; 10 warm-up calls are discarded.
 """
@@ -41,14 +43,20 @@ def main() -> None:
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, python {platform.python_version()}, "
         f"mediapipe {mediapipe.__version__}, opencv {cv2.__version__}"
     )
-    print(f"{'detector':<16} {'median ms':>9} {'p90 ms':>7} {'faces':>5} {'score':>6}")
+    print(f"{'detector':<26} {'median ms':>9} {'p90 ms':>7} {'faces':>5} {'score':>6}")
+    runs = []
     for name in list_detectors():
         if name in ("mediapipe", "none"):  # mediapipe = mediapipe-both (mode auto); none detects nothing
             continue
+        if name.startswith("mediapipe"):
+            runs += [(f"{name}@litert", name, {"engine": "litert"}), (f"{name}@mediapipe", name, {"engine": "mediapipe"})]
+        else:
+            runs.append((name, name, {}))
+    for label, name, kw in runs:
         try:
-            det = create_detector(name)
+            det = create_detector(name, **kw)
         except ValueError as exc:  # an optional detector that is not installed (retinaface)
-            print(f"{name:<16} skipped: {exc}")
+            print(f"{label:<26} skipped: {exc}")
             continue
         try:
             for _ in range(10):
@@ -63,7 +71,7 @@ def main() -> None:
         times.sort()
         best = f"{faces[0].score:.2f}" if faces else "-"
         print(
-            f"{name:<16} {statistics.median(times):9.2f} {times[int(0.9 * len(times))]:7.2f} {len(faces):5d} {best:>6}"
+            f"{label:<26} {statistics.median(times):9.2f} {times[int(0.9 * len(times))]:7.2f} {len(faces):5d} {best:>6}"
         )
 
 

@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true",
                     help="also run the current code with --precision int8 (refused, and the run stops, when the "
                          "model's int8 check fails)")
+    ap.add_argument("--every-frame", action="store_true",
+                    help="also run the current code with --classify-every 1 (every face classified on every frame)")
     args = ap.parse_args()
 
     from cpu_inference import _model
@@ -76,6 +78,8 @@ def main() -> None:
                                              face_height=220),
              "5 faces": make_multi_face_clip(tmp / "five.mp4", face, 5, frames=args.frames)}
     versions = {"before": (old_src, tmp / "cache_old", []), "now": (new_src, tmp / "cache_new", [])}
+    if args.every_frame:
+        versions["now N=1"] = (new_src, tmp / "cache_new", ["--classify-every", "1"])
     if args.int8:
         versions["now int8"] = (new_src, tmp / "cache_new", ["--precision", "int8"])
     rows = []
