@@ -2,14 +2,14 @@
 
 Why not MediaPipe Tasks for these calls: the network is the same file, but a Tasks call adds graph and
 image-conversion overhead, and the full-range path (through ``ImageEmbedder``) hands its 36,864 output
-floats back as Python lists. Measured here on one core (``benchmarks/detectors.py``): short-range 1.9 ms
-vs 3.2 ms per call, full-range 6.1 ms vs 13.5 ms. The video finder makes one short-range call per tracked
-face per frame, so this is the detection stage's main cost. LiteRT is Google's maintained successor of
+floats back as Python lists. Measured here (``benchmarks/detectors.py``, whole ``detect`` calls on a
+640×360 frame): short-range 2.4 vs 3.7 ms, full-range 5.7 vs 9.5 ms. The video finder makes one
+short-range call per tracked face per frame, so this is the detection stage's main cost. LiteRT is Google's maintained successor of
 ``tflite-runtime``; its raw outputs equal MediaPipe's to 1e-4 (``tests/test_detect_litert.py``).
 
 The input is the letterboxed square scaled to [-1, 1] (what MediaPipe's graphs feed BlazeFace). One
 interpreter thread: the detector shares the machine with the classifier's threads in the video pipeline,
-and the full-range model was no faster on two (7.5 ms vs 6.1 ms).
+and the full-range network alone was no faster on two threads (7.5 vs 6.1 ms a call).
 
 Instances are not thread-safe; use each from one thread at a time.
 
