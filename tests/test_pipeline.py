@@ -310,8 +310,9 @@ def test_new_columns_and_summary_fields(predictor, model_pt, clip, tmp_path):
             np.testing.assert_allclose(sm, 0.5 * p + 0.5 * prev, atol=2e-5)
         prev = sm
     m = s["model"]
-    assert m["file"] == model_pt.name and m["sha256"] == hashlib.sha256(model_pt.read_bytes()).hexdigest()
+    assert m["name"] == model_pt.name and m["sha256"] == hashlib.sha256(model_pt.read_bytes()).hexdigest()
     assert m["backbone"] == "mobilenet_v2" and m["classes"] == list(names) and m["input_size"] == 64
+    assert m["backend"] == "onnxruntime" and m["precision"] == "fp32"
     d = s["detector_settings"]
     assert d["name"] == "mediapipe" and d["mode"] == "finder" and d["score_threshold"] == 0.6  # auto: the tracking finder
     assert s["frames_read"] == s["frames"] == 16 and s["dropped_frames"] == 0

@@ -246,7 +246,9 @@ def test_summary_records_the_model_and_detector(model_pt, tmp_path):
                 "--score-threshold", "0.55"]) == 0
     for doc in (json.loads((out / "summary.json").read_text()),
                 json.loads((out / "predictions.json").read_text())["summary"]):
-        assert doc["model"] == {"name": "model.pt", "sha256": file_sha256(model_pt)}
+        # the same model entry as video summaries (one builder: Predictor.model_record)
+        assert doc["model"]["name"] == "model.pt" and doc["model"]["sha256"] == file_sha256(model_pt)
+        assert doc["model"]["backbone"] == "mobilenet_v2" and doc["model"]["precision"] == "fp32"
         assert doc["backbone"] == "mobilenet_v2" and doc["classes"][0] == "Surprise" and len(doc["classes"]) == 7
         assert doc["detector"]["name"] == "mediapipe" and doc["detector"]["score_threshold"] == 0.55
         assert doc["files"] == 1 and doc["faces"] == 1 and doc["images_per_s"] > 0

@@ -34,7 +34,7 @@ from eacfer.infer.batch_ledger import (
 )
 from eacfer.utils.atomic import atomic_path, write_json
 from eacfer.utils.interrupt import HoldCtrlC
-from eacfer.utils.outdir import claim_output_dir, file_sha256, write_manifest
+from eacfer.utils.outdir import claim_output_dir, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +138,11 @@ def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_i
 
 
 def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """Model file (name, sha256), backbone, classes and detector settings — recorded in every summary."""
+    """The model (:meth:`Predictor.model_record <eacfer.infer.predictor.Predictor.model_record>`, the one
+    builder of that entry), backbone, classes and detector settings — recorded in every summary."""
     info = predictor.classifier.info
-    model: dict[str, Any] = {"name": None, "sha256": None}
-    if model_file is not None:
-        model = {"name": os.path.basename(os.fspath(model_file)), "sha256": file_sha256(model_file)}
     return {
-        "model": model,
+        "model": predictor.model_record(model_file),
         "backbone": info.backbone,
         "classes": list(info.class_names),
         "input_size": int(info.input_size),

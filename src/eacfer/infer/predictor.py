@@ -307,26 +307,30 @@ class Predictor:
             return "both" if kind == "image" else "finder"
         return self.detector_mode
 
-    def model_record(self) -> dict[str, Any]:
-        """The model file (name, SHA-256), backbone, classes and input size, for result files.
+    def model_record(self, model_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The ``"model"`` entry of every result file (``predict`` and ``video`` summaries, job identities): the
+        model file's name and SHA-256 (``model_file``, default the file this predictor was loaded from),
+        backbone, classes, input and face size, backend and precision.
 
         Example:
             >>> predictor.model_record()["backbone"]  # doctest: +SKIP
             'resnet50_msceleb'
         """
         info = self.classifier.info
-        rec: dict[str, Any] = {"file": None, "sha256": None}
-        if self.model_path is not None:
+        rec: dict[str, Any] = {"name": None, "sha256": None}
+        source = model_file if model_file is not None else self.model_path
+        if source is not None:
             from eacfer.utils.integrity import file_sha256
 
-            path = Path(self.model_path)
-            rec["file"] = path.name
+            path = Path(source)
+            rec["name"] = path.name
             try:
                 rec["sha256"] = file_sha256(path)
             except OSError as e:  # moved or deleted since loading: say so instead of failing the run
                 log.warning("%s: cannot hash the model file (%s)", path, e)
         rec.update({"backbone": str(info.backbone), "classes": list(info.class_names),
-                    "input_size": int(info.input_size), "face_size": info.face_size, "backend": self.backend})
+                    "input_size": int(info.input_size), "face_size": info.face_size, "backend": self.backend,
+                    "precision": str(getattr(self.classifier, "precision", "fp32"))})
         return rec
 
     def detector_settings(self, kind: str = "image") -> dict[str, Any]:
