@@ -34,6 +34,15 @@ def _rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
         return {(r["frame"], r["track"]): r for r in csv.DictReader(fh) if r["track"]}
 
 
+def flicker(path: Path, column: str = "emotion") -> float:
+    """Share of face-frames whose ``column`` differs from the same track's previous analysed frame: how often
+    the labels change from one frame to the next when every face is classified on every frame. Carrying a
+    label over for one frame disagrees with re-classifying at about this rate."""
+    rows = sorted(_rows(path).values(), key=lambda r: (int(r["track"]), int(r["frame"])))
+    pairs = [(a, b) for a, b in zip(rows, rows[1:], strict=False) if a["track"] == b["track"]]
+    return sum(a[column] != b[column] for a, b in pairs) / max(1, len(pairs))
+
+
 def compare(exact: Path, reused: Path) -> dict[str, float]:
     """Agreement of two frames.csv files on the rows (frame, track) both have."""
     a, b = _rows(exact), _rows(reused)
@@ -114,9 +123,12 @@ def main() -> None:
     print(f"model {checkpoint}; load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     print("| clip | N | rows | carried | emotion agrees | smoothed agrees | max prob diff | FPS N=1 | FPS N |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    flick = []
     with Predictor.from_checkpoint(checkpoint) as predictor:
         for clip in clips:
             base = run_video(predictor, clip, tmp / f"{clip.stem}_1", progress=False, classify_every=1)
+            flick.append((clip.name, flicker(tmp / f"{clip.stem}_1" / "frames.csv"),
+                          flicker(tmp / f"{clip.stem}_1" / "frames.csv", "smoothed_emotion")))
             for n in args.every:
                 s = run_video(predictor, clip, tmp / f"{clip.stem}_{n}", progress=False, classify_every=n)
                 c = compare(tmp / f"{clip.stem}_1" / "frames.csv", tmp / f"{clip.stem}_{n}" / "frames.csv")
@@ -125,6 +137,9 @@ def main() -> None:
                     continue
                 print(f"| {clip.name} | {n} | {c['rows']} | {c['carried']} | {c['emotion_agree']:.2%} | "
                       f"{c['smoothed_agree']:.2%} | {c['max_prob_diff']:.3f} | {base['fps']} | {s['fps']} |")
+    print("\nframe-to-frame label changes with every face classified on every frame (N=1):")
+    for name, raw, smooth in flick:
+        print(f"  {name}: emotion {raw:.2%}, smoothed_emotion {smooth:.2%}")
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 
