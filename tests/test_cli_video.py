@@ -44,10 +44,20 @@ def test_classify_every_one_classifies_every_face(model_pt, clip, tmp_path):
     assert s["labels"] == {"classify_every": 1, "faces_classified": s["faces"], "faces_carried": 0}
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "often", "2.5"])
+def test_bad_classify_every_is_a_usage_error(model_pt, clip, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as e:  # argparse: one usage line, exit 2, nothing run
+        main(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(tmp_path / "o"), "--classify-every",
+              value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --classify-every: expected an integer >= 1 or auto" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--every", "0"], "--every"), (["--smooth", "0"], "--smooth"), (["--max-frames", "-1"], "--max-frames"),
-    (["--iou", "1.5"], "--iou"), (["--classify-every", "0"], "--classify-every"),
-    (["--classify-every", "often"], "--classify-every"),
+    (["--iou", "1.5"], "--iou"),
 ])
 def test_bad_arguments(model_pt, clip, tmp_path, capsys, extra, message):
     assert main(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(tmp_path), *extra]) == 2

@@ -30,6 +30,27 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
                    "used only if it agrees with fp32 on >= 99%% of check faces, see docs/PRECISION.md)")
 
 
+def add_classify_every_arg(p: argparse.ArgumentParser, what: str = "") -> None:
+    """``--classify-every N|auto`` (shared by video and ui; see eacfer.infer.reuse)."""
+    from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1 or auto, got {text!r}")
+        return n
+
+    p.add_argument("--classify-every", type=parse, default=DEFAULT_CLASSIFY_EVERY, metavar="N|auto",
+                   help=f"{what}classify each tracked face every N-th analysed frame and carry its labels over in "
+                   "between; frames.csv's label_frame says which frame gave the labels. auto (default): 2, or 3 "
+                   "for ResNet-50 models; 1 = every face on every frame")
+
+
 def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
     """Build a Predictor from parsed arguments (after checking the numbers)."""
     from eacfer.infer.predictor import Predictor

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from eacfer.commands._inference_args import add_precision_arg
-from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY, resolve_classify_every
+from eacfer.commands._inference_args import add_classify_every_arg, add_precision_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,9 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--backend", default=None, choices=["torch", "onnxruntime"],
                    help="classifier backend (default: onnxruntime on CPU, torch on CUDA)")
     add_precision_arg(p)
-    p.add_argument("--classify-every", default=DEFAULT_CLASSIFY_EVERY, metavar="N|auto",
-                   help="videos and cameras: classify each tracked face every N-th frame and carry its labels over "
-                   "in between (auto, the default: 2, or 3 for ResNet-50 models; 1 = every frame)")
+    add_classify_every_arg(p, "videos and cameras: ")
     p.add_argument("--cam", action="store_true", default=None,
                    help="start with the attention-map overlay on (default: as last time)")
     p.add_argument("--output-dir", metavar="DIR", help="where snapshots and recordings go (default ~/Pictures/eacfer)")
@@ -59,11 +56,6 @@ def run(args: argparse.Namespace) -> int:
     if args.screenshot and args.quit_after is None:
         raise ValueError("--screenshot needs --quit-after SECONDS (when to take it)")
     size = _parse_size(args.size)
-    if args.classify_every != "auto":
-        try:
-            args.classify_every = resolve_classify_every(args.classify_every, "")
-        except ValueError:
-            raise ValueError(f"--classify-every must be an integer >= 1 or auto, got {args.classify_every!r}") from None
     if args.checkpoint and not Path(args.checkpoint).is_file():
         # a typo in an explicit path is an argument error; a file that exists but cannot be loaded is
         # reported inside the window (the app stays usable and another model can be opened)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from eacfer.commands._inference_args import add_model_args, add_ray_args, open_predictor, ray_options
-from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY, resolve_classify_every
+from eacfer.commands._inference_args import (
+    add_classify_every_arg,
+    add_model_args,
+    add_ray_args,
+    open_predictor,
+    ray_options,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,10 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--pipeline", default="threaded", choices=["threaded", "sequential"],
                    help="threaded (default): decode, detect, classify and encode overlap on threads; cameras "
                    "drop frames rather than fall behind. sequential: one stage after another")
-    p.add_argument("--classify-every", default=DEFAULT_CLASSIFY_EVERY, metavar="N|auto",
-                   help="classify each tracked face every N-th analysed frame and carry its labels over in between; "
-                   "frames.csv's label_frame says which frame gave the labels. auto (default): 2, or 3 for "
-                   "ResNet-50 models; 1 = every face on every frame")
+    add_classify_every_arg(p)
     p.add_argument("--codec", default="auto", choices=["auto", "h264", "mp4v"],
                    help="annotated.mp4 codec: auto (default) = H.264 via PyAV when installed (plays in browsers), "
                    "else MPEG-4 via OpenCV")
@@ -62,11 +64,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--iou must be in [0, 1), got {args.iou}")
     if args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
-    if args.classify_every != "auto":
-        try:
-            args.classify_every = resolve_classify_every(args.classify_every, "")
-        except ValueError:
-            raise ValueError(f"--classify-every must be an integer >= 1 or auto, got {args.classify_every!r}") from None
     kw = dict(classify_every=args.classify_every, every=args.every, max_frames=args.max_frames, write_video=not args.no_video, smoothing=args.smooth,
               iou_threshold=args.iou, max_age=args.max_age, cam=args.cam, pipeline=args.pipeline, codec=args.codec)
     if args.ray is not None:
