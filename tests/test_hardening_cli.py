@@ -125,6 +125,7 @@ CASES: list[tuple[list[str], str]] = [
     # --- ui (checked before any window opens)
     (["ui", "--size", "big"], "--size"),
     (["ui", "--quit-after", "-5"], "--quit-after"),
+    (["ui", "--classify-every", "0"], "--classify-every"),
     # --- top level
     (["fly"], "invalid choice"),
     ([], "required|command"),
