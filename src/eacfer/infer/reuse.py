@@ -20,8 +20,10 @@ benchmarks/RESULTS.md).
 
 Example:
     >>> reuse = LabelReuse(every=2)
-    >>> [reuse.due(track_id=3, count=k) for k in range(4)]  # (k + 3) % 2 == 0, nothing cached yet → True
-    [True, True, True, True]
+    >>> reuse.due(track_id=3), reuse.due(track_id=None)  # a track never classified, a face without a track
+    (True, True)
+    >>> faces = reuse.classify(predictor, rgb, dets, cam=False, timings={}, index=0)  # doctest: +SKIP
+    >>> s = run_video(predictor, "clip.mp4", "out/clip", classify_every="auto")  # doctest: +SKIP
 """
 
 from __future__ import annotations
