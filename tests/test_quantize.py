@@ -53,8 +53,8 @@ def tiny_pt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def crop_sets():
-    return small_crop_sets()
+def crop_sets(tiny_pt):
+    return small_crop_sets(model=tiny_pt)
 
 
 @pytest.fixture(scope="module")
