@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint bench mutation clean
 
@@ -23,9 +24,11 @@ demo: $(STAMP)
 	$(BIN)/eacfer demo --out runs/demo
 
 test: $(STAMP)
-	# the layers of docs/ARCHITECTURE.md (contracts in pyproject.toml), then the suite
+	# the layers of docs/ARCHITECTURE.md (contracts in pyproject.toml), then the suite on two pytest-xdist workers,
+	# one per core (tests run torch single-threaded); a file's tests stay on one worker, so its module fixtures
+	# are built once (docs/TESTING.md: what keeps tests independent across workers)
 	$(BIN)/lint-imports --no-cache
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

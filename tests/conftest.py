@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,25 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep the predictor's ONNX export cache out of the user's ~/.cache during tests."""
-    os.environ.setdefault("EACFER_CACHE_DIR", str(tmp_path_factory.mktemp("onnx_cache")))
+def _private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Caches and tool folders private to this test process, never the user's (~/.cache, ~/.config, ~/.local).
+
+    Set unconditionally (an ``EACFER_CACHE_DIR`` already in the environment would otherwise be shared by the
+    pytest-xdist workers and the user); each worker has its own base temporary folder. Tests that need a folder
+    of their own still set it themselves.
+    """
+    base = tmp_path_factory.mktemp("tool_homes")
+    private = {"EACFER_CACHE_DIR": base / "eacfer_cache", "WANDB_CONFIG_DIR": base / "wandb_config",
+               "WANDB_CACHE_DIR": base / "wandb_cache", "WANDB_DATA_DIR": base / "wandb_data",
+               "WANDB_ARTIFACT_DIR": base / "wandb_artifacts"}
+    saved = {k: os.environ.get(k) for k in private}
+    os.environ.update({k: str(v) for k, v in private.items()})
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -54,10 +57,24 @@ def ks_critical(n: int, m: int, alpha: float = 1e-3) -> float:
     return float(c * np.sqrt((n + m) / (n * m)))
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (for a test's DDP rendezvous)."""
-    import socket
+@contextlib.contextmanager
+def torchrun_rendezvous(world_size: int) -> Iterator[dict[str, str]]:
+    """One ``torchrun`` launch's rendezvous: the environment its agent gives the workers, with the store hosted here.
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    torchrun's agent hosts the TCPStore and tells the workers (``TORCHELASTIC_USE_AGENT_STORE=True``) to join it as
+    clients; this does the same. The store listens on a port the OS assigns and that stays bound until the block
+    ends, so no other process (another test, another pytest-xdist worker, a gloo connection) can take it between
+    picking and binding, and each call is a fresh store, i.e. a new launch (a resumed run is a second launch).
+
+    Example:
+        >>> with torchrun_rendezvous(2) as env:  # doctest: +SKIP
+        ...     mp.spawn(worker, args=(env,), nprocs=2)  # each worker: os.environ.update(env, RANK=..., LOCAL_RANK=...)
+    """
+    from torch.distributed import TCPStore
+
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    try:
+        yield {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port), "WORLD_SIZE": str(world_size),
+               "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "0"}
+    finally:
+        del store

@@ -1,7 +1,11 @@
 """``torchrun -m eacfer train`` on CPU: 2 processes, gloo, the fast pipeline, a run and its resume.
 
 Each spawned process sets the environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR,
-MASTER_PORT) and calls :func:`eacfer.commands.cli.main` — what ``python -m eacfer`` runs under torchrun.
+MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE) and calls :func:`eacfer.commands.cli.main` — what ``python -m eacfer``
+runs under torchrun. The run and its resume are two launches, each with its own rendezvous store hosted by the test
+(as torchrun's agent hosts it): with one store address for both, a rank that finished the first run early joined
+the second rendezvous on rank 0's first-run store, still open while rank 0 wrote its files, and failed with
+"Connection reset by peer" when rank 0 closed it (seen under two pytest-xdist workers).
 """
 
 from __future__ import annotations
@@ -13,14 +17,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from fast_testutils import free_port
+from fast_testutils import torchrun_rendezvous
 
 WORLD = 2
 
 
-def _worker(rank: int, port: int, data: str, run: str, log_dir: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+def _worker(rank: int, launches: list[dict[str, str]], data: str, run: str, log_dir: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     import contextlib
 
@@ -56,7 +59,9 @@ def _worker(rank: int, port: int, data: str, run: str, log_dir: str) -> None:
     FastPipeline.train_epoch, FastPipeline.evaluate = train_epoch, evaluate
     common = ["-q", "train", "--data", data, "--out", run, "--backbone", "resnet18", "--image-size", "32",
               "--batch-size", "8", "--pipeline", "fast", "--device", "cpu", "--no-tensorboard", "--workers", "0"]
+    os.environ.update(launches[0])  # first launch
     rc1 = main(common + ["--epochs", "1"])
+    os.environ.update(launches[1])  # second launch: the resume
     rc2 = main(common + ["--epochs", "2", "--resume"])
     with open(os.path.join(log_dir, f"rank{rank}.json"), "w") as fh:  # outside the run folder, not via eacfer
         json.dump({"rc": [rc1, rc2], "writes": writes, "stats": stats}, fh)
@@ -72,7 +77,8 @@ def test_torchrun_two_processes_train_and_resume(synth_rafdb, tmp_path):
 
     run, logs = tmp_path / "run", tmp_path / "logs"
     logs.mkdir()
-    mp.spawn(_worker, args=(free_port(), str(synth_rafdb), str(run), str(logs)), nprocs=WORLD, join=True)
+    with torchrun_rendezvous(WORLD) as first, torchrun_rendezvous(WORLD) as second:
+        mp.spawn(_worker, args=([first, second], str(synth_rafdb), str(run), str(logs)), nprocs=WORLD, join=True)
     r0, r1 = (json.loads((logs / f"rank{r}.json").read_text()) for r in range(WORLD))
     assert r0["rc"] == r1["rc"] == [0, 0]
     # only rank 0 wrote files

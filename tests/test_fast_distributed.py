@@ -13,14 +13,13 @@ from eacfer.training.fast import distributed as fd
 from eacfer.training.fast.gpu_augment import GPUAugment
 from eacfer.training.fast.pipeline import FastLoader
 from eacfer.training.fast.step import DeviceMeter, TwoViewEAC, fast_predict, fast_train_step, make_optimizer
-from fast_testutils import free_port, synthetic_faces, tiny_net
+from fast_testutils import synthetic_faces, tiny_net, torchrun_rendezvous
 
 WORLD = 2
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, launch: dict[str, str], out_dir: str) -> None:
+    os.environ.update(launch, RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     info = fd.setup("cpu")
     try:
@@ -48,7 +47,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_ddp_two_processes_gloo(tmp_path):
-    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    with torchrun_rendezvous(WORLD) as launch:
+        mp.spawn(_worker, args=(launch, str(tmp_path)), nprocs=WORLD, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD))
     # disjoint shards of the same permutation
     assert not set(r0["index"].tolist()) & set(r1["index"].tolist())

@@ -411,7 +411,7 @@ def test_app_live_view_runs_two_stages_in_order_and_counts_drops():
             time.sleep(0.01)
     finally:
         th.stop()
-        th.join(2)
+        th.join(30)
     assert not th.is_alive()
     assert len(results) + slot.dropped + th.dropped == 40 and th.dropped > 0
     assert results == sorted(results) and len(set(results)) == len(results)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from wandb_testutils import offline_runs, read_run  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def wandb_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def wandb_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No key, no network, and every wandb side folder inside tmp_path."""
     for var in ("WANDB_API_KEY", "WANDB_DIR", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID",
                 "WANDB_RESUME", "WANDB_RUN_GROUP", "WANDB_NAME"):
@@ -34,6 +35,11 @@ def wandb_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(var, str(side / sub))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
+    yield
+    import wandb
+
+    # wandb reads WANDB_* once per process (wandb.setup) and ignores later changes: a fresh session per test
+    wandb.teardown()
 
 
 def tiny(data, out, **kw) -> TrainConfig:
@@ -142,6 +148,22 @@ def test_resume_continues_the_same_wandb_run(synth_rafdb: Path, tmp_path: Path) 
     # a fresh run (--force) is a new W&B run
     train(tiny(synth_rafdb, out, epochs=1, force=True))
     assert json.loads((out / "wandb_run.json").read_text())["id"] != first_id
+
+
+def test_offline_runs_waits_until_wandb_wrote_the_file(tmp_path: Path, monkeypatch) -> None:
+    """The reader must not race wandb's writer: with the run's finish request not yet handled by the service (as on
+    a loaded machine), the file still holds the whole run when ``offline_runs`` returns it."""
+    import wandb
+    from wandb.sdk.lib.service.service_connection import ServiceConnection
+
+    monkeypatch.setattr(ServiceConnection, "inform_finish", lambda self, run_id: None)  # not handled yet
+    run = wandb.init(project="p", mode="offline", dir=str(tmp_path), id="flush1", reinit="create_new")
+    run.log({"epoch": 1, "x": 0.5})
+    run.finish()
+    (path,) = offline_runs(tmp_path / "wandb")
+    got = read_run(path)
+    assert got.run_id == "flush1" and got.exit_code == 0
+    assert [h["x"] for h in got.history if "x" in h] == [0.5]
 
 
 def test_wandb_failure_is_a_warning_and_training_continues(synth_rafdb: Path, tmp_path: Path, monkeypatch,

@@ -116,5 +116,16 @@ def read_run(path: Path) -> OfflineRun:
 
 
 def offline_runs(root: Path) -> list[Path]:
-    """Every ``run-*.wandb`` file under ``root`` (offline-run-* folders), oldest first."""
+    """Every ``run-*.wandb`` file under ``root`` (offline-run-* folders), oldest first, once wandb has written them.
+
+    wandb-core buffers a run's records and writes the file when it handles the run's finish request, which
+    ``run.finish()`` sends without waiting for it (wandb 0.31). Read at once, the file can still be its 7-byte
+    header: no run record, an empty run id (seen on a loaded machine, under two pytest-xdist workers). So this
+    first calls ``wandb.teardown()``, which waits for this process's wandb service to close every run file and
+    exit (the next ``wandb.init`` starts a new one).
+    """
+    import sys
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
     return sorted(Path(root).rglob("offline-run-*/run-*.wandb"), key=lambda p: p.parent.name)
