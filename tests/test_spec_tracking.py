@@ -260,6 +260,13 @@ def test_opened_ids_do_not_collide_with_given_ones():
     assert ids(tr, [face(500.0)], 1) == [6]  # no given id in this frame: IoU matching opens the next free id
     assert ids(tr, [given(2, 900.0), face(505.0)], 2) == [2, 6]  # mixed: the given id kept, the other matched
     assert tr.keep_given_ids is True
+    assert (tr.summary()["6"]["first_frame"], tr.summary()["6"]["last_frame"]) == (1, 2)  # frame 2 counted
+
+
+def test_given_ids_are_ignored_by_default():
+    tr = IoUTracker()
+    assert ids(tr, [given(42, 0.0), given(42, 300.0)], 0) == [1, 2]  # matched by IoU, not taken from the face
+    assert ids(tr, [given(9, 2.0)], 1) == [1]
 
 
 def test_unseen_given_id_tracks_close_after_max_age_frames():
