@@ -147,3 +147,65 @@ def test_check_is_reproducible_and_seeded(net):
     assert check_parity(net, wrong, SIZE) == a
     assert check_parity(net, wrong, SIZE, seed=0) == a
     assert check_parity(net, wrong, SIZE, seed=5) != a
+
+
+class _BatchOffset(nn.Module):
+    """``net`` with every logit offset by 0.01·N (N = the batch size it runs at), so the parity reports N."""
+
+    def __init__(self, net: EACNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor):
+        logits, cams = self.net.forward_with_cams(x)
+        n = torch.ones_like(x[:, :1, :1, :1]).sum()  # traced as a shape-dependent op, not a constant
+        return logits + 0.01 * n, cams
+
+
+class _BatchMixing(nn.Module):
+    """An export bug only a batch of several inputs shows: each sample gets the logits of its neighbour."""
+
+    def __init__(self, net: EACNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor):
+        logits, cams = self.net.forward_with_cams(x)
+        return logits.roll(1, dims=0), cams
+
+
+def _onnx_module(module: nn.Module, dynamic: bool = True) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.zeros(1, 3, SIZE, SIZE),), buf, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits", "cams"],
+                          dynamic_axes={n: {0: "batch"} for n in ["input", "logits", "cams"]} if dynamic else None)
+    return buf.getvalue()
+
+
+def test_inputs_are_a_batch_of_two_by_default_or_the_models_fixed_batch(net):
+    """Documented: ``batch`` random inputs (2 by default); a model exported with a fixed batch runs at that batch."""
+    dynamic = _onnx_module(_BatchOffset(net))
+    assert check_parity(net, dynamic, SIZE)["logits"] == pytest.approx(0.02, abs=1e-5)
+    assert check_parity(net, dynamic, SIZE, batch=5)["logits"] == pytest.approx(0.05, abs=1e-5)
+    fixed = _onnx_module(_BatchOffset(net), dynamic=False)  # exported at batch 1
+    assert check_parity(net, fixed, SIZE, batch=5)["logits"] == pytest.approx(0.01, abs=1e-5)
+
+
+def test_batch_mixing_export_fails_by_default():
+    net = _tiny_net()
+    with torch.no_grad():
+        net.fc.weight.mul_(100.0)  # logits that differ between inputs by far more than the tolerance
+    diffs = check_parity(net, _onnx_module(_BatchMixing(net)), SIZE)
+    assert diffs["logits"] > 1e-3 and diffs["cams_scaled"] < 1e-5
+    assert not parity_ok(diffs)
+
+
+def test_check_runs_on_a_provider_onnxruntime_has(net):
+    """The CPU provider is named exactly: onnxruntime warns and falls back when asked for a provider it lacks."""
+    data = _onnx(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        diffs = check_parity(net, data, SIZE)
+    assert parity_ok(diffs)

@@ -122,15 +122,17 @@ def test_fresh_initialisation_is_he_normal_and_bn_identity():
     assert all(c.bias is None for c in convs)
     w = net.layer3[1].conv2.weight  # 256 → 256, 3×3: fan_out = 256·9
     assert abs(float(w.detach().std()) - (2.0 / (256 * 9)) ** 0.5) < 0.1 * (2.0 / (256 * 9)) ** 0.5
+    w = net.layer3[1].conv3.weight  # 256 → 1024, 1×1: fan_out = 1024 (fan_in 256 would give twice the std)
+    assert abs(float(w.detach().std()) - (2.0 / 1024) ** 0.5) < 0.1 * (2.0 / 1024) ** 0.5
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             assert bool((m.weight == 1).all()) and bool((m.bias == 0).all())
 
 
-def _pickle(path, obj) -> str:
+def _pickle(path, obj, protocol: int = 2) -> str:
     import pickle
 
-    path.write_bytes(pickle.dumps(obj, protocol=2))
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
     return str(path)
 
 
@@ -139,12 +141,13 @@ def test_weights_errors_name_every_kind_of_problem(tmp_path):
 
     from eacfer.models.resnet_caffe import load_msceleb_weights
 
-    own = CaffeResNet50().state_dict()
+    trunk = CaffeResNet50()  # a refused file leaves it untouched, so one trunk serves every case
+    own = trunk.state_dict()
     n_missing = len([k for k in own if k != "conv1.weight" and not k.endswith("num_batches_tracked")])
     bad = {"conv1.weight": np.zeros(1, np.float32), **{f"zzz.{c}": np.zeros(1, np.float32) for c in "abcd"}}
     path = _pickle(tmp_path / "bad.pkl", bad)
     with pytest.raises(ValueError) as e:
-        load_msceleb_weights(CaffeResNet50(), path)
+        load_msceleb_weights(trunk, path)
     assert str(e.value) == (
         f"{path}: not a Caffe-style ResNet-50 state: missing {n_missing} keys (e.g. bn1.weight, bn1.bias, "
         "bn1.running_mean); unexpected 4 keys (e.g. zzz.a, zzz.b, zzz.c); wrong shapes: conv1.weight (1,)≠(64, 3, 7, 7)")
@@ -152,9 +155,9 @@ def test_weights_errors_name_every_kind_of_problem(tmp_path):
     only_extra["fc.weight"] = np.zeros((8631, 2048), np.float32)[:1]  # the identity classifier is dropped
     only_extra["extra.w"] = np.zeros(2, np.float32)
     with pytest.raises(ValueError, match=r"not a Caffe-style ResNet-50 state: unexpected 1 keys \(e\.g\. extra\.w\)$"):
-        load_msceleb_weights(CaffeResNet50(), _pickle(tmp_path / "extra.pkl", only_extra))
+        load_msceleb_weights(trunk, _pickle(tmp_path / "extra.pkl", only_extra, protocol=4))  # 100 MB
     with pytest.raises(ValueError, match=r"key 'conv1\.weight' holds str, expected a numpy array"):
-        load_msceleb_weights(CaffeResNet50(), _pickle(tmp_path / "str.pkl", {"conv1.weight": "x"}))
+        load_msceleb_weights(trunk, _pickle(tmp_path / "str.pkl", {"conv1.weight": "x"}))
 
 
 def test_imagenet_weights_are_refused_with_the_way_out():

@@ -223,3 +223,58 @@ def test_a_face_that_does_not_overlap_never_continues_a_track_even_at_threshold_
     first = t.update([face(0.0, 0.0, w=10, h=10)], 0)[0].track_id
     second = t.update([face(50.0, 50.0, w=10, h=10)], 1)[0].track_id
     assert second != first
+
+
+# ------------------------------------------------------------------- ids given by the face finder
+# Documented (IoUTracker.update): with ``keep_given_ids`` a face that already carries a ``track_id`` keeps it
+# and only gets smoothed; the others are matched by IoU as usual. Ids the tracker opens never collide with
+# given ones; a given-id track unseen for more than ``max_age`` processed frames is closed like any other.
+
+
+def given(tid: int, x: float, probs=(0.2, 0.3, 0.5)) -> FaceResult:
+    f = face(x, probs=probs)
+    f.track_id = tid
+    return f
+
+
+def test_given_ids_are_kept_and_smoothed():
+    tr = IoUTracker(smoothing=0.25, keep_given_ids=True)
+    a, b = given(7, 0.0, (0.6, 0.3, 0.1)), given(3, 300.0)
+    assert ids(tr, [a, b], 0) == [7, 3]  # kept even though the boxes are far apart and the ids unordered
+    np.testing.assert_allclose(a.smoothed, [0.6, 0.3, 0.1], rtol=1e-6)
+    a2 = given(7, 400.0, (0.2, 0.2, 0.6))  # no overlap with the last box: the given id still wins
+    assert ids(tr, [a2], 1) == [7]
+    np.testing.assert_allclose(a2.smoothed, 0.25 * np.array([0.2, 0.2, 0.6]) + 0.75 * np.array([0.6, 0.3, 0.1]),
+                               rtol=1e-6)
+    assert a2.smoothed.dtype == np.float32
+    s = tr.summary()
+    assert s["7"]["first_frame"] == 0 and s["7"]["last_frame"] == 1 and s["7"]["frames"] == 2
+    assert s["3"]["frames"] == 1 and s["3"]["last_frame"] == 0
+    assert s["7"]["emotion_shares"] == {"a": 1.0}  # smoothed (0.5, 0.275, 0.225) in frame 1: still "a"
+    assert tr.tracks[7].box == a2.box and tr.tracks[7].missed == 0
+
+
+def test_opened_ids_do_not_collide_with_given_ones():
+    tr = IoUTracker(keep_given_ids=True)
+    assert ids(tr, [given(5, 0.0)], 0) == [5]
+    assert ids(tr, [face(500.0)], 1) == [6]  # no given id in this frame: IoU matching opens the next free id
+    assert ids(tr, [given(2, 900.0), face(505.0)], 2) == [2, 6]  # mixed: the given id kept, the other matched
+    assert tr.keep_given_ids is True
+    assert (tr.summary()["6"]["first_frame"], tr.summary()["6"]["last_frame"]) == (1, 2)  # frame 2 counted
+
+
+def test_given_ids_are_ignored_by_default():
+    tr = IoUTracker()
+    assert ids(tr, [given(42, 0.0), given(42, 300.0)], 0) == [1, 2]  # matched by IoU, not taken from the face
+    assert ids(tr, [given(9, 2.0)], 1) == [1]
+
+
+def test_unseen_given_id_tracks_close_after_max_age_frames():
+    tr = IoUTracker(max_age=2, keep_given_ids=True)
+    ids(tr, [given(1, 0.0), given(2, 300.0)], 0)
+    for frame in (1, 2):
+        ids(tr, [given(1, 0.0)], frame)
+        assert 2 in tr.tracks and tr.tracks[2].missed == frame
+    ids(tr, [given(1, 0.0)], 3)
+    assert 2 not in tr.tracks and 1 in tr.tracks and tr.tracks[1].missed == 0
+    assert tr.summary()["2"]["last_frame"] == 0

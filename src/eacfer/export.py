@@ -114,7 +114,10 @@ def export_onnx_bytes(
 def check_parity(
     net: torch.nn.Module, onnx_bytes: bytes, input_size: int, batch: int = 2, seed: int = 0
 ) -> dict[str, float]:
-    """Compare onnxruntime with torch on random inputs.
+    """Compare onnxruntime (its CPU provider) with torch on ``batch`` random inputs (seeded by ``seed``).
+
+    Two inputs by default, so an export that mixes the samples of a batch is caught; a model exported with a
+    fixed batch size is checked at that size.
 
     Returns ``{"logits": max |Δ|, "cams": max |Δ| (when exported), "cams_scaled": max |Δ| / max(1, max |cam|)}``.
     CAMs are sums over all channels without the pooling average, so their float32 rounding error grows with

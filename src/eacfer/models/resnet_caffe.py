@@ -109,9 +109,10 @@ _ALLOWED_GLOBALS = {
 }
 
 
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     # Python 3 pickles (protocol < 3) store the raw bytes of numpy arrays as _codecs.encode(text, "latin1");
-    # only that exact call is admitted (no other codec can be reached through it).
+    # only that exact call is admitted (no other codec can be reached through it). The default is the real
+    # _codecs.encode's (UTF-8), so a one-argument call is refused instead of being encoded as latin1.
     if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
         raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
     if not isinstance(text, str):
