@@ -278,3 +278,25 @@ def test_unseen_given_id_tracks_close_after_max_age_frames():
     ids(tr, [given(1, 0.0)], 3)
     assert 2 not in tr.tracks and 1 in tr.tracks and tr.tracks[1].missed == 0
     assert tr.summary()["2"]["last_frame"] == 0
+
+
+def test_mixed_frames_age_each_track_once():
+    """A frame with given ids and faces without one: every track not seen ages by exactly one frame, and a
+    track seen by its id is not aged at all (found by the mutation work: mixed frames aged tracks twice)."""
+    tr = IoUTracker(max_age=1, keep_given_ids=True)
+    ids(tr, [given(1, 0.0), face(600.0)], 0)  # given id 1, and an IoU track for the other face
+    other = next(t for t in tr.tracks if t != 1)
+    ids(tr, [given(1, 0.0), face(300.0)], 1)  # the IoU track is missed once (a new track opens at x=300)
+    assert tr.tracks[1].missed == 0 and tr.tracks[other].missed == 1  # max_age=1: it survives this miss
+    ids(tr, [given(1, 0.0), face(300.0)], 2)
+    assert other not in tr.tracks and 1 in tr.tracks  # closed after its second miss, not its first
+    # max_age=0: a given-id track seen in every frame is never closed, and keeps its smoothing
+    tr0 = IoUTracker(max_age=0, keep_given_ids=True, smoothing=0.5)
+    ids(tr0, [given(4, 0.0, (1.0, 0.0, 0.0)), face(500.0)], 0)
+    f = given(4, 0.0, (0.0, 1.0, 0.0))
+    ids(tr0, [f, face(500.0)], 1)
+    assert 4 in tr0.tracks and tr0.tracks[4].missed == 0
+    np.testing.assert_allclose(f.smoothed, [0.5, 0.5, 0.0], atol=1e-6)
+    # the face without an id never takes the id of a track seen by id in the same frame
+    g = face(0.0)
+    assert ids(tr0, [given(4, 0.0), g], 2)[1] != 4

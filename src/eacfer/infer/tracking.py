@@ -88,10 +88,28 @@ class IoUTracker:
         :class:`~eacfer.infer.detect.finder.VideoFaceFinder`) keeps it and only gets smoothed; the others
         are matched by IoU as usual.
         """
+        used: set[int] = set()  # tracks seen in this frame
         if self.keep_given_ids and any(f.track_id is not None for f in faces):
-            return self._update_given(faces, frame_index)
+            used = self._update_given([f for f in faces if f.track_id is not None], frame_index)
+            faces_by_iou = [f for f in faces if f.track_id is None]  # mixed input: IoU matching for the rest
+        else:
+            faces_by_iou = faces
+        used |= self._match_by_iou(faces_by_iou, frame_index, exclude=set(used))
+        # every track not seen in this frame ages once (a track seen by id is never aged in the same frame)
+        for tid in [t for t in self.tracks if t not in used]:
+            tr = self.tracks[tid]
+            tr.missed += 1
+            if tr.missed > self.max_age:
+                del self.tracks[tid]
+        return faces
+
+    def _match_by_iou(self, faces: list[FaceResult], frame_index: int, exclude: set[int]) -> set[int]:
+        """Greedy IoU matching of ``faces`` to the open tracks not in ``exclude``; unmatched faces open new
+        tracks. Returns the ids of the tracks used."""
         pairs = []
         for tid, tr in self.tracks.items():
+            if tid in exclude:
+                continue
             for j, f in enumerate(faces):
                 o = iou(tr.box, f.box)
                 if o > 0.0 and o >= self.iou_threshold:  # boxes that do not overlap never continue a track
@@ -118,15 +136,10 @@ class IoUTracker:
             self.tracks[tr.id] = tr
             used_t.add(tr.id)
             self._assign(f, tr)
-        for tid in [t for t in self.tracks if t not in used_t]:
-            tr = self.tracks[tid]
-            tr.missed += 1
-            if tr.missed > self.max_age:
-                del self.tracks[tid]
-        return faces
+        return used_t
 
-    def _update_given(self, faces: list[FaceResult], frame_index: int) -> list[FaceResult]:
-        given = [f for f in faces if f.track_id is not None]
+    def _update_given(self, given: list[FaceResult], frame_index: int) -> set[int]:
+        """Faces whose ``track_id`` came from the detector keep it and smooth their own track; returns the ids."""
         seen: set[int] = set()
         for f in given:
             tid = int(f.track_id)  # type: ignore[arg-type]
@@ -142,18 +155,7 @@ class IoUTracker:
                 tr.hits += 1
             seen.add(tid)
             self._assign(f, tr)
-        for tid in [t for t in self.tracks if t not in seen]:
-            self.tracks[tid].missed += 1
-            if self.tracks[tid].missed > self.max_age:
-                del self.tracks[tid]
-        rest = [f for f in faces if f.track_id is None]
-        if rest:
-            self.keep_given_ids = False  # mixed input: fall back to IoU matching for the rest
-            try:
-                self.update(rest, frame_index)
-            finally:
-                self.keep_given_ids = True
-        return faces
+        return seen
 
     def _assign(self, face: FaceResult, tr: Track) -> None:
         face.track_id = tr.id
