@@ -300,3 +300,8 @@ def test_mixed_frames_age_each_track_once():
     # the face without an id never takes the id of a track seen by id in the same frame
     g = face(0.0)
     assert ids(tr0, [given(4, 0.0), g], 2)[1] != 4
+    # ... and still continues its own IoU track listed after the track seen by id
+    tr2 = IoUTracker(keep_given_ids=True)
+    ids(tr2, [given(5, 0.0)], 0)
+    (opened,) = ids(tr2, [face(505.0)], 1)
+    assert ids(tr2, [given(5, 0.0), face(507.0)], 2) == [5, opened]

@@ -47,7 +47,6 @@ class Track:
     first_frame: int
     last_frame: int
     missed: int = 0
-    hits: int = 1
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # frames per smoothed emotion
 
 
@@ -126,7 +125,6 @@ class IoUTracker:
             a = self.smoothing
             tr.smoothed = (a * f.probabilities + (1.0 - a) * tr.smoothed).astype(np.float32)
             tr.box, tr.last_frame, tr.missed = f.box, frame_index, 0
-            tr.hits += 1
             self._assign(f, tr)
         for j, f in enumerate(faces):
             if j in used_f:
@@ -152,7 +150,6 @@ class IoUTracker:
                 a = self.smoothing
                 tr.smoothed = (a * f.probabilities + (1.0 - a) * tr.smoothed).astype(np.float32)
                 tr.box, tr.last_frame, tr.missed = f.box, frame_index, 0
-                tr.hits += 1
             seen.add(tid)
             self._assign(f, tr)
         return seen
