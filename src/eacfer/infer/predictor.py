@@ -230,6 +230,8 @@ class Predictor:
         ``kind`` is ``"video"`` for files, ``"stream"`` for live sources (see :meth:`detector_mode_for`);
         any object with the same four methods can replace it (``open_frames(..., detector=...)``).
         """
+        from eacfer.infer.pipeline import DetectionStage
+
         return DetectionStage(self, kind)
 
     def classify_faces(self, rgb: np.ndarray, dets: list[Any], cam: bool, timings: dict[str, float]) -> list[FaceResult]:
@@ -473,33 +475,3 @@ def _check_stream_args(every: int, max_frames: int | None, pipeline: str) -> Non
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}")
-
-
-class DetectionStage:
-    """The detection stage of a video pipeline: the predictor's detector for ``kind`` on every analysed frame.
-
-    For video files and cameras in auto mode that detector is the tracking
-    :class:`~eacfer.infer.detect.finder.VideoFaceFinder` (short-range BlazeFace around each face, full scans
-    on a schedule), which keeps tracks across frames: ``reset`` forgets them (a new source, a seek).
-
-    Example:
-        >>> det = predictor.frame_detector("video"); dets = det.detect(rgb, 0)  # doctest: +SKIP
-    """
-
-    def __init__(self, predictor: Predictor, kind: str):
-        self.predictor, self.kind = predictor, kind
-
-    def detect(self, rgb: np.ndarray, index: int) -> list[Any]:
-        return self.predictor.detect_faces(rgb, self.kind)
-
-    def reset(self) -> None:
-        self.predictor.reset_tracking(self.kind)
-
-    def settings(self) -> dict[str, Any]:
-        tracking = self.predictor.detector_mode_for(self.kind) == "finder"
-        return {**self.predictor.detector_settings(self.kind),
-                "strategy": "tracking finder: short-range around faces, full scans on a schedule" if tracking
-                else "full scan of every analysed frame"}
-
-    def close(self) -> None:
-        """The detector belongs to the predictor (closed with it)."""
