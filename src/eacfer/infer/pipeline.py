@@ -176,8 +176,9 @@ class _Frames:
         self._owns_detector = detector is None
         self.detector = detector if detector is not None else predictor.frame_detector(kind)
         self.detector.reset()  # a new source: no tracks from an earlier one (ids restart at 1)
+        # "auto" depends on the model's backbone (stand-in predictors in tests may have no classifier)
         backbone = str(getattr(getattr(getattr(predictor, "classifier", None), "info", None), "backbone", ""))
-        self.reuse = LabelReuse(resolve_classify_every(classify_every, backbone))  # the classify stage's
+        self.reuse = LabelReuse(resolve_classify_every(classify_every, backbone))  # used by the classify stage
         self.latency = LatencyStats()
         self.dropped = 0  # live frames replaced by newer ones before analysis
         self.delivered = 0
