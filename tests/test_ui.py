@@ -205,8 +205,11 @@ def test_video_frames_advance_boxes_drawn_and_panel_follows_selection(make_windo
     for f in a.faces:
         x, y, w, h = f.box
         color = np.array(class_color(list(f.class_names).index(face_label(f, True)[0])))
-        edge = [to_window(win, x + w * t, y + 1.0) for t in np.linspace(0.55, 0.9, 8)]
-        edge += [to_window(win, x + 1.0, y + h * t) for t in np.linspace(0.2, 0.9, 8)]
+        # the renderer draws the box on whole pixels (viz._box rounds it): sample the centre of the
+        # pixel column/row it drew (a detector's fractional box, + 1.0, could land one pixel beside a thin line)
+        ex, ey = round(x) + 0.5, round(y) + 0.5
+        edge = [to_window(win, x + w * t, ey) for t in np.linspace(0.55, 0.9, 8)]
+        edge += [to_window(win, ex, y + h * t) for t in np.linspace(0.2, 0.9, 8)]
         hits = [np.abs(pixels[py, px].astype(int) - color).max() <= 40 for px, py in edge]
         assert sum(hits) >= 13, f"box edge not drawn at {f.box}: {[pixels[py, px] for px, py in edge]}"
         x0, y0 = to_window(win, x, y - 14)
