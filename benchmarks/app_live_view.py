@@ -78,6 +78,7 @@ def main() -> None:
     from video_pipeline import make_multi_face_clip
 
     from eacfer.data.imageio import load_image
+    from eacfer.infer.sources import open_source
     from eacfer.infer.video import make_moving_face_clip
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-app-live-"))
@@ -87,10 +88,8 @@ def main() -> None:
              "5 faces": make_multi_face_clip(tmp / "five.mp4", face, 5, frames=args.frames)}
     decoded = {}
     for name, path in clips.items():
-        cap = cv2.VideoCapture(str(path))
-        decoded[name] = []
-        while (ok_frame := cap.read())[0]:
-            decoded[name].append(cv2.cvtColor(ok_frame[1], cv2.COLOR_BGR2RGB))
+        with open_source(path) as src:
+            decoded[name] = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for _, _, f in src]
     versions = {"before": ("mediapipe", "1"), "now": ("litert", "auto")}
     print(f"load average at start {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     print("| backbone | clip | before (FPS) | now (FPS) | ratio |")

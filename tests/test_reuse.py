@@ -195,17 +195,13 @@ def test_app_session_carries_labels_for_video_not_for_photos(model_pt, face_rgb,
     """The desktop app's live view uses the same rule (ModelSession); photos are always classified."""
     import cv2
 
+    from eacfer.infer.sources import open_source
     from eacfer.ui.session import ModelSession
     from eacfer.ui.worker import FramePacket
 
     clip = make_clip(tmp_path / "clip.mp4", face_rgb, frames=30)  # slow enough for the face to keep its track
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    with open_source(clip) as src:
+        frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for _, _, f in src]
     session = ModelSession.load(model_pt, classify_every="auto")
     try:
         assert session.classify_every == 2

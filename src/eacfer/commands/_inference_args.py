@@ -32,18 +32,15 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
 
 def add_classify_every_arg(p: argparse.ArgumentParser, what: str = "") -> None:
     """``--classify-every N|auto`` (shared by video and ui; see eacfer.infer.reuse)."""
-    from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
+    from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY, resolve_classify_every
 
     def parse(text: str) -> int | str:
         if text == "auto":
-            return text
+            return text  # resolved from the model's backbone once it is loaded
         try:
-            n = int(text)
+            return resolve_classify_every(text, "")
         except ValueError:
-            n = 0
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 1 or auto, got {text!r}")
-        return n
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1 or auto, got {text!r}") from None
 
     p.add_argument("--classify-every", type=parse, default=DEFAULT_CLASSIFY_EVERY, metavar="N|auto",
                    help=f"{what}classify each tracked face every N-th analysed frame and carry its labels over in "

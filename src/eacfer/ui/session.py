@@ -159,7 +159,6 @@ class ModelSession:
             faces = self.predictor.classify_faces(packet.image, dets, cam, timings)
         else:
             faces = self._reuse.classify(self.predictor, packet.image, dets, cam, timings, packet.index)
-        if not packet.still:
             faces = self._tracker.update(faces, packet.index)
         return Analysis(
             packet=packet,
