@@ -384,6 +384,40 @@ def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, 
     assert win.isVisible()
 
 
+def test_photo_opened_while_the_model_loads_is_analysed_by_the_model(make_window, model_file,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The photo goes out before the model is ready; the model then arrives while that frame is still in flight.
+    The photo must end up analysed by the model (CI caught a window stuck showing the model-less result)."""
+    import threading
+
+    from eacfer.ui import window as window_module
+    from eacfer.ui.session import ModelSession, passthrough
+
+    in_flight = threading.Event()
+    holder: dict = {}
+
+    def slow_passthrough(packet):  # noqa: ANN001, ANN202
+        in_flight.set()  # the photo is being handled without a model ...
+        end = time.monotonic() + 30
+        while (holder.get("win") is None or holder["win"].session is None) and time.monotonic() < end:
+            time.sleep(0.01)  # ... and comes back only after the model has been installed
+        return passthrough(packet)
+
+    real_load = ModelSession.load.__func__
+
+    def late_load(cls, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        assert in_flight.wait(30), "the photo was never sent without a model"
+        return real_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(window_module, "passthrough", slow_passthrough)
+    monkeypatch.setattr(ModelSession, "load", classmethod(late_load))
+    win = make_window(checkpoint=str(model_file), source=str(ASTRONAUT))
+    holder["win"] = win
+    wait_until(lambda: win.last_analysis is not None and len(win.last_analysis.faces) >= 1,
+               what="the photo analysed by the model", window=win)
+    assert win.last_analysis.packet.still and win.last_analysis.model_path == win.session.path
+
+
 def test_camera_that_disconnects_gives_a_message(make_window, clip, monkeypatch: pytest.MonkeyPatch) -> None:
     from eacfer.ui import playback
     from eacfer.ui.media import CaptureReader

@@ -67,6 +67,7 @@ class PlaybackMixin:
             self.capture.stop()
             self.capture = None
         self.photos = None
+        self.pending_still = None
         self._seekable = False
         self.position_label.setText("")
         self.frame_slot.clear()
@@ -105,14 +106,15 @@ class PlaybackMixin:
             image = load_photo(path)
         except SourceError as e:
             self.clear_display()  # never leave the previous photo on screen under this one's name
+            self.pending_still = None  # nor show its result when it arrives
             self.set_note("source", f"{e} — use ←/→ for the other photos.", "error")
             self._source_settled = True
             self._check_ready()
             return
         self.set_note("source", "")
         self._remember_source()
-        self.frame_slot.put(FramePacket(seq=next(self._seq), index=self.photos.index, time_s=0.0, image=image,
-                                        source_id=self.source_id, reset=True, still=True, name=path))
+        self.send_still(FramePacket(seq=0, index=self.photos.index, time_s=0.0, image=image,
+                                    source_id=self.source_id, reset=True, still=True, name=path))
 
     def next_item(self, step: int = 1) -> None:
         """→ / ←: next/previous photo, or seek ±5 s in a video."""

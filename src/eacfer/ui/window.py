@@ -106,6 +106,9 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.model_loading = False
         self.recorder: Recorder | None = None
         self.last_analysis: Analysis | None = None
+        # the newest photo sent for analysis: only its result is shown, and a model change re-sends it
+        # (the photo on screen may still be in flight when a model finishes loading)
+        self.pending_still: FramePacket | None = None
         self.last_annotated: np.ndarray | None = None
         self.last_snapshot: tuple[Any, Any] | None = None
         self.selected_track: int | None = None
@@ -290,13 +293,20 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
 
     def reanalyze(self) -> None:
         """Analyse the frame on screen again (new model, attention maps toggled) when it will not move."""
-        a = self.last_analysis
-        if a is None:
+        if self.pending_still is not None:
+            self.send_still(self.pending_still)
             return
-        if a.packet.still or (self.capture is not None and self.capture.paused):
+        a = self.last_analysis
+        if a is not None and self.capture is not None and self.capture.paused:
             p = a.packet
             self.frame_slot.put(FramePacket(next(self._seq), p.index, p.time_s, p.image, p.source_id,
-                                            reset=p.still, still=p.still, name=p.name, live=p.live))
+                                            reset=False, still=False, name=p.name, live=p.live))
+
+    def send_still(self, p: FramePacket) -> None:
+        """Send a photo for analysis under a new sequence number; results for older sends are ignored."""
+        self.pending_still = FramePacket(next(self._seq), p.index, p.time_s, p.image, p.source_id,
+                                         reset=True, still=True, name=p.name)
+        self.frame_slot.put(self.pending_still)
 
     # -- results ------------------------------------------------------------------------------------
     def _post_result(self, analysis: Analysis) -> None:  # inference thread
@@ -307,6 +317,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         analysis = self.result_slot.get()
         if analysis is None or analysis.packet.source_id != self.source_id:
             return
+        if analysis.packet.still and (self.pending_still is None or analysis.packet.seq != self.pending_still.seq):
+            return  # an older photo, or this one analysed before the model changed: its newer send is coming
         new_frame = self.last_analysis is None or analysis.packet.seq != self.last_analysis.packet.seq
         self.last_analysis = analysis
         for face in analysis.faces:
