@@ -17,6 +17,8 @@ from eacfer.infer.detect.tiles import (
     tile_grid,
 )
 
+pytest_plugins = ["inference_fixtures"]  # shared fixtures: predictor
+
 SIZES = [(800, 600), (960, 640), (1280, 720), (1600, 1200), (1920, 1080), (1080, 1920), (4000, 3000), (3000, 200)]
 
 
@@ -182,3 +184,9 @@ def test_the_video_finder_sweeps_tiles_and_then_tracks_a_small_face():
     assert match_faces(boxes, [truth], width, height) == (1, 0)
     with make_video_finder(small_face=0) as whole_only:
         assert all(whole_only.detect(canvas) == [] for _ in range(6))  # why the sweep exists
+
+
+def test_summaries_record_the_tile_setting_actually_used_for_each_kind(predictor):
+    assert predictor.detector_settings("image")["small_face"] == 48  # photos: the default
+    assert predictor.detector_settings("video")["small_face"] == 64  # the finder's sweep: 64 px and up
+    assert predictor.detector_settings("stream")["small_face"] == 0  # live: short-range scans, no tiles

@@ -177,9 +177,8 @@ class Predictor:
             if kind not in self._detectors:
                 from eacfer.infer.detect.finder import make_video_finder
 
-                # the scans' tile sweep looks for faces of 64 px and up (fewer tiles than photos; 0 = off)
                 self._detectors[kind] = make_video_finder(live=kind == "stream", score_threshold=self.score_threshold,
-                                                          small_face=max(64.0, self.small_face) * (self.small_face > 0))
+                                                          small_face=self._tile_face(mode, kind))
             return self._detectors[kind]
         if mode not in self._detectors:
             from eacfer.infer.detect import create_detector
@@ -189,6 +188,13 @@ class Predictor:
                 kw.update(mode=mode, small_face=self.small_face)
             self._detectors[mode] = create_detector(self.detector_name, **kw)
         return self._detectors[mode]
+
+    def _tile_face(self, mode: str, kind: str) -> float:
+        """Smallest face looked for on tiles (detect/tiles.py): ``small_face`` for photos and the ``both`` mode;
+        in the video finder's scan sweep at least 64 px (fewer tiles); none for live streams (short-range scans)."""
+        if not self.small_face or mode in ("short", "full") or (mode == "finder" and kind == "stream"):
+            return 0.0
+        return max(64.0, self.small_face) if mode == "finder" else self.small_face
 
     # -- core ------------------------------------------------------------------------------------
     def _crops(self, rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
@@ -350,8 +356,7 @@ class Predictor:
         if self.detector_name == "mediapipe":
             from eacfer.infer.detect import resolve_engine
 
-            out["small_face"] = self.small_face
-
+            out["small_face"] = self._tile_face(out["mode"], kind)  # 0: no tiles for this kind
             out["engine"] = resolve_engine("auto")
         return out
 

@@ -26,7 +26,7 @@ Example:
     >>> tile_grid(640, 480, small_face=48)  # small enough: the whole image suffices
     []
     >>> len(tile_grid(1920, 1080, small_face=48))
-    8
+    18
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def tile_grid(width: int, height: int, small_face: float = 48.0, max_tiles: int 
     whole image already does). Row by row, as ``(x0, y0, x1, y1)``.
 
     Example:
-        >>> tile_grid(1280, 720, small_face=64)
-        [(0, 0, 878, 720), (402, 0, 1280, 720)]
+        >>> tile_grid(960, 540, small_face=64)
+        [(0, 0, 614, 540), (346, 0, 960, 540)]
     """
     if small_face <= 0 or max_tiles < 1:
         return []
