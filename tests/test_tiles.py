@@ -190,3 +190,26 @@ def test_summaries_record_the_tile_setting_actually_used_for_each_kind(predictor
     assert predictor.detector_settings("image")["small_face"] == 48  # photos: the default
     assert predictor.detector_settings("video")["small_face"] == 64  # the finder's sweep: 64 px and up
     assert predictor.detector_settings("stream")["small_face"] == 0  # live: short-range scans, no tiles
+
+
+def test_a_small_face_entering_while_another_is_tracked_is_found_within_one_sweep():
+    """Scans come every 10 frames once a face is tracked, and a 72 px face changes too few thumbnail pixels
+    to trigger one: the sweep's tile on every frame between scans is what finds it."""
+    from eacfer.infer.detect.finder import make_video_finder
+
+    width, height, enter = 1920, 1080, 8
+    n_tiles = len(tile_grid(width, height, 64))
+    base = background(width, height, 5)
+    first = place_face(base, 90, 500, 400)
+    with_second = base.copy()
+    second = place_face(with_second, 72, 1400, 700)
+    with make_video_finder() as finder:
+        seen = []
+        for i in range(enter + n_tiles + 4):
+            frame = base if i < enter else with_second
+            boxes = [d.box for d in finder.detect(frame)]
+            seen.append(match_faces(boxes, [second], width, height)[0] if i >= enter else 0)
+        assert match_faces(boxes, [first, second], width, height) == (2, 0)
+        stats = finder.stats()
+    assert seen[-1] == 1 and seen.index(1) <= enter + n_tiles + 3
+    assert stats["tiles_run"] >= n_tiles and stats["full_scans"] < stats["frames"]

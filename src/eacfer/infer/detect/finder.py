@@ -136,7 +136,7 @@ class VideoFaceFinder:
         self._since_scan = 0
         self._stats = {"frames": 0, "frames_with_faces": 0, "detections": 0, "tracks_opened": 0,
                        "tracks_closed": 0, "tracks_rejected": 0, "full_scans": 0, "roi_scans": 0,
-                       "implausible_dropped": 0, "change_scans": 0}
+                       "implausible_dropped": 0, "change_scans": 0, "tiles_run": 0}
 
     # -- matching ---------------------------------------------------------------------------------
     def _gate(self, tr: _Track, det: Detection) -> float:
@@ -205,6 +205,10 @@ class VideoFaceFinder:
             if changed:
                 self._since_change_scan = 0
             self._scan(img, found)
+        elif hasattr(self.scan_detector, "detect_tiles"):
+            # HD frames: the small-face sweep advances one tile on every frame, so a small face entering
+            # while others are tracked is found within one sweep (tiles.py); [] on frames that need no tiles
+            self._absorb(self._plausible(self._counting_tiles(self.scan_detector.detect_tiles, img, 1)), found)
         for tr in self.tracks:
             if tr.key in found:
                 self._update(tr, found[tr.key])
@@ -253,7 +257,17 @@ class VideoFaceFinder:
         self._since_scan = 0
         self._pending_change = False
         self._stats["full_scans"] += 1
-        dets = self._plausible(self.scan_detector.detect(img))
+        self._absorb(self._plausible(self._counting_tiles(self.scan_detector.detect, img)), found)
+
+    def _counting_tiles(self, call: Any, *args: Any) -> list[Detection]:
+        """``call(*args)``, adding the tiles it ran (the small-face sweep, tiles.py) to the statistics."""
+        before = getattr(self.scan_detector, "tiles_run", 0)
+        dets = call(*args)
+        self._stats["tiles_run"] += getattr(self.scan_detector, "tiles_run", 0) - before
+        return dets
+
+    def _absorb(self, dets: list[Detection], found: dict[int, Detection]) -> None:
+        """Scan results: faces continue the tracks not found in their regions, or open new tracks."""
         # a face already found in a region is not a new face
         dets = [d for d in dets if not any(box_iou(d.box, f.box) > 0.3 for f in found.values())]
         pairs = []
@@ -347,8 +361,9 @@ class _Nothing:
 def make_video_finder(live: bool = False, score_threshold: float = 0.6, small_face: float = 64.0,
                       **kw: Any) -> VideoFaceFinder:
     """The default finder: short-range BlazeFace in the regions; full scans with both BlazeFace models
-    merged for files, plus on frames larger than ≈ 880 px one tile per scan of a sweep that finds faces down
-    to ``small_face`` px (:mod:`tiles`; 0 = no sweep); short-range alone for live sources (close faces, every millisecond counts).
+    merged for files, plus on frames larger than ≈ 880 px a sweep of one tile per frame that finds faces down
+    to ``small_face`` px (:mod:`tiles`; 0 = no sweep); short-range alone for live sources (close faces, every
+    millisecond counts).
 
     Example:
         >>> finder = make_video_finder()  # doctest: +SKIP
@@ -359,7 +374,7 @@ def make_video_finder(live: bool = False, score_threshold: float = 0.6, small_fa
     if live:
         return VideoFaceFinder(roi, roi, **kw)
     try:
-        # HD frames: one tile of the small-face sweep per scan (tiles.py), faces down to 64 px
+        # HD frames: the small-face sweep (tiles.py), one tile per scan and per frame between scans
         scan = create_detector("mediapipe-both", score_threshold=score_threshold, small_face=small_face,
                                tiles_per_call=1)
     except BaseException:

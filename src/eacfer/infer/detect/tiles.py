@@ -100,7 +100,8 @@ class TiledDetector:
             ``whole``, so it is not closed here unless ``owns_tile_detector``).
         small_face: smallest face to look for, in image pixels (0: no tiles).
         tiles_per_call: ``None`` runs every tile on each call (photos); ``k`` runs the next ``k`` tiles in
-            turn (video scans), restarting the sweep when the frame size changes.
+            turn (video scans), restarting the sweep when the frame size changes; :meth:`detect_tiles`
+            advances the sweep without the whole-image pass.
         max_tiles: cap on the grid (``small_face`` grows to fit).
         min_face: drop boxes whose shorter side is smaller (pixels).
 
@@ -139,19 +140,30 @@ class TiledDetector:
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         """Faces on the whole image and on this call's tiles, merged; sorted by score."""
         img = check_rgb_image(image_rgb)
+        return finalize(merge_detections([self.whole.detect(img), *self._tiles(img, self.tiles_per_call)]),
+                        self.min_face)
+
+    def detect_tiles(self, image_rgb: np.ndarray, count: int = 1) -> list[Detection]:
+        """Faces on the next ``count`` tiles of the sweep only (no whole-image pass; ``[]`` for images small
+        enough to need no tiles): the video finder advances the sweep on frames it does not scan."""
+        img = check_rgb_image(image_rgb)
+        return finalize(merge_detections(self._tiles(img, count)), self.min_face)
+
+    def _tiles(self, img: np.ndarray, count: int | None) -> list[list[Detection]]:
+        """One list of faces per tile run: every tile (``count=None``) or the next ``count`` in turn."""
         height, width = img.shape[:2]
-        groups = [self.whole.detect(img)]
         grid = self.grid(width, height)
-        if grid:
-            count = len(grid) if self.tiles_per_call is None else min(self.tiles_per_call, len(grid))
-            for _ in range(count):
-                x0, y0, x1, y1 = tile = grid[self._next % len(grid)]
-                self._next = (self._next + 1) % len(grid)
-                found = self.tile_detector.detect(np.ascontiguousarray(img[y0:y1, x0:x1]))
-                self.tiles_run += 1
-                groups.append([d for d in (_from_tile(d, tile, width, height) for d in found)
-                               if d is not None and min(d.box[2], d.box[3]) >= self._min_box])
-        return finalize(merge_detections(groups), self.min_face)
+        groups: list[list[Detection]] = []
+        if not grid:
+            return groups
+        for _ in range(len(grid) if count is None else min(count, len(grid))):
+            x0, y0, x1, y1 = tile = grid[self._next % len(grid)]
+            self._next = (self._next + 1) % len(grid)
+            found = self.tile_detector.detect(np.ascontiguousarray(img[y0:y1, x0:x1]))
+            self.tiles_run += 1
+            groups.append([d for d in (_from_tile(d, tile, width, height) for d in found)
+                           if d is not None and min(d.box[2], d.box[3]) >= self._min_box])
+        return groups
 
     def close(self) -> None:
         """Close the whole-image detector (and the tile detector when owned)."""
