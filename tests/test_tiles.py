@@ -213,3 +213,22 @@ def test_a_small_face_entering_while_another_is_tracked_is_found_within_one_swee
         stats = finder.stats()
     assert seen[-1] == 1 and seen.index(1) <= enter + n_tiles + 3
     assert stats["tiles_run"] >= n_tiles and stats["full_scans"] < stats["frames"]
+
+
+def test_a_face_seen_only_on_a_tile_needs_a_good_score_and_a_face_like_layout():
+    """Lettering and noise fool the closer look of the tiles at scores of 0.60-0.66 (tiles.py): a tile's face
+    needs 0.7 and plausible keypoints; the whole-image pass keeps its own faces as before."""
+    img = np.zeros((720, 1280, 3), np.uint8)
+    good_kp = np.array([[20, 25], [40, 25], [30, 35], [30, 45], [12, 28], [48, 28]], np.float32)
+    bad_kp = good_kp[[1, 0, 2, 3, 5, 4]][:, ::-1].copy()  # eyes swapped and the layout turned sideways
+
+    def tile_faces(crop):  # noqa: ANN001, ANN202
+        return [Detection((200, 200, 60, 60), 0.65, good_kp + 200, full_box=(200, 200, 60, 60)),  # weak
+                Detection((100, 100, 60, 60), 0.9, bad_kp + 100, full_box=(100, 100, 60, 60)),  # not a face
+                Detection((300, 300, 60, 60), 0.9, good_kp + 300, full_box=(300, 300, 60, 60))]  # kept
+
+    weak_whole = Detection((900, 500, 60, 60), 0.62, None, full_box=(900, 500, 60, 60))
+    det = TiledDetector(Recorder(lambda img: [weak_whole]), Recorder(tile_faces), small_face=48, tiles_per_call=1)
+    found = det.detect(img)
+    x0, y0 = tile_grid(1280, 720, 48)[0][:2]
+    assert sorted(d.box for d in found) == sorted([(300.0 + x0, 300.0 + y0, 60.0, 60.0), weak_whole.box])

@@ -12,9 +12,12 @@ scored 0.46–0.65 against the 0.6 threshold, on crops of 500 px (21.5 input px)
 Geometry (:func:`tile_grid`): the whole image covers faces of ``max(W, H) / 14.8`` px (13 input px) and larger.
 Tiles overlap by at least that much (and a quarter tile), so every face small enough to be missed on the
 whole image lies entirely inside at least one tile; a face a tile cuts at an inner edge is dropped there
-(its whole copy is in the neighbouring tile), and so is a tile's face under half of ``small_face`` (on
-noise at 1920×1080 and 1600×1200 the tiles found 21–22 px "faces" scoring 0.60–0.65; a real face the tiles
-are for is twice that). Images small enough for the whole pass get no tiles, and
+(its whole copy is in the neighbouring tile). Tiles look closer than the whole pass ever did, so they see
+more things that resemble a face: on noise at 1920×1080 and 1600×1200 they found 21–22 px "faces" scoring
+0.60–0.65, and on moving title lettering at 960×540 28–43 px ones scoring 0.61–0.66 (5 in 30 frames), while
+the small real faces they are for scored 0.80–0.93. So a tile's face must score at least ``tile_score``
+(0.7), be at least half of ``small_face`` and have its keypoints where a face has them
+(:mod:`plausible`); a face a tile drops this way was never found by the whole pass either. Images small enough for the whole pass get no tiles, and
 ``max_tiles`` bounds the cost: when more tiles would be needed, ``small_face`` grows until they fit.
 
 :class:`TiledDetector` runs the whole-image detector first and then the tiles: every tile (photos), or the
@@ -37,6 +40,7 @@ import numpy as np
 
 from eacfer.infer.detect.base import Detection, FaceDetector, check_rgb_image, clip_box, finalize
 from eacfer.infer.detect.merge import merge_detections
+from eacfer.infer.detect.plausible import is_plausible
 
 #: Input pixels of a face that full-range BlazeFace (192 px input) finds on the whole image, mostly (above).
 WHOLE_INPUT_PX = 13.0
@@ -104,6 +108,7 @@ class TiledDetector:
             advances the sweep without the whole-image pass.
         max_tiles: cap on the grid (``small_face`` grows to fit).
         min_face: drop boxes whose shorter side is smaller (pixels).
+        tile_score: the score a face found only on a tile needs (see the module docstring).
 
     Example:
         >>> from eacfer.infer.detect import create_detector  # doctest: +SKIP
@@ -113,7 +118,7 @@ class TiledDetector:
 
     def __init__(self, whole: FaceDetector, tile_detector: FaceDetector, small_face: float = 48.0,
                  tiles_per_call: int | None = None, max_tiles: int = 24, min_face: int = 0,
-                 name: str = "mediapipe-both", owns_tile_detector: bool = False) -> None:
+                 name: str = "mediapipe-both", owns_tile_detector: bool = False, tile_score: float = 0.7) -> None:
         if small_face < 0:
             raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
         if tiles_per_call is not None and tiles_per_call < 1:
@@ -121,6 +126,7 @@ class TiledDetector:
         self.whole, self.tile_detector = whole, tile_detector
         self.small_face, self.tiles_per_call, self.max_tiles = float(small_face), tiles_per_call, int(max_tiles)
         self.min_face, self.name, self.owns_tile_detector = int(min_face), name, owns_tile_detector
+        self.tile_score = float(tile_score)
         self._grid_key: tuple[int, int] | None = None
         self._grid: list[Tile] = []
         self._min_box = 0.0
@@ -162,7 +168,8 @@ class TiledDetector:
             found = self.tile_detector.detect(np.ascontiguousarray(img[y0:y1, x0:x1]))
             self.tiles_run += 1
             groups.append([d for d in (_from_tile(d, tile, width, height) for d in found)
-                           if d is not None and min(d.box[2], d.box[3]) >= self._min_box])
+                           if d is not None and d.score >= self.tile_score
+                           and min(d.box[2], d.box[3]) >= self._min_box and is_plausible(d)])
         return groups
 
     def close(self) -> None:
