@@ -9,7 +9,7 @@ that limit the score depends on where the face sits: the 56 px face on crops of 
 scored 0.46–0.65 against the 0.6 threshold, on crops of 500 px (21.5 input px) 0.87. Tiles of side
 ``9.6 × small_face`` put a face of ``small_face`` pixels at 20 input pixels, where it is found.
 
-Geometry (:func:`tile_grid`): the whole image covers faces of ``max(W, H) / 14.8`` px (13 input px) and larger.
+Geometry (:func:`tile_grid`): the whole image covers faces of ``max(W, H) / 14.8`` px (13 input px) and up.
 Tiles overlap by at least that much (and a quarter tile), so every face small enough to be missed on the
 whole image lies entirely inside at least one tile; a face a tile cuts at an inner edge is dropped there
 (its whole copy is in the neighbouring tile). Tiles look closer than the whole pass ever did, so they see
@@ -17,12 +17,14 @@ more things that resemble a face: on noise at 1920×1080 and 1600×1200 they fou
 0.60–0.65, and on moving title lettering at 960×540 28–43 px ones scoring 0.61–0.66 (5 in 30 frames), while
 the small real faces they are for scored 0.80–0.93. So a tile's face must score at least ``tile_score``
 (0.7), be at least half of ``small_face`` and have its keypoints where a face has them
-(:mod:`plausible`); a face a tile drops this way was never found by the whole pass either. Images small enough for the whole pass get no tiles, and
-``max_tiles`` bounds the cost: when more tiles would be needed, ``small_face`` grows until they fit.
+(:mod:`plausible`); a face a tile drops this way was never found by the whole pass either. Images small
+enough for the whole pass get no tiles, and ``max_tiles`` bounds the cost: when more tiles would be needed,
+``small_face`` grows until they fit.
 
 :class:`TiledDetector` runs the whole-image detector first and then the tiles: every tile (photos), or the
-next ``tiles_per_call`` tiles in turn (video scans: a sweep spread over frames keeps the cost per frame
-flat, and the finder's region tracking keeps a small face once a tile found it). Faces are merged with
+next ``tiles_per_call`` tiles in turn (video: the finder's scans, plus :meth:`TiledDetector.detect_tiles`
+on the frames between them; a sweep spread over frames keeps the cost per frame flat, and the finder's
+region tracking keeps a small face once a tile found it). Faces are merged with
 :func:`eacfer.infer.detect.merge.merge_detections`, the whole-image ones first.
 
 Example:
