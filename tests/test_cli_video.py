@@ -41,7 +41,8 @@ def test_classify_every_one_classifies_every_face(model_pt, clip, tmp_path):
     assert main(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(out), "--classify-every", "1",
                  "--no-video"]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["labels"] == {"classify_every": 1, "faces_classified": s["faces"], "faces_carried": 0}
+    assert s["labels"] == {"classify_every": 1, "faces_classified": s["faces"], "faces_carried": 0,
+                           "background": False, "faces_deferred": 0}  # a file: never in the background
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "often", "2.5"])

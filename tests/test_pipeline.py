@@ -157,6 +157,51 @@ def test_live_source_drops_frames_instead_of_queueing(fast_predictor, tmp_path, 
     assert s["frames"] == 20 and s["dropped_frames"] == 0
 
 
+class _OneTrackedFace:
+    """A detection stage that finds one tracked face (id 1) in every frame."""
+
+    def detect(self, rgb, index):
+        d = Detection((8.0, 8.0, 40.0, 40.0), 0.9, None)
+        d.track_id = 1
+        return [d]
+
+    def reset(self):
+        pass
+
+    def settings(self):
+        return {"name": "one-face"}
+
+
+def test_live_labels_are_computed_in_the_background(fast_predictor, clip, tmp_path, monkeypatch):
+    """reuse.py: on a live source a known face's classification runs on a helper thread, so the frames behind
+    it go on with the earlier labels; only the new face's first classification runs in the classify stage.
+    A file is classified in the classify stage, frame by frame (its results never depend on timing)."""
+    import threading
+
+    threads: list[str] = []
+    real = fast_predictor.classify_faces
+
+    def slow_classify(rgb, dets, cam, timings):  # noqa: ANN001, ANN202
+        if dets:
+            threads.append(threading.current_thread().name)
+            time.sleep(0.03)  # longer than the camera's frame interval
+        return real(rgb, dets, cam, timings)
+
+    monkeypatch.setattr(fast_predictor, "classify_faces", slow_classify)
+    monkeypatch.setattr(fast_predictor, "frame_detector", lambda kind: _OneTrackedFace())
+    src = open_source(0, capture_factory=lambda t: SlowCamera(30, 0.01), max_failures=1)
+    s = run_video(fast_predictor, src, tmp_path / "live", progress=False, classify_every=2, write_video=False)
+    assert s["labels"]["background"] is True and s["frames"] >= 5
+    in_stage = [t for t in threads if t != "eacfer-labels"]
+    assert len(in_stage) == 1 and threads.count("eacfer-labels") >= 2  # the new face, then the helper
+    rows = _rows(tmp_path / "live" / "frames.csv")
+    assert all(int(r["label_frame"]) <= int(r["frame"]) for r in rows)
+    threads.clear()
+    s = run_video(fast_predictor, clip, tmp_path / "file", progress=False, classify_every=2, write_video=False)
+    assert s["labels"]["background"] is False and "eacfer-labels" not in threads
+    assert len(threads) == s["labels"]["faces_classified"] > 1 and s["labels"]["faces_carried"] > 0
+
+
 class _Sleepy:
     def __init__(self, seconds: float):
         self.seconds = seconds

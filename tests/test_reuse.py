@@ -216,3 +216,92 @@ def test_app_session_carries_labels_for_video_not_for_photos(model_pt, face_rgb,
             assert a.faces and all(f.label_frame is None for f in a.faces)
     finally:
         session.close()
+
+
+# -- background labels (live sources) --------------------------------------------------------------------
+class GatedPredictor(CountingPredictor):
+    """Like CountingPredictor, but a classification of known faces waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.threads: list[str] = []
+        self.pixels_seen: list[int] = []
+
+    def classify_faces(self, rgb, dets, cam, timings):
+        import threading
+
+        if dets:
+            self.threads.append(threading.current_thread().name)
+        if threading.current_thread() is not threading.main_thread() and dets:
+            frame = self.frame  # the frame whose pixels this job was given
+            self.started.set()
+            assert self.gate.wait(10), "the test never opened the gate"
+            self.pixels_seen.append(int(rgb[0, 0, 0]))  # after the caller went on (and drew on its frame)
+            saved, self.frame = self.frame, frame
+            try:
+                return super().classify_faces(rgb, dets, cam, timings)
+            finally:
+                self.frame = saved
+        return super().classify_faces(rgb, dets, cam, timings)
+
+
+def test_background_labels_never_hold_a_frame_back_and_arrive_on_a_later_frame():
+    """reuse.py: with background=True a due face that has labels is classified on a helper thread and its frame
+    goes on with the earlier labels; a new face is classified before its frame goes on; the new labels are used
+    from the frame after they are ready, labelled with the frame they were computed from."""
+    reuse, pred = LabelReuse(2, background=True), GatedPredictor()
+
+    def step(i, dets):  # noqa: ANN001, ANN202
+        pred.frame = i
+        return reuse.classify(pred, RGB, dets, False, {}, index=i)
+
+    first = step(0, [_det(1)])  # a new track: classified at once, on this thread
+    assert first[0].label_frame == 0 and pred.threads == ["MainThread"]
+    # frame 1 is due for track 1 ((1 + 1) % 2 == 0): it goes to the helper, whose gate is shut, and the frame
+    # comes back at once with frame 0's labels
+    frame1 = np.zeros((100, 200, 3), np.uint8)
+    pred.frame = 1
+    assert reuse.classify(pred, frame1, [_det(1)], False, {}, index=1)[0].label_frame == 0
+    frame1[:] = 255  # the caller draws on its frame at once: the helper must classify what it was given
+    assert pred.started.wait(5), "no background classification was started"
+    for j in (2, 3, 4):  # the helper is still blocked: no waiting, the old labels
+        assert step(j, [_det(1)])[0].label_frame == 0
+    assert reuse.stats()["faces_deferred"] == 3  # frames 2-4: due (labels 2+ frames old), the helper busy
+    pred.gate.set()
+    reuse.close()
+    later = step(5, [_det(1)])
+    assert later[0].label_frame == 1 and later[0].probabilities[0] == 1  # the helper's labels, of frame 1
+    assert pred.pixels_seen[0] == 0  # its own copy of frame 1's pixels
+    reuse.close()
+    assert pred.threads[0] == "MainThread" and set(pred.threads[1:]) == {"eacfer-labels"}
+    s = reuse.stats()
+    assert s["background"] is True and s["faces_classified"] == len(pred.threads)
+
+
+def test_background_results_for_a_reset_source_are_dropped():
+    reuse, pred = LabelReuse(2, background=True), GatedPredictor()
+    pred.frame = 0
+    reuse.classify(pred, RGB, [_det(1)], False, {}, index=0)
+    i = 1
+    while not pred.started.is_set() and i < 6:
+        pred.frame = i
+        reuse.classify(pred, RGB, [_det(1)], False, {}, index=i)
+        i += 1
+    assert pred.started.wait(5)
+    reuse.reset()  # a new source while the helper works on the old one; its ids restart at 1
+    pred.frame = 50
+    faces = reuse.classify(pred, RGB, [_det(1)], False, {}, index=50)
+    assert faces[0].label_frame == 50  # the track is new again: classified now
+    pred.gate.set()
+    reuse.close()  # the old source's result arrives now: it must not land on the new track 1
+    pred.frame = 51
+    assert reuse.classify(pred, RGB, [_det(1)], False, {}, index=51)[0].label_frame == 50
+
+
+def test_background_is_off_for_every_one_and_files():
+    assert LabelReuse(1, background=True).background is False  # nothing to carry: nothing to do in background
+    assert LabelReuse(3).background is False

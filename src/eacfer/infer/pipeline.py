@@ -18,7 +18,8 @@ loops that burn CPU; the 0.1 s timeouts only notice a stop request).
   sequential``; the benchmark's baseline).
 
 ``classify_every=N`` classifies each tracked face every N-th analysed frame and carries its labels over
-in between (:class:`eacfer.infer.reuse.LabelReuse`).
+in between (:class:`eacfer.infer.reuse.LabelReuse`); for live sources the faces that already have labels
+are classified on a helper thread, so the frames behind them do not wait.
 
 The detection stage is one object with a per-frame call (:class:`FrameDetector`); ``Predictor.frame_detector``
 builds it, so a stateful video face finder (tracks, regions of interest, periodic full scans) plugs in there.
@@ -178,7 +179,8 @@ class _Frames:
         self.detector.reset()  # a new source: no tracks from an earlier one (ids restart at 1)
         # "auto" depends on the model's backbone (stand-in predictors in tests may have no classifier)
         backbone = str(getattr(getattr(getattr(predictor, "classifier", None), "info", None), "backbone", ""))
-        self.reuse = LabelReuse(resolve_classify_every(classify_every, backbone))  # used by the classify stage
+        # used by the classify stage; live sources classify known faces in the background (reuse.py: why)
+        self.reuse = LabelReuse(resolve_classify_every(classify_every, backbone), background=bool(src.live))
         self.latency = LatencyStats()
         self.dropped = 0  # live frames replaced by newer ones before analysis
         self.delivered = 0
@@ -251,6 +253,7 @@ class _Frames:
     def close(self) -> None:
         if self.t_end is None:
             self.t_end = time.perf_counter()
+        self.reuse.close()  # a background classification must end before anyone closes the predictor
         self._release_detector()
 
     def _release_detector(self) -> None:
@@ -421,6 +424,7 @@ class ThreadedFrames(_Frames):
             t.join(timeout=30)
             if t.is_alive():
                 log.warning("pipeline thread %s did not stop within 30 s", t.name)
+        self.reuse.close()
         if not any(t.is_alive() for t in self._threads):
             self._release_detector()
 

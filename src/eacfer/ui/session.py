@@ -85,9 +85,11 @@ class ModelSession:
         from eacfer.infer.reuse import LabelReuse, resolve_classify_every
 
         self.predictor = predictor
-        # videos and cameras: each tracked face classified every N-th frame, labels carried over in between
+        # videos and cameras: each tracked face classified every N-th frame, labels carried over in between;
+        # known faces classified in the background (reuse.py), since the app plays everything in real time
+        # and drops what it cannot keep up with anyway
         self.classify_every = resolve_classify_every(classify_every, str(predictor.classifier.info.backbone))
-        self._reuse = LabelReuse(self.classify_every)
+        self._reuse = LabelReuse(self.classify_every, background=True)
         self.path = str(path)
         self.detector = detector
         self._tracker = self._new_tracker()
@@ -169,4 +171,5 @@ class ModelSession:
         )
 
     def close(self) -> None:
+        self._reuse.close()  # a background classification still running uses the predictor
         self.predictor.close()
