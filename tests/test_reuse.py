@@ -192,7 +192,8 @@ def test_run_video_auto_resolves_from_the_models_backbone(predictor, face_rgb, t
 
 
 def test_app_session_carries_labels_for_video_not_for_photos(model_pt, face_rgb, tmp_path):
-    """The desktop app's live view uses the same rule (ModelSession); photos are always classified."""
+    """The desktop app's live view carries labels too (ModelSession, in the background); photos are always
+    classified."""
     import cv2
 
     from eacfer.infer.sources import open_source
@@ -209,8 +210,12 @@ def test_app_session_carries_labels_for_video_not_for_photos(model_pt, face_rgb,
         for i, rgb in enumerate(frames):
             a = session.analyze(FramePacket(i, i, i / 25, rgb, 1, reset=i == 0), want_cam=False)
             label_frames += [(i, f.label_frame) for f in a.faces if f.track_id is not None]
-        assert label_frames and all(i - 1 <= lf <= i for i, lf in label_frames)
-        assert any(lf != i for i, lf in label_frames)
+        # the app classifies known faces in the background (reuse.py): labels never come from a later frame,
+        # a new face is labelled on its own frame, the labels do get renewed, and never go back in time
+        assert label_frames and all(lf is not None and lf <= i for i, lf in label_frames)
+        assert label_frames[0] == (0, 0) and any(lf != i for i, lf in label_frames)
+        lfs = [lf for _, lf in label_frames]
+        assert lfs == sorted(lfs) and len(set(lfs)) >= 3
         for i in range(3):  # a photo list: each photo is classified on its own
             a = session.analyze(FramePacket(100 + i, i, 0.0, frames[0], 2, reset=True, still=True), want_cam=False)
             assert a.faces and all(f.label_frame is None for f in a.faces)
@@ -220,13 +225,13 @@ def test_app_session_carries_labels_for_video_not_for_photos(model_pt, face_rgb,
 
 # -- background labels (live sources) --------------------------------------------------------------------
 class GatedPredictor(CountingPredictor):
-    """Like CountingPredictor, but a classification of known faces waits until the test opens the gate."""
+    """Like CountingPredictor, but each background classification waits until the test lets one through."""
 
     def __init__(self) -> None:
         super().__init__()
         import threading
 
-        self.gate = threading.Event()
+        self.gate = threading.Semaphore(0)  # each release() lets exactly one background classification finish
         self.started = threading.Event()
         self.threads: list[str] = []
         self.pixels_seen: list[int] = []
@@ -239,7 +244,7 @@ class GatedPredictor(CountingPredictor):
         if threading.current_thread() is not threading.main_thread() and dets:
             frame = self.frame  # the frame whose pixels this job was given
             self.started.set()
-            assert self.gate.wait(10), "the test never opened the gate"
+            assert self.gate.acquire(timeout=10), "the test never opened the gate"
             self.pixels_seen.append(int(rgb[0, 0, 0]))  # after the caller went on (and drew on its frame)
             saved, self.frame = self.frame, frame
             try:
@@ -271,11 +276,12 @@ def test_background_labels_never_hold_a_frame_back_and_arrive_on_a_later_frame()
     for j in (2, 3, 4):  # the helper is still blocked: no waiting, the old labels
         assert step(j, [_det(1)])[0].label_frame == 0
     assert reuse.stats()["faces_deferred"] == 3  # frames 2-4: due (labels 2+ frames old), the helper busy
-    pred.gate.set()
+    pred.gate.release()
     reuse.close()
-    later = step(5, [_det(1)])
+    later = step(5, [_det(1)])  # due again: the next helper job starts (and waits at the gate)
     assert later[0].label_frame == 1 and later[0].probabilities[0] == 1  # the helper's labels, of frame 1
     assert pred.pixels_seen[0] == 0  # its own copy of frame 1's pixels
+    pred.gate.release()
     reuse.close()
     assert pred.threads[0] == "MainThread" and set(pred.threads[1:]) == {"eacfer-labels"}
     s = reuse.stats()
@@ -296,10 +302,12 @@ def test_background_results_for_a_reset_source_are_dropped():
     pred.frame = 50
     faces = reuse.classify(pred, RGB, [_det(1)], False, {}, index=50)
     assert faces[0].label_frame == 50  # the track is new again: classified now
-    pred.gate.set()
+    pred.gate.release()
     reuse.close()  # the old source's result arrives now: it must not land on the new track 1
     pred.frame = 51
     assert reuse.classify(pred, RGB, [_det(1)], False, {}, index=51)[0].label_frame == 50
+    pred.gate.release()  # the job frame 51 started
+    reuse.close()
 
 
 def test_background_is_off_for_every_one_and_files():

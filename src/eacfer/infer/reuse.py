@@ -193,7 +193,8 @@ class LabelReuse:
 
     def stats(self) -> dict[str, int | bool]:
         """``{"classify_every", "faces_classified", "faces_carried", "background", "faces_deferred"}`` for
-        summary.json."""
+        summary.json: faces run through the classifier (in the background too), faces shown with an earlier
+        frame's labels, and of those the due ones that waited for a running background classification."""
         with self._lock:
             return {"classify_every": self.every, "faces_classified": self.classified,
                     "faces_carried": self.carried, "background": self.background, "faces_deferred": self.deferred}
