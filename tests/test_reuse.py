@@ -313,3 +313,14 @@ def test_background_results_for_a_reset_source_are_dropped():
 def test_background_is_off_for_every_one_and_files():
     assert LabelReuse(1, background=True).background is False  # nothing to carry: nothing to do in background
     assert LabelReuse(3).background is False
+
+
+def test_background_classifies_faces_without_a_track_on_their_own_frame():
+    """A face without a track id (a detector mode without the finder) has nothing to carry: classified now."""
+    reuse, pred = LabelReuse(2, background=True), GatedPredictor()
+    for i in range(4):
+        pred.frame = i
+        faces = reuse.classify(pred, RGB, [_det(None), _det(None, 50.0)], False, {}, index=i)
+        assert [f.label_frame for f in faces] == [i, i]
+    reuse.close()
+    assert set(pred.threads) == {"MainThread"} and reuse.stats()["faces_classified"] == 8

@@ -124,7 +124,8 @@ class LabelReuse:
         with self._lock:
             due = [i for i, d in enumerate(dets) if self.due(getattr(d, "track_id", None))]
             if self.background:  # faces with labels go to the helper thread; new faces are classified now
-                later = [i for i in due if int(dets[i].track_id) in self._cache]
+                later = [i for i in due if getattr(dets[i], "track_id", None) is not None
+                         and int(dets[i].track_id) in self._cache]
                 due = [i for i in due if i not in later]
                 if later and (self._job is None or not self._job.is_alive()):
                     self._start_job(predictor, rgb, [dets[i] for i in later], cam, index)
