@@ -137,6 +137,20 @@ def make_detection(
     return Detection(clip_box(x, y, w, h, width, height), float(score), kps, full_box=full)
 
 
+def shift_detection(det: Detection, dx: float, dy: float, width: int, height: int) -> Detection:
+    """A detection found in a region of an image (a crop at ``(dx, dy)``), moved into the image's coordinates
+    and clipped to its ``width``×``height``; ``full_box`` keeps the unclipped box.
+
+    Example:
+        >>> shift_detection(Detection((5.0, 5.0, 10.0, 10.0), 0.9), 95, 0, 100, 100).box
+        (100.0, 5.0, 0.0, 10.0)
+    """
+    fb = det.full_box if det.full_box is not None else det.box
+    full = (fb[0] + dx, fb[1] + dy, fb[2], fb[3])
+    kps = None if det.keypoints is None else (np.asarray(det.keypoints, np.float32) + np.float32([dx, dy]))
+    return Detection(clip_box(*full, width, height), det.score, kps, full_box=full)
+
+
 def finalize(dets: list[Detection], min_face: int) -> list[Detection]:
     """Drop boxes smaller than ``min_face`` pixels (shorter side) or empty, and sort by score desc."""
     kept = [d for d in dets if d.box[2] > 0 and d.box[3] > 0 and min(d.box[2], d.box[3]) >= min_face]

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.infer.detect.base import Detection, FaceDetector, box_iou, check_rgb_image, clip_box
+from eacfer.infer.detect.base import Detection, FaceDetector, box_iou, check_rgb_image, shift_detection
 from eacfer.infer.detect.plausible import is_plausible
 
 Box = tuple[float, float, float, float]
@@ -72,14 +72,6 @@ class _Track:
 
 def _center(b: Box) -> tuple[float, float]:
     return b[0] + b[2] / 2.0, b[1] + b[3] / 2.0
-
-
-def _shift(det: Detection, dx: float, dy: float, width: int, height: int) -> Detection:
-    """A detection found in a region, moved into frame coordinates and clipped to the frame."""
-    fb = det.full_box if det.full_box is not None else det.box
-    full = (fb[0] + dx, fb[1] + dy, fb[2], fb[3])
-    kps = None if det.keypoints is None else (np.asarray(det.keypoints, np.float32) + np.float32([dx, dy]))
-    return Detection(clip_box(*full, width, height), det.score, kps, full_box=full)
 
 
 class VideoFaceFinder:
@@ -187,7 +179,8 @@ class VideoFaceFinder:
                 missed_in_roi = True
                 continue
             self._stats["roi_scans"] += 1
-            cands = [_shift(d, x0, y0, width, height) for d in self._plausible(self.roi_detector.detect(img[y0:y1, x0:x1]))]
+            found_here = self._plausible(self.roi_detector.detect(img[y0:y1, x0:x1]))
+            cands = [shift_detection(d, x0, y0, width, height) for d in found_here]
             best = max(cands, key=lambda d: (self._gate(tr, d) > 0, self._gate(tr, d), d.score), default=None)
             if best is not None and self._gate(tr, best) > 0 and not any(
                 box_iou(best.box, f.box) > 0.5 for f in found.values()

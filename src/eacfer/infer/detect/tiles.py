@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from eacfer.infer.detect.base import Detection, FaceDetector, check_rgb_image, clip_box, finalize
+from eacfer.infer.detect.base import Detection, FaceDetector, check_rgb_image, finalize, shift_detection
 from eacfer.infer.detect.merge import merge_detections
 from eacfer.infer.detect.plausible import is_plausible
 
@@ -92,9 +92,7 @@ def _from_tile(det: Detection, tile: Tile, width: int, height: int, margin: floa
     if ((x0 > 0 and fx < margin) or (y0 > 0 and fy < margin)
             or (x1 < width and fx + fw > x1 - x0 - margin) or (y1 < height and fy + fh > y1 - y0 - margin)):
         return None
-    full = (fx + x0, fy + y0, fw, fh)
-    kps = None if det.keypoints is None else np.asarray(det.keypoints, np.float32) + np.float32([x0, y0])
-    return Detection(clip_box(*full, width, height), det.score, kps, full_box=full)
+    return shift_detection(det, x0, y0, width, height)
 
 
 class TiledDetector:
