@@ -4,7 +4,7 @@ A model file (``model.pt``) is a plain dict of tensors, strings and numbers, loa
 ``torch.load(weights_only=True)`` — no pickled classes, so loading never executes code:
 
     format="eacfer-model", format_version, backbone, num_classes, class_names, input_size, mean, std,
-    train_config, metrics, eacfer_version, state_dict, and optionally face_size, face_margin, provenance
+    train_config, metrics, eacfer_version, state_dict, and optionally face_size, face_margin, face_shift, provenance
 
 The predictor reads preprocessing and class names from here and never guesses.
 """
@@ -53,6 +53,10 @@ class ModelInfo:
     # margin added around the detector's face box on each side, as a fraction of the box (the square crop's
     # side is max(w, h)·(1 + 2·margin)); None: eacfer's default (eacfer.infer.align.DEFAULT_MARGIN, 0.1).
     face_margin: float | None = None
+    # the square crop's centre moved towards the top of the face by this fraction of the box side, for models
+    # trained on faces framed higher than eacfer's detector frames them (the starter model: OpenCV Haar boxes);
+    # None: 0 (eacfer.infer.align.crop_transform).
+    face_shift: float | None = None
     # where the weights come from, for models eacfer did not train (e.g. the bundled starter model): name,
     # trained_on, licence, credit, published accuracy and its source. Empty for models trained by eacfer.
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -154,11 +158,12 @@ def _face_size(value: Any, source: str) -> int | None:
     return value
 
 
-def _face_margin(value: Any, source: str) -> float | None:
+def _fraction(value: Any, key: str, low: float, source: str) -> float | None:
+    """A face-geometry fraction of the metadata (``face_margin`` in 0..1, ``face_shift`` in -1..1) or None."""
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
-        raise CheckpointError(f"{source}: model metadata 'face_margin' must be a number in 0..1 or null, got {value!r}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= float(value) <= 1.0:
+        raise CheckpointError(f"{source}: model metadata {key!r} must be a number in {low:g}..1 or null, got {value!r}")
     return float(value)
 
 
@@ -188,7 +193,8 @@ def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
             metrics=dict(payload.get("metrics") or {}),
             eacfer_version=str(payload.get("eacfer_version", "")),
             face_size=_face_size(payload.get("face_size"), source),
-            face_margin=_face_margin(payload.get("face_margin"), source),
+            face_margin=_fraction(payload.get("face_margin"), "face_margin", 0.0, source),
+            face_shift=_fraction(payload.get("face_shift"), "face_shift", -1.0, source),
             provenance=dict(payload.get("provenance") or {}),
         )
     except (KeyError, TypeError, ValueError) as e:
