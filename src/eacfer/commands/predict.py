@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from eacfer.commands._inference_args import add_model_args, add_ray_args, open_predictor, ray_options, resolve_checkpoint
+from eacfer.commands._inference_args import (
+    add_model_args,
+    add_ray_args,
+    open_predictor,
+    ray_options,
+    resolve_checkpoint,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

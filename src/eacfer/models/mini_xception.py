@@ -18,7 +18,7 @@ Two things keep it a drop-in eacfer backbone with eacfer's 3-channel RGB input:
   file's mean/std are equal across channels, so this equals normalising the gray image; every path (torch,
   ONNX, int8, CAMs) therefore sees the same input without a one-channel special case.
 * **TensorFlow's "same" padding.** Keras pads a strided 3×3 max pool asymmetrically (the extra row and
-  column at the bottom/right, depending on the input side); :class:`_SamePool` reproduces it exactly.
+  column at the bottom/right, depending on the input side); :class:`_SamePool` reproduces its output exactly.
 """
 
 from __future__ import annotations
@@ -49,13 +49,18 @@ class _Gray(nn.Module):
 
 
 class _SamePool(nn.Module):
-    """3×3 stride-2 max pool with TensorFlow's "same" padding (extra padding at the end, -inf values)."""
+    """3×3 stride-2 max pool with TensorFlow's "same" padding (the extra row/column at the end).
+
+    TensorFlow pads max pooling with -inf; here the edge is repeated instead, which gives the same maxima (a
+    padded cell is always next to the edge cell it copies, inside the same 3-wide window) and keeps infinite
+    constants out of the graph, where int8 quantisation could not give them a scale.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = int(x.shape[2]), int(x.shape[3])
         ph = max((-(-h // 2) - 1) * 2 + 3 - h, 0)
         pw = max((-(-w // 2) - 1) * 2 + 3 - w, 0)
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=float("-inf"))
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")
         return F.max_pool2d(x, 3, 2)
 
 
