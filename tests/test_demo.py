@@ -27,6 +27,10 @@ def test_demo_quick(tmp_path, capsys):
     assert m["n"] == 35
     assert f"accuracy  {m['accuracy']:.3f}" in report
     assert "SYNTHETIC" in report
+    # issue 31: the demo ends with the bundled starter model on the same real face (the astronaut smiles)
+    starter = [ln for ln in report.splitlines() if ln.strip().startswith("starter model")]
+    assert len(starter) == 1 and "Happiness" in starter[0] and "FER2013" in starter[0]
+    assert "not an EAC model" in starter[0]
     # a second run reuses the synthetic data (not rewritten) and starts a fresh training run
     labels = root / "data" / "EmoLabel" / "list_patition_label.txt"
     stamp = labels.stat().st_mtime_ns

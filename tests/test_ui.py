@@ -330,12 +330,18 @@ def test_model_switching_onnx_and_broken_file(make_window, model_file, clip, tmp
     assert QSettings(str(make_window.settings_file), QSettings.Format.IniFormat).value("model/path") == str(onnx)
 
 
-def test_no_model_explains_how_to_get_one_and_still_plays(make_window, clip, cache_dir) -> None:
+def test_no_model_of_ones_own_uses_the_starter_model_and_says_what_it_is(make_window, clip, cache_dir) -> None:
+    """Issue 31: with no model given or remembered, the app runs the bundled starter model and its banner says
+    it is the FER2013 mini-Xception, not an EAC/RAF-DB model."""
+    from eacfer.infer.starter import starter_model_path
+
     win = make_window(source=str(clip))
-    wait_until(lambda: win.frames_displayed >= 3, what="frames without a model")
+    wait_until(lambda: win.session is not None and playing_with_faces(win), what="frames from the starter model")
+    assert win.session.path == str(starter_model_path()) and win.session.summary.backbone == "mini_xception"
     text = win.banner_text()
-    assert "No model loaded" in text and "eacfer demo" in text and "eacfer train" in text
-    assert win.last_analysis.faces == [] and win.panel.model_label.text() == "No model loaded."
+    assert "starter model" in text and "FER2013" in text and "not an EAC model" in text
+    assert "No model loaded" not in text
+    assert win.last_analysis.faces[0].emotion in win.session.summary.class_names
 
 
 def test_no_camera_and_undecodable_files_give_messages(make_window, model_file, tmp_path: Path) -> None:

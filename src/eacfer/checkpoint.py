@@ -4,7 +4,7 @@ A model file (``model.pt``) is a plain dict of tensors, strings and numbers, loa
 ``torch.load(weights_only=True)`` — no pickled classes, so loading never executes code:
 
     format="eacfer-model", format_version, backbone, num_classes, class_names, input_size, mean, std,
-    train_config, metrics, eacfer_version, state_dict
+    train_config, metrics, eacfer_version, state_dict, and optionally face_size, face_margin, face_shift, provenance
 
 The predictor reads preprocessing and class names from here and never guesses.
 """
@@ -50,6 +50,16 @@ class ModelInfo:
     # training resized to input_size; the predictor crops faces at this size and resizes them the same
     # way, so a face looks as it did in training. None: crop at input_size directly.
     face_size: int | None = None
+    # margin added around the detector's face box on each side, as a fraction of the box (the square crop's
+    # side is max(w, h)·(1 + 2·margin)); None: eacfer's default (eacfer.infer.align.DEFAULT_MARGIN, 0.1).
+    face_margin: float | None = None
+    # the square crop's centre moved towards the top of the face by this fraction of the box side, for models
+    # trained on faces framed higher than eacfer's detector frames them (the starter model: OpenCV Haar boxes);
+    # None: 0 (eacfer.infer.align.crop_transform).
+    face_shift: float | None = None
+    # where the weights come from, for models eacfer did not train (e.g. the bundled starter model): name,
+    # trained_on, licence, credit, published accuracy and its source. Empty for models trained by eacfer.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -148,6 +158,15 @@ def _face_size(value: Any, source: str) -> int | None:
     return value
 
 
+def _fraction(value: Any, key: str, low: float, source: str) -> float | None:
+    """A face-geometry fraction of the metadata (``face_margin`` in 0..1, ``face_shift`` in -1..1) or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= float(value) <= 1.0:
+        raise CheckpointError(f"{source}: model metadata {key!r} must be a number in {low:g}..1 or null, got {value!r}")
+    return float(value)
+
+
 def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
     """Validate a model file's metadata and return it as :class:`ModelInfo`."""
     if payload.get("format") != MODEL_FORMAT:
@@ -174,6 +193,9 @@ def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
             metrics=dict(payload.get("metrics") or {}),
             eacfer_version=str(payload.get("eacfer_version", "")),
             face_size=_face_size(payload.get("face_size"), source),
+            face_margin=_fraction(payload.get("face_margin"), "face_margin", 0.0, source),
+            face_shift=_fraction(payload.get("face_shift"), "face_shift", -1.0, source),
+            provenance=dict(payload.get("provenance") or {}),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: model metadata incomplete or malformed ({type(e).__name__}: {e})") from None

@@ -145,6 +145,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bo
     t = time.perf_counter()
     inference = run_inference_demo(run_dir / "model.pt", out / "inference", frames=25 if quick else 75,
                                    progress=progress)
+    inference["starter"] = starter_on_portrait()  # the same face with the bundled real-face model, for contrast
     seconds["inference"] = time.perf_counter() - t
     seconds["total"] = sum(seconds.values())
     return DemoResult(out=out, data_dir=data_dir, run_dir=run_dir, eval_dir=eval_dir, summary=summary,
@@ -218,13 +219,36 @@ def run_inference_demo(model_path: str | Path, out_dir: str | Path, frames: int 
     }
 
 
+def starter_on_portrait() -> dict[str, Any]:
+    """The bundled starter model (eacfer.infer.starter: FER2013 mini-Xception, not EAC) on the demo's real face.
+
+    Example:
+        >>> starter_on_portrait()["emotion"]  # doctest: +SKIP
+        'Happiness'
+    """
+    from eacfer.infer.predictor import Predictor
+    from eacfer.infer.starter import describe, starter_model_path
+
+    with Predictor.from_checkpoint(starter_model_path(), device="cpu") as predictor:
+        r = predictor.predict(Path(__file__).parent / "assets" / "astronaut.jpg")
+        about = describe(predictor.classifier.info.provenance)
+    top = r.faces[0] if r.faces else None
+    return {"model": str(starter_model_path()), "about": about, "emotion": top.emotion if top else None,
+            "probability": round(top.probability, 3) if top else None}
+
+
 def inference_report_lines(d: dict[str, Any]) -> list[str]:
-    """Report lines of :func:`run_inference_demo`."""
+    """Report lines of :func:`run_inference_demo` (and of :func:`starter_on_portrait` when present)."""
     p, v = d["predict"], d["video"]
     found = f"{p['faces']} face(s), top: {p['emotion']} ({p['probability']})" if p["faces"] else "no face found"
+    st = d.get("starter")
+    starter = [
+        "the same face with the bundled starter model (real faces; the default when no --checkpoint is given):",
+        f"  starter model     {st['emotion']} ({st['probability']}) — {st['about']}; not an EAC model",
+    ] if st else []
     return [
         "inference on a real face (NASA astronaut portrait, public domain; demo model, so labels are illustrative):",
         f"  predict           {found} -> {p['csv']}, annotated: {p['annotated']}",
         f"  video             {v['frames']} frames 640x360, {v['frames_with_faces']} with a face, {v['tracks']} track(s), "
         f"{v['fps']} FPS end-to-end ({d['backend']}) -> {v['out']}/annotated.mp4",
-    ]
+    ] + starter

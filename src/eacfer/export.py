@@ -66,6 +66,9 @@ def metadata_for(info: ModelInfo, with_cams: bool, opset: int) -> dict[str, str]
         "metrics": info.metrics,
         "eacfer_version": info.eacfer_version or __version__,
         "face_size": info.face_size,
+        "face_margin": info.face_margin,
+        "face_shift": info.face_shift,
+        "provenance": info.provenance,
         "export": {"exporter": "torch.onnx legacy (dynamo=False)", "opset": opset, "with_cams": with_cams,
                    "torch": torch.__version__},
     }

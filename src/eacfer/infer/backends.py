@@ -248,7 +248,8 @@ def int8_for_model(path: str | os.PathLike[str], use_cache: bool = True, min_agr
     meta = {p.key: p.value for p in onnx.load_from_string(fp32).metadata_props}
     info, _ = read_onnx_metadata(meta, str(path))
     log.info("quantising %s to int8 (calibration and check on face crops; a minute or two on a CPU)", path)
-    sets = default_crop_sets(info.input_size, info.face_size)
+    sets = default_crop_sets(info.input_size, info.face_size, margin=info.face_margin,
+                                   shift=info.face_shift)
     try:
         data, _ = quantize_checked(fp32, str(path), sets.calibration, sets.checks, sets.description,
                                    min_agreement=threshold, threads=threads)

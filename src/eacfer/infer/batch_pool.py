@@ -33,7 +33,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | None, input_size: int,
-                 face_size: int | None, small_face: float = 48.0) -> None:
+                 face_size: int | None, small_face: float = 48.0, margin: float | None = None,
+                 shift: float = 0.0) -> None:
     import signal
 
     import cv2
@@ -49,28 +50,17 @@ def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | No
             kw.update(mode="both" if mode == "auto" else mode, small_face=small_face)
         det = create_detector(detector, **kw)
     _WORKER.update(det=det, none=detector == "none", max_faces=max_faces, size=input_size,
-                   face=face_size or input_size)
-
-
-def _resize(img: np.ndarray, side: int) -> np.ndarray:
-    from PIL import Image
-
-    if img.shape[:2] == (side, side):
-        return img
-    return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.BILINEAR))
+                   face=face_size, margin=margin, shift=shift)
 
 
 def _crops(rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
-    """The model inputs of :meth:`Predictor._crops` (same steps), without importing the predictor, whose
-    module pulls in torch: that import alone costs a worker several seconds of start-up on 2 cores.
-    test_predict_jobs.test_throughput_mode_gives_the_same_rows keeps the two equal."""
-    w = _WORKER
-    if w["none"]:
-        return _resize(_resize(rgb, w["face"]), w["size"])[None]
-    from eacfer.infer.align import align_faces
+    """The model inputs of :meth:`Predictor._crops` (the same function, align.model_inputs), without importing
+    the predictor, whose module pulls in torch: that import alone costs a worker several seconds of start-up
+    on 2 cores. test_predict_jobs.test_throughput_mode_gives_the_same_rows keeps the two equal."""
+    from eacfer.infer.align import model_inputs
 
-    crops = align_faces(rgb, dets, w["face"])
-    return crops if w["face"] == w["size"] else np.stack([_resize(c, w["size"]) for c in crops])
+    w = _WORKER
+    return model_inputs(rgb, dets, w["size"], w["face"], w["margin"], whole_image=w["none"], shift=w["shift"])
 
 
 def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
@@ -118,7 +108,7 @@ def _faces(predictor: Any, dets: list[Any], probs: np.ndarray, cams: np.ndarray 
         if cams is not None:
             from eacfer.infer.align import crop_transform
 
-            affine = crop_transform(Detection(box, score, kps), size)
+            affine = crop_transform(Detection(box, score, kps), size, predictor.face_margin, predictor.face_shift)
         out.append(FaceResult(box=tuple(float(v) for v in box), score=float(score),  # type: ignore[arg-type]
                               keypoints=None if kps is None else np.asarray(kps, np.float32), emotion=names[k],
                               class_index=k, probabilities=probs[i], class_names=names,
@@ -163,7 +153,8 @@ class _Pooled:
         self._pool = ctx.Pool(workers, initializer=_init_worker,
                               initargs=(predictor.detector_name, predictor.detector_mode, predictor.score_threshold,
                                         predictor.max_faces, predictor.input_size, predictor.face_size,
-                                        getattr(predictor, "small_face", 48.0)))
+                                        getattr(predictor, "small_face", 48.0), predictor.face_margin,
+                                        predictor.face_shift))
         self._gen = self._run(predictor, files, batch_size, cam, keep)
 
     def _run(self, predictor: Any, files: list[str], batch_size: int, cam: bool, keep: bool

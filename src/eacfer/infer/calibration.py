@@ -42,15 +42,6 @@ CALIBRATION_VARIANTS = PortraitVariants(angles=(-12.0, -4.0, 4.0, 12.0), scales=
 CHECK_VARIANTS = PortraitVariants(angles=(-25.0, -15.0, -8.0, 8.0, 15.0, 25.0), scales=(0.4, 0.7, 1.0, 1.4, 1.8))
 
 
-def _resize(img: np.ndarray, side: int) -> np.ndarray:
-    """Pillow bilinear, the resize training and the predictor use."""
-    from PIL import Image
-
-    if img.shape[:2] == (side, side):
-        return img
-    return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.BILINEAR))
-
-
 def _variants(rgb: np.ndarray, spec: PortraitVariants) -> list[np.ndarray]:
     import cv2
 
@@ -68,21 +59,21 @@ def _variants(rgb: np.ndarray, spec: PortraitVariants) -> list[np.ndarray]:
 
 
 def portrait_crops(input_size: int, face_size: int | None = None, variants: PortraitVariants = CHECK_VARIANTS,
-                   image: str | Path = PORTRAIT) -> np.ndarray:
+                   image: str | Path = PORTRAIT, margin: float | None = None, shift: float | None = None) -> np.ndarray:
     """N×S×S×3 uint8 aligned face crops of the portrait's variants (variants without a face are skipped).
 
     Crops are made as :class:`~eacfer.infer.predictor.Predictor` makes them: MediaPipe full-range detection,
-    eyes levelled, cropped at ``face_size`` (the model's training face size) and resized to ``input_size``.
+    eyes levelled, cropped at ``face_size`` (the model's training face size) with the model's ``margin`` and
+    resized to ``input_size`` (:func:`eacfer.infer.align.model_inputs`).
 
     Example:
         >>> portrait_crops(64).shape[1:]  # doctest: +SKIP
         (64, 64, 3)
     """
     from eacfer.data.imageio import load_image
-    from eacfer.infer.align import align_faces
+    from eacfer.infer.align import model_inputs
     from eacfer.infer.detect import create_detector
 
-    face = int(face_size or input_size)
     crops: list[np.ndarray] = []
     detector = create_detector("mediapipe", mode="full")
     try:
@@ -91,7 +82,7 @@ def portrait_crops(input_size: int, face_size: int | None = None, variants: Port
             if not dets:
                 log.debug("calibration: no face in a portrait variant (%s), skipped", img.shape)
                 continue
-            crops.extend(_resize(c, input_size) for c in align_faces(img, dets, face))
+            crops.extend(model_inputs(img, dets, input_size, face_size, margin, shift=shift))
     finally:
         detector.close()
     if not crops:
@@ -108,6 +99,7 @@ def synthetic_crops(input_size: int, face_size: int | None = None, n_train: int 
     """
     from eacfer.data.imageio import load_image
     from eacfer.data.synth import generate_rafdb
+    from eacfer.infer.align import resize_square
 
     face = int(face_size or input_size)
     with tempfile.TemporaryDirectory(prefix="eacfer-calib-") as tmp:
@@ -115,7 +107,7 @@ def synthetic_crops(input_size: int, face_size: int | None = None, n_train: int 
         files = sorted((root / "Image" / "aligned").glob("*_aligned.jpg"))
 
         def load(prefix: str) -> np.ndarray:
-            imgs = [_resize(load_image(f), input_size) for f in files if f.name.startswith(prefix)]
+            imgs = [resize_square(load_image(f), input_size) for f in files if f.name.startswith(prefix)]
             return np.stack(imgs) if imgs else np.zeros((0, input_size, input_size, 3), np.uint8)
 
         return load("train_"), load("test_")
@@ -131,7 +123,8 @@ class CropSets:
 
 
 def default_crop_sets(input_size: int, face_size: int | None = None, n_synthetic_calibration: int = 200,
-                      n_synthetic_check: int = 300, seed: int = 0) -> CropSets:
+                      n_synthetic_check: int = 300, seed: int = 0, margin: float | None = None,
+                      shift: float | None = None) -> CropSets:
     """The calibration/check crops the int8 path uses by default (synthetic faces + portrait variants).
 
     Example:
@@ -140,8 +133,8 @@ def default_crop_sets(input_size: int, face_size: int | None = None, n_synthetic
         ['portrait', 'synthetic_test']
     """
     syn_train, syn_test = synthetic_crops(input_size, face_size, n_synthetic_calibration, n_synthetic_check, seed)
-    cal_portrait = portrait_crops(input_size, face_size, CALIBRATION_VARIANTS)
-    check_portrait = portrait_crops(input_size, face_size, CHECK_VARIANTS)
+    cal_portrait = portrait_crops(input_size, face_size, CALIBRATION_VARIANTS, margin=margin, shift=shift)
+    check_portrait = portrait_crops(input_size, face_size, CHECK_VARIANTS, margin=margin, shift=shift)
     face = int(face_size or input_size)
     synth = f"eacfer.data.synth.generate_rafdb(seed={seed}, size={face})"
     return CropSets(

@@ -197,31 +197,26 @@ class Predictor:
         return max(64.0, self.small_face) if mode == "finder" else self.small_face
 
     # -- core ------------------------------------------------------------------------------------
+    @property
+    def face_margin(self) -> float:
+        """Margin around the detector's box (fraction of the box, each side): the model file's, else 0.1."""
+        from eacfer.infer.align import DEFAULT_MARGIN
+
+        m = self.classifier.info.face_margin
+        return DEFAULT_MARGIN if m is None else float(m)
+
+    @property
+    def face_shift(self) -> float:
+        """Crop centre moved up by this fraction of the box side: the model file's ``face_shift``, else 0."""
+        return float(self.classifier.info.face_shift or 0.0)
+
     def _crops(self, rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
-        """N×input_size×input_size×3 model inputs, made the way the training images were.
+        """N×input_size×input_size×3 model inputs, made the way the training images were
+        (:func:`eacfer.infer.align.model_inputs`, with the model file's face size, margin and shift)."""
+        from eacfer.infer.align import model_inputs
 
-        With a ``face_size`` (RAF-DB: faces aligned at 100×100, resized to 224 by training) each face is
-        cropped at ``face_size`` and then resized to ``input_size`` with the training resize (Pillow
-        bilinear), so it has the sharpness the model learnt from; a face cropped straight at 224 from a
-        high-resolution photo would be sharper than any training image. Without one, faces are cropped at
-        ``input_size`` directly. With ``detector="none"`` the whole image is the face.
-        """
-        from PIL import Image
-
-        size, face = self.input_size, self.face_size or self.input_size
-
-        def resize(img: np.ndarray, side: int) -> np.ndarray:
-            if img.shape[:2] == (side, side):
-                return img
-            return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.BILINEAR))
-
-        if self.detector_name == "none":
-            # an aligned face of the training size (e.g. a RAF-DB image) gets exactly the evaluation input
-            return resize(resize(rgb, face), size)[None]
-        from eacfer.infer.align import align_faces
-
-        crops = align_faces(rgb, dets, face)
-        return crops if face == size else np.stack([resize(c, size) for c in crops])
+        return model_inputs(rgb, dets, self.input_size, self.face_size, self.face_margin,
+                            whole_image=self.detector_name == "none", shift=self.face_shift)
 
     def detect_faces(self, rgb: np.ndarray, kind: str = "image") -> list[Any]:
         """Detections of one RGB image (``kind``: ``"image"`` for photos and files, ``"stream"`` for live).
@@ -283,7 +278,7 @@ class Predictor:
         from eacfer.infer.align import crop_transform
 
         # the same square at any crop side: the map into the input_size crop is all the CAMs need
-        return crop_transform(det, size)
+        return crop_transform(det, size, self.face_margin, self.face_shift)
 
     def carry_labels(self, det: Any, earlier: FaceResult, cam: bool, width: int, height: int) -> FaceResult:
         """``det`` (this frame's box of a tracked face) with the labels and CAM of an ``earlier`` classification

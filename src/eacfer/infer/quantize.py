@@ -296,7 +296,8 @@ def export_int8(checkpoint: str | Path, out: str | Path, opset: int | None = Non
     if not parity_ok(diffs):
         raise ExportError(f"{out}: onnxruntime disagrees with torch (logits max |diff| {diffs['logits']:.3g}); "
                           "not written")
-    sets = crop_sets or default_crop_sets(info.input_size, info.face_size)
+    sets = crop_sets or default_crop_sets(info.input_size, info.face_size, margin=info.face_margin,
+                                   shift=info.face_shift)
     data, record = quantize_checked(fp32, str(checkpoint), sets.calibration, sets.checks, sets.description,
                                     min_agreement=min_agreement)
     with atomic_path(out) as tmp:

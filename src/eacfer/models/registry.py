@@ -17,9 +17,9 @@ __all__ = ["BackboneSpec", "Builder", "UnknownBackboneError", "get_backbone_spec
 def _registry() -> dict[str, BackboneSpec]:
     # Built on first use, not at import (no import-time side effects). Each backbone module lists its
     # specs; the registry collects them, so the import goes one way (registry → backbones → spec).
-    from eacfer.models import resnet_caffe, tv_backbones
+    from eacfer.models import mini_xception, resnet_caffe, tv_backbones
 
-    return {spec.name: spec for spec in resnet_caffe.specs() + tv_backbones.specs()}
+    return {spec.name: spec for spec in resnet_caffe.specs() + tv_backbones.specs() + mini_xception.specs()}
 
 
 def list_backbones() -> list[str]:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
+from eacfer.infer.starter import is_starter, starter_model_path, starter_notice
 from eacfer.ui import actions
 from eacfer.ui.actions import NO_MODEL_HELP
 from eacfer.ui.controls import ControlsMixin
@@ -188,10 +189,9 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         else:
             self.camera_combo.addItem("Cameras: press ⟳ (F5)", None)
         checkpoint = self.options.checkpoint or str(s.value("model/path", "") or "")
-        if checkpoint and (self.options.checkpoint or os.path.isfile(checkpoint)):
-            self.load_model(checkpoint)
-        else:
-            self.set_note("model", NO_MODEL_HELP, "info")
+        if not (checkpoint and (self.options.checkpoint or os.path.isfile(checkpoint))):
+            checkpoint = str(starter_model_path())  # no model of the user's own: the bundled starter model
+        self.load_model(checkpoint)
         source = self.options.source if self.options.source is not None else (s.value("source/last", "") or None)
         if source is not None and str(source) != "":
             self.open_source(source, remembered=self.options.source is None)
@@ -269,7 +269,9 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         self.inference.set_analyzer(session)
         self.panel.set_model(session.summary)
         self.settings.setValue("model/path", os.path.abspath(session.path))
-        self.set_note("model", "")
+        # the starter model says what it is (not EAC, not RAF-DB) for as long as it is the one in use
+        self.set_note("model", starter_notice().replace("no --checkpoint: using", "Using") if is_starter(session.path)
+                      else "")
         self.set_note("analysis", "")
         self.notify(f"Model loaded: {session.summary.backbone} ({session.summary.backend}, {session.summary.device})")
         if self.act_cam.isChecked() and not session.has_cams:

