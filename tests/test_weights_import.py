@@ -69,19 +69,21 @@ class EACStyle(nn.Module):
         return self.fc(nn.functional.adaptive_avg_pool2d(f, 1).flatten(1)), _official_cams(f, self.fc.weight)
 
 
-class TorchvisionMobileNet(nn.Module):
-    """A whole torchvision MobileNetV2 whose classifier was replaced by a 7-way one (``classifier.1``)."""
+class TorchvisionWhole(nn.Module):
+    """A whole torchvision model whose classifier was replaced by a 7-way one (``model.fc = nn.Linear(512, 7)``
+    for a ResNet; ``classifier.1`` for MobileNetV2), saved with its own names."""
 
-    def __init__(self, num_classes: int = 7, seed: int = 1):
+    def __init__(self, arch: str, num_classes: int = 7, seed: int = 1):
         super().__init__()
-        self.net = _randomise(torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes), seed)
+        self.net = _randomise(getattr(torchvision.models, arch)(weights=None, num_classes=num_classes), seed)
+        self.head = self.net.fc if arch.startswith("resnet") else self.net.classifier[1]
 
     def state_dict_as_saved(self) -> dict[str, torch.Tensor]:
         return self.net.state_dict()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.net.features(x)
-        return self.net(x), _official_cams(f, self.net.classifier[1].weight)
+        trunk = nn.Sequential(*list(self.net.children())[:-2]) if hasattr(self.net, "fc") else self.net.features
+        return self.net(x), _official_cams(trunk(x), self.head.weight)
 
 
 class CaffeOfficial(nn.Module):
@@ -106,7 +108,8 @@ ORIGINALS = {  # name → (eacfer backbone, builder of the original)
     "resnet50": ("resnet50", lambda: EACStyle("resnet50", 2, 2048, seed=3)),
     "resnet50_caffe": ("resnet50_msceleb", CaffeOfficial),
     "mobilenet_v2_eac": ("mobilenet_v2", lambda: EACStyle("mobilenet_v2", 1, 1280, seed=4)),
-    "mobilenet_v2_tv": ("mobilenet_v2", TorchvisionMobileNet),
+    "mobilenet_v2_tv": ("mobilenet_v2", lambda: TorchvisionWhole("mobilenet_v2")),
+    "resnet18_tv": ("resnet18", lambda: TorchvisionWhole("resnet18", seed=6)),
 }
 
 
