@@ -247,7 +247,8 @@ def test_wrong_backbone_with_identical_keys_is_caught_by_logits(originals, tmp_p
     (lambda sd: sd.update({"features.8.weight": torch.zeros(3)}), "resnet18", r"1 unmatched key \(features.8.weight\)"),
     (lambda sd: sd.update({"features.0.weight": torch.zeros(64, 3, 3, 3)}), "resnet18",
      r"1 mis-shaped key \(features.0.weight \(64, 3, 3, 3\)≠\(64, 3, 7, 7\)\)"),
-    (lambda sd: None, "resnet50", "the head takes 512 features but this backbone gives 2048"),
+    (lambda sd: None, "resnet50", r"the head takes 512 features but this backbone gives 2048 \(a 512-channel "
+                                  r"backbone: resnet18\)"),
     (lambda sd: None, "mobilenet_v2", "the head takes 512 features but this backbone gives 1280"),
     (lambda sd: sd.pop("fc.bias"), "resnet18", "head fc has no bias"),
     (lambda sd: sd.update({"classifier.weight": torch.zeros(7, 512)}), "resnet18", "expected one linear head.*found 2"),

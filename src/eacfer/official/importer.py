@@ -63,9 +63,9 @@ def _self_check(net: torch.nn.Module, image_size: int, source: str) -> tuple[tup
     warnings = []
     if max(h, w) > _OFFICIAL_POOL:
         warnings.append(
-            f"at {image_size} px the last feature map is {h}×{w}: a model that pooled with the official fixed "
-            f"AvgPool2d({_OFFICIAL_POOL}) (not a global average) was trained on a different view; pass the "
-            f"--image-size it was trained at (224 for the official code)")
+            f"at {image_size} px the last feature map is {h}×{w}: if the original pooled with the official fixed "
+            f"AvgPool2d({_OFFICIAL_POOL}) rather than a global average, its outputs differ at this size "
+            f"(the official code trains at 224)")
     return (h, w), warnings
 
 

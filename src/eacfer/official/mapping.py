@@ -206,7 +206,17 @@ def _head_problem(in_features: int, channels: int) -> str:
         return (f"the head takes {in_features} = {channels}×{side}×{side} features: it was trained on a "
                 f"{side}×{side} pooled grid (a fixed AvgPool2d at another input size), which a global average "
                 f"pool cannot reproduce")
-    return f"the head takes {in_features} features but this backbone gives {channels}"
+    fits = _backbones_giving(in_features)
+    hint = f" (a {in_features}-channel backbone: {', '.join(fits)})" if fits else ""
+    return f"the head takes {in_features} features but this backbone gives {channels}{hint}"
+
+
+def _backbones_giving(channels: int) -> list[str]:
+    """Registered backbones whose last feature map has ``channels`` channels (built only on this error path)."""
+    from eacfer.models import create_model, list_backbones
+
+    return [name for name in list_backbones() if ":" not in name
+            and create_model(name, num_classes=2).num_features == channels]
 
 
 def map_state_dict(state: Mapping[str, torch.Tensor], target: Target, source: str, backbone: str) -> Mapped:
