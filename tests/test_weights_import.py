@@ -278,6 +278,10 @@ def test_hostile_and_foreign_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="evil.pth.*refused"):
         import_checkpoint(evil, tmp_path / "m.pt", "resnet18")
     assert not marker.exists() and not (tmp_path / "m.pt").exists()
+    torch.save({"fc.weight": torch.zeros(7, 512), "fc.bias": torch.zeros(7)}, tmp_path / "ok.pth")
+    cut = hostile.truncate_copy(tmp_path / "ok.pth", tmp_path / "cut.pth")
+    with pytest.raises(ValueError, match="cut.pth.*(truncated|corrupted)"):
+        import_checkpoint(cut, tmp_path / "m.pt", "resnet18")
     torch.save({"epoch": 3, "acc": 0.5}, tmp_path / "meta.pth")
     with pytest.raises(MappingError, match="meta.pth: no state_dict of tensors.*'epoch'"):
         import_checkpoint(tmp_path / "meta.pth", tmp_path / "m.pt", "resnet18")
