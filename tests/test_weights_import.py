@@ -124,6 +124,7 @@ WRAPPERS = {
     "model_state_dict": lambda sd: {"epoch": 59, "model_state_dict": sd, "optimizer_state_dict": {"lr": 1e-4}},
     "state_dict": lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}, "best_acc": 0.9},
     "model": lambda sd: {"model": sd, "iter": 1000},
+    "compiled": lambda sd: {f"module._orig_mod.{k}": v for k, v in sd.items()},  # torch.compile under DDP
 }
 
 
