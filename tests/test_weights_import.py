@@ -252,6 +252,8 @@ def test_wrong_backbone_with_identical_keys_is_caught_by_logits(originals, tmp_p
                                   r"backbone: resnet18\)"),
     (lambda sd: None, "mobilenet_v2", "the head takes 512 features but this backbone gives 1280"),
     (lambda sd: sd.pop("fc.bias"), "resnet18", "head fc has no bias"),
+    (lambda sd: sd.update({"fc.weight": sd["fc.weight"].T.contiguous(), "fc.bias": torch.zeros(512)}), "resnet18",
+     r"the head weight is 512×7, i.e. features×classes: transposed"),
     (lambda sd: sd.update({"classifier.weight": torch.zeros(7, 512)}), "resnet18", "expected one linear head.*found 2"),
 ])
 def test_refusals_name_the_keys_and_write_nothing(originals, tmp_path, edit, backbone, pattern):

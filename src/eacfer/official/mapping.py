@@ -197,7 +197,10 @@ def _problems(unmatched: list[str], missing: list[str], bad: list[str]) -> str:
     return "; ".join(parts)
 
 
-def _head_problem(in_features: int, channels: int) -> str:
+def _head_problem(in_features: int, out_features: int, channels: int) -> str:
+    if out_features == channels:
+        return (f"the head weight is {out_features}×{in_features}, i.e. features×classes: transposed (an nn.Linear "
+                f"stores classes×features); save it as weight.T")
     cells = in_features // channels if in_features % channels == 0 else 0
     side = math.isqrt(cells) if cells else 0
     if cells > 1 and side * side == cells:
@@ -235,7 +238,8 @@ def map_state_dict(state: Mapping[str, torch.Tensor], target: Target, source: st
     state = _strip_model_prefixes(state)
     head, weight, bias, trunk = _split_head(state, source)
     if weight.shape[1] != target.num_features:
-        raise MappingError(f"{source}: does not fit {backbone}: {_head_problem(int(weight.shape[1]), target.num_features)}")
+        problem = _head_problem(int(weight.shape[1]), int(weight.shape[0]), target.num_features)
+        raise MappingError(f"{source}: does not fit {backbone}: {problem}")
     best: tuple[int, str] | None = None
     for name, layout in _layouts(list(trunk), target):
         mapped, unmatched, missing, bad = _try(layout, trunk, target)
