@@ -100,7 +100,8 @@ def test_public_api_names_resolve() -> None:
 def test_no_loose_modules_at_the_top() -> None:
     top = sorted(p.name for p in (ROOT / "src" / "eacfer").glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "_moved.py", "checkpoint.py", "constants.py", "demo.py",
-                   "export.py", "official.py"]
+                   "export.py"]
+    assert (ROOT / "src" / "eacfer" / "official" / "__init__.py").is_file()  # the import of EAC checkpoints
 
 
 def test_layer_contracts_hold() -> None:

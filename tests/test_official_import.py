@@ -44,8 +44,8 @@ def test_imported_model_matches_official_forward(official, tmp_path):
 
 
 def test_convert_rejects_foreign_state_dict():
-    with pytest.raises(ValueError, match="unexpected key"):
-        convert_official_state_dict({"conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(7, 2048)})
+    with pytest.raises(ValueError, match=r"1 unmatched key \(conv9.weight\); .* missing keys"):
+        convert_official_state_dict({"conv9.weight": torch.zeros(1), "fc.weight": torch.zeros(7, 2048), "fc.bias": torch.zeros(7)})
 
 
 def test_cli_import_official(official, tmp_path):
