@@ -172,3 +172,26 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
             for k, v in state.items():
                 if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
                     state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)  # empty_like keeps p's strides
+
+
+def precision_record(device: torch.device, settings: Any | None, compiled: bool, amp: bool = False) -> dict[str, Any]:
+    """What ``config.yaml`` records about the numerics: autocast (``amp_effective``), why, the GPU model (a
+    resume is exact only on the same model), and whether TF32 was on while training. ``settings``: the fast
+    pipeline's :class:`~eacfer.training.fast.step.FastSettings` (``None``: the reference pipeline, whose
+    autocast is ``amp``, fp16 with ``--amp`` on CUDA).
+
+    Example:
+        >>> precision_record(torch.device("cpu"), None, False)["amp_effective"]
+        False
+    """
+    capability = device_capability(device)
+    effective: str | bool = amp  # the reference pipeline records --amp as it always did (True: fp16)
+    if settings is not None:
+        effective = {"bfloat16": "bf16", "float16": "fp16"}[settings.amp_dtype] if settings.amp else False
+        reason = (f"{precision_for(capability).reason}; fast pipeline: {settings.describe()}"
+                  f"{', torch.compile' if compiled else ''}")
+    else:
+        reason = f"reference pipeline: {'fp16 autocast + GradScaler (--amp)' if amp else 'fp32'}"
+    return {"amp_effective": effective, "precision_reason": reason, "gpu": device_name(device),
+            "compute_capability": list(capability) if capability else None,
+            "tf32_training": device.type == "cuda" and any(tf32_enabled().values())}

@@ -189,31 +189,6 @@ def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp
     return d
 
 
-def precision_record(device: torch.device, settings: Any | None, compiled: bool, amp: bool = False) -> dict[str, Any]:
-    """What ``config.yaml`` records about the numerics: autocast (``amp_effective``), why, the GPU model (a
-    resume is exact only on the same model), and whether TF32 was on while training. ``settings``: the fast
-    pipeline's :class:`~eacfer.training.fast.step.FastSettings` (``None``: the reference pipeline, whose
-    autocast is ``amp``, fp16 with ``--amp`` on CUDA).
-
-    Example:
-        >>> precision_record(torch.device("cpu"), None, False)["amp_effective"]
-        False
-    """
-    from eacfer.training.numerics import device_capability, device_name, precision_for, tf32_enabled
-
-    capability = device_capability(device)
-    effective: str | bool = amp  # the reference pipeline records --amp as it always did (True: fp16)
-    if settings is not None:
-        effective = {"bfloat16": "bf16", "float16": "fp16"}[settings.amp_dtype] if settings.amp else False
-        reason = (f"{precision_for(capability).reason}; fast pipeline: {settings.describe()}"
-                  f"{', torch.compile' if compiled else ''}")
-    else:
-        reason = f"reference pipeline: {'fp16 autocast + GradScaler (--amp)' if amp else 'fp32'}"
-    return {"amp_effective": effective, "precision_reason": reason, "gpu": device_name(device),
-            "compute_capability": list(capability) if capability else None,
-            "tf32_training": device.type == "cuda" and any(tf32_enabled().values())}
-
-
 def _tensorboard(run: Path, enabled: bool, purge_step: int) -> Any:
     if not enabled:
         return None
@@ -329,9 +304,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
 
     from eacfer.checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
     from eacfer.models import create_model, get_backbone_spec
-    from eacfer.training import runstate
+    from eacfer.training import numerics, runstate
     from eacfer.training.fast import distributed as fd
-    from eacfer.training.numerics import load_optimizer_state
 
     main = dist_info.is_main
     run = prepare_run_dir(cfg, write=main)
@@ -377,8 +351,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
                                                  mean=spec.mean, std=spec.std)
     config = resolved_config(cfg, data, device, amp)
     config.update(world_size=dist_info.world_size)
-    config.update(precision_record(device, fast.settings if fast is not None else None,
-                                   fast is not None and fast.compiled, amp))
+    config.update(numerics.precision_record(device, fast.settings if fast is not None else None,
+                                            fast is not None and fast.compiled, amp))
     if fast is not None:  # what the fast path actually runs with (device defaults + --fast-settings)
         config.update(fast_settings_effective=asdict(fast.settings))
     if main:
@@ -397,7 +371,7 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
         try:
             model.load_state_dict(state["model"])
             # converted to this run's optimizer (fused or not) and parameter layout (channels_last or not)
-            load_optimizer_state(optimizer, state["optimizer"])
+            numerics.load_optimizer_state(optimizer, state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])

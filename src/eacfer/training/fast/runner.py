@@ -38,6 +38,28 @@ from eacfer.training.numerics import device_capability, precision_for
 log = logging.getLogger(__name__)
 
 
+def device_plan(device: torch.device | str = "auto", recipe: str = "auto") -> str:
+    """One line saying what ``eacfer train --recipe RECIPE`` runs on ``device`` (the notebook prints it).
+
+    Example:
+        >>> device_plan("cpu", "paper")
+        'cpu: reference pipeline, fp32, TF32 off, deterministic cuDNN'
+    """
+    from eacfer.training.numerics import device_name
+    from eacfer.utils.device import resolve_device
+
+    dev = resolve_device(str(device))
+    capability = device_capability(dev)
+    where = device_name(dev) + (f" (compute capability {capability[0]}.{capability[1]})" if capability else "")
+    if recipe == "paper":
+        return f"{where}: reference pipeline, fp32, TF32 off, deterministic cuDNN"
+    if dev.type != "cuda":
+        return f"{where}: reference pipeline, fp32"
+    compile_ok = precision_for(capability).compile_ok
+    return (f"{where}: fast pipeline, {FastSettings.for_device(dev).describe()}; "
+            f"--compile {'available' if compile_ok else 'not available here (ignored)'}")
+
+
 def stack_bytes(ds: Any, image_size: int) -> int:
     """The size of a dataset's decoded uint8 stack, from its image headers (before decoding anything).
 
