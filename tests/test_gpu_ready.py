@@ -104,6 +104,35 @@ def test_optimizer_state_from_fused_channels_last_run_steps_like_a_fresh_plain_r
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7, msg=name)
 
 
+def test_plain_optimizer_state_resumed_into_a_fused_channels_last_adam_steps_like_a_fresh_one():
+    """The other way (a --recipe paper run resumed by the fast pipeline on CUDA): moments get channels_last
+    strides, the step counter the fused kernel's form; the next step equals a fresh fused Adam's."""
+    x = torch.randn(4, 3, 32, 32)
+    plain = tiny_net(seed=1)
+    opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-2)
+    _three_steps(plain, opt_plain, x)
+    resumed, fresh = tiny_net(seed=1), tiny_net(seed=1)
+    for m in (resumed, fresh):
+        m.load_state_dict(plain.state_dict())
+        m.to(memory_format=torch.channels_last)
+    opt_resumed = torch.optim.Adam(resumed.parameters(), lr=1e-2, fused=True)
+    load_optimizer_state(opt_resumed, copy.deepcopy(opt_plain.state_dict()))
+    assert opt_resumed.param_groups[0]["fused"] is True
+    conv = resumed.backbone[0].weight
+    assert opt_resumed.state[conv]["exp_avg"].stride() == conv.stride() != (27, 9, 3, 1)
+    opt_fresh = torch.optim.Adam(fresh.parameters(), lr=1e-2, fused=True)
+    for p_plain, p in zip(plain.parameters(), fresh.parameters(), strict=True):
+        st = opt_plain.state[p_plain]
+        opt_fresh.state[p] = {"step": torch.tensor(float(st["step"])),
+                              "exp_avg": torch.empty_like(p).copy_(st["exp_avg"]),
+                              "exp_avg_sq": torch.empty_like(p).copy_(st["exp_avg_sq"])}
+    xc = x.contiguous(memory_format=torch.channels_last)
+    _three_steps(resumed, opt_resumed, xc, steps=1)
+    _three_steps(fresh, opt_fresh, xc, steps=1)
+    for (name, a), b in zip(resumed.named_parameters(), fresh.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7, msg=name)
+
+
 def test_resume_fast_cuda_settings_run_with_reference_pipeline(synth_rafdb, tmp_path, caplog):
     """The notebook's one-cell edit: a fast run (fused Adam, channels_last, autocast) resumed with
     --pipeline reference trains on with a plain, contiguous Adam and says what changed."""
@@ -118,6 +147,23 @@ def test_resume_fast_cuda_settings_run_with_reference_pipeline(synth_rafdb, tmp_
     assert "optimizer state converted" in caplog.text and "pipeline 'fast' -> 'reference'" in caplog.text
     state = load_checkpoint(out / "last.pt", map_location="cpu")
     assert state["optimizer"]["param_groups"][0]["fused"] in (None, False)  # the reference pipeline's Adam
+
+
+def test_resume_with_the_same_settings_of_a_run_recorded_before_this_change_warns_nothing(synth_rafdb, tmp_path,
+                                                                                          caplog):
+    """A fast run written before ``amp_dtype`` and ``gpu`` were recorded resumes without a spurious warning."""
+    from eacfer.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "older"
+    train(_cfg(synth_rafdb, out, epochs=1, pipeline="fast", fast_settings={"amp": True}))
+    state = load_checkpoint(out / "last.pt", map_location="cpu")
+    del state["config"]["fast_settings_effective"]["amp_dtype"]
+    for key in ("gpu", "precision_reason", "compute_capability", "tf32_training"):
+        del state["config"][key]
+    save_checkpoint(out / "last.pt", state)
+    with caplog.at_level(logging.WARNING, logger="eacfer.training.trainer"):
+        train(_cfg(synth_rafdb, out, epochs=2, pipeline="fast", fast_settings={"amp": True}, resume=True))
+    assert "optimizer state converted" not in caplog.text and "resuming with" not in caplog.text, caplog.text
 
 
 # ------------------------------------------------------------------ 3. decoded stack streamed, not in RAM

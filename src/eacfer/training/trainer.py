@@ -102,8 +102,11 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path,
     soft = [k for k in SOFT_RESUME_KEYS if k in current and k in saved and saved[k] != current[k]]
     if soft:
         log.warning("resuming with changed %s: the result will not match an uninterrupted run", ", ".join(soft))
-    converted = [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in CONVERTED_ON_RESUME
-                 if k in current and k in saved and saved.get(k) != current.get(k)]
+    was = dict(saved)
+    if isinstance(was.get("fast_settings_effective"), dict):  # recorded before amp_dtype existed: bf16 was the only one
+        was["fast_settings_effective"] = {"amp_dtype": "bfloat16", **was["fast_settings_effective"]}
+    converted = [f"{k} {was[k]!r} -> {current[k]!r}" for k in CONVERTED_ON_RESUME
+                 if k in current and k in was and was[k] != current[k]]
     if converted:  # the optimizer state is converted (numerics.load_optimizer_state); the numerics change
         log.warning("resuming with another %s: optimizer state converted; results will differ from an "
                     "uninterrupted run", "; ".join(converted))
