@@ -192,15 +192,42 @@ def test_stack_above_memory_budget_goes_to_a_memory_mapped_file(synth_rafdb, tmp
     from eacfer.data.datasets import load_split
 
     monkeypatch.setenv("EACFER_CACHE_DIR", str(tmp_path / "cache"))
-    ds = FERDataset(load_split(str(synth_rafdb), "train"), progress=False)
-    small = runner.decoded_stack(ds, 32, None, "train", budget=10**9)
-    assert not isinstance(small, np.memmap)  # fits: in memory, no file written
-    assert not (tmp_path / "cache").exists()
+    train_ds = FERDataset(load_split(str(synth_rafdb), "train"), progress=False)
+    test_ds = FERDataset(load_split(str(synth_rafdb), "test"), progress=False)
+    splits = (("train", train_ds), ("test", test_ds))
+    need = (len(train_ds) + len(test_ds)) * 48 * 48 * 3  # both splits, at their own 48 px size
+    assert runner.cache_dir_for(splits, 32, None, budget=need) is None  # fits: kept in memory
+    assert runner.cache_dir_for(splits, 32, "mine", budget=1) == "mine"  # a folder given is used
     with caplog.at_level(logging.WARNING, logger="eacfer.training.fast.runner"):
-        big = runner.decoded_stack(ds, 32, None, "train", budget=1000)
-    assert isinstance(big, np.memmap) and np.array_equal(big, small)
+        folder = runner.cache_dir_for(splits, 32, None, budget=need - 1)
+    assert folder == str(tmp_path / "cache" / "decoded")
+    assert "train and test split" in caplog.text and "--cache-dir" in caplog.text
+    small = runner.decoded_stack(train_ds, 32, None, "train")
+    big = runner.decoded_stack(train_ds, 32, folder, "train")
+    assert not isinstance(small, np.memmap) and isinstance(big, np.memmap) and np.array_equal(big, small)
     assert list((tmp_path / "cache" / "decoded").glob("decoded-train-*.npy"))
-    assert "more than the 0.0 GB memory budget" in caplog.text and "--cache-dir" in caplog.text
+    in_memory = SimpleNamespace(samples=[SimpleNamespace(path=None)] * 4, common_size=(48, 48))
+    with pytest.raises(ValueError, match="no image files to cache on disk; use --pipeline reference"):
+        runner.cache_dir_for((("train", in_memory),), 32, None, budget=10)
+
+
+def test_fast_pipeline_uses_the_budget_folder_for_every_rank(monkeypatch, tmp_path):
+    """The folder is chosen before decoding, so under DDP rank 0 writes it and the others map it (main_first)."""
+    imgs, labels = synthetic_faces(8, size=40)
+    files = [tmp_path / f"{i}.png" for i in range(8)]
+    for f in files:
+        f.write_bytes(b"x")
+    ds = SimpleNamespace(samples=[SimpleNamespace(path=str(f)) for f in files],
+                         uint8_stack=lambda size=None, out=None: imgs, labels=lambda: labels, common_size=(40, 40))
+    monkeypatch.setattr(runner, "memory_budget", lambda: 100)
+    monkeypatch.setenv("EACFER_CACHE_DIR", str(tmp_path / "cache"))
+    ordered = []
+    real = runner.fd.main_first
+    monkeypatch.setattr(runner.fd, "main_first", lambda info: ordered.append(info) or real(info))
+    runner.FastPipeline(tiny_net(), ds, ds, image_size=32, batch_size=4, eval_batch_size=None, flip_view="mirrored",
+                        noise_p=0.5, noise_var=0.01, erasing_scale=(0.02, 0.25), seed=0, dist_info=DistInfo(),
+                        mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert len(ordered) == 1 and list((tmp_path / "cache" / "decoded").glob("decoded-*.npy"))
 
 
 # ------------------------------------------------------------------ 4. precision per GPU generation

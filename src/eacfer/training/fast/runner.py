@@ -71,15 +71,42 @@ def stack_bytes(ds: Any, image_size: int) -> int:
     return len(ds.samples) * int(h) * int(w) * 3
 
 
-def decoded_stack(ds: Any, image_size: int, cache_dir: str | None, split: str,
-                  budget: int | None = None) -> np.ndarray:
+def cache_dir_for(splits: Sequence[tuple[str, Any]], image_size: int, cache_dir: str | None,
+                  budget: int | None = None) -> str | None:
+    """``cache_dir``, or — when there is none and the decoded ``(name, dataset)`` splits together need more
+    than ``budget`` bytes (default: half the available host memory) — the default cache folder, with a
+    warning: AffectNet at 224 px is ~42 GB, Colab has 12.7 GB of RAM. Raises ValueError when such splits
+    have no image files to cache (pixels from a CSV).
+
+    Example:
+        >>> cache_dir_for([("train", FERDataset(split))], 224, None, budget=10**6)  # doctest: +SKIP
+        '/home/me/.cache/eacfer/decoded'
+    """
+    if cache_dir is not None:
+        return cache_dir
+    budget = memory_budget() if budget is None else budget
+    need = sum(stack_bytes(ds, image_size) for _, ds in splits)
+    if budget is None or need <= budget:
+        return None
+    names = " and ".join(name for name, _ in splits)
+    if any(getattr(s, "path", None) is None for _, ds in splits for s in ds.samples):
+        raise ValueError(f"{names} split: the decoded images need {need / 1e9:.1f} GB, more than the "
+                         f"{budget / 1e9:.1f} GB memory budget (half the available RAM), and have no image files "
+                         f"to cache on disk; use --pipeline reference")
+    folder = str(default_cache_dir())
+    log.warning("%s split: the decoded images need %.1f GB, more than the %.1f GB memory budget (half the "
+                "available RAM); streaming them into memory-mapped files in %s (choose the folder with "
+                "--cache-dir)", names, need / 1e9, budget / 1e9, folder)
+    return folder
+
+
+def decoded_stack(ds: Any, image_size: int, cache_dir: str | None, split: str) -> np.ndarray:
     """A dataset's images as one N×H×W×3 uint8 stack (memory-mapped from ``cache_dir`` when given).
 
     Images of one size are stacked as they are (the on-device resize then matches the reference);
     mixed sizes are first resized to ``image_size`` on the CPU, which the reference does not do (warned).
-    With a cache folder the images are decoded straight into the memory-mapped file; without one, a stack
-    larger than ``budget`` bytes (default: half the available host memory) goes to the default cache
-    folder instead of RAM (AffectNet at 224 px is ~42 GB; Colab has 12.7 GB), with a warning.
+    With a cache folder the images are decoded straight into the memory-mapped file, never held in RAM as
+    a whole (:func:`cache_dir_for` chooses one when a set is too large for memory).
     """
 
     def build(allocate: Any) -> np.ndarray:
@@ -91,17 +118,6 @@ def decoded_stack(ds: Any, image_size: int, cache_dir: str | None, split: str,
             return ds.uint8_stack(image_size, out=allocate)
 
     paths = [getattr(s, "path", None) for s in ds.samples]
-    budget = memory_budget() if budget is None else budget
-    need = stack_bytes(ds, image_size)
-    if cache_dir is None and budget is not None and need > budget:
-        if any(p is None for p in paths):
-            raise ValueError(f"{split} split: the decoded images need {need / 1e9:.1f} GB, more than the "
-                              f"{budget / 1e9:.1f} GB memory budget, and have no files to cache on disk; "
-                              f"use --pipeline reference")
-        cache_dir = str(default_cache_dir())
-        log.warning("%s split: the decoded images need %.1f GB, more than the %.1f GB memory budget (half the "
-                    "available RAM); streaming them into a memory-mapped file in %s (choose the folder with "
-                    "--cache-dir)", split, need / 1e9, budget / 1e9, cache_dir)
     if cache_dir is None or any(p is None for p in paths):
         if cache_dir is not None:
             log.info("%s split has in-memory pixels (no files): decoded cache kept in memory", split)
@@ -160,6 +176,8 @@ class FastPipeline:
         configure_backend(self.device, self.settings)
         aug = GPUAugment(image_size, mean=mean, std=std, noise_p=noise_p, noise_var=noise_var,
                          erasing_scale=(float(erasing_scale[0]), float(erasing_scale[1])), flip_view=flip_view)
+        # chosen before any rank decodes, so that all ranks agree on it
+        cache_dir = cache_dir_for((("train", train_ds), ("test", test_ds)), image_size, cache_dir)
         # with a cache folder rank 0 writes the memory-mapped cache and the others then map it; without one
         # there is nothing to share, and every rank decodes at once instead of one after another
         with fd.main_first(dist_info) if cache_dir is not None else contextlib.nullcontext():
