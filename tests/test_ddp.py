@@ -57,6 +57,18 @@ def _worker(rank: int, launches: list[dict[str, str]], data: str, run: str, log_
         return out
 
     FastPipeline.train_epoch, FastPipeline.evaluate = train_epoch, evaluate
+    import logging
+
+    epoch_lines: list[str] = []
+
+    class EpochLines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("epoch "):
+                epoch_lines.append(record.getMessage())
+
+    trainer_log = logging.getLogger("eacfer.training.trainer")
+    trainer_log.addHandler(EpochLines())
+    trainer_log.setLevel(logging.INFO)
     common = ["-q", "train", "--data", data, "--out", run, "--backbone", "resnet18", "--image-size", "32",
               "--batch-size", "8", "--pipeline", "fast", "--device", "cpu", "--no-tensorboard", "--workers", "0"]
     os.environ.update(launches[0])  # first launch
@@ -64,7 +76,7 @@ def _worker(rank: int, launches: list[dict[str, str]], data: str, run: str, log_
     os.environ.update(launches[1])  # second launch: the resume
     rc2 = main(common + ["--epochs", "2", "--resume"])
     with open(os.path.join(log_dir, f"rank{rank}.json"), "w") as fh:  # outside the run folder, not via eacfer
-        json.dump({"rc": [rc1, rc2], "writes": writes, "stats": stats}, fh)
+        json.dump({"rc": [rc1, rc2], "writes": writes, "stats": stats, "epoch_lines": epoch_lines}, fh)
 
 
 @pytest.mark.slow
@@ -81,8 +93,9 @@ def test_torchrun_two_processes_train_and_resume(synth_rafdb, tmp_path):
         mp.spawn(_worker, args=([first, second], str(synth_rafdb), str(run), str(logs)), nprocs=WORLD, join=True)
     r0, r1 = (json.loads((logs / f"rank{r}.json").read_text()) for r in range(WORLD))
     assert r0["rc"] == r1["rc"] == [0, 0]
-    # only rank 0 wrote files
+    # only rank 0 wrote files, and logged the epoch lines (issue #24: every rank logged each one)
     assert r1["writes"] == []
+    assert r1["epoch_lines"] == [] and [line.split()[1] for line in r0["epoch_lines"]] == ["1/1", "2/2"]
     assert {"config.yaml", "metrics.csv", "last.pt", "summary.json", "model.pt"} <= set(r0["writes"])
     # metrics are global: every rank saw all 56 training and all 28 test images, and the same figures
     assert r0["stats"] == r1["stats"]

@@ -44,7 +44,7 @@ def test_memmap_cache_built_once_then_reused(tmp_path):
     stack = np.random.default_rng(0).integers(0, 256, (5, 12, 12, 3), dtype=np.uint8)
     calls = []
 
-    def build():
+    def build(_allocate):  # returns its own array (the allocator is optional)
         calls.append(1)
         return stack
 
@@ -58,18 +58,18 @@ def test_memmap_cache_built_once_then_reused(tmp_path):
 
 def test_wrong_length_or_corrupt_cache_is_rebuilt(tmp_path):
     stack = np.zeros((4, 8, 8, 3), np.uint8)
-    load_or_build(lambda: stack[:3], key="k", cache_dir=tmp_path)
-    out = load_or_build(lambda: stack, key="k", cache_dir=tmp_path, expected_len=4)
+    load_or_build(lambda _: stack[:3], key="k", cache_dir=tmp_path)
+    out = load_or_build(lambda _: stack, key="k", cache_dir=tmp_path, expected_len=4)
     assert out.shape[0] == 4
     cache_file(tmp_path, "k").write_bytes(b"garbage")
-    out = load_or_build(lambda: stack, key="k", cache_dir=tmp_path, expected_len=4)
+    out = load_or_build(lambda _: stack, key="k", cache_dir=tmp_path, expected_len=4)
     assert out.shape == (4, 8, 8, 3)
 
 
 def test_in_memory_and_bad_stack(tmp_path):
-    out = load_or_build(lambda: np.ones((2, 4, 4, 3), np.uint8), key="x")
+    out = load_or_build(lambda _: np.ones((2, 4, 4, 3), np.uint8), key="x")
     assert not isinstance(out, np.memmap) and out.shape == (2, 4, 4, 3)
     with pytest.raises(ValueError, match="uint8"):
-        load_or_build(lambda: np.ones((2, 4, 4, 3), np.float32), key="x")
+        load_or_build(lambda _: np.ones((2, 4, 4, 3), np.float32), key="x")
     with pytest.raises(ValueError, match="expected 3"):
-        load_or_build(lambda: np.ones((2, 4, 4, 3), np.uint8), key="y", cache_dir=tmp_path, expected_len=3)
+        load_or_build(lambda _: np.ones((2, 4, 4, 3), np.uint8), key="y", cache_dir=tmp_path, expected_len=3)

@@ -162,7 +162,8 @@ def test_trainer_with_cuda_settings_and_compile_resumes_exactly(synth_rafdb, tmp
     cfg = yaml.safe_load((tmp_path / "full" / "config.yaml").read_text())
     assert compiled == ["TwoViewEAC"]  # what DDP (multi-process) or the two-view wrapper hands to compile
     assert cfg["amp_effective"] == "bf16" and cfg["compile"] is True
-    assert cfg["fast_settings"] == cfg["fast_settings_effective"] == EMULATE_CUDA
+    assert cfg["fast_settings"] == EMULATE_CUDA
+    assert cfg["fast_settings_effective"] == {**EMULATE_CUDA, "amp_dtype": "bfloat16"}
     # the checkpoint holds the plain network: no torch.compile / wrapper prefixes, fused Adam state inside
     state = load_checkpoint(tmp_path / "full" / "last.pt", map_location="cpu")
     assert not any(k.startswith(("_orig_mod", "module", "net.")) for k in state["model"])
@@ -198,7 +199,7 @@ def test_fast_settings_option_parsing_and_errors(synth_rafdb, tmp_path, caplog):
     cfg = yaml.safe_load((tmp_path / "amp_only" / "config.yaml").read_text())
     assert cfg["fast_settings"] == {"amp": True} and cfg["amp_effective"] == "bf16"
     assert cfg["fast_settings_effective"] == {"amp": True, "fused_adam": False, "channels_last": False,
-                                              "cudnn_benchmark": False}
+                                              "cudnn_benchmark": False, "amp_dtype": "bfloat16"}
     # the reference pipeline has no such settings: said, not silently dropped
     with caplog.at_level("WARNING", logger="eacfer.training.trainer"):
         train(_cfg(synth_rafdb, tmp_path / "ref", epochs=1, pipeline="reference", fast_settings={"amp": True}))

@@ -22,7 +22,7 @@ def test_committed_notebook_is_stripped_and_parameterised() -> None:
         assert f"\n{name} = " in "\n" + src, name
     text = "".join("".join(c["source"]) for c in nb["cells"])
     for step in ("/kaggle/input", "resnet50_ft_weight.pkl", "recipe=RECIPE", "confusion.png", "cam_grid",
-                 "export_onnx", "colab_files.upload"):
+                 "export_onnx", "colab_files.upload", "device_plan(DEVICE, RECIPE)"):
         assert step in text, step
 
 
@@ -62,6 +62,7 @@ def test_notebook_runs_end_to_end_on_generated_data(synth_rafdb: Path, tmp_path:
     outputs = "".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
                       for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
     assert "accuracy" in outputs and "model.onnx written" in outputs
+    assert "recipe paper: cpu: reference pipeline, fp32" in outputs  # it says what it chose (#24)
     images = sum("image/png" in o.get("data", {}) for c in nb["cells"] if c["cell_type"] == "code"
                  for o in c.get("outputs", []))
     assert images >= 4  # curves, confusion matrix, CAM grid, the annotated photo

@@ -53,6 +53,21 @@ def test_resume_on_a_finished_run_touches_nothing(finished_run, synth_rafdb, cap
     assert _snapshot(finished_run) == before
 
 
+def test_resume_of_a_finished_run_with_its_own_options_warns_nothing(finished_run, synth_rafdb, caplog):
+    """#30 item 7: identical options used to warn "resuming with changed batch_size, lr, weight_decay, gamma,
+    lam, image_size, seed, flip_view": the finished-run check compared the saved options with None (only the
+    identity keys were passed on) and the resolved flip view with the one asked for."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="eacfer.training.trainer"):
+        rc = main(["train", "--data", str(synth_rafdb), "--out", str(finished_run), "--epochs", "2", *TINY, "--resume"])
+    assert rc == 0 and "resuming with changed" not in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eacfer.training.trainer"):  # a real change is still named
+        rc = main(["train", "--data", str(synth_rafdb), "--out", str(finished_run), *TINY, "--resume", "--lam", "3"])
+    assert rc == 0 and "resuming with changed lam:" in caplog.text, caplog.text
+
+
 def test_higher_epochs_trains_on_and_records_what_ran(finished_run, synth_rafdb, tmp_path, capsys):
     import shutil
 

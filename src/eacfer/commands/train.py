@@ -29,8 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    "on purpose: warned, recorded in config.yaml and model.pt). Default when omitted: "
                    + _pretrained_defaults())
     p.add_argument("--recipe", choices=("auto", "paper"), default="auto",
-                   help="paper: pin the official fp32 reference pipeline with deterministic cuDNN, for reproducing "
-                   "tables; auto (default): the pipeline follows the device (fast bf16 pipeline on CUDA). "
+                   help="paper: pin the official fp32 reference pipeline with deterministic cuDNN and TF32 off, for "
+                   "reproducing tables; auto (default): the pipeline follows the device (the fast pipeline on CUDA, "
+                   "bf16 from compute capability 8.0, fp16 + GradScaler on 7.x, fp32 below). "
                    "Reported accuracies are evaluated in fp32 either way")
     p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
     noise = p.add_argument_group("label noise")
@@ -66,19 +67,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=int(r["seed"]), help="seed of every random number generator")
     p.add_argument("--strict", action="store_true", help="stop at the first broken image or label line")
     p.add_argument("--pipeline", choices=("auto", "reference", "fast"), default="auto",
-                   help="fast: decoded-image cache + on-GPU augmentation + bf16 (default on CUDA); "
+                   help="fast: decoded-image cache + on-GPU augmentation + the GPU generation's autocast (default on CUDA); "
                    "reference: the faithful per-image CPU pipeline (default on CPU)")
     fast = p.add_argument_group("fast pipeline (see also: torchrun --nproc_per_node N -m eacfer train ...)")
-    fast.add_argument("--compile", action="store_true", help="torch.compile the model")
+    fast.add_argument("--compile", action="store_true",
+                      help="torch.compile the model (ignored with a warning below compute capability 7.0)")
     fast.add_argument("--views", choices=("split", "joint"), default="split",
                       help="split: x and x' in two forward passes, per-view BatchNorm statistics as the "
                       "reference (default); joint: one pass over the 2N batch (faster, BatchNorm differs)")
     fast.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs under torchrun")
     fast.add_argument("--cache-dir", default=None,
-                      help="keep the decoded uint8 images as memory-mapped .npy files here (keyed by content)")
+                      help="keep the decoded uint8 images as memory-mapped .npy files here (keyed by content; decoded "
+                      "straight into the file). Without it a set larger than half the free RAM goes to "
+                      "~/.cache/eacfer/decoded")
     fast.add_argument("--fast-settings", default="", metavar="KEY=on|off,...",
-                      help="override the fast path's device defaults (all on for CUDA, off on CPU): amp (bf16 "
-                      "autocast), fused_adam, channels_last, cudnn_benchmark; e.g. amp=off to debug numerics")
+                      help="override the fast path's device defaults (set by the GPU generation on CUDA, off on CPU): "
+                      "amp (autocast), amp_dtype=bf16|fp16, fused_adam, channels_last, cudnn_benchmark; e.g. amp=off "
+                      "to debug numerics")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     add_wandb_arguments(p)
     p.add_argument("--out", help="run folder (locked while training); required unless --backbone list")

@@ -158,10 +158,13 @@ class FERDataset(torch.utils.data.Dataset):
         size = self.common_size
         return int(size[0]) if size is not None and size[0] == size[1] and size[0] >= 8 else None
 
-    def uint8_stack(self, size: int | None = None) -> np.ndarray:
+    def uint8_stack(
+        self, size: int | None = None, out: Callable[[tuple[int, ...]], np.ndarray] | None = None
+    ) -> np.ndarray:
         """All kept images as one N×H×W×3 uint8 array, resized to ``size``×``size`` when given.
 
-        Without ``size`` every image must already have the same shape.
+        Without ``size`` every image must already have the same shape. ``out(shape)`` allocates the result
+        (e.g. a memory-mapped file, so a set larger than RAM is written image by image); default ``np.empty``.
 
         Example:
             >>> FERDataset(split).uint8_stack(112).shape  # doctest: +SKIP
@@ -172,7 +175,7 @@ class FERDataset(torch.utils.data.Dataset):
             s = size or 0
             return np.zeros((0, s, s, 3), np.uint8)
         first = self.image(0) if size is None else _resize(self.image(0), size)
-        out = np.empty((n, *first.shape), dtype=np.uint8)
+        stack = (out or (lambda shape: np.empty(shape, dtype=np.uint8)))((n, *first.shape))
         for i in range(n):
             img = self.image(i)
             if size is not None:
@@ -182,8 +185,8 @@ class FERDataset(torch.utils.data.Dataset):
                     f"{self.samples[i].path or self.samples[i].name}: image is {img.shape[1]}x{img.shape[0]}, "
                     f"others {first.shape[1]}x{first.shape[0]}; pass size= to resize"
                 )
-            out[i] = img
-        return out
+            stack[i] = img
+        return stack
 
     # ---------------------------------------------------------------------------- internals
     def _decode(self, s: Sample) -> np.ndarray | ImageLoadError:

@@ -39,10 +39,15 @@ class EACNet(nn.Module):
         return self.fc(features.mean(dim=(2, 3)))
 
     def cams_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Class attention maps N×K×h×w from a feature map, with the fc weights detached."""
+        """Class attention maps N×K×h×w (float32) from a feature map, with the fc weights detached.
+
+        Always computed in fp32 with autocast off: under bf16/fp16 autocast the einsum would otherwise run in
+        half precision, and the consistency loss (documented as fp32) would be built from rounded CAMs.
+        """
         w = self.fc.weight.detach()
-        # einsum == (F.unsqueeze(1) * W.view(1,K,C,1,1)).sum(2) of the official code, without the N×K×C×h×w temporary
-        return torch.einsum("nchw,kc->nkhw", features, w)
+        with torch.autocast(features.device.type, enabled=False):
+            # einsum == (F.unsqueeze(1) * W.view(1,K,C,1,1)).sum(2) of the official code, without the N×K×C×h×w temporary
+            return torch.einsum("nchw,kc->nkhw", features.float(), w.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -33,6 +33,11 @@ RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "model.pt", "summary.json"
 #: Config keys that must match for ``--resume`` (else the checkpoint belongs to another experiment).
 RESUME_KEYS = ("backbone", "method", "class_names", "data", "format", "label_file", "noise_rate", "noise_seed",
                "label_mode", "sampler")
+#: Options that may change on ``--resume`` but make the result differ from an uninterrupted run (warned).
+SOFT_RESUME_KEYS = ("batch_size", "lr", "weight_decay", "gamma", "lam", "image_size", "seed", "flip_view", "gpu")
+#: How the run computes: a change on ``--resume`` converts the optimizer state to the new pipeline / precision /
+#: memory layout (:func:`eacfer.training.numerics.load_optimizer_state`) and is warned.
+CONVERTED_ON_RESUME = ("pipeline", "amp_effective", "fast_settings_effective")
 #: What a run folder written before a key existed meant by it (so older runs still resume).
 RESUME_DEFAULTS = {"label_mode": "majority", "sampler": "shuffle"}
 LAST5 = 5  # EAC reports the mean test accuracy of the last 5 epochs
@@ -94,7 +99,7 @@ class TrainConfig:
     sync_bn: bool = False
     cache_dir: str | None = None
     # overrides of the fast path's device defaults (eacfer.training.fast.step.FastSettings), e.g. {"amp": False}
-    fast_settings: dict[str, bool] = field(default_factory=dict)
+    fast_settings: dict[str, bool | str] = field(default_factory=dict)
     resume: bool = False
     force: bool = False
     progress: bool = True

@@ -22,6 +22,7 @@ from torch import nn
 
 from eacfer.models.loss import ce_loss, eac_loss
 from eacfer.training.metrics import classification_metrics
+from eacfer.training.numerics import exact_fp32
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,8 @@ def predict(
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     for batch in tqdm(loader, total=total, desc=desc, leave=False, disable=not progress, unit="batch"):
         x, y = batch[0], batch[1]
-        with _autocast(device, amp):
+        # fp32 evaluation is exact fp32 (TF32 off), so an A100/H100 reports what a T4 or a CPU reports
+        with _autocast(device, amp), exact_fp32(not amp):
             logits = model(x.to(device, non_blocking=True))
         probs.append(F.softmax(logits.float(), dim=1).cpu())
         y = torch.as_tensor(y)

@@ -140,7 +140,10 @@ class SelectLogits(torch.nn.Module):
         self.register_buffer("columns", torch.as_tensor(columns, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).index_select(1, self.columns)
+        logits = self.model(x)
+        # the wrapper is built after the model was moved to its device: the index follows the logits (a no-op
+        # when it is already there), else index_select mixes a CPU index with CUDA logits
+        return logits.index_select(1, self.columns.to(logits.device))
 
 
 def restrict_to_shared(data: Any, mapping: Any) -> tuple[Any, dict[str, int]]:

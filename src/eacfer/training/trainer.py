@@ -27,6 +27,7 @@ import torch
 
 from eacfer.training import engine
 from eacfer.training.config import (  # noqa: F401  (re-exported: the trainer's public names)
+    CONVERTED_ON_RESUME,
     LAST5,
     METRIC_COLUMNS,
     NO_WEIGHTS,
@@ -35,6 +36,7 @@ from eacfer.training.config import (  # noqa: F401  (re-exported: the trainer's 
     RESUME_DEFAULTS,
     RESUME_KEYS,
     RUN_FILES,
+    SOFT_RESUME_KEYS,
     TrainConfig,
     recipe_deviations,
 )
@@ -97,10 +99,17 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path,
         raise ValueError(f"{path}: checkpoint is from a different run ({'; '.join(diffs)}); use --force to resume anyway")
     if diffs:
         log.warning("resuming despite config differences (--force): %s", "; ".join(diffs))
-    soft = [k for k in ("batch_size", "lr", "weight_decay", "gamma", "lam", "image_size", "seed", "flip_view")
-            if saved.get(k) != current.get(k)]
+    soft = [k for k in SOFT_RESUME_KEYS if k in current and k in saved and saved[k] != current[k]]
     if soft:
         log.warning("resuming with changed %s: the result will not match an uninterrupted run", ", ".join(soft))
+    was = dict(saved)
+    if isinstance(was.get("fast_settings_effective"), dict):  # recorded before amp_dtype existed: bf16 was the only one
+        was["fast_settings_effective"] = {"amp_dtype": "bfloat16", **was["fast_settings_effective"]}
+    converted = [f"{k} {was[k]!r} -> {current[k]!r}" for k in CONVERTED_ON_RESUME
+                 if k in current and k in was and was[k] != current[k]]
+    if converted:  # the optimizer state is converted (numerics.load_optimizer_state); the numerics change
+        log.warning("resuming with another %s: optimizer state converted; results will differ from an "
+                    "uninterrupted run", "; ".join(converted))
 
 
 def _write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
@@ -238,6 +247,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     from eacfer.training import runstate
     from eacfer.training.fast import distributed as fd
+    from eacfer.training.numerics import exact_fp32
     from eacfer.utils.device import resolve_device
     from eacfer.utils.runlock import RunLock
 
@@ -251,7 +261,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 _check_finished_is_this_run(Path(cfg.out), cfg)
                 log.info("%s", done["message"])
                 return done
-            return _train(cfg, dist_info)
+            with exact_fp32(cfg.recipe == "paper"):  # the paper's fp32: no TF32 on A100/H100 either
+                return _train(cfg, dist_info)
     finally:
         fd.teardown(dist_info)
 
@@ -271,9 +282,13 @@ def _check_finished_is_this_run(run: Path, cfg: TrainConfig) -> None:
     if cfg.label_file:  # a bare name (noise03.txt) means DATA/EmoLabel/noise03.txt, as load_split reads it
         lf = Path(cfg.label_file)
         current["label_file"] = str((lf if lf.is_file() else Path(cfg.data) / "EmoLabel" / lf).resolve())
+    # flip_view is recorded resolved (the data's view, e.g. "horizontal") and as asked ("flip_view_requested"):
+    # the option compares with what was asked
+    current["flip_view"] = saved.get("flip_view") if cfg.flip_view == saved.get("flip_view_requested", cfg.flip_view) \
+        else cfg.flip_view
     keys = [k for k in RESUME_KEYS if k not in ("class_names", "format")]  # known only after reading the data
-    _check_resumable(saved, {k: current.get(k) for k in keys} | {k: saved.get(k) for k in ("class_names", "format")},
-                     run / "last.pt", cfg.force)
+    _check_resumable(saved, {k: current.get(k) for k in keys} | {k: current[k] for k in SOFT_RESUME_KEYS if k in current}
+                     | {k: saved.get(k) for k in ("class_names", "format")}, run / "last.pt", cfg.force)
 
 
 def configure_cudnn(recipe: str, device: torch.device) -> None:
@@ -292,14 +307,14 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
 
     from eacfer.checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
     from eacfer.models import create_model, get_backbone_spec
-    from eacfer.training import runstate
+    from eacfer.training import numerics, runstate
     from eacfer.training.fast import distributed as fd
 
     main = dist_info.is_main
     run = prepare_run_dir(cfg, write=main)
     fd.barrier(dist_info)
     device = dist_info.device
-    # the fast pipeline always uses bf16 autocast on CUDA (no GradScaler); the reference uses --amp (fp16)
+    # the fast pipeline's autocast follows the GPU generation (FastSettings); the reference uses --amp (fp16)
     amp = bool(device.type == "cuda" and (cfg.amp or cfg.pipeline == "fast"))
     if cfg.amp and not amp:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
@@ -330,16 +345,22 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and fast is None)
+    if fast is not None:  # autocast as the device's policy (FastSettings) says; fp16 keeps a GradScaler
+        amp = fast.settings.amp
+    scaler = torch.amp.GradScaler("cuda", enabled=amp) if fast is None else fast.make_scaler()
     generator = torch.Generator().manual_seed(cfg.seed)
     if fast is None:
         train_loader, test_loader = make_loaders(cfg, data, generator, pin_memory=device.type == "cuda",
                                                  mean=spec.mean, std=spec.std)
     config = resolved_config(cfg, data, device, amp)
     config.update(world_size=dist_info.world_size)
+    config.update(numerics.precision_record(device, fast.settings if fast is not None else None,
+                                            fast is not None and fast.compiled, amp))
     if fast is not None:  # what the fast path actually runs with (device defaults + --fast-settings)
-        config.update(amp_effective="bf16" if fast.settings.amp else False,
-                      fast_settings_effective=asdict(fast.settings))
+        config.update(fast_settings_effective=asdict(fast.settings))
+    if main:
+        log.info("precision: %s (%s)", {True: "fp16"}.get(config["amp_effective"], config["amp_effective"]) or "fp32",
+                 config["precision_reason"])
     config["segments"] = runstate.new_segments(cfg.epochs)
 
     history: list[dict[str, Any]] = []
@@ -352,7 +373,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
         _check_resumable(state["config"], config, last_path, cfg.force)
         try:
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            # converted to this run's optimizer (fused or not) and parameter layout (channels_last or not)
+            numerics.load_optimizer_state(optimizer, state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
@@ -386,7 +408,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
             lr = float(optimizer.param_groups[0]["lr"])
             if fast is not None:
-                tr = fast.train_epoch(optimizer, epoch=epoch, method=cfg.method, lam=cfg.lam, progress=cfg.progress)
+                tr = fast.train_epoch(optimizer, epoch=epoch, method=cfg.method, lam=cfg.lam, progress=cfg.progress,
+                                      scaler=scaler)
             else:
                 tr = engine.train_one_epoch(model, train_loader, optimizer, method=cfg.method, lam=cfg.lam,
                                             device=device, epoch=epoch, scaler=scaler, amp=amp, step_fn=step_fn,
@@ -401,12 +424,12 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
                    "test_accuracy": ev["accuracy"], "test_mean_class_accuracy": ev["mean_class_accuracy"], "lr": lr,
                    "seconds": time.perf_counter() - t0}
             history.append(row)
+            if not main:  # every rank has the global figures; one line per epoch is enough
+                continue
             log.info("epoch %d/%d  loss %.4f (ce %.4f, cons %.5f)  train acc %.4f  test acc %.4f  mean-class %.4f  "
                      "%.0f img/s  %.1fs", epoch, cfg.epochs, row["train_loss"], row["train_ce"], row["train_consistency"],
                      row["train_accuracy"], row["test_accuracy"], row["test_mean_class_accuracy"], tr["images_per_s"],
                      row["seconds"])
-            if not main:
-                continue
             _write_metrics_csv(run / "metrics.csv", history)
             write_json(run / "summary.json", {**summarize(history, skipped, cfg.epochs, finished=False),
                                               "skipped_entries": skipped_entries, **ran_as(config)})

@@ -161,7 +161,9 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo, sync_bn: bool = False) -> t
             raise ValueError("--sync-bn needs CUDA (SyncBatchNorm has no CPU implementation)")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DDP(model, device_ids=ids, broadcast_buffers=True)
+    # buffers (BatchNorm statistics) are synced from rank 0 at every forward: DDP's default, left implicit
+    # because torch 2.13 deprecated the ``broadcast_buffers`` argument (a FutureWarning on every run)
+    return DDP(model, device_ids=ids)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

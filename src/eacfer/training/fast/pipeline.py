@@ -57,7 +57,10 @@ def _fits_on_device(nbytes: int, device: torch.device) -> bool:
     if device.type != "cuda":
         return True  # CPU "device": the stack is already in host memory
     free, _total = torch.cuda.mem_get_info(device)
-    return nbytes < _RESIDENT_SHARE * free
+    # memory the caching allocator holds but no tensor uses is free to this process too (mem_get_info
+    # counts it as taken: after an earlier run in the same process, e.g. a benchmark grid, it would be)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return nbytes < _RESIDENT_SHARE * (free + max(cached, 0))
 
 
 class FastLoader:

@@ -12,6 +12,7 @@ so the optimisation follows the recipe; BatchNorm then sees ``batch_size / W`` i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from eacfer.training.fast import distributed as fd
-from eacfer.training.fast.cache import content_key, load_or_build
+from eacfer.training.fast.cache import content_key, default_cache_dir, load_or_build, memory_budget
 from eacfer.training.fast.gpu_augment import GPUAugment
 from eacfer.training.fast.pipeline import FastLoader
 from eacfer.training.fast.step import (
@@ -32,8 +33,71 @@ from eacfer.training.fast.step import (
     fast_train_epoch,
     make_optimizer,
 )
+from eacfer.training.numerics import device_capability, precision_for
 
 log = logging.getLogger(__name__)
+
+
+def device_plan(device: torch.device | str = "auto", recipe: str = "auto") -> str:
+    """One line saying what ``eacfer train --recipe RECIPE`` runs on ``device`` (the notebook prints it).
+
+    Example:
+        >>> device_plan("cpu", "paper")
+        'cpu: reference pipeline, fp32, TF32 off, deterministic cuDNN'
+    """
+    from eacfer.training.numerics import device_name
+    from eacfer.utils.device import resolve_device
+
+    dev = resolve_device(str(device))
+    capability = device_capability(dev)
+    where = device_name(dev) + (f" (compute capability {capability[0]}.{capability[1]})" if capability else "")
+    if recipe == "paper":
+        return f"{where}: reference pipeline, fp32, TF32 off, deterministic cuDNN"
+    if dev.type != "cuda":
+        return f"{where}: reference pipeline, fp32"
+    compile_ok = precision_for(capability).compile_ok
+    return (f"{where}: fast pipeline, {FastSettings.for_device(dev).describe()}; "
+            f"--compile {'available' if compile_ok else 'not available here (ignored)'}")
+
+
+def stack_bytes(ds: Any, image_size: int) -> int:
+    """The size of a dataset's decoded uint8 stack, from its image headers (before decoding anything).
+
+    Example:
+        >>> stack_bytes(FERDataset(split), 224)  # doctest: +SKIP
+        368000000
+    """
+    h, w = getattr(ds, "common_size", None) or (image_size, image_size)
+    return len(ds.samples) * int(h) * int(w) * 3
+
+
+def cache_dir_for(splits: Sequence[tuple[str, Any]], image_size: int, cache_dir: str | None,
+                  budget: int | None = None) -> str | None:
+    """``cache_dir``, or — when there is none and the decoded ``(name, dataset)`` splits together need more
+    than ``budget`` bytes (default: half the available host memory) — the default cache folder, with a
+    warning: AffectNet at 224 px is ~42 GB, Colab has 12.7 GB of RAM. Raises ValueError when such splits
+    have no image files to cache (pixels from a CSV).
+
+    Example:
+        >>> cache_dir_for([("train", FERDataset(split))], 224, None, budget=10**6)  # doctest: +SKIP
+        '/home/me/.cache/eacfer/decoded'
+    """
+    if cache_dir is not None:
+        return cache_dir
+    budget = memory_budget() if budget is None else budget
+    need = sum(stack_bytes(ds, image_size) for _, ds in splits)
+    if budget is None or need <= budget:
+        return None
+    names = " and ".join(name for name, _ in splits)
+    if any(getattr(s, "path", None) is None for _, ds in splits for s in ds.samples):
+        raise ValueError(f"{names} split: the decoded images need {need / 1e9:.1f} GB, more than the "
+                         f"{budget / 1e9:.1f} GB memory budget (half the available RAM), and have no image files "
+                         f"to cache on disk; use --pipeline reference")
+    folder = str(default_cache_dir())
+    log.warning("%s split: the decoded images need %.1f GB, more than the %.1f GB memory budget (half the "
+                "available RAM); streaming them into memory-mapped files in %s (choose the folder with "
+                "--cache-dir)", names, need / 1e9, budget / 1e9, folder)
+    return folder
 
 
 def decoded_stack(ds: Any, image_size: int, cache_dir: str | None, split: str) -> np.ndarray:
@@ -41,15 +105,17 @@ def decoded_stack(ds: Any, image_size: int, cache_dir: str | None, split: str) -
 
     Images of one size are stacked as they are (the on-device resize then matches the reference);
     mixed sizes are first resized to ``image_size`` on the CPU, which the reference does not do (warned).
+    With a cache folder the images are decoded straight into the memory-mapped file, never held in RAM as
+    a whole (:func:`cache_dir_for` chooses one when a set is too large for memory).
     """
 
-    def build() -> np.ndarray:
+    def build(allocate: Any) -> np.ndarray:
         try:
-            return ds.uint8_stack()
+            return ds.uint8_stack(out=allocate)
         except ValueError as e:
             log.warning("%s split: %s; caching the images resized to %d (the reference pipeline resizes "
                         "after the pixel noise instead)", split, e, image_size)
-            return ds.uint8_stack(image_size)
+            return ds.uint8_stack(image_size, out=allocate)
 
     paths = [getattr(s, "path", None) for s in ds.samples]
     if cache_dir is None or any(p is None for p in paths):
@@ -106,11 +172,15 @@ class FastPipeline:
             raise ValueError(f"--batch-size {batch_size} must be divisible by the number of processes ({world})")
         per_rank = batch_size // world
         self.settings = settings or FastSettings.for_device(self.device)
-        self.amp = self.settings.amp  # bf16 autocast on CUDA; CPU runs stay fp32 unless told otherwise
+        self.amp = self.settings.amp  # autocast per GPU generation (numerics.precision_for); CPU runs stay fp32
         configure_backend(self.device, self.settings)
         aug = GPUAugment(image_size, mean=mean, std=std, noise_p=noise_p, noise_var=noise_var,
                          erasing_scale=(float(erasing_scale[0]), float(erasing_scale[1])), flip_view=flip_view)
-        with fd.main_first(dist_info):  # rank 0 writes the memory-mapped cache, the others then map it
+        # chosen before any rank decodes, so that all ranks agree on it
+        cache_dir = cache_dir_for((("train", train_ds), ("test", test_ds)), image_size, cache_dir)
+        # with a cache folder rank 0 writes the memory-mapped cache and the others then map it; without one
+        # there is nothing to share, and every rank decodes at once instead of one after another
+        with fd.main_first(dist_info) if cache_dir is not None else contextlib.nullcontext():
             train_imgs = decoded_stack(train_ds, image_size, cache_dir, "train")
             test_imgs = decoded_stack(test_ds, image_size, cache_dir, "test")
         shard = -(-len(train_imgs) // world)
@@ -126,6 +196,9 @@ class FastPipeline:
             net.to(memory_format=torch.channels_last)  # in place: the Parameter objects stay the same
         self.net = net
         model: nn.Module = fd.wrap_ddp(TwoViewEAC(net, views), dist_info, sync_bn=sync_bn)
+        if compile and not precision_for(device_capability(self.device)).compile_ok:
+            log.warning("--compile ignored: %s", precision_for(device_capability(self.device)).reason)
+            compile = False
         if compile:
             model = torch.compile(model, backend=compile) if isinstance(compile, str) else torch.compile(model)
         self.model = model
@@ -138,11 +211,16 @@ class FastPipeline:
         """The recipe's Adam (fused on CUDA)."""
         return make_optimizer(params, lr, weight_decay, self.device, fused=self.settings.fused_adam)
 
+    def make_scaler(self) -> torch.amp.GradScaler:
+        """The GradScaler of fp16 autocast (7.x GPUs); a disabled one otherwise (bf16 and fp32 need none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.settings.needs_scaler)
+
     def train_epoch(self, optimizer: torch.optim.Optimizer, *, epoch: int, method: str = "eac", lam: float = 5.0,
-                    progress: bool = True) -> dict[str, float]:
+                    progress: bool = True, scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
         """One epoch; same keys as :func:`eacfer.training.engine.train_one_epoch`, reduced over all ranks."""
         return fast_train_epoch(self.model, self.train_loader, optimizer, method=method, lam=lam, amp=self.amp,
-                                epoch=epoch, dist_info=self.info, progress=progress)
+                                epoch=epoch, dist_info=self.info, progress=progress,
+                                amp_dtype=self.settings.amp_dtype, scaler=scaler)
 
     def evaluate(self, class_names: Sequence[str]) -> dict[str, Any]:
         """Test metrics over every rank's shard; same keys as :func:`eacfer.training.engine.evaluate`.

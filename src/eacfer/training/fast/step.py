@@ -11,9 +11,10 @@ go through the network:
   BatchNorm statistics span both views and the running statistics are updated once per step. Measured on
   synthetic data (see benchmarks/RESULTS.md, "Training throughput"); opt-in, flagged in the run config.
 
-Mixed precision is bf16 autocast on CUDA (no GradScaler needed); the EAC loss is computed in fp32.
-:class:`FastSettings` collects the device-dependent choices (autocast, fused Adam, channels_last,
-cuDNN autotuning). Each of them also runs on a CPU, so tests can exercise the exact CUDA configuration
+Mixed precision follows the GPU generation (:func:`eacfer.training.numerics.precision_for`): bf16 autocast
+(no GradScaler) from compute capability 8.0 on, fp16 autocast with a GradScaler on 7.x (T4, V100), fp32 below;
+the CAMs and the EAC loss are computed in fp32. :class:`FastSettings` collects the device-dependent choices
+(autocast and its dtype, fused Adam, channels_last, cuDNN autotuning). Each of them also runs on a CPU, so tests can exercise the exact CUDA configuration
 on a machine without a GPU (``FastSettings.for_device("cuda")`` applied to a CPU run).
 """
 
@@ -32,10 +33,12 @@ from torch import nn
 
 from eacfer.models.loss import ce_loss, eac_loss
 from eacfer.training.fast.distributed import DistInfo, all_gather_varlen, all_reduce_sum
+from eacfer.training.numerics import autocast_dtype, device_capability, exact_fp32, precision_for
 
 log = logging.getLogger(__name__)
 
 VIEW_MODES = ("split", "joint")
+AMP_DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 _SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
@@ -75,14 +78,17 @@ class FastSettings:
     """The fast path's device-dependent choices; :meth:`for_device` gives the defaults.
 
     Attributes:
-        amp: bf16 autocast of the forward pass (the loss stays fp32).
+        amp: autocast of the forward pass in ``amp_dtype`` (the CAMs and the loss stay fp32).
         fused_adam: Adam's fused kernel (one kernel for all tensors; the same update rule).
         channels_last: model and batches in channels-last memory format (tensor-core convolutions).
         cudnn_benchmark: let cuDNN autotune kernels for the fixed training input size.
+        amp_dtype: ``"bfloat16"`` or ``"float16"`` (the latter trains with a GradScaler).
 
     Example:
-        >>> FastSettings.for_device("cuda").amp, FastSettings.for_device("cpu").amp
+        >>> FastSettings.for_device("cuda", capability=(8, 0)).amp, FastSettings.for_device("cpu").amp
         (True, False)
+        >>> FastSettings.for_device("cuda", capability=(7, 5)).amp_dtype
+        'float16'
         >>> FastSettings.for_device("cpu", fused_adam=True).fused_adam
         True
     """
@@ -91,12 +97,24 @@ class FastSettings:
     fused_adam: bool = False
     channels_last: bool = False
     cudnn_benchmark: bool = False
+    amp_dtype: str = "bfloat16"
 
     @classmethod
-    def for_device(cls, device: torch.device | str, **overrides: bool) -> FastSettings:
-        """All on for CUDA, all off for CPU (fp32, the reference numerics); ``overrides`` win."""
-        cuda = torch.device(device).type == "cuda"
-        return replace(cls(amp=cuda, fused_adam=cuda, channels_last=cuda, cudnn_benchmark=cuda), **overrides)
+    def for_device(cls, device: torch.device | str, capability: tuple[int, int] | None = None,
+                   **overrides: Any) -> FastSettings:
+        """The GPU generation's policy on CUDA (``capability``: the device's own unless given; a machine
+        without CUDA, emulating it in tests, gets the ≥ 8.0 policy), all off for CPU (fp32, the reference
+        numerics); ``overrides`` win."""
+        if torch.device(device).type != "cuda":
+            return replace(cls(), **overrides)
+        policy = precision_for(capability or device_capability(device) or (8, 0))
+        return replace(cls(amp=policy.amp_dtype is not None, fused_adam=True, channels_last=policy.channels_last,
+                           cudnn_benchmark=True, amp_dtype=policy.amp_dtype or "bfloat16"), **overrides)
+
+    @property
+    def needs_scaler(self) -> bool:
+        """fp16 autocast trains with a GradScaler (bf16 has fp32's exponent range and needs none)."""
+        return self.amp and self.amp_dtype == "float16"
 
     @staticmethod
     def parse(text: str) -> dict[str, bool]:
@@ -106,15 +124,18 @@ class FastSettings:
             >>> FastSettings.parse("amp=off, fused_adam=on")
             {'amp': False, 'fused_adam': True}
         """
-        known = tuple(f.name for f in fields(FastSettings))
-        out: dict[str, bool] = {}
+        known = tuple(f.name for f in fields(FastSettings) if f.name != "amp_dtype")
+        out: dict[str, Any] = {}
         for item in (t.strip() for t in text.split(",")):
             if not item:
                 continue
             key, sep, value = (v.strip() for v in item.partition("="))
+            if sep and key == "amp_dtype" and value.lower() in AMP_DTYPES:
+                out[key] = AMP_DTYPES[value.lower()]
+                continue
             if not sep or key not in known or value.lower() not in _SWITCH:
                 raise ValueError(f"--fast-settings: cannot read {item!r}; expected KEY=on|off with KEY one of "
-                                 f"{', '.join(known)}")
+                                 f"{', '.join(known)}, or amp_dtype=bf16|fp16")
             out[key] = _SWITCH[value.lower()]
         return out
 
@@ -122,23 +143,25 @@ class FastSettings:
     def check_overrides(overrides: dict[str, Any]) -> None:
         """Raise ValueError for unknown keys or non-boolean values (a config's ``fast_settings``)."""
         known = {f.name for f in fields(FastSettings)}
-        bad = [k for k, v in overrides.items() if k not in known or not isinstance(v, bool)]
+        bad = [k for k, v in overrides.items() if k not in known
+               or (k == "amp_dtype" and v not in ("bfloat16", "float16")) or (k != "amp_dtype" and not isinstance(v, bool))]
         if bad:
             raise ValueError(f"fast_settings: {', '.join(map(repr, bad))} not understood; keys are "
-                             f"{', '.join(sorted(known))}, values true/false")
+                             f"{', '.join(sorted(known))}, values true/false (amp_dtype: bfloat16 or float16)")
 
     def describe(self) -> str:
         """One line for the log, e.g. ``bf16 autocast, fused Adam, channels_last``."""
-        parts = ["bf16 autocast" if self.amp else "fp32"]
+        amp = "fp16 autocast + GradScaler" if self.needs_scaler else "bf16 autocast"
+        parts = [amp if self.amp else "fp32"]
         parts += [name for on, name in ((self.fused_adam, "fused Adam"), (self.channels_last, "channels_last"),
                                         (self.cudnn_benchmark, "cudnn.benchmark")) if on]
         return ", ".join(parts)
 
 
-def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on ``device`` when ``amp`` (CUDA, or a CPU emulating the CUDA settings); else nothing."""
+def autocast_for(device: torch.device, amp: bool, dtype: str = "bfloat16") -> contextlib.AbstractContextManager[Any]:
+    """``dtype`` autocast on ``device`` when ``amp`` (CUDA, or a CPU emulating the CUDA settings); else nothing."""
     if amp:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=autocast_dtype(dtype))
     return contextlib.nullcontext()
 
 
@@ -208,18 +231,21 @@ def fast_train_step(
     lam: float = 5.0,
     amp: bool = False,
     meter: DeviceMeter | None = None,
+    amp_dtype: str = "bfloat16",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on a device-side batch ``(x, x_flipped, labels, index)``.
 
     ``model`` is a :class:`TwoViewEAC` (possibly under DDP / torch.compile). Returns the detached loss
-    terms as device tensors; nothing here waits for the GPU.
+    terms as device tensors; nothing here waits for the GPU. ``scaler`` (fp16 autocast) scales the loss
+    and skips steps whose gradients overflowed, as :func:`eacfer.training.engine.train_step` does.
 
     Example:
         >>> terms = fast_train_step(TwoViewEAC(net), batch, opt, lam=5.0, meter=meter)  # doctest: +SKIP
     """
     x, x_flipped, labels = batch[0], batch[1], batch[2]
     device = x.device
-    with autocast_for(device, amp):
+    with autocast_for(device, amp, amp_dtype):
         if method == "eac":
             logits, cams, cams_flipped = model(x, x_flipped)
             # fp32 loss: the MSE of small CAM differences loses precision in bf16
@@ -230,8 +256,13 @@ def fast_train_step(
         else:
             raise ValueError(f"unknown method {method!r}; known: eac, ce")
     optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    optimizer.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(terms["loss"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        terms["loss"].backward()
+        optimizer.step()
     out = {k: v.detach() for k, v in terms.items()}
     if meter is not None:
         meter.add(out, (logits.detach().argmax(1) == labels).sum(), int(labels.shape[0]))
@@ -249,6 +280,8 @@ def fast_train_epoch(
     epoch: int = 1,
     dist_info: DistInfo | None = None,
     progress: bool = True,
+    amp_dtype: str = "bfloat16",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """Train one epoch on a :class:`~eacfer.training.fast.pipeline.FastLoader`; same keys as the reference loop.
 
@@ -264,7 +297,8 @@ def fast_train_epoch(
     t0 = time.perf_counter()
     show = progress and (dist_info is None or dist_info.is_main)
     for batch in tqdm(loader, total=len(loader), desc=f"epoch {epoch} train", leave=False, disable=not show, unit="batch"):
-        fast_train_step(model, batch, optimizer, method=method, lam=lam, amp=amp, meter=meter)
+        fast_train_step(model, batch, optimizer, method=method, lam=lam, amp=amp, meter=meter, amp_dtype=amp_dtype,
+                        scaler=scaler)
     meter.reduce(dist_info)
     out = meter.result()
     seconds = time.perf_counter() - t0
@@ -287,7 +321,7 @@ def fast_predict(
     model.eval()
     probs, labels, indices = [], [], []
     for x, y, idx in loader:
-        with autocast_for(x.device, amp):
+        with autocast_for(x.device, amp), exact_fp32(not amp):  # fp32 evaluation: TF32 off (see engine.predict)
             logits = model(x)
         probs.append(torch.softmax(logits.float(), dim=1))
         labels.append(y)
