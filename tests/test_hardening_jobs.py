@@ -287,7 +287,7 @@ def test_video_with_a_name_that_is_not_utf8(model_pt, clip, tmp_path):
          "-q"],
         ["video", src, "--checkpoint", str(model_pt), "--out", str(tmp_path / "one"), "--detector", "none", "-q"],
     ], tmp_path / "work", timeout=200, jobs=1)
-    for rc, out, err in res:
+    for rc, _out, err in res:
         assert rc == 0, err[-2000:]
     assert "already done" in res[2][1]  # the message naming the file is printed (its bytes), not a crash
     assert json.loads((tmp_path / "one" / "summary.json").read_text())["frames"] == 3
@@ -320,13 +320,14 @@ def test_stale_temporaries_are_removed(aligned_predictor, tmp_path):
     _copy(FACE, imgs, b"a.jpg")
     out = tmp_path / "out"
     predict_paths(aligned_predictor, [imgs], out, progress=False)
-    stale = [".predictions.json.k2j3abcd.tmp", ".annotated.x1y2.tmp.mp4", ".frames.csv.q9.csv.tmp"]
+    stale = [".predictions.json.k2j3ab_d.json.tmp", ".annotated.x1y2z3w4.tmp.mp4", ".frames.csv.q9r8s7t6.csv.tmp"]
     for name in stale:
         (out / name).write_bytes(b"left by a killed run")
-    (out / ".my-dotfile").write_text("not ours")
+    for name in (".my-dotfile", ".notes.tmp", ".draft.tmp.txt"):  # hidden files that are not ours stay
+        (out / name).write_text("not ours")
     predict_paths(aligned_predictor, [imgs], out, progress=False)
     left = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
-    assert left == [".my-dotfile"], left
+    assert left == [".draft.tmp.txt", ".my-dotfile", ".notes.tmp"], left
 
 
 def test_failed_video_leaves_no_temporary(aligned_predictor, clip, tmp_path, monkeypatch):
@@ -392,7 +393,7 @@ def test_killed_save_temporary_removed_when_the_run_folder_is_locked_again(tmp_p
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / ".last.pt.ab12cd.pt.tmp").write_bytes(b"\0" * 1000)
+    (run / ".last.pt.ab12cd34.pt.tmp").write_bytes(b"\0" * 1000)
     (run / "last.pt").write_bytes(b"kept")
     with RunLock(run, what="training run"):
         pass

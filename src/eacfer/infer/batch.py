@@ -15,6 +15,7 @@ and classifies faces of several images in one batch (:mod:`eacfer.infer.batch_po
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -283,6 +284,7 @@ class PredictJob:
         if out.exists() and not out.is_dir():
             raise ValueError(f"{out}: exists and is not a folder")
         inputs = collect_inputs(paths)
+        created = not out.exists()
         self.lock = RunLock(out, what="predict job")
         self.lock.acquire()  # before anything in --out is read or written
         try:
@@ -290,6 +292,9 @@ class PredictJob:
                         model_file)
         except BaseException:
             self.lock.release()
+            if created:  # refused before writing anything: leave no empty folder behind
+                with contextlib.suppress(OSError):
+                    out.rmdir()
             raise
 
     def __enter__(self) -> PredictJob:

@@ -23,6 +23,7 @@ into the same folder is refused at once, naming the holder.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -175,10 +176,17 @@ def run_video_job(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
-    with RunLock(out, what="video job"):
-        if single:
-            return _single(predictor, videos[0], out, identity, overwrite, progress, video_kw)
-        return _many(predictor, videos, out, identity, overwrite, retry_errors, progress, video_kw, executor)
+    created = not out.exists()
+    try:
+        with RunLock(out, what="video job"):
+            if single:
+                return _single(predictor, videos[0], out, identity, overwrite, progress, video_kw)
+            return _many(predictor, videos, out, identity, overwrite, retry_errors, progress, video_kw, executor)
+    except BaseException:
+        if created:  # refused or failed before writing anything: leave no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,

@@ -76,14 +76,20 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         yield fh
 
 
+# tempfile.mkstemp's names: PREFIX + 8 characters of [a-z0-9_] + SUFFIX; ours are ".NAME." + that + a suffix
+# holding ".tmp" (atomic_path: ".pt.tmp", ".json.tmp"; the video writer: ".tmp.mp4")
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.[^.]+)*\.tmp(\.[^.]+)?")
+
+
 def is_temporary(name: str) -> bool:
-    """Whether ``name`` is one of this tool's hidden temporaries (``.NAME.<random>.tmp``, ``.NAME.<random>.tmp.mp4``).
+    """Whether ``name`` is one of this tool's hidden temporaries (``.NAME.<8 random>.<suffix>.tmp``, as
+    :func:`atomic_path` and the video writer name them); a user's ``.notes.tmp`` is not.
 
     Example:
-        >>> is_temporary(".last.pt.k2j3.pt.tmp"), is_temporary(".annotated.x1.tmp.mp4"), is_temporary("a.tmp")
-        (True, True, False)
+        >>> [is_temporary(n) for n in (".last.pt.k2j3ab_d.pt.tmp", ".annotated.x1y2z3w4.tmp.mp4", ".notes.tmp")]
+        [True, True, False]
     """
-    return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
+    return _TEMPORARY.fullmatch(name) is not None
 
 
 def remove_temporaries(folder: str | os.PathLike[str]) -> list[str]:
