@@ -285,9 +285,10 @@ def png_bytes(arr: np.ndarray) -> bytes:
 # ----------------------------------------------------------------------------------- names, links, jobs
 #: file names (bytes: some are not UTF-8) that once wrote outside ``--out``, clashed or crashed a job:
 #: ``...mp4`` → folder ``..``, ``..mp4`` → ``.``, a leading ``-``, a control character, undecodable bytes,
-#: characters Windows refuses, and two names that differ only in case.
+#: characters Windows refuses, a backslash (a separator there), and two names that differ only in case.
 HOSTILE_NAMES: tuple[bytes, ...] = (
-    b"...", b"..", b"-rf", b"tab\tname", b"bad\xff\xfebytes", b'a:b*c?"d', b"Clip", b"clip", b" spaced ",
+    b"...", b"..", b"-rf", b"tab\tname", b"bad\xff\xfebytes", b'a:b*c?"d', b"back\\slash", b"Clip", b"clip",
+    b" spaced ",
 )
 
 

@@ -412,3 +412,27 @@ def test_lock_holder_in_another_process_is_named(tmp_path):
         holder.kill()
         holder.wait()
     assert f"process {holder.pid}" in r.stdout and "video job" in r.stdout, r.stdout + r.stderr
+
+
+def test_train_on_a_full_disk_is_one_line_and_keeps_last_pt(synth_rafdb, tmp_path, monkeypatch, capsys):
+    """``eacfer train`` ended in a torch traceback (``unexpected pos``) when the disk filled during a save."""
+    import torch
+
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        if isinstance(obj, dict) and obj.get("epoch") == 2:  # epoch 2's last.pt does not fit any more
+            real_save(obj, f, *a, **k)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4288 vs 4224")
+        real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    run = tmp_path / "run"
+    rc = main(["train", "--data", str(synth_rafdb), "--out", str(run), "--backbone", "mobilenet_v2", "--epochs",
+               "2", "--batch-size", "16", "--image-size", "32", "--workers", "0", "--device", "cpu",
+               "--no-tensorboard", "--pretrained", "none", "-q"])
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.startswith("eacfer")]
+    assert rc == 2 and len(err) == 1, err
+    assert f"{run}: no space left to save last.pt" in err[0] and "MB needed" in err[0], err
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1  # the previous one, intact
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]

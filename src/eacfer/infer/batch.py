@@ -105,7 +105,8 @@ def count_videos(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
             for dirpath, dirnames, filenames in os.walk(p):
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 found.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and is_video_file(f))
-    return sorted(found)
+    unique = {os.path.realpath(f): f for f in reversed(found)}  # a folder given twice: each video once
+    return sorted(unique.values())
 
 
 def _annotated_name(file: Path, root: Path, used: set[str]) -> str:
