@@ -280,3 +280,60 @@ def png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------- names, links, jobs
+#: file names (bytes: some are not UTF-8) that once wrote outside ``--out``, clashed or crashed a job:
+#: ``...mp4`` → folder ``..``, ``..mp4`` → ``.``, a leading ``-``, a control character, undecodable bytes,
+#: characters Windows refuses, a backslash (a separator there), and two names that differ only in case.
+HOSTILE_NAMES: tuple[bytes, ...] = (
+    b"...", b"..", b"-rf", b"tab\tname", b"bad\xff\xfebytes", b'a:b*c?"d', b"back\\slash", b"Clip", b"clip",
+    b" spaced ",
+)
+
+
+def hostile_file_names(ext: str) -> list[bytes]:
+    """:data:`HOSTILE_NAMES` with ``ext`` (``".mp4"``) appended."""
+    return [n + ext.encode() for n in HOSTILE_NAMES]
+
+
+def tree_state(root: Path, skip: Path | None = None) -> dict[str, tuple[int, bytes]]:
+    """``{relative path: (mode, content or link target)}`` of everything under ``root`` except ``skip``:
+    compare two of them to prove that nothing outside an output folder was created, changed or deleted."""
+    state: dict[str, tuple[int, bytes]] = {}
+    for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
+        if skip is not None:
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) != os.fsencode(skip)]
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.fsdecode(os.path.relpath(p, os.fsencode(root)))
+            st = os.lstat(p)
+            if os.path.islink(p):
+                state[rel] = (st.st_mode, os.readlink(p))
+            elif os.path.isfile(p):
+                with open(p, "rb") as fh:
+                    state[rel] = (st.st_mode, fh.read())
+            else:
+                state[rel] = (st.st_mode, b"")
+    return state
+
+
+_HOLDER = """
+import sys, time
+from eacfer.utils.runlock import RunLock
+with RunLock(sys.argv[1], what=sys.argv[2]):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_run_lock(folder: Path, what: str = "predict job") -> subprocess.Popen:
+    """Another process holding ``folder``'s run lock (as a running job does) until it is killed."""
+    import eacfer
+
+    src = str(Path(eacfer.__file__).resolve().parents[1])  # the eacfer this test imports, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    p = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), what], stdout=subprocess.PIPE, text=True,
+                         env=env)
+    assert p.stdout is not None and p.stdout.readline().strip() == "locked"
+    return p

@@ -11,9 +11,11 @@ The predictor reads preprocessing and class names from here and never guesses.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,9 +72,54 @@ class ModelInfo:
 
 
 def save_checkpoint(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
-    """``torch.save`` atomically: a kill during the save leaves the previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` atomically: a kill during the save leaves the previous file intact.
+
+    A full disk (``ENOSPC``, or the ``RuntimeError`` torch's zip writer raises for it) becomes one
+    ``OSError`` naming the folder, the free space and about how much is needed; the previous file stays and
+    the half-written temporary is removed.
+
+    Example:
+        >>> save_checkpoint("runs/eac/last.pt", {"epoch": 3, "model": net.state_dict()})  # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as e:
+        if not _is_disk_full(e):
+            raise
+        err = OSError(_disk_full_message(path, obj))
+        err.errno = errno.ENOSPC
+        raise err from None
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    # torch's zip writer reports a short write as "unexpected pos …" or "file write failed", not as ENOSPC
+    text = str(e)
+    return any(k in text for k in ("unexpected pos", "file write failed", "No space left"))
+
+
+def _disk_full_message(path: Path, obj: Any) -> str:
+    """``FOLDER: no space left to save NAME (X MB free, about Y MB needed); the previous NAME is intact``."""
+    def tensor_bytes(o: Any) -> int:
+        if isinstance(o, torch.Tensor):
+            return o.numel() * o.element_size()
+        if isinstance(o, dict):
+            return sum(tensor_bytes(v) for v in o.values())
+        if isinstance(o, (list, tuple)):
+            return sum(tensor_bytes(v) for v in o)
+        return 0
+
+    folder = path.parent
+    need = tensor_bytes(obj) + (1 << 20)  # plus the zip container and the small entries
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+    return f"{folder}: no space left to save {path.name} ({free}, about {need / 1e6:.0f} MB needed); {kept}"
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, e.g. to print how to resume
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is printed as its own bytes, as ls does
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         rc = args.func(args)
     except KeyboardInterrupt:

@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--resume", action="store_true",
                    help="insist on continuing the job in --out (rerunning the same command resumes anyway)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace another job's results in --out (predictions.*, files.jsonl, summary.json, annotated/)")
+                   help="replace another job's results in --out (predictions.*, files.jsonl, summary.json, the "
+                   "annotated copies it made; never a file it did not write)")
     p.add_argument("--retry-errors", action="store_true", help="on resume, retry files that failed before")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="throughput mode: decode and detect in N worker processes, classify in batches (default 0: "

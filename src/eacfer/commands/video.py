@@ -40,7 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--iou", type=float, default=0.3, help="IoU needed to continue a track (default 0.3)")
     p.add_argument("--max-age", type=int, default=10, help="analysed frames a track may miss before it ends (default 10)")
     p.add_argument("--cam", action="store_true", help="overlay attention maps in the video")
-    p.add_argument("--overwrite", action="store_true", help="replace another job's results in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace another job's results in --out (only files a job wrote; never yours)")
     p.add_argument("--retry-errors", action="store_true", help="on rerun, retry videos that failed before")
     add_ray_args(p)
     p.add_argument("--pipeline", default="threaded", choices=["threaded", "sequential"],

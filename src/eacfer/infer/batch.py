@@ -15,6 +15,8 @@ and classifies faces of several images in one batch (:mod:`eacfer.infer.batch_po
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 import time
@@ -34,7 +36,8 @@ from eacfer.infer.batch_ledger import (
 )
 from eacfer.utils.atomic import atomic_path, write_json
 from eacfer.utils.interrupt import HoldCtrlC
-from eacfer.utils.outdir import claim_output_dir, write_manifest
+from eacfer.utils.outdir import claim_output_dir, safe_name, write_manifest
+from eacfer.utils.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,9 @@ def is_video_file(path: str | os.PathLike[str]) -> bool:
 def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
     """Expand files and folders (recursively) into ``(file, root)`` pairs; missing paths raise.
 
+    A file reached twice (``photos photos/a.jpg``, a link to a file already listed) is kept once, at its
+    first mention: same resolved path, same file.
+
     A video given by name raises ``ValueError`` pointing to ``eacfer video``; videos found inside folders are
     not inputs (count them with :func:`count_videos`).
 
@@ -79,7 +85,16 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, 
                              f"--out …` for videos")
         else:
             out.append((p, p.parent))  # an explicit file is tried whatever its extension
-    return out
+    seen: set[str] = set()
+    unique = []
+    for f, root in out:
+        real = os.path.realpath(f)
+        if real not in seen:
+            seen.add(real)
+            unique.append((f, root))
+    if len(unique) < len(out):
+        log.info("%d input file(s) were given more than once; each is predicted once", len(out) - len(unique))
+    return unique
 
 
 def count_videos(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -90,16 +105,20 @@ def count_videos(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
             for dirpath, dirnames, filenames in os.walk(p):
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 found.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and is_video_file(f))
-    return sorted(found)
+    unique = {os.path.realpath(f): f for f in reversed(found)}  # a folder given twice: each video once
+    return sorted(unique.values())
 
 
 def _annotated_name(file: Path, root: Path, used: set[str]) -> str:
+    """``annotated/``'s name for ``file``: its path under ``root``, every part a safe name (never ``..``)."""
     try:
-        base = file.relative_to(root).with_suffix("").as_posix()
+        parts = file.relative_to(root).with_suffix("").parts
     except ValueError:
-        base = file.stem
+        parts = (file.stem,)
+    base = "/".join(safe_name(p, default="image") for p in parts) or "image"
     name, i = base + ".jpg", 1
-    while name in used:  # two inputs with the same name (from different arguments): keep both
+    taken = {u.lower() for u in used}
+    while name.lower() in taken:  # two inputs with the same name (from different arguments): keep both
         name, i = f"{base}_{i}.jpg", i + 1
     used.add(name)
     return name
@@ -226,33 +245,36 @@ def predict_paths(
         return str(file), rows, status, err, name, stages
 
     results: Any = None
-    try:
-        if workers > 0:
-            from eacfer.infer.batch_pool import pooled
+    with job:
+        try:
+            if workers > 0:
+                from eacfer.infer.batch_pool import pooled
 
-            results = pooled(predictor, job.todo, workers=workers, batch_size=batch_size, cam=cam,
-                             keep_images=save_images)
-        else:
-            results = _sequential(predictor, job.todo, cam)
-        job.run(zip(job.todo, results, strict=False), convert)
-    finally:
-        if results is not None and hasattr(results, "close"):
-            results.close()  # stops worker processes
-    extra: dict[str, Any] = {"workers": workers}
-    if workers > 0 and results is not None:
-        extra["worker_startup_s"] = results.startup_s
-    return job.finish(extra)
+                results = pooled(predictor, job.todo, workers=workers, batch_size=batch_size, cam=cam,
+                                 keep_images=save_images)
+            else:
+                results = _sequential(predictor, job.todo, cam)
+            job.run(zip(job.todo, results, strict=False), convert)
+        finally:
+            if results is not None and hasattr(results, "close"):
+                results.close()  # stops worker processes
+        extra: dict[str, Any] = {"workers": workers}
+        if workers > 0 and results is not None:
+            extra["worker_startup_s"] = results.startup_s
+        return job.finish(extra)
 
 
 class PredictJob:
     """One ``eacfer predict`` job in ``out_dir``: the output-folder rule, what is left to do, the streams.
 
     The engines (one process, worker pool, Ray) only produce each file's rows; this class writes them
-    (between Ctrl-Cs), counts, shows the job-wide progress bar and finishes the outputs.
+    (between Ctrl-Cs), counts, shows the job-wide progress bar and finishes the outputs. It holds
+    ``out_dir``'s lock (:class:`~eacfer.utils.runlock.RunLock`) from its creation until the ``with`` block
+    ends: a second job into the same folder is refused at once, naming the holder.
 
     Example:
-        >>> job = PredictJob(predictor, ["photos/"], "out/")          # doctest: +SKIP
-        >>> job.run(items, convert); summary = job.finish({})         # doctest: +SKIP
+        >>> with PredictJob(predictor, ["photos/"], "out/") as job:   # doctest: +SKIP
+        ...     job.run(items, convert); summary = job.finish({})
     """
 
     def __init__(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
@@ -263,6 +285,34 @@ class PredictJob:
         if out.exists() and not out.is_dir():
             raise ValueError(f"{out}: exists and is not a folder")
         inputs = collect_inputs(paths)
+        created = not out.exists()
+        self.lock = RunLock(out, what="predict job")
+        self.lock.acquire()  # before anything in --out is read or written
+        try:
+            self._start(predictor, paths, inputs, save_images, cam, progress, resume, overwrite, retry_errors,
+                        model_file)
+        except BaseException:
+            self.lock.release()
+            if created:  # refused before writing anything: leave no empty folder behind
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
+
+    def __enter__(self) -> PredictJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the streams (a no-op after :meth:`finish`) and release ``out_dir``'s lock."""
+        self.ledger.close()
+        self.lock.release()
+
+    def _start(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], inputs: list[tuple[Path, Path]],
+               save_images: bool, cam: bool, progress: bool, resume: bool | None, overwrite: bool,
+               retry_errors: bool, model_file: str | os.PathLike[str] | None) -> None:
+        out = self.out
         # --out inside a searched folder: never read our own outputs (annotated copies) back as photos
         out_real = Path(os.path.realpath(out))
         kept = [(f, root) for f, root in inputs if not Path(os.path.realpath(f)).is_relative_to(out_real)]
@@ -287,12 +337,16 @@ class PredictJob:
         # the fresh streams exist before job.json names this job: a resume never reads another job's ledger
         self.done = self.ledger.start(self.keys, resume=claim.mode == "resume" and resume is not False,
                                       retry_errors=retry_errors)
-        write_manifest(out, "predict", self.identity, PREDICT_OUTPUTS, "running")
         used = annotated_names(self.done)
         self.todo = [(f, root) for f, root in inputs if str(f) not in self.done]
         self.ann = {str(f): _annotated_name(f, root, used) for f, root in self.todo} if save_images else {}
-        if save_images:
-            _drop_stale_annotated(out / ANNOTATED_DIR, used | set(self.ann.values()))
+        # the annotated copies this job may write: the only files of annotated/ that --overwrite or a later
+        # run of it may delete (nothing else there is ours)
+        self.owned = {ANNOTATED_DIR: sorted(glob.escape(n) for n in used | set(self.ann.values())),
+                      "shards": ["part-*.csv"]}  # fnmatch patterns (a name like "a[1].jpg" is escaped)
+        prev_owned = set(((claim.previous or {}).get("owned") or {}).get(ANNOTATED_DIR) or [])
+        _drop_stale_annotated(out / ANNOTATED_DIR, prev_owned - set(self.owned[ANNOTATED_DIR]))
+        write_manifest(out, "predict", self.identity, PREDICT_OUTPUTS, "running", owned=self.owned)
         if self.done:
             log.info("resuming: %d of %d files already done, %d to go", len(self.done), len(inputs), len(self.todo))
         self.processed = self.save_errors = 0
@@ -348,20 +402,20 @@ class PredictJob:
             summary = self.ledger.finish(summary)
             write_json(out / SUMMARY_NAME, summary)
             write_manifest(out, "predict", self.identity, PREDICT_OUTPUTS,
-                           "interrupted" if self.interrupted else "complete")
+                           "interrupted" if self.interrupted else "complete", owned=self.owned)
         return {**summary, "outputs": {"csv": str(out / CSV_NAME), "json": str(out / JSON_NAME),
                                        "jsonl": str(out / JSONL_NAME), "summary": str(out / SUMMARY_NAME),
                                        "annotated": str(out / ANNOTATED_DIR) if self.ann or
                                        self.identity["save_images"] else None}}
 
 
-def _drop_stale_annotated(folder: Path, keep: set[str]) -> None:
-    """Delete annotated copies this job no longer owns (files that left the inputs or are redone)."""
-    if not folder.is_dir():
-        return
-    for p in folder.rglob("*"):
-        if p.is_file() and p.relative_to(folder).as_posix() not in keep:
-            p.unlink()
+def _drop_stale_annotated(folder: Path, stale: set[str]) -> None:
+    """Delete the annotated copies (``stale``: escaped patterns) an earlier run of this job wrote that it no
+    longer owns (files that left the inputs); any other file in ``annotated/`` is not ours and stays."""
+    from eacfer.utils.outdir import remove_outputs
+
+    if stale and folder.is_dir():
+        remove_outputs(folder.parent, [folder.name], {folder.name: sorted(stale)})
 
 
 def _save_annotated(r: Any, path: Path, cam: bool) -> None:

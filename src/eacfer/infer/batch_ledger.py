@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from eacfer.utils.atomic import atomic_open
+from eacfer.utils.atomic import atomic_open, to_json
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,13 @@ class Ledger:
                 want = {i for i, _ in kept.values()}
                 for i, rec in enumerate(read_records(src)):
                     if i in want:
-                        fhs[LEDGER].write(json.dumps(rec, ensure_ascii=False) + "\n")
+                        fhs[LEDGER].write(to_json(rec) + "\n")
                         for row in rec["rows"]:
                             self._write_row(fhs[CSV_NAME], CSV_NAME, row, w)
                             self._write_row(fhs[JSONL_NAME], JSONL_NAME, row, None)
         for name in STREAMED:
-            self._fh[name] = open(self._p(name), "a", encoding="utf-8", newline="" if name == CSV_NAME else None)
+            self._fh[name] = open(self._p(name), "a", encoding="utf-8", errors="surrogateescape",
+                                  newline="" if name == CSV_NAME else None)
         self._csv = csv.DictWriter(self._fh[CSV_NAME], fieldnames=self.columns)
         return {f: meta for f, (_i, meta) in kept.items()}
 
@@ -133,7 +134,7 @@ class Ledger:
         if name == CSV_NAME:
             writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in self.columns})
         else:
-            fh.write(json.dumps({k: row.get(k) for k in self.columns}, ensure_ascii=False) + "\n")
+            fh.write(to_json({k: row.get(k) for k in self.columns}) + "\n")
 
     # -- per file --------------------------------------------------------------------------------
     def add(self, key: FileKey, rows: list[dict[str, Any]], status: str, annotated: str | None = None,
@@ -148,7 +149,7 @@ class Ledger:
         self._fh[CSV_NAME].flush()
         self._fh[JSONL_NAME].flush()
         # the ledger line goes last: a file is done only once its rows are out
-        self._fh[LEDGER].write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._fh[LEDGER].write(to_json(rec) + "\n")
         self._fh[LEDGER].flush()
 
     # -- end -------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class Ledger:
                 for line in rows:
                     fh.write(("" if first else ",\n") + line.rstrip("\n"))
                     first = False
-            fh.write('\n],\n"summary": ' + json.dumps(full, ensure_ascii=False) + "\n}\n")
+            fh.write('\n],\n"summary": ' + to_json(full) + "\n}\n")
         return full
 
 

@@ -135,47 +135,48 @@ def predict_paths_ray(
     with Predictor.from_checkpoint(model_file, cam=cam, **opts) as driver_p:
         job = PredictJob(driver_p, paths, out_dir, save_images=save_images, cam=cam, progress=progress,
                          resume=resume, overwrite=overwrite, retry_errors=retry_errors, model_file=model_file)
-    if not job.todo:
-        return job.finish({"ray": {"address": address, "actors": 0}})
-    started = _init_ray(address, ray_init)
-    try:
-        n_actors = min(_resources(ray, actors, cpus_per_actor, gpus_per_actor),
-                       max(1, -(-len(job.todo) // block_files)))
-        ctx = ray.data.DataContext.get_current()
-        order_was = ctx.execution_options.preserve_order
-        ctx.execution_options.preserve_order = True  # blocks come back in input order: the same files as locally
-        items = [{"file": str(f), "annotated": job.ann.get(str(f), "")} for f, _ in job.todo]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // block_files)))
-        ds = ds.map_batches(PhotoActor, batch_size=block_files, concurrency=n_actors, num_cpus=cpus_per_actor,
-                            num_gpus=gpus_per_actor or None,
-                            fn_constructor_kwargs={"model_file": os.path.abspath(model_file),
-                                                   "predictor_options": opts, "cam": cam,
-                                                   "out": os.path.abspath(job.out), "save_images": save_images})
-        shards = job.out / "shards"
-        run_id = time.strftime("%Y%m%d-%H%M%S")
-
-        def blocks() -> Iterator[tuple[str, str]]:
-            for k, batch in enumerate(ds.iter_batches(batch_size=block_files, batch_format="numpy")):
-                recs = list(zip((str(f) for f in batch["file"]), (str(r) for r in batch["record"]), strict=True))
-                _write_shard(shards / f"part-{run_id}-{k:05d}.csv", job.ledger.columns, recs)
-                yield from recs
-
-        def convert(item: tuple[str, str]) -> tuple:
-            file, raw = item
-            rec = json.loads(raw)
-            if rec["error"]:
-                log.info("%s: %s", file, rec["error"])
-            return file, rec["rows"], rec["status"], rec["error"], rec["annotated"], rec["stages"]
-
+    with job:  # holds --out's lock until the job is finished
+        if not job.todo:
+            return job.finish({"ray": {"address": address, "actors": 0}})
+        started = _init_ray(address, ray_init)
         try:
-            job.run(blocks(), convert)
+            n_actors = min(_resources(ray, actors, cpus_per_actor, gpus_per_actor),
+                           max(1, -(-len(job.todo) // block_files)))
+            ctx = ray.data.DataContext.get_current()
+            order_was = ctx.execution_options.preserve_order
+            ctx.execution_options.preserve_order = True  # blocks come back in input order: the same files as locally
+            items = [{"file": str(f), "annotated": job.ann.get(str(f), "")} for f, _ in job.todo]
+            ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // block_files)))
+            ds = ds.map_batches(PhotoActor, batch_size=block_files, concurrency=n_actors, num_cpus=cpus_per_actor,
+                                num_gpus=gpus_per_actor or None,
+                                fn_constructor_kwargs={"model_file": os.path.abspath(model_file),
+                                                       "predictor_options": opts, "cam": cam,
+                                                       "out": os.path.abspath(job.out), "save_images": save_images})
+            shards = job.out / "shards"
+            run_id = time.strftime("%Y%m%d-%H%M%S")
+
+            def blocks() -> Iterator[tuple[str, str]]:
+                for k, batch in enumerate(ds.iter_batches(batch_size=block_files, batch_format="numpy")):
+                    recs = list(zip((str(f) for f in batch["file"]), (str(r) for r in batch["record"]), strict=True))
+                    _write_shard(shards / f"part-{run_id}-{k:05d}.csv", job.ledger.columns, recs)
+                    yield from recs
+
+            def convert(item: tuple[str, str]) -> tuple:
+                file, raw = item
+                rec = json.loads(raw)
+                if rec["error"]:
+                    log.info("%s: %s", file, rec["error"])
+                return file, rec["rows"], rec["status"], rec["error"], rec["annotated"], rec["stages"]
+
+            try:
+                job.run(blocks(), convert)
+            finally:
+                ctx.execution_options.preserve_order = order_was
+            return job.finish({"ray": {"address": address, "actors": n_actors, "cpus_per_actor": cpus_per_actor,
+                                       "gpus_per_actor": gpus_per_actor, "block_files": block_files}})
         finally:
-            ctx.execution_options.preserve_order = order_was
-        return job.finish({"ray": {"address": address, "actors": n_actors, "cpus_per_actor": cpus_per_actor,
-                                   "gpus_per_actor": gpus_per_actor, "block_files": block_files}})
-    finally:
-        if started:
-            ray.shutdown()
+            if started:
+                ray.shutdown()
 
 
 def _write_shard(path: Path, columns: list[str], recs: list[tuple[str, str]]) -> None:

@@ -198,6 +198,41 @@ def _open_camera_quietly(cv2: Any, index: int) -> Any:
         logging_api.setLogLevel(old)
 
 
+def open_file_capture(path: str | os.PathLike[str]) -> Any:
+    """``cv2.VideoCapture`` (FFmpeg) of a video file, whatever bytes its name holds.
+
+    OpenCV crashes (segmentation fault) on a file name that is not valid UTF-8; such a file is opened
+    through a link with a plain name in a new private temporary folder, removed as soon as FFmpeg has
+    opened the file (it keeps its own handle).
+
+    Example:
+        >>> cap = open_file_capture("clip.mp4")  # doctest: +SKIP
+        >>> cap.isOpened()                      # doctest: +SKIP
+        True
+    """
+    import shutil
+    import tempfile
+
+    import cv2
+
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    suffix = Path(name).suffix
+    suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""
+    tmp = tempfile.mkdtemp(prefix="eacfer-video-")
+    try:
+        link = os.path.join(tmp, "video" + suffix)
+        os.symlink(os.path.abspath(name), link)
+        return cv2.VideoCapture(link, cv2.CAP_FFMPEG)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def parse_source(source: str | int | os.PathLike[str]) -> tuple[str, Any, bool]:
     """``(kind, target, live)`` for a SOURCE argument: ``camera`` (int), ``url`` (str) or ``file`` (Path).
 
@@ -255,6 +290,8 @@ def open_source(
         cap = capture_factory(target)
     elif kind == "camera":
         cap = _open_camera_quietly(cv2, int(target))
+    elif kind == "file":
+        cap = open_file_capture(target)
     else:
         cap = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG)
     if cap is None or not cap.isOpened():

@@ -7,16 +7,23 @@ A job layer around :func:`eacfer.infer.video.run_video`, which it calls unchange
   already done; the output-folder rule (:mod:`eacfer.utils.outdir`) refuses another job's folder unless
   ``overwrite``.
 * **Several sources** (more than one argument, a folder, or a ``.txt`` list with one source per line, ``#``
-  comments, paths relative to the list): one sub-folder per video (named after the file, ``_1``, ``_2`` … on
-  clashes; the names are kept across reruns) and ``index.csv`` (one row per video: status, frames, faces,
+  comments, paths relative to the list; a list whose lines are not all existing paths, URLs or camera
+  indices is refused before anything is written): one sub-folder per video (named after the file, made a
+  safe name by :func:`eacfer.utils.outdir.safe_name` — never ``.``/``..`` or a path — with ``_1``, ``_2``
+  … on clashes and beside folders that are not the job's; the names are kept across reruns; the same file
+  given twice is one video) and ``index.csv`` (one row per video: status, frames, faces,
   tracks, fps, why it stopped, error), rewritten after every video, plus ``summary.json`` for the job.
   Rerunning skips videos that finished and are unchanged (same size and modification time); an interrupted
   or killed video restarts cleanly: its sub-folder's partial outputs are deleted first, never appended to.
   A video that fails (unreadable) is reported in the index and not retried unless ``retry_errors``.
+
+Either way the job holds ``--out``'s lock (:class:`eacfer.utils.runlock.RunLock`) while it runs: a second job
+into the same folder is refused at once, naming the holder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -31,12 +38,16 @@ from eacfer.infer.batch_ledger import FileKey
 from eacfer.utils.atomic import write_json, write_text
 from eacfer.utils.outdir import (
     MANIFEST,
+    child,
     claim_output_dir,
     read_manifest,
     remove_outputs,
     remove_partials,
+    safe_name,
+    unique_name,
     write_manifest,
 )
+from eacfer.utils.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +83,50 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[str]
             out += sorted(found)
         elif p.suffix.lower() == ".txt" and p.is_file():
             many = True
-            for line in p.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    q = Path(line)
-                    out.append(line if "://" in line or line.isdigit() or q.is_absolute() else str(p.parent / q))
+            out += _read_list(p)
         else:
             out.append(s)
     if not out:
         raise ValueError("no video sources given")
-    return out, many
+    seen: set[str] = set()
+    unique = []
+    for v in out:  # the same file twice (a folder and a file in it, a list and an argument) is one video
+        key = os.path.realpath(v) if _is_file(v) else v
+        if key not in seen:
+            seen.add(key)
+            unique.append(v)
+    return unique, many
+
+
+def _read_list(p: Path) -> list[str]:
+    """The sources a ``.txt`` list names (``#`` comments, blank lines skipped; paths relative to the list).
+
+    Every line must be an existing file, a URL (``…://…``) or a camera index; otherwise the list is refused
+    with ``FILE:LINE`` before the job writes anything (a text file given by mistake is not a job).
+    """
+    try:
+        text = p.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        raise ValueError(f"{p}: cannot read the list of sources ({e.strerror or e})") from None
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "://" in line or line.isdigit():
+            out.append(line)
+            continue
+        q = Path(line)
+        path = line if q.is_absolute() else str(p.parent / q)
+        try:
+            ok = Path(path).is_file()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte …
+            ok = False
+        if not ok:
+            raise ValueError(f"{p}:{n}: {line[:80]!r} is not a video file, URL or camera index (a .txt source "
+                             "lists one per line, # for comments); nothing was written")
+        out.append(path)
+    return out
 
 
 def video_identity(predictor: Any, sources: Sequence[str], settings: dict[str, Any],
@@ -125,20 +170,30 @@ def run_video_job(
     settings = {k: video_kw.get(k) for k in ("every", "max_frames", "write_video", "smoothing", "iou_threshold",
                                              "max_age", "cam")}
     identity = video_identity(predictor, [os.fspath(s) for s in sources], settings, model_file)
-    if not many and not force_many:
-        return _single(predictor, videos[0], Path(out_dir), identity, overwrite, progress, video_kw)
-    return _many(predictor, videos, Path(out_dir), identity, overwrite, retry_errors, progress, video_kw, executor)
+    single = not many and not force_many
+    if single and _is_file(videos[0]) and not Path(videos[0]).exists():  # reported before --out is touched
+        raise FileNotFoundError(f"{videos[0]}: no such video file")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    created = not out.exists()
+    try:
+        with RunLock(out, what="video job"):
+            if single:
+                return _single(predictor, videos[0], out, identity, overwrite, progress, video_kw)
+            return _many(predictor, videos, out, identity, overwrite, retry_errors, progress, video_kw, executor)
+    except BaseException:
+        if created:  # refused or failed before writing anything: leave no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,
             video_kw: dict[str, Any]) -> dict[str, Any]:
     from eacfer.infer.video import run_video
 
-    key = None
-    if _is_file(source):  # a missing file is reported before --out is touched
-        if not Path(source).exists():
-            raise FileNotFoundError(f"{source}: no such video file")
-        key = FileKey.of(source)
+    key = FileKey.of(source) if _is_file(source) else None
     keep = ("frames.csv", "summary.json") + (("annotated.mp4",) if video_kw.get("write_video", True) else ())
     claim = claim_output_dir(out, "video", identity, VIDEO_OUTPUTS, overwrite=overwrite, replaced_at_end=keep)
     prev = claim.previous or {}
@@ -155,7 +210,11 @@ def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], ov
     if any(not p.name.startswith(".") for p in out.iterdir()):
         # earlier outputs stay until the new ones replace them: job.json says whose they are meanwhile
         write_manifest(out, "video", identity, VIDEO_OUTPUTS, "running")
-    s = run_video(predictor, source, out, progress=progress, **video_kw)
+    try:
+        s = run_video(predictor, source, out, progress=progress, **video_kw)
+    except BaseException:
+        remove_partials(out)  # e.g. disk full: no half-written hidden file stays behind
+        raise
     if video_kw.get("write_video", True) and not (s.get("outputs") or {}).get("video"):
         remove_outputs(out, ["annotated.mp4"])  # no frame written: never leave an earlier clip's video
     status = "interrupted" if s.get("interrupted") else "complete"
@@ -180,27 +239,27 @@ def _add_model(path: Path, identity: dict[str, Any]) -> None:
     write_json(path, s)
 
 
-def _folder_names(videos: list[str], previous: dict[str, str]) -> dict[str, str]:
-    used = set(previous.values())
+def _folder_names(videos: list[str], previous: dict[str, str], taken: set[str]) -> dict[str, str]:
+    """One output folder name per video: a safe name (:func:`safe_name`) from the file name or the camera/URL,
+    unique (also against ``taken``: names in ``--out`` that are not this job's), kept from ``previous`` runs."""
+    used = set(taken) | {INDEX, MANIFEST, "summary.json"}
     names = {}
+    for v, name in previous.items():  # an earlier run's names stay (only ever-safe ones: index.csv is a file)
+        if v in videos and safe_name(name) == name and name.lower() not in {u.lower() for u in used}:
+            names[v] = name
+            used.add(name)
     for v in videos:
-        if v in previous:
-            names[v] = previous[v]
+        if v in names:
             continue
-        base = Path(v).stem if _is_file(v) else "".join(c if c.isalnum() else "_" for c in v).strip("_")
-        base = base or "video"
-        name, i = base, 1
-        while name in used or name in (INDEX, MANIFEST, "summary.json"):
-            name, i = f"{base}_{i}", i + 1
-        used.add(name)
-        names[v] = name
+        base = safe_name(Path(v).stem if _is_file(v) else v.replace("://", "_"), default="video")
+        names[v] = unique_name(base, used)
     return names
 
 
 def _read_index(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         return {r["source"]: r for r in csv.DictReader(fh) if r.get("source")}
 
 
@@ -216,9 +275,11 @@ def _write_index(path: Path, rows: dict[str, dict[str, Any]]) -> None:
 def _frame_count(source: str) -> int:
     import cv2
 
+    from eacfer.infer.sources import open_file_capture
+
     if not _is_file(source):
         return 0
-    cap = cv2.VideoCapture(source)
+    cap = open_file_capture(source)
     try:
         return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
     finally:
@@ -232,9 +293,12 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
 
     claim = claim_output_dir(out, "video", identity, (INDEX, "summary.json"), overwrite=overwrite)
     old = _read_index(out / INDEX) if claim.mode == "resume" else {}
-    names = _folder_names(videos, {s: r["folder"] for s, r in old.items() if r.get("folder")})
+    before = {s: r["folder"] for s, r in old.items() if r.get("folder")}
+    names = _folder_names(videos, before, {p.name for p in out.iterdir()} - set(before.values()))
     outputs = [INDEX, "summary.json", *names.values()]
-    write_manifest(out, "video", identity, outputs, "running")
+    # what is ours inside each video's folder: all --overwrite or a later run may delete there
+    owned = {n: list(VIDEO_OUTPUTS) for n in names.values()}
+    write_manifest(out, "video", identity, outputs, "running", owned=owned)
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for v in videos:
@@ -243,7 +307,7 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
         same = r is not None and key is not None and (r.get("size"), r.get("mtime_ns")) == (str(key.size),
                                                                                            str(key.mtime_ns))
         if same and (r["status"] == "done" or (r["status"] == "failed" and not retry_errors)) \
-                and (r["status"] == "failed" or (out / names[v] / "summary.json").is_file()):
+                and (r["status"] == "failed" or (child(out, names[v]) / "summary.json").is_file()):
             rows[v] = r
             continue
         rows[v] = {"source": v, "folder": names[v], "size": None if key is None else key.size,
@@ -251,7 +315,8 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
         todo.append(v)
     skipped = len(videos) - len(todo)
     for gone in set(old) - set(videos):  # no longer a source of this job: its results go too
-        remove_outputs(out, [old[gone].get("folder") or ""])
+        folder = old[gone].get("folder") or ""
+        remove_outputs(out, [folder], {folder: VIDEO_OUTPUTS})
     _write_index(out / INDEX, rows)
     if skipped:
         log.info("%d of %d videos already done; %d to go", skipped, len(videos), len(todo))
@@ -266,7 +331,7 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
     t0 = time.perf_counter()
     frames_now = 0
     for v in todo:
-        folder = out / names[v]
+        folder = child(out, names[v])
         if folder.exists():  # an interrupted or killed earlier attempt: start this video from scratch
             remove_outputs(folder, VIDEO_OUTPUTS)
             remove_partials(folder)
@@ -279,10 +344,11 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one broken video never stops the job; it is reported in the index
+                remove_partials(Path(folder))  # e.g. disk full: no half-written hidden file stays
                 yield v, e
 
     try:
-        work = [(v, str(out / names[v])) for v in todo]
+        work = [(v, str(child(out, names[v]))) for v in todo]
         for v, s in (local(work) if executor is None else executor(work)):
             row = rows[v]
             if not isinstance(s, dict):
@@ -293,7 +359,7 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
             frames_now += s["frames"]
             if bar is not None and executor is not None:
                 bar.update(s["frames"])
-            _add_model(out / names[v] / "summary.json", identity)
+            _add_model(child(out, names[v]) / "summary.json", identity)
             row.update(status="interrupted" if s["interrupted"] else "done", frames=s["frames"],
                        frames_with_faces=s["frames_with_faces"], faces=s.get("faces"), tracks=s["tracks"],
                        fps=s["fps"], stopped=s["stopped"], error=None)
@@ -317,7 +383,7 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
     }
     write_json(out / "summary.json", summary)
     write_manifest(out, "video", identity, outputs,
-                   "complete" if not interrupted and summary["pending"] == 0 else "interrupted")
+                   "complete" if not interrupted and summary["pending"] == 0 else "interrupted", owned=owned)
     return {**summary, "many": True, "out": str(out)}
 
 

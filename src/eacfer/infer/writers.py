@@ -203,13 +203,17 @@ class VideoWriter:
                 log.debug("closing an empty writer failed", exc_info=True)
             self.tmp.unlink(missing_ok=True)
             return None
-        w.close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp made it private (0600); give it normal permissions
-        os.replace(self.tmp, self.path)
+        try:
+            w.close()
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp made it private (0600); give it normal permissions
+            os.replace(self.tmp, self.path)
+        except BaseException:  # e.g. disk full while finalising: no half-written hidden file stays behind
+            self.tmp.unlink(missing_ok=True)
+            raise
         return self.path
 
     def abort(self) -> None:

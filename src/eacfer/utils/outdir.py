@@ -9,8 +9,14 @@ output settings) and the names of the outputs it owns. When a command starts:
 * anything else (another job's results, files of unknown origin) → refused with a one-line error, unless
   ``overwrite=True`` (``--overwrite``), which replaces exactly this command's output set (the names it
   writes, plus those the old ``job.json`` lists): files the new run always rewrites are replaced when it
-  ends (a killed run leaves the earlier complete ones), the others (e.g. ``annotated/``) are deleted before
-  it starts; other files in the folder are left alone.
+  ends (a killed run leaves the earlier complete ones), the others are deleted before it starts. A folder
+  of outputs (``annotated/``, one video's folder) is never deleted whole: only the files the old
+  ``job.json`` lists as that job's own (``owned``) go, and the folder itself only once it is empty. Other
+  files are left alone.
+
+Every output name derived from an input name (a video's folder, an annotated copy) is made a single safe
+path component by :func:`safe_name` and joined by :func:`child`, which refuses anything else — so nothing
+is ever written outside ``--out``.
 
 So stale annotated images never sit beside a new ``predictions.csv``, and another clip's ``annotated.mp4``
 never sits beside a new ``frames.csv``.
@@ -18,16 +24,18 @@ never sits beside a new ``frames.csv``.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
+import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eacfer.utils.atomic import write_json
+from eacfer.utils.atomic import remove_temporaries, write_json
 from eacfer.utils.integrity import file_sha256  # noqa: F401  (re-exported: job records name their model)
 
 log = logging.getLogger(__name__)
@@ -80,15 +88,80 @@ def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
         "it holds the results of a different job"
 
 
-def remove_outputs(out: Path, names: Iterable[str]) -> list[str]:
-    """Delete the named files/folders of ``out`` (names only, never outside ``out``); returns what went."""
+# separators, control characters, undecodable bytes (surrogates) and the characters Windows refuses
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|\ud800-\udfff]')
+_MAX_NAME_BYTES = 120  # well under every file system's 255-byte limit, room for "_12" and suffixes
+
+
+def safe_name(text: str, default: str = "item") -> str:
+    """``text`` made one safe path component: never ``.``/``..``, no separators or control characters.
+
+    Unsafe characters (``/ \\ : * ? " < > |``, control characters, bytes that are not UTF-8) become ``_``;
+    leading dots and dashes become ``_`` (no hidden names, nothing read as an option); trailing dots and
+    spaces go; names are cut to 120 UTF-8 bytes; an empty result is ``default``.
+
+    Example:
+        >>> [safe_name(s) for s in ["clip", "..", ".", "a/b", "-rf", os.fsdecode(b"bad\\xffname"), ""]]
+        ['clip', '__', '_', 'a_b', '_rf', 'bad_name', 'item']
+    """
+    s = _UNSAFE.sub("_", text).strip(" ")
+    s = re.sub(r"^[.\-]+", lambda m: "_" * len(m.group()), s).rstrip(". ")  # ".." -> "__", never a dot name
+    while len(s.encode("utf-8")) > _MAX_NAME_BYTES:
+        s = s[:-1]
+    return s or default
+
+
+def unique_name(base: str, used: set[str]) -> str:
+    """``base``, or ``base_1``, ``base_2`` … — the first not in ``used`` (compared case-blind, as macOS and
+    Windows do); the name is added to ``used``.
+
+    Example:
+        >>> used = {"clip"}; unique_name("clip", used), unique_name("Clip", used)
+        ('clip_1', 'Clip_2')
+    """
+    taken = {u.lower() for u in used}
+    name, i = base, 1
+    while name.lower() in taken:
+        name, i = f"{base}_{i}", i + 1
+    used.add(name)
+    return name
+
+
+def child(out: str | os.PathLike[str], name: str) -> Path:
+    """``out / name`` for a ``name`` that is one safe path component (as :func:`safe_name` makes).
+
+    Raises ``ValueError`` for anything else (``..``, separators, …): the check sits where the path is built.
+
+    Example:
+        >>> child("out", "clip").as_posix()
+        'out/clip'
+    """
+    if not name or safe_name(name) != name:
+        raise ValueError(f"{out}: refused to write {name!r} (not a single safe file name inside the output folder)")
+    return Path(out) / name
+
+
+def remove_outputs(out: Path, names: Iterable[str], owned: Mapping[str, Iterable[str]] | None = None) -> list[str]:
+    """Delete the named outputs directly in ``out``; returns the names that are gone.
+
+    A file (or link) is deleted. A folder is never deleted whole: only the files that ``owned[name]``
+    matches (relative paths or ``fnmatch`` patterns recorded by the job that wrote them) and this tool's
+    own temporaries go, then the folders left empty; anything else in it stays (and so does the folder).
+
+    Example:
+        >>> remove_outputs(Path("out"), ["summary.json", "clip"], {"clip": ["frames.csv"]})  # doctest: +SKIP
+        ['clip', 'summary.json']
+    """
     gone = []
+    owned = owned or {}
     for name in sorted(set(names)):
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
+        if not name or safe_name(name) != name:  # never a path: ``..``, ``a/b`` are not output names
             continue
         p = out / name
         if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
+            _remove_owned(p, owned.get(name) or ())
+            if p.exists():
+                continue
         elif p.exists() or p.is_symlink():
             p.unlink()
         else:
@@ -97,15 +170,37 @@ def remove_outputs(out: Path, names: Iterable[str]) -> list[str]:
     return gone
 
 
+def _remove_owned(folder: Path, patterns: Iterable[str]) -> None:
+    """Delete the files of ``folder`` that ``patterns`` match, our temporaries, then the emptied folders."""
+    pats = list(patterns)
+    literal = {p for p in pats if not any(c in p for c in "*?[")}
+    globs = [p for p in pats if p not in literal]
+    dirs = []
+    for dirpath, dirnames, filenames in os.walk(folder, topdown=True):
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        dirs.append(Path(dirpath))
+        for f in filenames:
+            path = Path(dirpath) / f
+            rel = path.relative_to(folder).as_posix()
+            if rel in literal or any(fnmatch.fnmatchcase(rel, g) for g in globs):
+                path.unlink(missing_ok=True)
+        remove_partials(Path(dirpath))
+    for d in reversed(dirs):  # deepest first; a folder with anything else in it stays
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
 def remove_partials(out: Path) -> None:
     """Delete hidden in-progress files of a killed run (``.NAME.partial`` and atomic-write temporaries)."""
     for p in out.iterdir():
-        if p.name.startswith(".") and (p.name.endswith(".partial") or p.name.endswith(".tmp")
-                                       or ".tmp." in p.name):
+        if p.name.startswith(".") and p.name.endswith(".partial") and not p.is_symlink():
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+    remove_temporaries(out)
 
 
 def claim_output_dir(
@@ -154,7 +249,8 @@ def claim_output_dir(
         raise OutputFolderError(f"{out}: {why}; choose another --out, or add --overwrite to replace "
                                 f"the earlier `eacfer {command}` results")
     names = (set(outputs) | {MANIFEST} | set((prev or {}).get("outputs") or [])) - set(replaced_at_end)
-    removed = remove_outputs(out, names)
+    owned = (prev or {}).get("owned")
+    removed = remove_outputs(out, names, owned if isinstance(owned, dict) else None)
     remove_partials(out)
     if removed:
         log.info("--overwrite: removed the earlier results in %s: %s", out, ", ".join(removed))

@@ -4,6 +4,9 @@ Hand-written rather than ``filelock``: that library's lock files do not say who 
 OS-level lock (flock) is unreliable on the network file systems run folders often live on. Here the lock
 is a file created with ``O_CREAT | O_EXCL`` (atomic everywhere) holding the owner's pid and host; a lock
 left by a process that no longer exists on this host is detected as stale and taken over.
+
+Holding the lock means no other eacfer process writes into the folder, so taking it also deletes the hidden
+temporaries a killed or failed earlier run left there (:func:`eacfer.utils.atomic.remove_temporaries`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from eacfer.utils.atomic import remove_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,9 @@ class RunLock:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(me, fh)
             self._held = True
+            stale = remove_temporaries(self.folder)  # ours, and nobody else writes here now
+            if stale:
+                log.info("%s: removed %d temporary file(s) left by an earlier run", self.folder, len(stale))
             return
         raise RunFolderLocked(f"{self.folder}: could not take the lock {self.path} (contended); try again")
 

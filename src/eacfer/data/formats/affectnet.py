@@ -12,8 +12,9 @@ set; ``validation`` is accepted as a synonym).
 
 Faces are cropped from the box (:mod:`eacfer.data.facecrops`: the inference margin convention) into a
 cache on the first use, with a progress bar; a killed pass resumes; later runs read only the crops.
-A row whose image is missing, whose box is malformed or outside the image, or whose path leaves ROOT is a
-counted problem, never a crash. The widespread Kaggle re-packaging (``train/<class>/``, ``val/<class>/``
+A row whose image is missing, whose box is malformed or outside the image, or whose path leaves ROOT
+(after following links) or whose crop would land outside the cache folder is a counted problem (strict:
+an error naming ``FILE:LINE``), never a crash and never a write outside the cache. The widespread Kaggle re-packaging (``train/<class>/``, ``val/<class>/``
 folders of already-cropped faces) is read by the ``folder`` format.
 """
 
@@ -68,6 +69,15 @@ def load_affectnet(
     root_real = Path(os.path.realpath(root))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(root, crop_size, DEFAULT_MARGIN)
     rows, dropped = _read_rows(path, k, root, root_real, probs)
+    cache_real = Path(os.path.realpath(cache))
+    safe_rows = []
+    for row in rows:  # the write target is checked too: "a/../../x.jpg" may stay in ROOT yet leave the cache
+        rel, where = row[0], row[4]
+        if not _inside(cache_real, cache / _crop_name(rel)):
+            probs.add(f"{where}: refused, the crop of {rel} would be written outside the crop cache {cache_real}")
+            continue
+        safe_rows.append(row)
+    rows = safe_rows
     jobs = [CropJob(src, box, cache / _crop_name(rel)) for rel, src, box, _, _ in rows]
     failed = cache_crops(jobs, size=crop_size, margin=DEFAULT_MARGIN, progress=progress)
     samples = []
