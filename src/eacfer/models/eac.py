@@ -39,15 +39,17 @@ class EACNet(nn.Module):
         return self.fc(features.mean(dim=(2, 3)))
 
     def cams_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Class attention maps N×K×h×w (float32) from a feature map, with the fc weights detached.
+        """Class attention maps N×K×h×w (at least float32) from a feature map, with the fc weights detached.
 
-        Always computed in fp32 with autocast off: under bf16/fp16 autocast the einsum would otherwise run in
-        half precision, and the consistency loss (documented as fp32) would be built from rounded CAMs.
+        Always computed in fp32 (or the model's fp64) with autocast off: under bf16/fp16 autocast the einsum would
+        otherwise run in half precision, and the consistency loss (documented as fp32) would be built from rounded
+        CAMs. A float64 model keeps float64 (parity checks run in double precision).
         """
         w = self.fc.weight.detach()
+        dtype = torch.promote_types(torch.promote_types(features.dtype, w.dtype), torch.float32)
         with torch.autocast(features.device.type, enabled=False):
             # einsum == (F.unsqueeze(1) * W.view(1,K,C,1,1)).sum(2) of the official code, without the N×K×C×h×w temporary
-            return torch.einsum("nchw,kc->nkhw", features.float(), w.float())
+            return torch.einsum("nchw,kc->nkhw", features.to(dtype), w.to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
