@@ -15,6 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 8; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny smoke version (seconds)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train a new model even when an earlier demo in --out finished one with the same settings "
+                   "(reused otherwise); the old model is replaced only once the new one is finished")
     p.set_defaults(func=run)
     return p
 
@@ -22,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from eacfer.demo import format_report, run_demo
 
-    result = run_demo(args.out, epochs=args.epochs, quick=args.quick, progress=not getattr(args, "quiet", False))
+    result = run_demo(args.out, epochs=args.epochs, quick=args.quick, progress=not getattr(args, "quiet", False),
+                      retrain=args.retrain)
     print(format_report(result))
     return 0
