@@ -98,16 +98,18 @@ def test_failed_retraining_keeps_the_finished_model(copied_demo: Path, monkeypat
     assert not (copied_demo / "run.previous").exists()
 
 
-def test_retrain_replaces_the_model_once_the_new_one_is_finished(copied_demo: Path) -> None:
+def test_retrain_replaces_the_model_once_the_new_one_is_finished(copied_demo: Path, caplog) -> None:
     model = copied_demo / "run" / "model.pt"
     before = model.stat().st_mtime_ns
     r = demo.run_demo(copied_demo, quick=True, progress=False, retrain=True)
     assert not r.reused and model.stat().st_mtime_ns != before
     assert "reused" not in demo.format_report(r)
     assert not (copied_demo / "run.previous").exists()
-    # other settings are not reused either: a new model for --epochs 2
+    # other settings are not reused either: a new model for --epochs 2, and the replacement is announced
+    caplog.clear()
     r = demo.run_demo(copied_demo, quick=True, epochs=2, progress=False)
     assert not r.reused and json.loads((copied_demo / "run" / "summary.json").read_text())["epochs"] == 2
+    assert any("trained with other demo settings" in m and "replaces it once finished" in m for m in caplog.messages)
 
 
 def test_a_demo_killed_while_retraining_gets_its_model_back(copied_demo: Path) -> None:

@@ -232,6 +232,9 @@ def _run_demo(out: Path, settings: DemoSettings, quick: bool, progress: bool, re
         log.info("reusing the finished demo model %s (same settings; --retrain trains a new one)",
                  run_dir / "model.pt")
     else:
+        if not retrain and (run_dir / "model.pt").is_file():
+            log.warning("%s: trained with other demo settings (or by an older eacfer); training a new model, which "
+                        "replaces it once finished (use another --out to keep both)", run_dir / "model.pt")
         summary = train_demo_model(data_dir, run_dir, settings, progress)
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()

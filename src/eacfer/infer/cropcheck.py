@@ -49,7 +49,11 @@ def face_crop_check(paths: Sequence[str | os.PathLike[str]], n: int = SAMPLE, mi
     if own:
         from eacfer.infer.detect import create_detector
 
-        detector = create_detector("mediapipe")
+        try:
+            detector = create_detector("mediapipe")
+        except Exception as e:  # noqa: BLE001 — advisory only: a missing backend never stops an evaluation
+            log.debug("face-crop check skipped: %s", e)
+            return {"checked": 0, "with_face": 0, "small_face": 0, "covers": [], "face_crops": None}
     covers: list[float] = []
     small: list[str] = []
     checked = 0
@@ -57,10 +61,14 @@ def face_crop_check(paths: Sequence[str | os.PathLike[str]], n: int = SAMPLE, mi
         for p in sample:
             try:
                 img = load_image(p)
-            except ImageLoadError:
+            except (ImageLoadError, OSError):
                 continue  # the evaluation reports broken images itself
             checked += 1
-            faces = detector.detect(img)
+            try:
+                faces = detector.detect(img)
+            except Exception as e:  # noqa: BLE001 — an image the detector cannot take (1×1 px...) says nothing
+                log.debug("%s: face-crop check skipped this image: %s", p, e)
+                continue
             if not faces:
                 continue
             cover = max(f.box[2] * f.box[3] for f in faces) / float(img.shape[0] * img.shape[1])
