@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DEMO_ARGS="--epochs 2" (shorter), "--quick" (a smoke test) or "--retrain" (a second demo reuses the model otherwise)
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/eacfer demo --out runs/demo
+	$(BIN)/eacfer demo --out runs/demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	# the layers of docs/ARCHITECTURE.md (contracts in pyproject.toml), then the suite on two pytest-xdist workers,

@@ -408,3 +408,33 @@ def test_fuzz_fer2013_csv_parser(tmp_path, rows, header):
             assert "fer2013.csv" in str(e)
         else:
             assert all(s.pixels.shape == (48, 48, 3) for s in data.samples)
+
+
+def test_folder_test_split_alone_and_plain_class_tree(tmp_path):
+    """Your own labelled photos (#30): ROOT/test/<class>/ alone is detected as a folder set; a plain ROOT/<class>/
+    tree is one too when its folders name emotions, else with --format folder; it is a test set only."""
+    only_test = tmp_path / "ckset"
+    for cls in ("happy", "sad"):
+        _img(only_test / "test" / cls / "a.jpg")
+    assert detect_format(only_test) == "folder"
+    assert load_split(only_test, "test").class_names == ["Happiness", "Sadness"]  # RAF-DB order and names
+
+    plain = tmp_path / "photos"
+    for cls in ("Happy", "angry", "surprised"):
+        _img(plain / cls / "IMG_1.jpg")
+        _img(plain / cls / "sub" / "IMG_2.png")
+    assert detect_format(plain) == "folder"
+    test = load_split(plain, "test")
+    assert test.class_names == ["Surprise", "Happiness", "Anger"] and len(test.samples) == 6
+    assert {s.name for s in test.samples} >= {"Happy/IMG_1.jpg", "angry/sub/IMG_2.png"}
+    with pytest.raises(FileNotFoundError, match="plain ROOT/<class>/ tree is a test set only"):
+        load_split(plain, "train")
+
+    other = tmp_path / "pets"
+    for cls in ("cat", "dog"):
+        _img(other / cls / "x.jpg")
+    with pytest.raises(ValueError, match="unknown dataset layout") as err:
+        detect_format(other)
+    assert "--format folder" in str(err.value) and "ROOT/<class>/" in str(err.value)
+    pets = load_split(other, "test", format="folder")
+    assert pets.class_names == ["cat", "dog"] and pets.labels().tolist() == [0, 1]

@@ -62,3 +62,44 @@ def test_training_progress_uses_it(capsys):
     engine.predict(model, loader, progress=True, desc="evalbar")
     err = capsys.readouterr().err
     assert "\r" not in err and "evalbar: 100%" in err and "4/4" in err
+
+
+def test_postfix_waits_for_the_next_plain_line():
+    """``set_postfix()`` on every item (as the training loop does) must not print a line per item (#30)."""
+    out = io.StringIO()
+    bar = progress_bar(range(40), desc="post", file=out, interval=30.0)
+    for i in bar:
+        bar.set_postfix(loss=f"{1.0 / (i + 1):.4f}")
+        bar.set_description("post")
+    lines = out.getvalue().splitlines()
+    assert 1 <= len(lines) <= 3, lines  # the first, the last: not 40
+    assert lines[-1].startswith("post: 100%") and "40/40" in lines[-1] and "loss=0.0250" in lines[-1]
+
+
+def test_postfix_still_redraws_on_a_terminal():
+    out = _Terminal()
+    bar = progress_bar(range(3), desc="tty", file=out)
+    for _ in bar:
+        bar.set_postfix(loss="0.5")
+    assert "loss=0.5" in out.getvalue()
+
+
+def test_training_epoch_prints_few_plain_lines(capsys):
+    """One training epoch of 20 batches with progress on, not on a terminal: at most a few lines (#30)."""
+    import torch
+
+    from eacfer.training import engine
+
+    def step(model, batch, optimizer, **kw):
+        x, y = batch
+        loss = model(x).sum() * 0.0
+        return {"n": len(y), "loss": loss, "ce": loss, "consistency": loss, "correct": 1}
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    loader = [(torch.rand(2, 3, 2, 2), torch.tensor([0, 1])) for _ in range(20)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    stats = engine.train_one_epoch(model, loader, opt, step_fn=step, epoch=1, progress=True)
+    assert stats["n"] == 40
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch 1 train")]
+    assert 1 <= len(lines) <= 3, lines
+    assert "20/20" in lines[-1] and "acc=0.500" in lines[-1]

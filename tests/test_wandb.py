@@ -42,6 +42,10 @@ def wandb_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     wandb.teardown()
 
 
+#: what a run gets without --wandb-mode
+DEFAULT_MODE = TrainConfig.__dataclass_fields__["wandb_mode"].default
+
+
 def tiny(data, out, **kw) -> TrainConfig:
     base = dict(data=str(data), out=str(out), backbone="resnet18", epochs=3, batch_size=16, image_size=32, lr=1e-3,
                 workers=0, device="cpu", progress=False, tensorboard=False, wandb="eacfer-test", wandb_mode="offline",
@@ -230,6 +234,8 @@ def test_cli_flags_and_missing_extra(synth_rafdb: Path, tmp_path: Path, monkeypa
     cfg = train_cmd.config_from_args(args)
     assert (cfg.wandb, cfg.wandb_entity, cfg.wandb_name, cfg.wandb_mode, cfg.wandb_log_model, cfg.wandb_media_every) == (
         "proj", "team", "n1", "offline", True, 3)
+    args = p.parse_args(["train", "--data", "d", "--backbone", "resnet18", "--out", "o", "--wandb", "proj"])
+    assert train_cmd.config_from_args(args).wandb_mode is None  # W&B decides: WANDB_MODE, else online (#30)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     rc = main(["train", "--data", str(synth_rafdb), "--backbone", "resnet18", "--out", str(tmp_path / "o"),
@@ -250,3 +256,47 @@ def test_bench_noisy_one_grouped_run_per_cell(synth_rafdb: Path, tmp_path: Path)
     assert {r.group for r in runs} == {"grid1"} and {r.project for r in runs} == {"grid-proj"}
     assert len({r.run_id for r in runs}) == 2
     assert sorted(r.config["noise_rate"] for r in runs) == [0.0, 0.2]
+
+
+def test_wandb_mode_from_the_environment_alone(synth_rafdb: Path, tmp_path: Path, monkeypatch) -> None:
+    """``WANDB_MODE=offline`` with no ``--wandb-mode``: the run is logged offline (#30: eacfer passed mode="online",
+    which overrode the variable, and with no API key nothing was logged)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "env"
+    summary = train(tiny(synth_rafdb, out, epochs=1, wandb_mode=DEFAULT_MODE))
+    assert summary["finished"]
+    (path,) = offline_runs(out / "wandb")
+    run = read_run(path)
+    assert [h["epoch"] for h in run.history if "test/accuracy" in h] == [1] and run.exit_code == 0
+
+
+def test_wandb_variables_win_over_eacfer_defaults(synth_rafdb: Path, tmp_path: Path, monkeypatch) -> None:
+    """Where eacfer fills in a value itself (run name, id, job type, folder), a WANDB_* variable wins, as W&B
+    documents; the id file records the id W&B used, so --resume continues that run."""
+    side = tmp_path / "wandb-dir"
+    for var, value in (("WANDB_MODE", "offline"), ("WANDB_NAME", "from-env"), ("WANDB_RUN_ID", "envid123"),
+                       ("WANDB_JOB_TYPE", "sweep-train"), ("WANDB_DIR", str(side))):
+        monkeypatch.setenv(var, value)
+    out = tmp_path / "vars"
+    train(tiny(synth_rafdb, out, epochs=1, wandb_mode=DEFAULT_MODE))
+    assert not (out / "wandb").exists()  # WANDB_DIR, not RUN_DIR
+    (path,) = offline_runs(side / "wandb")
+    run = read_run(path)
+    assert (run.name, run.run_id, run.job_type) == ("from-env", "envid123", "sweep-train")
+    assert json.loads((out / "wandb_run.json").read_text())["id"] == "envid123"
+
+
+def test_wandb_flags_win_over_variables() -> None:
+    """A flag the user gave is passed to ``wandb.init`` (init arguments override W&B's variables); without flags
+    nothing eacfer would choose itself hides a set variable."""
+    from eacfer.training.wandb_log import init_arguments
+
+    env = {"WANDB_MODE": "online", "WANDB_NAME": "env-name", "WANDB_RUN_GROUP": "env-group"}
+    kw = init_arguments(Path("runs/r1"), "id1", {}, project="p", name="flag-name", mode="offline", group="g",
+                        environ=env)
+    assert (kw["mode"], kw["name"], kw["group"]) == ("offline", "flag-name", "g")
+    kw = init_arguments(Path("runs/r1"), "id1", {}, project="p", environ=env)
+    assert "mode" not in kw and "name" not in kw and "group" not in kw
+    assert (kw["job_type"], kw["dir"], kw["reinit"], kw["id"]) == ("train", "runs/r1", "create_new", "id1")
+    assert "resume" not in kw and init_arguments(Path("r"), "i", {}, project="p", resumed=True, environ={})["resume"] == "allow"
+    assert "resume" not in init_arguments(Path("r"), "i", {}, project="p", resumed=True, environ={"WANDB_RESUME": "must"})

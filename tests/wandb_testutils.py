@@ -63,6 +63,7 @@ class OfflineRun:
     project: str = ""
     name: str = ""
     group: str = ""
+    job_type: str = ""
     resumed: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -83,6 +84,7 @@ def read_run(path: Path) -> OfflineRun:
         if kind == "run":
             r = rec.run
             out.run_id, out.project, out.name, out.group = r.run_id, r.project, r.display_name, r.run_group
+            out.job_type = r.job_type
             out.resumed = out.resumed or bool(r.resumed)
             for it in r.config.update:
                 out.config[_key(it)] = json.loads(it.value_json)

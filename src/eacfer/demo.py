@@ -4,11 +4,16 @@ evaluate, and report where everything went.
 The data are procedurally drawn faces (:mod:`eacfer.data.synth`), not real faces: the accuracy shows the
 pipeline learns, not how well a model recognises human expressions. The steps are separate functions
 so that later features (e.g. inference on a real face) can extend the demo.
+
+A second demo in the same folder reuses the finished model trained with the same settings (and says so);
+``retrain`` (``--retrain``) trains a new one. A model is never deleted before its replacement is finished:
+the old run folder waits beside it as ``run.previous`` and comes back if training fails or is interrupted.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +22,9 @@ from typing import Any
 from eacfer.training.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
+
+#: In the run folder: the :class:`DemoSettings` its model was trained with (written once it is finished).
+MODEL_STAMP = "demo_settings.json"
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class DemoResult:
     settings: DemoSettings
     seconds: dict[str, float] = field(default_factory=dict)
     inference: dict[str, Any] = field(default_factory=dict)  # run_inference_demo's report
+    reused: bool = False  # the model of an earlier demo with the same settings (not trained this time)
 
     @property
     def chance(self) -> float:
@@ -107,17 +116,91 @@ def demo_train_config(data_dir: Path, run_dir: Path, settings: DemoSettings, pro
     )
 
 
+def _settings_stamp(settings: DemoSettings) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(settings)
+
+
+def finished_demo_model(run_dir: Path, settings: DemoSettings) -> dict[str, Any] | None:
+    """The training summary of the finished demo model in ``run_dir`` when it was trained with ``settings``,
+    else None (no model, unfinished, or other settings).
+
+    Example:
+        >>> finished_demo_model(Path("/nonexistent/run"), DemoSettings()) is None
+        True
+    """
+    import json
+
+    try:
+        stamp = json.loads((run_dir / MODEL_STAMP).read_text(encoding="utf-8"))
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if stamp != _settings_stamp(settings) or not (run_dir / "model.pt").is_file() or not summary.get("finished"):
+        return None
+    return summary
+
+
+def _previous(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + ".previous")
+
+
+def _recover_interrupted_retrain(run_dir: Path) -> None:
+    """After a demo killed while training a replacement: keep whichever model is finished.
+
+    The replacement when it finished (only the old folder's removal was missed), else the previous model
+    goes back in place of the partial run.
+    """
+    previous = _previous(run_dir)
+    if not previous.is_dir():
+        return
+    if (run_dir / MODEL_STAMP).is_file() and (run_dir / "model.pt").is_file():
+        shutil.rmtree(previous)
+        return
+    log.warning("%s: an earlier demo stopped while training a new model; restoring the previous one", run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    previous.rename(run_dir)
+
+
+def train_demo_model(data_dir: Path, run_dir: Path, settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
+    """Train the demo model into ``run_dir``; a run already there waits in ``run.previous`` until the new
+    model is finished (then it is removed) and comes back if training fails or is interrupted.
+
+    Example:
+        >>> train_demo_model(Path("runs/demo/data"), Path("runs/demo/run"), DemoSettings.quick())  # doctest: +SKIP
+    """
+    from eacfer.training.trainer import train
+    from eacfer.utils.atomic import write_json
+
+    previous = _previous(run_dir)
+    if run_dir.exists():
+        run_dir.rename(previous)
+    try:
+        summary = train(demo_train_config(data_dir, run_dir, settings, progress))
+        write_json(run_dir / MODEL_STAMP, _settings_stamp(settings))
+    except BaseException:
+        if previous.is_dir():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            previous.rename(run_dir)
+            log.warning("training stopped; the previous demo model is back in %s", run_dir)
+        raise
+    if previous.is_dir():
+        shutil.rmtree(previous)
+    return summary
+
+
 def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bool = False,
-             progress: bool = True) -> DemoResult:
-    """Synthesise data, train EAC, evaluate the model on the test split; returns a :class:`DemoResult`.
+             progress: bool = True, retrain: bool = False) -> DemoResult:
+    """Synthesise data, train EAC (or reuse the finished model of an earlier demo with the same settings,
+    unless ``retrain``), evaluate the model on the test split; returns a :class:`DemoResult`.
 
     Example:
         >>> r = run_demo("runs/demo", quick=True)  # doctest: +SKIP
         >>> r.eval_metrics["accuracy"] > r.chance  # doctest: +SKIP
     """
     from dataclasses import replace
-
-    from eacfer.training.evaluation import evaluate_checkpoint
 
     settings = DemoSettings.quick() if quick else DemoSettings()
     if epochs is not None:
@@ -127,15 +210,32 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bo
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: --out exists and is a file, expected a folder")
+    from eacfer.utils.runlock import RunLock
+
+    with RunLock(out, what="demo"):  # one demo at a time per folder: run/ may be moved aside below
+        return _run_demo(out, settings, quick, progress, retrain)
+
+
+def _run_demo(out: Path, settings: DemoSettings, quick: bool, progress: bool, retrain: bool) -> DemoResult:
+    from eacfer.training.evaluation import evaluate_checkpoint
+
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     data_dir = make_demo_data(out, settings)
     seconds["synthesise"] = time.perf_counter() - t
     run_dir = out / "run"
     t = time.perf_counter()
-    from eacfer.training.trainer import train
-
-    summary = train(demo_train_config(data_dir, run_dir, settings, progress))
+    _recover_interrupted_retrain(run_dir)
+    summary = None if retrain else finished_demo_model(run_dir, settings)
+    reused = summary is not None
+    if summary is not None:
+        log.info("reusing the finished demo model %s (same settings; --retrain trains a new one)",
+                 run_dir / "model.pt")
+    else:
+        if not retrain and (run_dir / "model.pt").is_file():
+            log.warning("%s: trained with other demo settings (or by an older eacfer); training a new model, which "
+                        "replaces it once finished (use another --out to keep both)", run_dir / "model.pt")
+        summary = train_demo_model(data_dir, run_dir, settings, progress)
     seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
     eval_dir = out / "eval"
@@ -149,17 +249,19 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, quick: bo
     seconds["inference"] = time.perf_counter() - t
     seconds["total"] = sum(seconds.values())
     return DemoResult(out=out, data_dir=data_dir, run_dir=run_dir, eval_dir=eval_dir, summary=summary,
-                      eval_metrics=metrics, settings=settings, seconds=seconds, inference=inference)
+                      eval_metrics=metrics, settings=settings, seconds=seconds, inference=inference, reused=reused)
 
 
 def format_report(r: DemoResult) -> str:
     """A short human-readable report of a demo run."""
     s, m = r.settings, r.eval_metrics
+    trained = (f"reused the model an earlier demo trained ({r.summary.get('seconds', 0):.0f} s; --retrain trains "
+               "a new one)" if r.reused else f"{r.seconds.get('train', 0):.0f} s")
     lines = [
         "eacfer demo — EAC on SYNTHETIC faces (procedurally drawn, not real data)",
         f"  data      {s.n_train} train / {s.n_test} test images, {s.synth_size} px: {r.data_dir}",
         f"  training  {s.backbone} from scratch, {s.image_size} px, {s.epochs} epochs, EAC (λ={s.lam:g}), CPU: "
-        f"{r.seconds.get('train', 0):.0f} s",
+        f"{trained}",
         f"  accuracy  {m['accuracy']:.3f} on the test split (majority-class baseline {r.majority:.3f}); "
         f"mean-class accuracy {m['mean_class_accuracy']:.3f} (chance {r.chance:.3f})",
         "  per class " + ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in m["per_class"].items()),

@@ -212,7 +212,7 @@ def noisy_from_args(args: argparse.Namespace) -> Any:
     options["progress"] = not getattr(args, "quiet", False)
     if args.wandb:  # one W&B run per cell (named after it), grouped by the grid
         options.update(wandb=args.wandb, wandb_entity=args.wandb_entity, wandb_group=args.wandb_group,
-                       wandb_mode=args.wandb_mode or "online", wandb_media_every=args.wandb_media_every or 5,
+                       wandb_mode=args.wandb_mode, wandb_media_every=args.wandb_media_every or 5,
                        wandb_log_model=bool(args.wandb_log_model))
     for k, v in _key_values(args.train_opt, "--train-opt").items():
         options[k.replace("-", "_")] = yaml.safe_load(v)

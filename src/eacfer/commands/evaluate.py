@@ -29,17 +29,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--batch-size", type=int, default=64, help="images per evaluation batch")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: load in this process)")
     p.add_argument("--strict", action="store_true", help="stop at the first broken image")
+    p.add_argument("--no-crop-check", action="store_true",
+                   help="skip the check that the images are face crops (a face detector on 8 of them)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from eacfer.infer.cropcheck import face_crop_check
     from eacfer.training.evaluation import evaluate_checkpoint
 
     m = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, format=args.format, out_dir=args.out,
                             device=args.device, batch_size=args.batch_size, workers=args.workers,
                             strict=args.strict, progress=not getattr(args, "quiet", False), classes=args.classes,
-                            crop_cache=args.crop_cache)
+                            crop_cache=args.crop_cache, image_check=None if args.no_crop_check else face_crop_check)
     print(f"{m['format']} {m['split']} split: accuracy {m['accuracy']:.4f}  "
           f"mean-class accuracy {m['mean_class_accuracy']:.4f}  n={m['n']}")
     cm = m["class_mapping"]

@@ -133,8 +133,9 @@ def add_wandb_arguments(p: argparse.ArgumentParser, grid: bool = False) -> None:
         w.add_argument("--wandb-name", default=None, help="W&B run name (default: the run folder's name)")
     w.add_argument("--wandb-group", default=None,
                    help="W&B group" + (" (default: the --out folder's name)" if grid else ""))
-    w.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default="online",
-                   help="offline: write the W&B run into RUN_DIR/wandb/ (upload later with `wandb sync`)")
+    w.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default=None,
+                   help="default: $WANDB_MODE, else online. offline: write the W&B run into RUN_DIR/wandb/ (upload "
+                   "later with `wandb sync`). Every WANDB_* variable applies (a flag given wins over it)")
     w.add_argument("--wandb-media-every", type=int, default=5, metavar="N",
                    help="log the confusion matrix and the CAM grid every N epochs (and at the last)")
     w.add_argument("--wandb-log-model", action="store_true", help="upload model.pt as a W&B artifact (large)")

@@ -109,7 +109,7 @@ class TrainConfig:
     wandb_entity: str | None = None
     wandb_name: str | None = None
     wandb_group: str | None = None
-    wandb_mode: str = "online"
+    wandb_mode: str | None = None  # online/offline/disabled; None: W&B decides (WANDB_MODE, else online)
     wandb_media_every: int = 5  # confusion matrix + CAM grid every N epochs (and at the last one)
     wandb_log_model: bool = False  # model.pt as a W&B artifact (large)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -188,7 +188,7 @@ class TrainConfig:
         if self.wandb is not None:
             from eacfer.training.wandb_log import MODES, check_available
 
-            if self.wandb_mode not in MODES:
+            if self.wandb_mode is not None and self.wandb_mode not in MODES:
                 raise ValueError(f"--wandb-mode must be one of {', '.join(MODES)}, got {self.wandb_mode!r}")
             if not str(self.wandb).strip() or "/" in str(self.wandb):
                 raise ValueError(f"--wandb takes a project name (entity apart, --wandb-entity), got {self.wandb!r}")

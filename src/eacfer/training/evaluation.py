@@ -17,6 +17,7 @@ import csv
 import io
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,15 @@ def evaluate_checkpoint(
     progress: bool = True,
     classes: int | None = None,
     crop_cache: str | os.PathLike[str] | None = None,
+    image_check: Callable[[Sequence[str]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on ``split`` of the dataset at ``data_root``.
 
     Classes are matched by name (see the module docstring), so any model can be evaluated on any set
     that shares at least one class with it. Returns the metrics dict (as in ``metrics.json``), with
-    ``outputs`` naming the files written when ``out_dir`` is given.
+    ``outputs`` naming the files written when ``out_dir`` is given. ``image_check`` (e.g.
+    :func:`eacfer.infer.cropcheck.face_crop_check`) is given the image files before the evaluation; its
+    ``warning``, if any, is logged, and its report kept in the metrics as ``image_check``.
 
     Example:
         >>> m = evaluate_checkpoint("runs/demo/model.pt", "data/RAF-DB", out_dir="runs/demo/eval")  # doctest: +SKIP
@@ -81,6 +85,12 @@ def evaluate_checkpoint(
         log.warning("cross-dataset evaluation: model classes %s excluded from the argmax; dataset classes %s "
                     "skipped (%d images); matched %s", list(mapping.model_only), list(mapping.dataset_only),
                     sum(skipped_by_class.values()), mapping.to_dict()["matched"])
+    checked = None
+    if image_check is not None:
+        files = [str(s.path) for s in data.samples if s.path is not None]  # (CSV formats hold pixels: crops)
+        checked = image_check(files) if files else None
+        if checked and checked.get("warning"):
+            log.warning("%s", checked["warning"])
     ds = FERDataset(data, transform=EvalTransform(info.input_size, info.mean, info.std), cache=False, strict=strict,
                     progress=progress)
     if len(ds) == 0:
@@ -105,6 +115,8 @@ def evaluate_checkpoint(
         "backbone": info.backbone,
         "input_size": info.input_size,
     }
+    if checked is not None:
+        metrics["image_check"] = checked
     log.info("%s on %s/%s: accuracy %.4f, mean-class accuracy %.4f (n=%d)", Path(model_path).name, data_root, split,
              metrics["accuracy"], metrics["mean_class_accuracy"], metrics["n"])
     if out_dir is not None:

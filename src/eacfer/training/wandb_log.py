@@ -7,6 +7,11 @@ learning rate, images/s), the test confusion matrix, a grid of test faces with t
 maps every ``wandb_media_every`` epochs and at the end, the final summary, and ``model.pt`` as an artifact
 when ``wandb_log_model`` is set.
 
+W&B's environment variables (``WANDB_MODE``, ``WANDB_NAME``, ``WANDB_RUN_ID``, ``WANDB_DIR``, ...) work as W&B
+documents them: a ``--wandb-*`` flag that is given wins (as ``wandb.init`` arguments do), and where eacfer
+would fill in a value of its own (the run name, the id, the job type, ``RUN_DIR`` as the folder...) a set
+variable wins over it (:data:`ENV_OVERRIDES`); ``--wandb-mode`` is passed only when given.
+
 The W&B run id is stored in ``RUN_DIR/wandb_run.json``, so ``--resume`` continues the same W&B run. Only
 the trainer's main process (rank 0 under torchrun) opens a tracker. Logging never stops training: any
 W&B failure (no network, bad key, quota) is logged once as a warning and the tracker turns itself off;
@@ -34,6 +39,10 @@ ID_FILE = "wandb_run.json"
 MODES = ("online", "offline", "disabled")
 EXTRA_HINT = "W&B logging needs the optional extra: pip install 'eacfer[wandb]'"
 N_FACES = 8  # test faces in the CAM grid
+#: ``wandb.init`` arguments eacfer fills in itself, each with the W&B environment variable that sets the same
+#: thing (W&B's settings read ``WANDB_<SETTING>``): when that variable is set, eacfer's own value is not passed.
+ENV_OVERRIDES = {"name": "WANDB_NAME", "job_type": "WANDB_JOB_TYPE", "dir": "WANDB_DIR", "reinit": "WANDB_REINIT",
+                 "resume": "WANDB_RESUME"}
 
 
 def check_available() -> None:
@@ -79,7 +88,7 @@ class WandbTracker(NullTracker):
         entity: str | None = None,
         name: str | None = None,
         group: str | None = None,
-        mode: str = "online",
+        mode: str | None = None,
         resume: bool = False,
         media_every: int = 5,
         log_model: bool = False,
@@ -113,29 +122,26 @@ class WandbTracker(NullTracker):
             return None
 
     def _start(self, run_dir: Path, config: dict[str, Any], project: str, entity: str | None, name: str | None,
-               group: str | None, mode: str, resume: bool) -> None:
+               group: str | None, mode: str | None, resume: bool) -> None:
         import os
 
         import wandb
 
         id_file = run_dir / ID_FILE
         saved = _read_id(id_file) if resume else None
-        run_id = saved or uuid.uuid4().hex[:12]
-        if not saved:
+        # WANDB_RUN_ID names the run when set (sweeps, launchers); the file records the id W&B really uses
+        run_id = os.environ.get("WANDB_RUN_ID") or saved or uuid.uuid4().hex[:12]
+        if run_id != saved:
             write_json(id_file, {"id": run_id, "project": project, "entity": entity})
-        kw: dict[str, Any] = {"project": project, "entity": entity, "name": name or run_dir.name, "group": group,
-                              "id": run_id, "mode": mode, "config": config, "job_type": "train",
-                              # always a run of our own: never hand back (or log into) another active run
-                              "reinit": "create_new",
-                              "resume": "allow" if saved else None}
-        if not os.environ.get("WANDB_DIR"):
-            kw["dir"] = str(run_dir)  # offline runs land in RUN_DIR/wandb/ (wandb sync RUN_DIR/wandb/offline-run-*)
-        self.run = wandb.init(**{k: v for k, v in kw.items() if v is not None})
+        kw = init_arguments(run_dir, run_id, config, project=project, entity=entity, name=name, group=group,
+                            mode=mode, resumed=saved is not None)
+        self.run = wandb.init(**kw)
         if saved:
             self.run.config.update(config, allow_val_change=True)
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
-        log.info("W&B run %s (%s, project %s%s)", run_id, mode, project, ", resumed" if saved else "")
+        log.info("W&B run %s (%s, project %s%s)", self.run.id, getattr(self.run.settings, "mode", mode), project,
+                 ", resumed" if saved else "")
 
     # ------------------------------------------------------------ what is logged
 
@@ -184,6 +190,36 @@ class WandbTracker(NullTracker):
             self.run = None
 
         self._guard("finish", do)
+
+
+def init_arguments(run_dir: Path, run_id: str, config: dict[str, Any], *, project: str, entity: str | None = None,
+                   name: str | None = None, group: str | None = None, mode: str | None = None,
+                   resumed: bool = False, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``wandb.init`` keywords of one run: what the user gave, plus eacfer's own values for what W&B's
+    environment (``environ``, default ``os.environ``) does not set (:data:`ENV_OVERRIDES`).
+
+    Example:
+        >>> kw = init_arguments(Path("runs/a"), "abc", {}, project="p", environ={"WANDB_MODE": "offline"})
+        >>> "mode" in kw, kw["name"], kw["job_type"], kw["dir"]
+        (False, 'a', 'train', 'runs/a')
+        >>> kw = init_arguments(Path("runs/a"), "abc", {}, project="p", mode="online",
+        ...                     environ={"WANDB_NAME": "mine", "WANDB_JOB_TYPE": "eval"})
+        >>> kw["mode"], "name" in kw, "job_type" in kw, kw["id"]
+        ('online', False, False, 'abc')
+    """
+    import os
+
+    env = os.environ if environ is None else environ
+    kw: dict[str, Any] = {"project": project, "entity": entity, "name": name, "group": group, "mode": mode,
+                          "id": run_id, "config": config}
+    own = {"name": run_dir.name, "job_type": "train",
+           "dir": str(run_dir),  # offline runs land in RUN_DIR/wandb/ (wandb sync RUN_DIR/wandb/offline-run-*)
+           "reinit": "create_new",  # always a run of our own: never hand back (or log into) another active run
+           "resume": "allow" if resumed else None}
+    for key, value in own.items():
+        if kw.get(key) is None and not env.get(ENV_OVERRIDES[key]):
+            kw[key] = value
+    return {k: v for k, v in kw.items() if v is not None}
 
 
 def epoch_metrics(row: dict[str, Any], extra: dict[str, Any]) -> dict[str, float]:
@@ -275,5 +311,5 @@ def open_tracker(cfg: Any, run_dir: Path, config: dict[str, Any], *, class_names
                         epochs=cfg.epochs)
 
 
-__all__ = ["MODES", "ID_FILE", "NullTracker", "WandbTracker", "check_available", "open_tracker", "epoch_metrics",
-           "cam_grid"]
+__all__ = ["MODES", "ID_FILE", "ENV_OVERRIDES", "NullTracker", "WandbTracker", "check_available", "open_tracker",
+           "init_arguments", "epoch_metrics", "cam_grid"]

@@ -59,5 +59,22 @@ def progress_bar(iterable: Any = None, *, disable: bool | None = False, file: IO
     if disable or in_notebook or _is_terminal(stream):
         return tqdm(iterable, disable=disable, file=stream, **kwargs)
     kwargs.pop("leave", None)  # plain lines stay: a log keeps the last state of each bar
-    return tqdm(iterable, file=_PlainLines(stream), mininterval=interval, maxinterval=interval, leave=True,
-                ascii=True, dynamic_ncols=False, ncols=100, **kwargs)
+
+    class _PlainBar(tqdm):  # type: ignore[misc, valid-type]
+        """tqdm whose postfix and description changes wait for the next periodic line: tqdm's own
+        ``set_postfix()`` redraws at once by default, so a loop setting it per batch printed a line per batch."""
+
+        def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kw: Any) -> None:
+            super().set_postfix(ordered_dict, refresh=False, **kw)
+
+        def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+            super().set_postfix_str(s, refresh=False)
+
+        def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+            super().set_description(desc, refresh=False)
+
+        def set_description_str(self, desc: str | None = None, refresh: bool = True) -> None:
+            super().set_description_str(desc, refresh=False)
+
+    return _PlainBar(iterable, file=_PlainLines(stream), mininterval=interval, maxinterval=interval, leave=True,
+                     ascii=True, dynamic_ncols=False, ncols=100, **kwargs)

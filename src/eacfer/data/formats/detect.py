@@ -9,6 +9,7 @@ from eacfer.data.formats.affectnet import is_affectnet
 from eacfer.data.formats.common import LAYOUTS_HELP, _subdirs
 from eacfer.data.formats.fer2013 import _find_fer_csv, _is_fer_csv
 from eacfer.data.formats.ferplus import _is_ferplus_csv, find_ferplus_csvs, find_ferplus_folders
+from eacfer.data.formats.folder import _SPLIT_DIRS, is_plain_tree, names_emotions
 from eacfer.data.formats.rafdb import RAFDB_LABEL_FILE
 
 
@@ -48,6 +49,9 @@ def detect_format(root: str | os.PathLike[str]) -> str:
         return "ferplus"
     if _find_fer_csv(root) is not None:
         return "fer2013"
-    if _subdirs(root / "train"):
+    if any(_subdirs(root / s) for s in _SPLIT_DIRS):  # a test/ (or val/) alone is an evaluation set
         return "folder"
-    raise ValueError(f"{root}: unknown dataset layout; {LAYOUTS_HELP}")
+    if is_plain_tree(root) and names_emotions(root):  # ROOT/happy/, ROOT/sad/...: labelled photos
+        return "folder"
+    raise ValueError(f"{root}: unknown dataset layout; a folder of class folders (ROOT/<class>/*.jpg or "
+                     f"ROOT/test/<class>/*.jpg) is read with --format folder; {LAYOUTS_HELP}")
