@@ -341,13 +341,15 @@ def starter_on_portrait() -> dict[str, Any]:
 
 def inference_report_lines(d: dict[str, Any]) -> list[str]:
     """Report lines of :func:`run_inference_demo` (and of :func:`starter_on_portrait` when present)."""
-    p, v = d["predict"], d["video"]
-    found = f"{p['faces']} face(s), top: {p['emotion']} ({p['probability']})" if p["faces"] else "no face found"
     st = d.get("starter")
     starter = [
         "the same face with the bundled starter model (real faces; the default when no --checkpoint is given):",
         f"  starter model     {st['emotion']} ({st['probability']}) — {st['about']}; not an EAC model",
     ] if st else []
+    if "predict" not in d:  # the EAC model's inference did not run (only the starter's line is reported)
+        return starter
+    p, v = d["predict"], d["video"]
+    found = f"{p['faces']} face(s), top: {p['emotion']} ({p['probability']})" if p["faces"] else "no face found"
     return [
         "inference on a real face (NASA astronaut portrait, public domain; demo model, so labels are illustrative):",
         f"  predict           {found} -> {p['csv']}, annotated: {p['annotated']}",
