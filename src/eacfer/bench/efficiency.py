@@ -5,8 +5,8 @@
   convention; normalisation, activations and pooling are not counted), for one face at S×S.
   Caffe-style ResNet-50 + 7-class head: 23.52 M parameters, 7.71 GFLOP at 224²; MobileNetV2: 2.23 M, 0.60.
 * Latency is the median wall time of repeated forward passes after warm-up, per face, at batch 1 and at
-  a throughput batch: torch eager (float32) and onnxruntime on CPU, plus torch bf16 autocast on CUDA when
-  the device is CUDA. Threads: torch's current setting, and onnxruntime gets the same number.
+  a throughput batch: torch eager (float32) and onnxruntime on CPU, plus torch on CUDA when the device is
+  CUDA, autocast as the GPU generation's training policy says (bf16 ≥ 8.0, fp16 on 7.x, fp32 below). Threads: torch's current setting, and onnxruntime gets the same number.
 * Video FPS is end to end — decode a synthetic 640×480 clip, detect (the default MediaPipe detector),
   align, classify — through :class:`eacfer.infer.predictor.Predictor`, on the bundled astronaut photo.
 
@@ -42,7 +42,7 @@ COLUMNS = (
     "name", "backbone", "model_source", "image_size", "params_m", "gflops", "pt_mb", "onnx_mb",
     "torch_cpu_b1_ms", "torch_cpu_b1_min_ms", "torch_cpu_batch_ms_per_face", "ort_cpu_b1_ms", "ort_cpu_b1_min_ms",
     "ort_cpu_batch_ms_per_face",
-    "cuda_bf16_b1_ms", "cuda_bf16_batch_ms_per_face", "throughput_batch", "threads",
+    "cuda_amp_dtype", "cuda_amp_b1_ms", "cuda_amp_batch_ms_per_face", "throughput_batch", "threads",
     "video_fps", "video_fps_kind", "video_frames_with_face",
     "accuracy", "accuracy_metric", "published_accuracy", "published_source", "notes",
 )
@@ -131,16 +131,17 @@ def _timed_ms(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[],
     return Latency(statistics.median(times), min(times))
 
 
-def torch_latency(net: torch.nn.Module, image_size: int, batch: int, device: str = "cpu", bf16: bool = False,
-                  warmup: int = 3, iters: int = 10) -> Latency:
-    """Milliseconds **per face** of a forward pass at ``batch`` (float32, or bf16 autocast on CUDA)."""
+def torch_latency(net: torch.nn.Module, image_size: int, batch: int, device: str = "cpu",
+                  amp_dtype: torch.dtype | None = None, warmup: int = 3, iters: int = 10) -> Latency:
+    """Milliseconds **per face** of a forward pass at ``batch`` (float32, or autocast to ``amp_dtype`` on CUDA)."""
     dev = torch.device(device)
     net = net.to(dev).eval()
     x = torch.randn(batch, 3, image_size, image_size, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
 
     def fwd() -> Any:
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=amp_dtype or torch.float32,
+                                                         enabled=amp_dtype is not None):
             return net(x)
 
     t = _timed_ms(fwd, warmup, iters, sync)
@@ -261,10 +262,17 @@ def measure_model(
             row["ort_cpu_b1_ms"], row["ort_cpu_b1_min_ms"] = onnx_latency(data, size, 1, threads, warmup, iters)
             row["ort_cpu_batch_ms_per_face"] = onnx_latency(data, size, batch, threads, warmup, iters).median_ms
         if dev.type == "cuda":
-            row["cuda_bf16_b1_ms"] = torch_latency(net, size, 1, str(dev), bf16=True, warmup=warmup,
-                                                   iters=iters).median_ms
-            row["cuda_bf16_batch_ms_per_face"] = torch_latency(net, size, batch, str(dev), bf16=True,
-                                                               warmup=warmup, iters=iters).median_ms
+            # the training precision policy of this GPU generation (bf16 ≥ 8.0, fp16 on 7.x, fp32 below): bf16 on
+            # a T4 or P100 has no tensor cores and would time slower than fp32
+            from eacfer.training.numerics import autocast_dtype, device_capability, precision_for
+
+            amp_name = precision_for(device_capability(dev)).amp_dtype
+            amp = autocast_dtype(amp_name)
+            row["cuda_amp_dtype"] = amp_name or "float32"
+            row["cuda_amp_b1_ms"] = torch_latency(net, size, 1, str(dev), amp_dtype=amp, warmup=warmup,
+                                                  iters=iters).median_ms
+            row["cuda_amp_batch_ms_per_face"] = torch_latency(net, size, batch, str(dev), amp_dtype=amp,
+                                                              warmup=warmup, iters=iters).median_ms
             net.to("cpu")
         if video_frames > 0:
             try:
@@ -351,7 +359,7 @@ def write_efficiency_outputs(out: str | os.PathLike[str], rows: Sequence[dict[st
 
 NUMERIC = {"image_size", "params_m", "gflops", "pt_mb", "onnx_mb", "torch_cpu_b1_ms", "torch_cpu_b1_min_ms",
            "ort_cpu_b1_min_ms", "torch_cpu_batch_ms_per_face",
-           "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face", "cuda_bf16_b1_ms", "cuda_bf16_batch_ms_per_face",
+           "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face", "cuda_amp_dtype", "cuda_amp_b1_ms", "cuda_amp_batch_ms_per_face",
            "throughput_batch", "threads", "video_fps", "video_frames_with_face", "accuracy", "published_accuracy"}
 
 
@@ -387,9 +395,9 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
           "the undisturbed cost). `—` = not measured in this run.", ""]
     head = ["model", "input", "params (M)", "GFLOPs", ".pt (MB)", ".onnx (MB)", "torch CPU b1 (ms) median (min)",
             f"torch CPU b{batch} (ms/face)", "ORT CPU b1 (ms) median (min)", f"ORT CPU b{batch} (ms/face)"]
-    cuda = any(r.get("cuda_bf16_b1_ms") is not None for r in rows)
+    cuda = any(r.get("cuda_amp_b1_ms") is not None for r in rows)
     if cuda:
-        head += ["CUDA bf16 b1 (ms)", f"CUDA bf16 b{batch} (ms/face)"]
+        head += ["CUDA autocast", "CUDA b1 (ms)", f"CUDA b{batch} (ms/face)"]
     head += ["video FPS", "accuracy (%, from checkpoint)"]
     body = []
     for r in rows:
@@ -398,7 +406,8 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
                 _f(r["torch_cpu_batch_ms_per_face"]), _with_min(r["ort_cpu_b1_ms"], r.get("ort_cpu_b1_min_ms")),
                 _f(r["ort_cpu_batch_ms_per_face"])]
         if cuda:
-            line += [_f(r["cuda_bf16_b1_ms"], 3), _f(r["cuda_bf16_batch_ms_per_face"], 3)]
+            line += [str(r.get("cuda_amp_dtype") or ""), _f(r["cuda_amp_b1_ms"], 3),
+                     _f(r["cuda_amp_batch_ms_per_face"], 3)]
         fps = _f(r["video_fps"], 1)
         if r.get("video_fps_kind") and not str(r["video_fps_kind"]).startswith("end-to-end"):
             fps += " (classify only)"
