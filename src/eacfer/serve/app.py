@@ -184,6 +184,8 @@ def create_app(config: ServeConfig, pool: InferencePool) -> Any:
             files = [(f"{key} ({getattr(v, 'filename', '') or 'upload'})", await v.read())
                      for key, v in form.multi_items() if hasattr(v, "read")]
             await form.close()
+        elif most > 1:
+            raise ApiError(415, "send the images as multipart/form-data files", "unsupported_body")
         else:
             files = [("body", await request.body())]
         if not files:

@@ -116,7 +116,7 @@ def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     except ImageLoadError as e:
         if "pixels" in e.reason:
             raise ApiError(413, str(e), "too_many_pixels") from None
-        if e.reason.startswith("not an image"):
+        if e.reason.startswith("not an image") and "unreadable" not in e.reason:
             raise ApiError(415, str(e), "unsupported_image") from None
         raise ApiError(400, str(e), "broken_image") from None
 
@@ -137,7 +137,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await self._refuse(receive, send, 0, more=True)
             return
         # the body is read here, counted, and replayed to the app: a body over the cap is refused as soon as
         # it passes it, before any parser sees it (an exception raised inside the app would become a 500)
@@ -150,7 +150,7 @@ class BodyLimit:
             chunk = msg.get("body", b"")
             seen += len(chunk)
             if seen > self.limit:
-                await self._refuse(send)
+                await self._refuse(receive, send, seen, more=msg.get("more_body", False))
                 return
             chunks.append(chunk)
             if not msg.get("more_body", False):
@@ -168,8 +168,17 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, receive: Any, send: Any, seen: int, more: bool) -> None:
+        """Answer 413. The rest of a moderately larger body is read and discarded first: closing a socket with
+        unread data resets the connection, and the client would see a reset instead of the answer."""
         import json
+
+        while more and seen <= 4 * self.limit:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            seen += len(msg.get("body", b""))
+            more = msg.get("more_body", False)
 
         if self.on_reject is not None:
             self.on_reject()

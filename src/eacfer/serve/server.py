@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -83,8 +84,16 @@ def serve(config: ServeConfig, announce: Callable[[str], None] = log.info, grace
     server = uvicorn.Server(ucfg)
     shown = f"[{host}]" if ":" in host else host
     announce(f"serving http://{shown}:{port}/ (API /v1/predict, docs /docs); Ctrl+C or SIGTERM stops")
+    # uvicorn handles SIGTERM gracefully, then re-raises it with the handler found at start: a no-op one
+    # here, so that a graceful stop ends with exit status 0 (the default handler would kill the process)
+    previous = signal.signal(signal.SIGTERM, _ignore)
     try:
         server.run(sockets=[sock])
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sock.close()
     return 0 if server.started else 1
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    log.debug("signal %d after shutdown ignored", signum)

@@ -17,10 +17,10 @@
     ctx.font = Math.max(14, Math.round(view.width / 40)) + "px sans-serif";
     const labels = [];
     for (const f of faces) {
-      const [x1, y1, x2, y2] = f.box;
+      const [x1, y1, bw, bh] = f.box;  // x, y, width, height
       const p = f.probabilities[f.emotion] || 0;
       const label = f.emotion + " " + Math.round(100 * p) + "%" + (f.track !== undefined ? " #" + f.track : "");
-      ctx.strokeStyle = "#3f3"; ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      ctx.strokeStyle = "#3f3"; ctx.strokeRect(x1, y1, bw, bh);
       const w = ctx.measureText(label).width + 8, h = parseInt(ctx.font, 10) + 6;
       ctx.fillStyle = "#3f3"; ctx.fillRect(x1, Math.max(0, y1 - h), w, h);
       ctx.fillStyle = "#000"; ctx.fillText(label, x1 + 4, Math.max(h - 6, y1 - 6));
