@@ -33,10 +33,16 @@
   function keyQuery() { const k = $("key").value; return k ? "?api_key=" + encodeURIComponent(k) : ""; }
 
   // One frame in flight at a time: the next frame is sent when the previous answer arrives, so the
-  // page never sends faster than the server classifies.
+  // page never sends faster than the server classifies; and at most FPS frames a second, under the
+  // server's per-connection limit (--max-ws-fps, default 30).
+  const FPS = 15;
   const grab = document.createElement("canvas");
+  let lastSent = 0;
   function sendFrame() {
-    if (!running || waiting || ws.readyState !== WebSocket.OPEN || !video.videoWidth) return;
+    if (!running || waiting || !ws || ws.readyState !== WebSocket.OPEN) return;
+    const wait = lastSent + 1000 / FPS - performance.now();
+    if (wait > 0 || !video.videoWidth) { setTimeout(sendFrame, Math.max(wait, 10)); return; }
+    lastSent = performance.now();
     grab.width = video.videoWidth; grab.height = video.videoHeight;
     grab.getContext("2d").drawImage(video, 0, 0);
     waiting = true;
