@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from serve_testutils import FACE, Server, face_rgb
 

@@ -12,19 +12,19 @@ Example:
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations, some of them local names
 
 import asyncio
-import base64
 import json
 import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from eacfer.serve.engine import Busy, InferencePool, Job
 from eacfer.serve.limits import ApiError, BodyLimit, ServeConfig, decode, key_from_headers, key_ok
 from eacfer.serve.metrics import Metrics
+from eacfer.serve.responses import result_json
 
 log = logging.getLogger(__name__)
 
@@ -40,30 +40,6 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
 _BATCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
-
-
-def cam_png(face: Any, image_size: tuple[int, int]) -> str | None:
-    """The face's attention map over the whole image as a grayscale PNG (base64): 0 outside the face crop."""
-    import cv2
-
-    cam = face.cam_image(image_size)
-    if cam is None:
-        return None
-    ok, buf = cv2.imencode(".png", np.clip(cam * 255.0, 0, 255).astype(np.uint8))
-    return base64.b64encode(buf.tobytes()).decode("ascii") if ok else None
-
-
-def result_json(r: Any, cam: bool = False, **extra: Any) -> dict[str, Any]:
-    """A FrameResult as the API's JSON: image size, faces (box, score, emotion, probabilities by class name,
-    keypoints; ``track`` in streams; ``cam_png`` when asked) and stage timings in ms."""
-    faces = []
-    for f in r.faces:
-        d = f.to_dict()
-        if cam:
-            d["cam_png"] = cam_png(f, r.image_size)
-        faces.append(d)
-    return {**extra, "image_size": list(r.image_size), "faces": faces,
-            "timings_ms": {k: round(v, 3) for k, v in r.timings.items()}}
 
 
 def model_card(pool: InferencePool) -> dict[str, Any]:
@@ -198,13 +174,14 @@ def create_app(config: ServeConfig, pool: InferencePool) -> Any:
     async def decoded(files: list[tuple[str, bytes]]) -> list[np.ndarray]:
         return [await run_in_threadpool(decode, data, name, config.max_pixels) for name, data in files]
 
-    Mode = Literal["auto", "both", "short", "full"]
+    Cam = Annotated[bool, Query(description="attention map of each face over the image (grayscale PNG, base64)")]
+    MaxFaces = Annotated[int, Query(ge=1, le=config.max_faces, description="most faces per image")]
+    Detector = Annotated[Literal["auto", "both", "short", "full"],
+                         Query(description="MediaPipe models: auto (the server's setting), both, short or full")]
 
     @app.post("/v1/predict", openapi_extra=_IMAGE_BODY, summary="faces and emotions of one image")
-    async def predict(request: Request, cam: bool = Query(False, description="attention map per face (PNG base64)"),
-                      max_faces: int = Query(config.max_faces, ge=1, le=config.max_faces),
-                      detector: Mode = Query("auto", description="MediaPipe models: auto (the server's), both, "
-                                                                 "short or full")) -> dict[str, Any]:
+    async def predict(request: Request, cam: Cam = False, max_faces: MaxFaces = config.max_faces,
+                      detector: Detector = "auto") -> dict[str, Any]:
         """One image (raw body or a multipart file) → per face: box, detector score, emotion, probabilities."""
         check_cam(cam)
         (rgb,) = await decoded(await images_of(request, 1))
@@ -212,9 +189,8 @@ def create_app(config: ServeConfig, pool: InferencePool) -> Any:
         return result_json(r, cam)
 
     @app.post("/v1/predict/batch", openapi_extra=_BATCH_BODY, summary="faces and emotions of several images")
-    async def predict_batch(request: Request, cam: bool = Query(False),
-                            max_faces: int = Query(config.max_faces, ge=1, le=config.max_faces),
-                            detector: Mode = Query("auto")) -> dict[str, Any]:
+    async def predict_batch(request: Request, cam: Cam = False, max_faces: MaxFaces = config.max_faces,
+                            detector: Detector = "auto") -> dict[str, Any]:
         """Several images as multipart files → one result per image, in order."""
         check_cam(cam)
         files = await images_of(request, config.max_images)

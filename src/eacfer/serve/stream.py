@@ -38,7 +38,7 @@ async def run_stream(ws: Any, pool: InferencePool, config: ServeConfig, metrics:
     from starlette.websockets import WebSocketDisconnect
 
     from eacfer.infer.live import LiveSession
-    from eacfer.serve.app import result_json
+    from eacfer.serve.responses import result_json
 
     given = ws.query_params.get("api_key") or key_from_headers(ws.headers)
     if not key_ok(given, config.api_key):
