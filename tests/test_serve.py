@@ -312,3 +312,20 @@ def test_stream_bad_frame_gets_an_error_and_the_stream_goes_on(server):
         good = json.loads(ws.recv(timeout=30))
     assert bad["frame"] == 1 and bad["status"] == 415
     assert good["frame"] == 2 and len(good["faces"]) == 1
+
+
+# -- command line -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["--checkpoint", "no-such-model.onnx"], "no-such-model.onnx: model file not found"),
+    (["--queue", "0"], "--queue must be >= 1"),
+    (["--max-batch", "0"], "--max-batch must be >= 1"),
+    (["--max-body-mb", "0"], "--max-body-mb must be > 0"),
+    (["--host", "203.0.113.7", "--port", "0"], "cannot listen on 203.0.113.7:0"),  # not an address of this machine
+])
+def test_bad_options_are_one_line_errors(args, words, capsys):
+    from eacfer.commands.cli import main
+
+    assert main(["serve", "-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eacfer serve: error: ") and words in err and err.count("\n") == 1

@@ -53,10 +53,12 @@ class ServeConfig:
 
     def check(self) -> None:
         """Refuse nonsensical numbers (one line each)."""
-        for name in ("workers", "queue_size", "max_batch", "max_body_bytes", "max_pixels", "max_images",
-                     "max_faces"):
+        options = {"workers": "--workers", "queue_size": "--queue", "max_batch": "--max-batch",
+                   "max_body_bytes": "--max-body-mb", "max_pixels": "--max-pixels", "max_images": "--max-images",
+                   "max_faces": "--max-faces"}
+        for name, option in options.items():
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{option} must be >= 1, got {getattr(self, name)}")
         if not self.max_ws_fps > 0:
             raise ValueError(f"max-ws-fps must be > 0, got {self.max_ws_fps}")
         if self.api_key is not None and not self.api_key:
