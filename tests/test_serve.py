@@ -12,12 +12,11 @@ import io
 import json
 import time
 
+import httpx  # the serve extra (make install); missing, these tests fail rather than skip
 import numpy as np
 import pytest
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi", reason="the serve extra (make install) is needed")  # noqa: E501 - CI installs it
-from serve_testutils import FACE, Server, face_rgb, jpeg_bytes, png_bytes, two_faces_rgb  # noqa: E402
+from serve_testutils import FACE, Server, face_rgb, jpeg_bytes, png_bytes, two_faces_rgb
 
 KEY = "s3cret-key"
 H = {"X-API-Key": KEY}

@@ -7,12 +7,11 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 
+import httpx  # the serve extra (make install); missing, these tests fail rather than skip
 import numpy as np
 import pytest
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi", reason="the serve extra (make install) is needed")
-from serve_testutils import Server, face_rgb, png_bytes, two_faces_rgb, wait_for  # noqa: E402
+from serve_testutils import Server, face_rgb, png_bytes, two_faces_rgb, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +70,16 @@ def test_waiting_requests_are_classified_in_one_run(starter_predictor, max_batch
 
 
 def test_a_full_queue_is_refused_with_503_and_retry_after():
-    s = Server(["--queue", "1", "--max-batch", "1", "--workers", "1"])
+    # also: the API key from the environment, and no CORS without --cors
+    s = Server(["--queue", "1", "--max-batch", "1", "--workers", "1"], env={"EACFER_API_KEY": "from-env"})
     try:
         body = png_bytes(two_faces_rgb())
-        with httpx.Client(base_url=s.url, timeout=120.0) as c, concurrent.futures.ThreadPoolExecutor(10) as ex:
+        with httpx.Client(base_url=s.url, timeout=120.0, headers={"X-API-Key": "from-env"}) as c, \
+                concurrent.futures.ThreadPoolExecutor(10) as ex:
+            assert httpx.get(f"{s.url}/v1/model", timeout=30).status_code == 401
+            pre = c.options("/v1/predict", headers={"Origin": "http://any.example",
+                                                    "Access-Control-Request-Method": "POST"})
+            assert "access-control-allow-origin" not in pre.headers
             responses = list(ex.map(lambda _: c.post("/v1/predict", content=body), range(10)))
             metrics = c.get("/metrics").text
         codes = [r.status_code for r in responses]
