@@ -59,8 +59,18 @@ def test_readme_python_blocks_run_without_traceback(stand_ins):
     for i, code in enumerate(python_blocks(README.read_text(encoding="utf-8"))):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
             [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-        p = subprocess.run([sys.executable, "-c", code], cwd=stand_ins, env=env, capture_output=True, text=True,
-                           timeout=600)
+        server = None
+        if "EACFER_URL" in code:  # the `eacfer serve` client example: a real server on a port it binds itself
+            from serve_testutils import Server
+
+            server = Server([])
+            env["EACFER_URL"] = server.url
+        try:
+            p = subprocess.run([sys.executable, "-c", code], cwd=stand_ins, env=env, capture_output=True,
+                               text=True, timeout=600)
+        finally:
+            if server is not None:
+                assert server.stop() == 0
         assert p.returncode == 0, f"README block {i} failed:\n{code}\n{p.stderr}"
         for bad in ("Traceback", "Exception ignored", "Error"):
             assert bad not in p.stderr, f"README block {i} printed {bad!r} on stderr:\n{p.stderr}"
@@ -68,3 +78,5 @@ def test_readme_python_blocks_run_without_traceback(stand_ins):
             lines = p.stdout.splitlines()
             assert any(ln.startswith("(") and "(" in ln for ln in lines), p.stdout  # a face: box, emotion, probs
             assert sum(1 for ln in lines if re.match(r"^\d+ \d+ \{", ln)) == 6, p.stdout  # one line per frame
+        if "EACFER_URL" in code:  # the astronaut's face: box, emotion, probability
+            assert re.search(r"^\[[\d., ]+\] [A-Z][a-z]+ (0\.\d+|1\.0)$", p.stdout, flags=re.M), p.stdout

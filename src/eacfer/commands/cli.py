@@ -23,6 +23,7 @@ COMMANDS = {
     "ui": "ui",
     "bench": "bench",
     "weights": "weights",
+    "serve": "serve",
 }
 
 

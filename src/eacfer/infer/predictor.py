@@ -170,9 +170,10 @@ class Predictor:
         return self.classifier.info.face_size
 
     # -- detection -------------------------------------------------------------------------------
-    def _detector_for(self, kind: str) -> Any:
-        """The detector for photos (``kind="image"``) or streams (``"stream"``), created on first use."""
-        mode = self.detector_mode_for(kind)
+    def _detector_for(self, kind: str, mode: str | None = None) -> Any:
+        """The detector for photos (``kind="image"``) or streams (``"stream"``), created on first use;
+        ``mode`` (MediaPipe: both, short or full) overrides the predictor's mode for this call."""
+        mode = mode or self.detector_mode_for(kind)
         if mode == "finder":  # videos and cameras: the tracking face finder (detect/finder.py), one per kind
             if kind not in self._detectors:
                 from eacfer.infer.detect.finder import make_video_finder
@@ -218,8 +219,10 @@ class Predictor:
         return model_inputs(rgb, dets, self.input_size, self.face_size, self.face_margin,
                             whole_image=self.detector_name == "none", shift=self.face_shift)
 
-    def detect_faces(self, rgb: np.ndarray, kind: str = "image") -> list[Any]:
-        """Detections of one RGB image (``kind``: ``"image"`` for photos and files, ``"stream"`` for live).
+    def detect_faces(self, rgb: np.ndarray, kind: str = "image", mode: str | None = None) -> list[Any]:
+        """Detections of one RGB image (``kind``: ``"image"`` for photos and files, ``"stream"`` for live);
+        ``mode`` picks the MediaPipe model(s) for this call (``both``, ``short``, ``full``; default the
+        predictor's ``detector_mode``).
 
         Example:
             >>> dets = predictor.detect_faces(rgb)  # doctest: +SKIP
@@ -229,7 +232,9 @@ class Predictor:
 
             h, w = rgb.shape[:2]
             return [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
-        dets = self._detector_for(kind).detect(rgb)
+        if mode is not None and (self.detector_name != "mediapipe" or mode not in ("both", "short", "full")):
+            raise ValueError(f"detector mode {mode!r}: only both, short or full, with the mediapipe detector")
+        dets = self._detector_for(kind, mode).detect(rgb)
         return dets[: self.max_faces] if self.max_faces is not None else dets
 
     def frame_detector(self, kind: str = "image") -> Any:
@@ -244,31 +249,45 @@ class Predictor:
 
     def classify_faces(self, rgb: np.ndarray, dets: list[Any], cam: bool, timings: dict[str, float]) -> list[FaceResult]:
         """Align and classify ``dets`` of one image in one batch; adds ``align``/``classify`` ms to ``timings``."""
-        h, w = rgb.shape[:2]
+        return self.classify_many([(rgb, dets)], cam, timings)[0]
+
+    def classify_many(self, items: list[tuple[np.ndarray, list[Any]]], cam: bool,
+                      timings: dict[str, float]) -> list[list[FaceResult]]:
+        """Align and classify the faces of several images in **one** classifier run (``eacfer serve`` batches
+        concurrent requests this way); one list of faces per ``(rgb, dets)`` item, in order.
+
+        Example:
+            >>> a, b = predictor.classify_many([(rgb1, dets1), (rgb2, dets2)], False, {})  # doctest: +SKIP
+        """
         size = self.input_size
-        if not dets:
+        if not any(dets for _, dets in items):
             timings["align"] = timings["classify"] = 0.0
-            return []
+            return [[] for _ in items]
         t0 = time.perf_counter()
-        crops = self._crops(rgb, dets)
-        affines = [self._crop_affine(d, w, h) for d in dets] if cam else [None] * len(dets)
+        crops = np.concatenate([self._crops(rgb, dets) for rgb, dets in items if dets])
         timings["align"] = _ms(t0)
         t0 = time.perf_counter()
         probs, cams = self.classifier.classify(np.ascontiguousarray(crops), cams=cam)
         timings["classify"] = _ms(t0)
         names = self.class_names
-        faces = []
-        for i, d in enumerate(dets):
-            k = int(np.argmax(probs[i]))
-            faces.append(FaceResult(
-                box=tuple(float(v) for v in d.box), score=float(d.score),  # type: ignore[arg-type]
-                keypoints=None if d.keypoints is None else np.asarray(d.keypoints, np.float32),
-                emotion=names[k], class_index=k, probabilities=probs[i], class_names=names,
-                track_id=getattr(d, "track_id", None),
-                cam=None if cams is None else cams[i, k], crop_affine=affines[i],
-                crop_size=size,
-            ))
-        return faces
+        out: list[list[FaceResult]] = []
+        at = 0
+        for rgb, dets in items:
+            h, w = rgb.shape[:2]
+            faces = []
+            for d in dets:
+                k = int(np.argmax(probs[at]))
+                faces.append(FaceResult(
+                    box=tuple(float(v) for v in d.box), score=float(d.score),  # type: ignore[arg-type]
+                    keypoints=None if d.keypoints is None else np.asarray(d.keypoints, np.float32),
+                    emotion=names[k], class_index=k, probabilities=probs[at], class_names=names,
+                    track_id=getattr(d, "track_id", None),
+                    cam=None if cams is None else cams[at, k],
+                    crop_affine=self._crop_affine(d, w, h) if cam else None, crop_size=size,
+                ))
+                at += 1
+            out.append(faces)
+        return out
 
     def _crop_affine(self, det: Any, width: int, height: int) -> np.ndarray:
         """Image pixels → crop pixels for ``det`` (maps the CAM back onto the image)."""
