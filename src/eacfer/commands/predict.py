@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="throughput mode: decode and detect in N worker processes, classify in batches (default 0: "
                    "one process)")
-    p.add_argument("--batch-size", type=int, default=32, help="faces per classifier batch in throughput mode (32)")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per classifier batch in throughput mode")
     add_ray_args(p)
     p.set_defaults(func=run)
     return p

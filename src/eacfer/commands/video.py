@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA",
                    help="per-track exponential smoothing: weight of the newest frame in (0, 1]; 1 = off (default 0.5)")
     p.add_argument("--iou", type=float, default=0.3, help="IoU needed to continue a track (default 0.3)")
-    p.add_argument("--max-age", type=int, default=10, help="analysed frames a track may miss before it ends (default 10)")
+    p.add_argument("--max-age", type=int, default=10, help="analysed frames a track may miss before it ends, for detectors that do not track "
+                   "(--detector-mode, retinaface, haar; default 10). The default face finder keeps a face's id "
+                   "through 12 missed frames itself; this then only bounds how long its smoothing is kept")
     p.add_argument("--cam", action="store_true", help="overlay attention maps in the video")
     p.add_argument("--overwrite", action="store_true", help="replace another job's results in --out")
     p.add_argument("--retry-errors", action="store_true", help="on rerun, retry videos that failed before")
