@@ -110,6 +110,9 @@ class Predictor:
         max_faces: int | None = None,
         small_face: float = 48.0,
     ):
+        if isinstance(classifier, (str, os.PathLike)):
+            raise TypeError(f"Predictor({str(classifier)!r}) takes a classifier, not a model file: use "
+                            f"Predictor.from_checkpoint({str(classifier)!r})")
         if small_face < 0:
             raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
         self.classifier = classifier
