@@ -479,3 +479,21 @@ def test_cli_screenshot_mode_after_cv2_import(model_file, clip, tmp_path: Path, 
         return int((np.abs(rgb - np.array(PALETTE[:7])[None]).max(axis=2) <= 10).any(axis=1).sum())
 
     assert palette_pixels(img[60:660, :600]) > palette_pixels(two_face_frame(0)) + 800
+
+
+def test_no_model_hint_commands_are_accepted_as_written():
+    """Every `eacfer …` command the no-model hint suggests parses and passes train's --pretrained check."""
+    import re
+    import shlex
+
+    from eacfer.commands.cli import build_parser
+    from eacfer.training.config import check_pretrained
+    from eacfer.ui.actions import NO_MODEL_HELP
+
+    cmds = [shlex.split(c) for c in re.findall(r"`(eacfer [^`]+)`", NO_MODEL_HELP)]
+    assert any(c[1] == "train" for c in cmds)
+    for cmd in cmds:
+        args = build_parser().parse_args(cmd[1:] + (["--checkpoint", "m.pt", "--out", "m.onnx"]
+                                                    if cmd[1] == "export" else []))
+        if cmd[1] == "train":
+            check_pretrained(args.backbone, args.pretrained)  # mobilenet_v2 without --pretrained is refused

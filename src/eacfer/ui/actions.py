@@ -12,7 +12,7 @@ MainWindow = QMainWindow
 NO_MODEL_HELP = (
     "No model loaded. Open one with File → Open model… (Ctrl+M) or drop a .pt / .onnx file on this window.\n"
     "No model yet? `eacfer demo` trains a small demo model in a few minutes (runs/demo/run/model.pt); "
-    "`eacfer train --data DATASET --backbone mobilenet_v2 --out RUN` trains on your own data (RUN/model.pt); "
+    "`eacfer train --data DATASET --backbone mobilenet_v2 --pretrained imagenet --out RUN` trains on your own data (RUN/model.pt); "
     "`eacfer export --with-cams` turns it into a faster .onnx with attention maps."
 )
 
