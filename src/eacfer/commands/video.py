@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--iou must be in [0, 1), got {args.iou}")
     if args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
+    _refuse_photos(args.sources, args.checkpoint)
     kw = dict(classify_every=args.classify_every, every=args.every, max_frames=args.max_frames, write_video=not args.no_video, smoothing=args.smooth,
               iou_threshold=args.iou, max_age=args.max_age, cam=args.cam, pipeline=args.pipeline, codec=args.codec)
     if args.ray is not None:
@@ -113,3 +114,19 @@ def _report_many(s: dict) -> int:
         print("interrupted: rerun the same command to continue (finished videos are kept)")
         return 130
     return 0 if s["done"] > 0 or s["videos"] == 0 else 1
+
+
+def _refuse_photos(sources: list[str], checkpoint: str) -> None:
+    """A photo given to ``eacfer video`` would become a one-frame annotated.mp4: point to ``eacfer predict``.
+
+    GIFs stay accepted (they may be animated: OpenCV reads them as videos).
+    """
+    import shlex
+
+    from eacfer.data.imageio import IMAGE_EXTENSIONS
+
+    photos = [s for s in sources if s.lower().endswith(IMAGE_EXTENSIONS) and not s.lower().endswith(".gif")]
+    if photos:
+        raise ValueError(f"{photos[0]}: a photo, not a video; for photos use "
+                         f"`eacfer predict {shlex.join(photos)} --checkpoint {shlex.quote(checkpoint)} --out OUT`")
+
