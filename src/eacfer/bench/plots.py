@@ -151,29 +151,30 @@ def plot_accuracy_vs_cost(rows: Sequence[dict[str, Any]], published: Any, path: 
                             (e["latency_ms"], e["accuracy"]), fontsize=6, color="gray", xytext=(6, -4),
                             textcoords="offset points", ha="left", va="top")
         if e.get("params_m"):
-            ax_par.plot([e["params_m"]], [e["accuracy"]], ls="none", marker="D", mfc="none", color="gray")
             gf = f", {e['gflops']} GFLOPs" if e.get("gflops") else ""
-            ax_par.annotate(f"{e['model']} (published)\n{e['params_m']} M{gf}", (e["params_m"], e["accuracy"]), fontsize=7, color="gray",
-                            xytext=(4, 4), textcoords="offset points")
+            ax_par.plot([e["params_m"]], [e["accuracy"]], ls="none", marker="D", mfc="none", color="gray",
+                        label=f"{e['model']} {e['accuracy']:.2f} ({e['params_m']} M{gf})")
         elif not e.get("latency_ms"):
             no_cost.append(e)
-    # accuracy known, cost unknown: a horizontal reference line each, named in a legend below the panel
-    # (text beside the lines overlapped: POSTER 92.05 and APViT 91.98 lie 0.07 points apart)
+    # published models are named in a legend below the panel, not beside their marks: labels there overlapped
+    # each other (POSTER 92.05 and APViT 91.98 lie 0.07 points apart) and the measured models' labels
     import matplotlib.pyplot as plt
 
     shades = plt.get_cmap("tab20b")
-    handles = [ax_par.axhline(e["accuracy"], color=shades(k % 20), lw=0.9, ls=":",
-                              label=f"{e['model']} {e['accuracy']:.2f}") for k, e in enumerate(no_cost)]
+    for k, e in enumerate(no_cost):  # accuracy known, cost unknown: a horizontal reference line each
+        ax_par.axhline(e["accuracy"], color=shades(k % 20), lw=0.9, ls=":", label=f"{e['model']} {e['accuracy']:.2f}")
+    handles, _ = ax_par.get_legend_handles_labels()
     if handles:
-        ax_par.legend(handles=handles, title="published RAF-DB accuracy, cost unknown", title_fontsize=7,
-                      fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+        ax_par.legend(handles=handles, title="published (RAF-DB test accuracy; dotted: cost unknown)",
+                      title_fontsize=7, fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                      frameon=False)
     if not lat_drawn:
         ax_lat.text(0.5, 0.5, "no measured model with an accuracy\n(give --checkpoints with metrics)",
                     ha="center", va="center", transform=ax_lat.transAxes, fontsize=8)
     ax_lat.set_xlabel(f"per-face latency, batch 1, CPU {' / '.join(sorted(lat_kinds)) or ''} (ms), measured here")
-    ax_lat.set_ylabel("test accuracy (%): published = RAF-DB; measured = the data in [ ]")
-    ax_lat.set_title("Accuracy vs latency\n(filled: accuracy from the checkpoint, × on synthetic data; "
-                     "hollow: published)", fontsize=9)
+    ax_lat.set_ylabel("test accuracy (%)")
+    ax_lat.set_title("Accuracy vs latency (measured: on the data in [ ]; published: RAF-DB)\n"
+                     "filled: accuracy from the checkpoint, × on synthetic data; hollow: published", fontsize=9)
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     ax_par.set_xscale("log")
@@ -182,8 +183,7 @@ def plot_accuracy_vs_cost(rows: Sequence[dict[str, Any]], published: Any, path: 
     ax_par.xaxis.set_major_formatter(ScalarFormatter())
     ax_par.xaxis.set_minor_formatter(NullFormatter())
     ax_par.set_xlabel("parameters (M), log scale")
-    ax_par.set_title("Accuracy vs parameters\n(gray: published models; dotted: published accuracy, cost unknown)",
-                     fontsize=9)
+    ax_par.set_title("Accuracy vs parameters\n(gray ◇ and dotted lines: published models, named below)", fontsize=9)
     for ax in (ax_lat, ax_par):
         ax.grid(alpha=0.3)
     return _save(fig, path)
