@@ -164,3 +164,63 @@ def test_no_cache_dir_still_works(model_pt, tmp_path, monkeypatch):
 def probs_differ(p: np.ndarray) -> bool:
     """The test model's outputs depend on the input (not a constant softmax of the bias)."""
     return float(np.abs(p[0] - p[1]).max()) > 1e-3
+
+
+# -- misleading model-file errors (issue #30 item 9): one line, the file, and what it really is -----------------
+def _error(path, **kw) -> str:
+    with pytest.raises(CheckpointError) as e:
+        load_classifier(path, device="cpu", **kw)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    return msg
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_a_photo_renamed_as_a_model_is_called_a_photo(suffix, face_rgb, tmp_path):
+    from PIL import Image
+
+    fake = tmp_path / f"fake{suffix}"
+    Image.fromarray(face_rgb).save(fake, format="JPEG")
+    msg = _error(fake)
+    assert "not a model file" in msg and "JPEG image" in msg
+    assert "pickled" not in msg and "corrupt" not in msg  # it is neither hostile nor damaged
+
+
+def test_text_renamed_as_a_checkpoint_is_not_a_model_file(tmp_path):
+    (tmp_path / "notes.pt").write_text("hello, these are my notes")
+    assert "not a model file" in _error(tmp_path / "notes.pt")
+
+
+def test_a_run_folder_as_checkpoint_points_to_its_model_file(model_pt, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(model_pt, run / "model.pt")
+    msg = _error(run)
+    assert "is a folder" in msg and f"did you mean {run / 'model.pt'}?" in msg
+    assert "unknown model file type" not in msg
+    (tmp_path / "empty_run").mkdir()
+    assert "holds no model file" in _error(tmp_path / "empty_run")
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.95])
+def test_a_truncated_model_file_says_so_in_whole_sentences(model_pt, tmp_path, fraction):
+    cut = tmp_path / "cut.pt"
+    data = model_pt.read_bytes()
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    for kw in ({}, {"backend": "torch"}):
+        msg = _error(cut, **kw)
+        assert "truncated" in msg
+        assert msg.rstrip().endswith((".", "?", ")")), msg  # not cut in the middle of a sentence
+
+
+def test_first_sentence_keeps_whole_sentences():
+    from eacfer.checkpoint import first_sentence
+
+    miniz = ("PytorchStreamReader failed reading zip archive: failed finding central directory. This is an "
+             "internal miniz error. If you are seeing this error, there is a high likelihood that your")
+    assert first_sentence(miniz) == "PytorchStreamReader failed reading zip archive: failed finding central directory."
+    long = "word " * 100
+    assert first_sentence(long, 50).endswith("word …") and len(first_sentence(long, 50)) <= 52
+    assert first_sentence("") == ""

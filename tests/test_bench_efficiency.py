@@ -34,7 +34,7 @@ def test_flops_are_two_per_mac() -> None:
     assert count_params(net) == 8 * 27 + 800 * 7
 
 
-def test_efficiency_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_efficiency_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str], synth_rafdb: Path) -> None:
     from eacfer.checkpoint import ModelInfo, save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
 
@@ -42,7 +42,8 @@ def test_efficiency_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     ckpt = tmp_path / "run" / "model.pt"
     net = create_model("mobilenet_v2")
     save_model(ckpt, net, ModelInfo("mobilenet_v2", list(RAFDB_CLASSES), 32, list(IMAGENET_MEAN), list(IMAGENET_STD),
-                                    metrics={"last5_mean_accuracy": 0.8125, "best_accuracy": 0.85}))
+                                    metrics={"last5_mean_accuracy": 0.8125, "best_accuracy": 0.85},
+                                    train_config={"data": str(synth_rafdb), "format": "rafdb"}))
     out = tmp_path / "eff"
     argv = ["-q", "bench", "efficiency", "--backbones", "mobilenet_v2", "--checkpoints", str(ckpt), "--device", "cpu",
             "--image-size", "32", "--batch", "4", "--iters", "2", "--warmup", "1", "--video-frames", "4",
@@ -69,12 +70,21 @@ def test_efficiency_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert float(bare["published_accuracy"]) == 86.47 and "eac_repo" in bare["published_source"]
     md = (out / "efficiency.md").read_text(encoding="utf-8")
     measured, published = md.split("## Published (not measured here)")
-    assert "## Measured here" in measured and "81.25 (last5_mean_accuracy)" in measured
+    assert "## Measured here" in measured and "81.25 (last5_mean_accuracy; synthetic data" in measured
+    assert trained["accuracy_data"].startswith("synthetic data") and bare["accuracy_data"] == ""
     assert "POSTER++" not in measured and "POSTER++" in published and "43.7" in published
     assert "i7-12700K" in published and "not comparable" in published
     assert (out / "accuracy_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
     meta = json.loads((out / "bench_meta.json").read_text())
     assert meta["command"].startswith("eacfer bench efficiency") and "--checkpoints" in meta["command"]
+    # the recorded command can be pasted: no internal --argv, and it parses with the same options
+    import shlex
+
+    from eacfer.commands.cli import build_parser
+
+    assert "--argv" not in meta["command"]
+    again = build_parser().parse_args(shlex.split(meta["command"])[1:])
+    assert again.out == str(out) and again.checkpoints == [str(ckpt)]
     assert meta["machine"]["cpu"] and meta["machine"]["torch"] == torch.__version__
 
 
@@ -87,3 +97,34 @@ def test_efficiency_bad_input_is_one_line(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "broken.pt" in err and len(err.strip().splitlines()) == 1
     assert main(["bench", "efficiency", "--backbones", "mobilenet_v2", "--iters", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_accuracy_plot_names_the_data_and_its_labels_do_not_overlap(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """A synthetic-data accuracy is not drawn as a RAF-DB result, and the published models' names are legible."""
+    from eacfer.bench import plots
+    from eacfer.bench.published import load_published
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or Path(path))
+    row = {"name": "mobilenet_v2", "params_m": 2.2, "gflops": 0.3, "image_size": 112, "ort_cpu_b1_ms": 3.0,
+           "accuracy": 41.0, "accuracy_metric": "last5_mean_accuracy",
+           "accuracy_data": "synthetic data (eacfer synth), not RAF-DB"}
+    near_poster = {"name": "resnet50_msceleb", "params_m": 23.5, "gflops": 7.7, "image_size": 224,
+                   "ort_cpu_b1_ms": 30.0, "published_accuracy": 89.0}  # its label once ran into POSTER++'s
+    plots.plot_accuracy_vs_cost([row, near_poster], load_published(), tmp_path / "p.png")
+    (fig,) = figs
+    fig.canvas.draw()
+    ax_lat, ax_par = fig.axes[:2]
+    assert not ax_lat.get_ylabel().startswith("RAF-DB")  # the axis holds other data too
+    assert any("synthetic" in t.get_text() for t in ax_lat.texts)  # the measured point says what data it is
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax_par.texts if t.get_text().strip()]
+    if ax_par.get_legend() is not None:
+        labels += [t for t in ax_par.get_legend().get_texts()]
+    names = " ".join(t.get_text() for t in labels)
+    assert "POSTER 92.05" in names and "APViT 91.98" in names  # 0.07 points apart: the crowded pair
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (labels[i].get_text(), labels[j].get_text())

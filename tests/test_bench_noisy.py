@@ -130,6 +130,34 @@ def test_run_decides_skip_resume_restart(synth_rafdb: Path, tmp_path: Path) -> N
     assert read_run(cells[0], runs[0], epochs=5).status == "partial"
 
 
+def test_progress_log_says_training_before_and_trained_after(synth_rafdb: Path, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The log must not claim a run "trained" before its training ran (or when it failed)."""
+    import logging
+
+    cells = plan_grid(["mobilenet_v2"], ["eac"], noise_rates=[0.0, 0.1])
+    bench = NoisyBench(str(synth_rafdb), str(tmp_path), cells, train_options={"epochs": 1, "workers": 0},
+                       pretrained={"mobilenet_v2": "none"})
+    seen_when_called: list[list[str]] = []
+
+    def fake_train(cfg):  # noqa: ANN001
+        seen_when_called.append([r.getMessage() for r in caplog.records])
+        if Path(cfg.out).name.endswith("noise10"):
+            raise RuntimeError("boom")
+        _fake_summary(Path(cfg.out), 1, finished=True, acc=0.7)
+        return {}
+
+    with caplog.at_level(logging.INFO, logger="eacfer.bench.noisy"):
+        bench.run(fake_train)
+    first = seen_when_called[0]
+    assert any("[1/2] mobilenet_v2_eac_clean: training" in m for m in first)
+    assert not any("trained" in m for m in first)  # not yet
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[1/2] mobilenet_v2_eac_clean: trained" in messages  # after it returned
+    assert not any("noise10: trained" in m for m in messages)  # it failed
+    assert any("noise10: run failed" in m for m in messages)
+
+
 def test_tables_from_hand_made_run_dirs(tmp_path: Path) -> None:
     cells = plan_grid(["resnet50_msceleb", "mobilenet_v2"], ["eac", "ce"], noise_rates=[0.0, 0.1, 0.3])
     accs = {}

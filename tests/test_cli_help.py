@@ -158,3 +158,31 @@ def test_train_without_data_still_fails_clearly(capsys):
     rc = main(["train", "--backbone", "resnet18"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "required: --data, --out" in err
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_text_has_no_doubled_percent_or_default(name):
+    """Help is read by people: "99%" (not argparse's escape "99%%"), a default shown once (not "(32) (default: 32)")."""
+    text = " ".join(COMMANDS[name].format_help().split())
+    assert "%%" not in text, name
+    doubled = re.findall(r"\(([^()]+)\) \(default: \1\)", text)
+    assert not doubled, f"{name}: default shown twice: {doubled}"
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("evaluate", "eval"), ("predcit", "predict")])
+def test_a_mistyped_command_gets_did_you_mean(typo, meant, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([typo])
+    assert e.value.code == 2
+    assert f"did you mean {meant!r}?" in capsys.readouterr().err
+
+
+def test_a_failed_run_leaves_no_empty_out_folder_but_keeps_an_existing_one(tmp_path, capsys):
+    out = tmp_path / "runs" / "new"
+    assert main(["bench", "noisy", "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # created by the failed command, empty: removed, parents too
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert main(["bench", "noisy", "--data", str(tmp_path / "missing"), "--out", str(mine)]) == 2
+    assert mine.is_dir()  # the user's folder: never removed

@@ -76,6 +76,19 @@ def test_bad_sources(model_pt, tmp_path, capsys):
     assert "junk.mp4" in capsys.readouterr().err
 
 
+def test_a_photo_is_pointed_to_predict_and_writes_nothing(model_pt, face_rgb, tmp_path, capsys):
+    """A photo is not a video: no one-frame annotated.mp4, but a one-line error naming `eacfer predict`."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(face_rgb).save(photo)
+    out = tmp_path / "o"
+    assert main(["video", str(photo), "--checkpoint", str(model_pt), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{photo}: a photo, not a video" in err and f"eacfer predict {photo}" in err
+    assert not out.exists()
+
+
 def test_sigint_flushes_every_output(model_pt, face_rgb, tmp_path, inference_cache):
     skip_if_child_ignores_sigint()
     clip = make_clip(tmp_path / "long.mp4", face_rgb, frames=1500, size=(320, 240))

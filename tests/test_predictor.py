@@ -220,3 +220,13 @@ def test_stream_yields_every_frame_with_timings(predictor, face_rgb, tmp_path):
     assert len(list(predictor.stream(clip, max_frames=4))) == 4
     with pytest.raises(ValueError, match="every"):
         next(predictor.stream(clip, every=0))
+
+
+@pytest.mark.parametrize("as_path", [False, True])
+def test_predictor_given_a_model_file_points_to_from_checkpoint(as_path):
+    """``Predictor("model.onnx")`` must fail at once with the fix, not later with an AttributeError."""
+    from pathlib import Path
+
+    model = Path("model.onnx") if as_path else "model.onnx"
+    with pytest.raises(TypeError, match=r"Predictor\.from_checkpoint\('model\.onnx'\)"):
+        Predictor(model, detector="none")

@@ -87,9 +87,10 @@ def test_make_loaders_uses_the_balanced_sampler(tmp_path, synth_rafdb):
                       workers=0, progress=False, sampler="balanced")
     data = build_datasets(cfg)
     train_loader, _ = make_loaders(cfg, data, torch.Generator().manual_seed(0))
-    assert isinstance(train_loader.sampler, WeightedRandomSampler)
+    sampler = train_loader.sampler.inner  # inside the per-sample seeding (run_data.SeededSampler)
+    assert isinstance(sampler, WeightedRandomSampler)
     counts = np.bincount(data.train.labels(), minlength=7)
-    w = train_loader.sampler.weights.numpy()
+    w = sampler.weights.numpy()
     np.testing.assert_allclose(w, 1.0 / counts[data.train.labels()])
 
 

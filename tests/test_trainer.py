@@ -162,3 +162,29 @@ def test_validation_paths(synth_rafdb, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
         tiny(synth_rafdb, tmp_path / "file").validate()
+
+
+def test_training_batches_do_not_depend_on_the_worker_count(synth_rafdb, tmp_path):
+    """Same seed, --workers 0 or 2: the same images with the same augmentation in the same order (each image's
+    augmentation is seeded from the loader's generator, not from whichever process loads it)."""
+    from eacfer.training.run_data import make_loaders
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        cfg = TrainConfig(data=str(synth_rafdb), out=str(tmp_path / f"w{workers}"), backbone="resnet18",
+                          image_size=32, batch_size=16, workers=workers, progress=False)
+        loader, _ = make_loaders(cfg, build_datasets(cfg), torch.Generator().manual_seed(0))
+        out = []
+        for _epoch in range(2):  # the second epoch too: a new order and new augmentations
+            for b in loader:  # the image views of the batch (EAC: the image and its flip) as one tensor
+                out.append(torch.cat(b[0]) if isinstance(b[0], (list, tuple)) else b[0])
+        return out
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    zero = batches(0)
+    assert torch.equal(torch.get_rng_state(), before)  # augmentation left the training step's RNG alone
+    two = batches(2)
+    assert len(zero) == len(two) == 2 * -(-56 // 16)
+    for a, b in zip(zero, two, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(zero[0], zero[len(zero) // 2])  # epochs differ (not one fixed augmentation)

@@ -485,3 +485,52 @@ def test_cli_screenshot_mode_after_cv2_import(model_file, clip, tmp_path: Path, 
         return int((np.abs(rgb - np.array(PALETTE[:7])[None]).max(axis=2) <= 10).any(axis=1).sum())
 
     assert palette_pixels(img[60:660, :600]) > palette_pixels(two_face_frame(0)) + 800
+
+
+def test_no_model_hint_commands_are_accepted_as_written():
+    """Every `eacfer …` command the no-model hint suggests parses and passes train's --pretrained check."""
+    import re
+    import shlex
+
+    from eacfer.commands.cli import build_parser
+    from eacfer.training.config import check_pretrained
+    from eacfer.ui.actions import NO_MODEL_HELP
+
+    cmds = [shlex.split(c) for c in re.findall(r"`(eacfer [^`]+)`", NO_MODEL_HELP)]
+    assert any(c[1] == "train" for c in cmds)
+    for cmd in cmds:
+        args = build_parser().parse_args(cmd[1:] + (["--checkpoint", "m.pt", "--out", "m.onnx"]
+                                                    if cmd[1] == "export" else []))
+        if cmd[1] == "train":
+            check_pretrained(args.backbone, args.pretrained)  # mobilenet_v2 without --pretrained is refused
+
+
+def test_side_panel_shows_all_seven_bars_at_1280x720(make_window, model_file, tmp_path: Path) -> None:
+    """At 1280×720, with a model and a group photo on screen, every bar of the selected face is visible (the
+    Neutral bar, the last, was cut off by the group box)."""
+    from PIL import Image
+
+    from eacfer.infer.detect.scenes import photo_scenes
+
+    photo = tmp_path / "group.png"
+    Image.fromarray(next(s for s in photo_scenes() if s.name == "group_5").image).save(photo)
+    win = make_window(checkpoint=str(model_file), source=str(photo))
+    win.resize(1280, 720)
+    wait_until(lambda: win.last_analysis is not None and len(win.last_analysis.faces) == 5, what="5 faces", window=win)
+    wait_until(lambda: win.panel.bars.probabilities is not None, what="bars shown", window=win)
+    bars = win.panel.bars
+    assert len(bars.class_names) == 7
+    assert bars.visibleRegion().boundingRect().height() == bars.height()  # no row cut off
+
+
+def test_labels_of_a_crowded_group_do_not_cover_each_other() -> None:
+    """Faces side by side, closer than their labels are wide: every label gets its own spot in the image."""
+    from eacfer.ui.render import label_places
+
+    boxes = [(100 + 50 * i, 300, 45, 45) for i in range(5)]
+    places = label_places((720, 1280, 3), boxes, ["Happiness 97%"] * 5, 0.8, 1)
+    assert all(p[2] - p[0] > 50 for p in places)  # wider than the spacing: they would overlap in one row
+    for i, a in enumerate(places):
+        assert 0 <= a[0] and a[2] <= 1280 and 0 <= a[1] and a[3] <= 720
+        for b in places[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)

@@ -15,6 +15,7 @@ import errno
 import logging
 import math
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -132,17 +133,20 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file")
+        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file{folder_hint(path)}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (truncated or still being written?)")
+    head = _check_torch_zip(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         msg = str(e)
-        if "weights_only" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
+        if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch's zip nor a pickle: an image, a text…
+            reason = f"not a model file: {describe_content(path, head)}"
+        elif "weights_only" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
             reason = "refused: it contains pickled Python objects/code, not just tensors and plain data"
         else:
-            reason = f"not a readable checkpoint (truncated or corrupted?): {type(e).__name__}: {msg.splitlines()[0][:200] if msg else ''}"
+            reason = f"not a readable checkpoint (truncated or corrupted?): {type(e).__name__}: {first_sentence(msg)}"
         raise CheckpointError(f"{path}: {reason}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
@@ -157,6 +161,70 @@ def _verify_zip_crc(path: Path) -> None:
         verify_torch_zip(path)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
+
+
+def folder_hint(path: Path) -> str:
+    """For a folder given as a model file: "; did you mean FOLDER/model.pt?" (or the model files it holds).
+
+    Example:
+        >>> folder_hint(Path("/nonexistent-run"))
+        '; it holds no model file (.pt or .onnx)'
+    """
+    if (path / "model.pt").is_file():  # a training run's folder (training/config.py RUN_FILES)
+        return f"; did you mean {path / 'model.pt'}?"
+    try:
+        models = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".pt", ".pth", ".onnx"))
+    except OSError:
+        models = []
+    if not models:
+        return "; it holds no model file (.pt or .onnx)"
+    return f"; did you mean {path / models[0]}?" + (f" (it holds {', '.join(models[:4])})" if len(models) > 1 else "")
+
+
+def first_sentence(msg: str, limit: int = 200) -> str:
+    """The first sentence of a library's error message (one line, at most ``limit`` characters, cut at a word).
+
+    Example:
+        >>> first_sentence("failed finding central directory. This is an internal miniz error. If you")
+        'failed finding central directory.'
+    """
+    line = msg.strip().splitlines()[0] if msg.strip() else ""
+    m = re.match(r"(.+?[.!?])(\s|$)", line)
+    text = m.group(1) if m else line
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _check_torch_zip(path: Path) -> bytes:
+    """The file's first 8 bytes; a ``torch.save`` zip cut short (no end record) raises a plain message here,
+    before torch reports it as an internal miniz error."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):  # the central directory is at the end
+        raise CheckpointError(f"{path}: truncated: the zip archive's end is missing (copy or save interrupted?)")
+    return head
+
+
+def describe_content(path: Path, head: bytes) -> str:
+    """What a file that is not a model seems to be, for error messages ("it is a JPEG image", ...).
+
+    Example:
+        >>> describe_content(Path("notes.pt"), b"hello wo")
+        "neither a PyTorch checkpoint (zip) nor a pickle; it starts with b'hello wo'"
+    """
+    return image_kind(path) or f"neither a PyTorch checkpoint (zip) nor a pickle; it starts with {head!r}"
+
+
+def image_kind(path: Path) -> str | None:
+    """"it is a JPEG image (W×H), renamed .pt?" when Pillow recognises ``path`` as an image, else ``None``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:  # reads the header only
+            return f"it is a {im.format} image ({im.width}×{im.height}), renamed {path.suffix or 'without a suffix'}?"
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 def _plain(obj: Any) -> Any:

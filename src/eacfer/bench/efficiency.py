@@ -44,7 +44,7 @@ COLUMNS = (
     "ort_cpu_batch_ms_per_face",
     "cuda_amp_dtype", "cuda_amp_b1_ms", "cuda_amp_batch_ms_per_face", "throughput_batch", "threads",
     "video_fps", "video_fps_kind", "video_frames_with_face",
-    "accuracy", "accuracy_metric", "published_accuracy", "published_source", "notes",
+    "accuracy", "accuracy_metric", "accuracy_data", "published_accuracy", "published_source", "notes",
 )
 
 
@@ -289,6 +289,7 @@ def measure_model(
         for key in ("last5_mean_accuracy", "final_accuracy", "best_accuracy", "accuracy"):
             if info.metrics.get(key) is not None:
                 row["accuracy"], row["accuracy_metric"] = 100.0 * float(info.metrics[key]), key
+                row["accuracy_data"] = accuracy_data(info.train_config)
                 break
     if published is not None:
         ref = published.noisy_reference(spec.backbone, "eac")
@@ -297,6 +298,33 @@ def measure_model(
             row["published_source"] = f"{ref['model']}, clean, {ref['metric']} [{ref['source']}]"
     row["notes"] = "; ".join(notes) or None
     return row
+
+
+def accuracy_data(train_config: dict[str, Any] | None) -> str:
+    """Which data a checkpoint's accuracy was measured on (its training run's test split), in words.
+
+    Synthetic sets (``eacfer synth``, the demo) are recognised by the README they carry, so their accuracy
+    is never read as a RAF-DB figure next to the published ones.
+
+    Example:
+        >>> accuracy_data({"data": "/data/RAF-DB", "format": "rafdb"})
+        'RAF-DB (rafdb)'
+        >>> accuracy_data(None)
+        'unknown data'
+    """
+    from eacfer.data.synth import README_MARKER
+
+    data = (train_config or {}).get("data")
+    if not data:
+        return "unknown data"
+    readme = Path(str(data)) / "README.txt"
+    try:
+        if readme.is_file() and README_MARKER in readme.read_text(encoding="utf-8", errors="replace")[:4096]:
+            return "synthetic data (eacfer synth), not RAF-DB"
+    except OSError:
+        pass
+    fmt = (train_config or {}).get("format")
+    return f"{Path(str(data)).name}" + (f" ({fmt})" if fmt else "")
 
 
 def measure_models(specs: Sequence[ModelSpec], **kw: Any) -> list[dict[str, Any]]:
@@ -411,7 +439,8 @@ def efficiency_table_md(rows: Sequence[dict[str, Any]]) -> list[str]:
         fps = _f(r["video_fps"], 1)
         if r.get("video_fps_kind") and not str(r["video_fps_kind"]).startswith("end-to-end"):
             fps += " (classify only)"
-        line += [fps, "—" if r.get("accuracy") is None else f"{r['accuracy']:.2f} ({r['accuracy_metric']})"]
+        line += [fps, "—" if r.get("accuracy") is None
+                 else f"{r['accuracy']:.2f} ({r['accuracy_metric']}; {r.get('accuracy_data') or 'unknown data'})"]
         body.append(line)
     md += [md_table(head, body), ""]
     kinds = sorted({str(r["video_fps_kind"]) for r in rows if r.get("video_fps_kind")})

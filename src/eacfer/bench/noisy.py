@@ -291,7 +291,8 @@ class NoisyBench:
                 cfg.force, action = True, "restarted"  # leftovers without a usable state: start over
             else:
                 action = "trained"
-            log.info("[%d/%d] %s: %s (%d epochs)", i, len(cfgs), cell.name, action, self.epochs)
+            doing = {"resumed": "resuming", "restarted": "starting over", "trained": "training"}[action]
+            log.info("[%d/%d] %s: %s (%d epochs)", i, len(cfgs), cell.name, doing, self.epochs)
             try:
                 train_fn(cfg)
             except KeyboardInterrupt:
@@ -299,6 +300,8 @@ class NoisyBench:
             except Exception as e:  # one broken run must not lose the rest of the grid
                 log.error("%s: run failed: %s: %s", cell.name, type(e).__name__, e)
                 action = f"failed: {type(e).__name__}: {e}"
+            else:
+                log.info("[%d/%d] %s: %s", i, len(cfgs), cell.name, action)  # said only once it is true
             res = read_run(cell, run_dir, self.epochs)
             res.action = action
             if action.startswith("failed"):

@@ -152,7 +152,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- runners
 
-_NOT_OPTIONS = {"func", "command", "bench_command", "verbose", "quiet"}
+_NOT_OPTIONS = {"func", "command", "bench_command", "verbose", "quiet", "argv"}  # argv: set by cli.main
 _SPACE_LISTS = {"checkpoints", "inputs"}  # nargs="+" options; "append" options repeat the flag
 
 

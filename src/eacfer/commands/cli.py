@@ -55,6 +55,19 @@ class Parser(argparse.ArgumentParser):
         kwargs["formatter_class"] = HelpFormatter  # one style everywhere (overrides per-command choices)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's check, plus "did you mean 'eval'?" for a mistyped command or choice (Python < 3.14
+        has no ``suggest_on_error``)."""
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as e:
+            import difflib
+
+            close = difflib.get_close_matches(str(value), [str(c) for c in action.choices or ()], n=1, cutoff=0.5)
+            if not close:
+                raise
+            raise argparse.ArgumentError(action, f"{e.message}; did you mean {close[0]!r}?") from None
+
 
 def _add_log_options(p: argparse.ArgumentParser, default: object = False) -> None:
     # default=SUPPRESS after the sub-command: an absent -q/-v there must not undo one given before it
@@ -112,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is printed as its own bytes, as ls does
         sys.stdout.reconfigure(errors="surrogateescape")
+    made = _missing_folders(getattr(args, "out", None))
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
@@ -119,12 +133,40 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, OSError) as e:
         # Expected failures (bad arguments, missing or broken files) are one line, never a traceback.
+        _remove_if_empty(made)
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"eacfer {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def _missing_folders(out: object) -> list[str]:
+    """``--out`` and those of its parents that do not exist yet (deepest first): a failed command removes the
+    ones it created and left empty, and nothing else."""
+    import os
+
+    if not isinstance(out, str) or not out:
+        return []
+    missing, path = [], os.path.abspath(out)
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_if_empty(folders: list[str]) -> None:
+    import os
+
+    for folder in folders:  # deepest first; rmdir refuses a folder that is not empty
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (then neither are its parents) or already removed by the job itself
+            continue
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "backbone), then compare onnxruntime with torch on random inputs; fails (and writes nothing) when the "
         "max difference exceeds 1e-4. Uses torch's TorchScript-based exporter (dynamo=False; no onnxscript needed). "
         "With --precision int8 the checked fp32 graph is quantised (static int8, calibrated on face crops) and "
-        "written only when its top-1 class agrees with fp32 on >= 99%% of the check faces (synthetic test faces "
+        "written only when its top-1 class agrees with fp32 on >= 99% of the check faces (synthetic test faces "
         "and the bundled portrait's variants); the check's figures go into the model's metadata.",
         epilog="example: eacfer export --checkpoint runs/demo/run/model.pt --out model.onnx --dynamic-batch --with-cams",
     )

@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="throughput mode: decode and detect in N worker processes, classify in batches (default 0: "
                    "one process)")
-    p.add_argument("--batch-size", type=int, default=32, help="faces per classifier batch in throughput mode (32)")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per classifier batch in throughput mode")
     add_ray_args(p)
     p.set_defaults(func=run)
     return p
@@ -69,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
                               model_file=args.checkpoint, **opts)
     print(f"{s['files']} files: {s['images']} images read, {s['faces']} faces, {s['no_face']} without a face, "
           f"{s['errors']} errors")
+    if s.get("found_by_fallback"):
+        print(f"  {s['found_by_fallback']} images: faces found by retinaface, which looked again where the "
+              "default detector found none (the note column says which)")
+    if s["no_face"] and s.get("no_face_note"):
+        print(f"  images without a face: {s['no_face_note']}")
     if s["skipped"]:
         print(f"  {s['skipped']} files already done in an earlier run (skipped), {s['processed']} processed now")
     if s["images_per_s"]:

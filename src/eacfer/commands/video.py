@@ -38,7 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA",
                    help="per-track exponential smoothing: weight of the newest frame in (0, 1]; 1 = off (default 0.5)")
     p.add_argument("--iou", type=float, default=0.3, help="IoU needed to continue a track (default 0.3)")
-    p.add_argument("--max-age", type=int, default=10, help="analysed frames a track may miss before it ends (default 10)")
+    p.add_argument("--max-age", type=int, default=10, help="analysed frames a track may miss before it ends, for detectors that do not track "
+                   "(--detector-mode, retinaface, haar; default 10). The default face finder keeps a face's id "
+                   "through 12 missed frames itself; this then only bounds how long its smoothing is kept")
     p.add_argument("--cam", action="store_true", help="overlay attention maps in the video")
     p.add_argument("--overwrite", action="store_true",
                    help="replace another job's results in --out (only files a job wrote; never yours)")
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--iou must be in [0, 1), got {args.iou}")
     if args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
+    _refuse_photos(args.sources, args.checkpoint)  # before the default model's notice: nothing runs
     resolve_checkpoint(args)
     kw = dict(classify_every=args.classify_every, every=args.every, max_frames=args.max_frames, write_video=not args.no_video, smoothing=args.smooth,
               iou_threshold=args.iou, max_age=args.max_age, cam=args.cam, pipeline=args.pipeline, codec=args.codec)
@@ -114,3 +117,20 @@ def _report_many(s: dict) -> int:
         print("interrupted: rerun the same command to continue (finished videos are kept)")
         return 130
     return 0 if s["done"] > 0 or s["videos"] == 0 else 1
+
+
+def _refuse_photos(sources: list[str], checkpoint: str | None) -> None:
+    """A photo given to ``eacfer video`` would become a one-frame annotated.mp4: point to ``eacfer predict``.
+
+    GIFs stay accepted (they may be animated: OpenCV reads them as videos).
+    """
+    import shlex
+
+    from eacfer.data.imageio import IMAGE_EXTENSIONS
+
+    photos = [s for s in sources if s.lower().endswith(IMAGE_EXTENSIONS) and not s.lower().endswith(".gif")]
+    if photos:
+        model = f" --checkpoint {shlex.quote(checkpoint)}" if checkpoint else ""
+        raise ValueError(f"{photos[0]}: a photo, not a video; for photos use "
+                         f"`eacfer predict {shlex.join(photos)}{model} --out OUT`")
+

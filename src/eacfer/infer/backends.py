@@ -116,8 +116,10 @@ class OnnxClassifier:
         except ValueError:
             raise
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, …)
+            from eacfer.checkpoint import first_sentence
+
             raise CheckpointError(f"{source}: not a valid ONNX model (truncated or corrupted?): "
-                                  f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+                                  f"{first_sentence(str(e)) or type(e).__name__}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info, self.export_info = read_onnx_metadata(meta, source)
         self.quantization = read_quantization(meta)
@@ -146,7 +148,15 @@ class OnnxClassifier:
         _check_file(path)
         # Bytes, not a path: onnxruntime then refuses external-data references, so a model file
         # cannot make us read arbitrary files next to it.
-        return cls(path.read_bytes(), str(path), threads=threads, device=device)
+        try:
+            return cls(path.read_bytes(), str(path), threads=threads, device=device)
+        except CheckpointError:
+            from eacfer.checkpoint import image_kind
+
+            kind = image_kind(path)  # a photo renamed .onnx: say so rather than "corrupted"
+            if kind is None:
+                raise
+            raise CheckpointError(f"{path}: not a model file: {kind}") from None
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:
         from eacfer.infer.onnx_session import preprocess
@@ -172,7 +182,9 @@ def _check_file(path: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, expected a model file (.pt or .onnx)")
+        from eacfer.checkpoint import folder_hint
+
+        raise CheckpointError(f"{path}: is a folder, expected a model file (.pt or .onnx){folder_hint(path)}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (truncated or still being written?)")
 
@@ -304,9 +316,9 @@ def load_classifier(
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     dev = str(resolve_device(device))
     suffix = path.suffix.lower()
+    _check_file(path)  # first: a run folder has no suffix, and "is a folder; did you mean …" says why
     if suffix not in (".pt", ".pth", ".onnx"):
         raise CheckpointError(f"{path}: unknown model file type {suffix or '(none)'!r}; expected .pt or .onnx")
-    _check_file(path)
     if precision == "int8":
         if backend == "torch":
             raise ValueError(f"{path}: --precision int8 runs on onnxruntime only (drop --backend torch)")

@@ -51,7 +51,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".m
 
 def prediction_columns(class_names: Sequence[str]) -> list[str]:
     """Columns of ``predictions.csv`` (and keys of each ``predictions.json`` row)."""
-    return ["file", "face", "x", "y", "w", "h", "score", "emotion", *[f"p_{c}" for c in class_names], "error"]
+    return ["file", "face", "x", "y", "w", "h", "score", "emotion", *[f"p_{c}" for c in class_names], "error",
+            "note"]
 
 
 def is_video_file(path: str | os.PathLike[str]) -> bool:
@@ -144,9 +145,10 @@ def rows_for(file: str, class_names: Sequence[str], result: Any, failure: BaseEx
     if result is None:
         err = error_text(file, failure if failure is not None else RuntimeError("no result"))
         return [_row(file, class_names, error=err)], "error", err
+    note = getattr(result, "note", None)  # which detector found the faces, or what would look harder
     if not result.faces:
-        return [_row(file, class_names)], "ok", None
-    return [_row(file, class_names, f, i) for i, f in enumerate(result.faces)], "ok", None
+        return [{**_row(file, class_names), "note": note}], "ok", None
+    return [{**_row(file, class_names, f, i), "note": note} for i, f in enumerate(result.faces)], "ok", None
 
 
 def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_images: bool, cam: bool,
@@ -169,8 +171,17 @@ def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> d
         "backend": predictor.backend,
         "detector": {"name": predictor.detector_name, "mode": predictor.detector_mode,
                      "score_threshold": predictor.score_threshold, "max_faces": predictor.max_faces,
-                     "small_face": getattr(predictor, "small_face", None)},
+                     "small_face": getattr(predictor, "small_face", None),
+                     "photo_fallback": _fallback_in_use(predictor)},
     }
+
+
+def _fallback_in_use(predictor: Any) -> str | None:
+    """The photo fallback detector that really runs (``None`` when off or not installed)."""
+    from eacfer.infer.detect.fallback import fallback_available
+
+    name = getattr(predictor, "photo_fallback", None)
+    return name if name and fallback_available(name) else None
 
 
 def _sequential(predictor: Any, todo: list[tuple[Path, Path]], cam: bool) -> Iterator[tuple[Any, Any, dict]]:

@@ -184,7 +184,7 @@ class Ledger:
 
 def ledger_totals(path: Path, max_errors: int = 50) -> dict[str, Any]:
     """Job totals of a ledger: files, images (readable), faces, no_face, errors, first error messages."""
-    t: dict[str, Any] = {"files": 0, "images": 0, "faces": 0, "no_face": 0, "errors": 0}
+    t: dict[str, Any] = {"files": 0, "images": 0, "faces": 0, "no_face": 0, "errors": 0, "found_by_fallback": 0}
     msgs: list[str] = []
     for rec in read_records(path):
         t["files"] += 1
@@ -196,6 +196,9 @@ def ledger_totals(path: Path, max_errors: int = 50) -> dict[str, Any]:
         t["images"] += 1
         t["faces"] += int(rec.get("faces") or 0)
         t["no_face"] += not rec.get("faces")
+        t["found_by_fallback"] += any(str(r.get("note") or "").startswith("found by") for r in rec.get("rows") or [])
+        if not rec.get("faces") and "no_face_note" not in t:
+            t["no_face_note"] = next((r.get("note") for r in rec.get("rows") or [] if r.get("note")), None)
     return {**t, "error_messages": msgs}
 
 

@@ -34,7 +34,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | None, input_size: int,
                  face_size: int | None, small_face: float = 48.0, margin: float | None = None,
-                 shift: float = 0.0) -> None:
+                 shift: float = 0.0, fallback: str | None = None) -> None:
     import signal
 
     import cv2
@@ -48,8 +48,8 @@ def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | No
         kw: dict[str, Any] = {"score_threshold": threshold}
         if detector == "mediapipe":  # as Predictor._detector_for("image"): both models (+ tiles) for photos
             kw.update(mode="both" if mode == "auto" else mode, small_face=small_face)
-        det = create_detector(detector, **kw)
-    _WORKER.update(det=det, none=detector == "none", max_faces=max_faces, size=input_size,
+        det = create_detector(detector, fallback=fallback, **kw)
+    _WORKER.update(det=det, none=detector == "none", detector=detector, max_faces=max_faces, size=input_size,
                    face=face_size, margin=margin, shift=shift)
 
 
@@ -90,8 +90,11 @@ def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
         t["align"] = (time.perf_counter() - t0) * 1000
     except Exception as e:  # the file becomes an error row, as in the one-process path
         return {"error": error_text(path, e)}
+    from eacfer.infer.detect.fallback import detection_note
+
+    note = None if w["none"] else detection_note(w["det"], len(dets), w["detector"])
     return {"dets": [(tuple(d.box), float(d.score), d.keypoints) for d in dets], "crops": crops,
-            "size": (int(wd), int(h)), "image": rgb if keep else None, "timings": t}
+            "size": (int(wd), int(h)), "image": rgb if keep else None, "timings": t, "note": note}
 
 
 def _faces(predictor: Any, dets: list[Any], probs: np.ndarray, cams: np.ndarray | None) -> list[Any]:
@@ -138,7 +141,7 @@ def _classify(predictor: Any, pending: list[tuple[str, dict[str, Any]]], cam: bo
                                          None if cams is None else cams[at:at + n])
         at += n
         timings = {**d["timings"], "classify": ms / max(1, n_img)}
-        yield FrameResult(faces, d["size"], timings, image=d["image"], source=path), None, timings
+        yield FrameResult(faces, d["size"], timings, image=d["image"], source=path, note=d.get("note")), None, timings
 
 
 class _Pooled:
@@ -154,7 +157,7 @@ class _Pooled:
                               initargs=(predictor.detector_name, predictor.detector_mode, predictor.score_threshold,
                                         predictor.max_faces, predictor.input_size, predictor.face_size,
                                         getattr(predictor, "small_face", 48.0), predictor.face_margin,
-                                        predictor.face_shift))
+                                        predictor.face_shift, getattr(predictor, "photo_fallback", None)))
         self._gen = self._run(predictor, files, batch_size, cam, keep)
 
     def _run(self, predictor: Any, files: list[str], batch_size: int, cam: bool, keep: bool

@@ -109,7 +109,11 @@ class Predictor:
         cam: bool = False,
         max_faces: int | None = None,
         small_face: float = 48.0,
+        photo_fallback: str | None = "retinaface",
     ):
+        if isinstance(classifier, (str, os.PathLike)):
+            raise TypeError(f"Predictor({str(classifier)!r}) takes a classifier, not a model file: use "
+                            f"Predictor.from_checkpoint({str(classifier)!r})")
         if small_face < 0:
             raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
         self.classifier = classifier
@@ -119,6 +123,8 @@ class Predictor:
         self.score_threshold = float(score_threshold)
         self.cam = bool(cam)
         self.max_faces = max_faces
+        # photos where BlazeFace finds no face are looked at again with this detector, if installed (fallback.py)
+        self.photo_fallback = photo_fallback if detector == "mediapipe" else None
         if cam and not classifier.has_cams:
             raise ValueError("this model cannot produce attention maps (an .onnx exported without --with-cams)")
         self._detectors: dict[str, Any] = {}
@@ -181,14 +187,17 @@ class Predictor:
                 self._detectors[kind] = make_video_finder(live=kind == "stream", score_threshold=self.score_threshold,
                                                           small_face=self._tile_face(mode, kind))
             return self._detectors[kind]
-        if mode not in self._detectors:
+        key = f"{mode}+{self.photo_fallback}" if kind == "image" and self.photo_fallback else mode
+        if key not in self._detectors:
             from eacfer.infer.detect import create_detector
 
             kw: dict[str, Any] = {"score_threshold": self.score_threshold}
             if self.detector_name == "mediapipe":
                 kw.update(mode=mode, small_face=self.small_face)
-            self._detectors[mode] = create_detector(self.detector_name, **kw)
-        return self._detectors[mode]
+            if key != mode:
+                kw["fallback"] = self.photo_fallback
+            self._detectors[key] = create_detector(self.detector_name, **kw)
+        return self._detectors[key]
 
     def _tile_face(self, mode: str, kind: str) -> float:
         """Smallest face looked for on tiles (detect/tiles.py): ``small_face`` for photos and the ``both`` mode;
@@ -411,8 +420,12 @@ class Predictor:
         timings["decode"] = _ms(t0)
         faces = self._analyse(rgb, "image", cam, timings)
         timings["total"] = _ms(t_all)
+        from eacfer.infer.detect.fallback import detection_note
+
+        note = None if self.detector_name == "none" else \
+            detection_note(self._detector_for("image"), len(faces), self.detector_name)
         return FrameResult(faces, (int(rgb.shape[1]), int(rgb.shape[0])), timings,
-                           image=rgb if keep_image else None, source=source)
+                           image=rgb if keep_image else None, source=source, note=note)
 
     def stream(
         self, source: Any, every: int = 1, max_frames: int | None = None, cam: bool | None = None,

@@ -117,6 +117,8 @@ class FrameResult:
         image: the decoded frame, H×W×3 uint8 **RGB** (``Predictor.stream`` always sets it; ``predict``
             sets it unless ``keep_image=False``), so callers can draw without decoding again.
         source: file name or stream description.
+        note: photos (``Predictor.predict``): "found by retinaface (…)" or "no face found; …" (what would
+            look harder), else ``None``.
         processed: ``False`` for stream frames skipped by ``every=N`` (no detection ran; ``faces`` empty).
         read_at / latency_ms: streams only: ``time.perf_counter()`` when the frame came from the source, and
             its age in ms when its labels were handed to the caller (capture-to-result latency).
@@ -132,6 +134,7 @@ class FrameResult:
     processed: bool = True
     read_at: float | None = None
     latency_ms: float | None = None
+    note: str | None = None  # photos: faces found only by the fallback detector, or why none (fallback.py)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (no pixels)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from eacfer.utils.seed import seed_worker
 
@@ -183,6 +183,61 @@ def balanced_sampler(labels: np.ndarray, num_classes: int, generator: torch.Gene
                                  replacement=True, generator=generator)
 
 
+class SeededSampler(Sampler[tuple[int, int]]):
+    """``(index, seed)`` pairs: the indices of ``inner``, each with its own augmentation seed.
+
+    Per epoch one number is drawn from ``generator`` (in the main process); sample ``k`` of the epoch gets
+    ``base + k``. The seeds therefore depend on the generator's state only, not on which worker process
+    loads the sample, and resuming (which restores the generator) repeats them.
+
+    Example:
+        >>> s = SeededSampler(range(3), torch.Generator().manual_seed(0))
+        >>> [i for i, _ in s], len({seed for _, seed in s})
+        ([0, 1, 2], 3)
+    """
+
+    def __init__(self, inner: Sampler[int] | Sequence[int], generator: torch.Generator) -> None:
+        self.inner, self.generator = inner, generator
+
+    def __iter__(self):  # noqa: ANN204 - Iterator[tuple[int, int]]
+        base = int(torch.randint(0, 2**62, (), generator=self.generator))
+        for k, i in enumerate(self.inner):
+            yield int(i), base + k
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+
+class SeededDataset(Dataset):
+    """``dataset[i]`` drawn with torch's RNG seeded by the ``(i, seed)`` item of :class:`SeededSampler`.
+
+    The RNG state is restored afterwards (``torch.random.fork_rng``), so with ``--workers 0`` the
+    augmentation does not shift the draws of the training step. Other attributes are the dataset's.
+
+    Example:
+        >>> ds = SeededDataset([torch.rand(()) for _ in range(2)])
+        >>> len(ds)
+        2
+    """
+
+    def __init__(self, dataset: Sequence) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]):  # noqa: ANN204 - the dataset's item
+        i, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[i]
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - labels(), class_names, … of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 def make_loaders(
     cfg: TrainConfig,
     data: TrainData,
@@ -201,12 +256,14 @@ def make_loaders(
     common = {"num_workers": cfg.workers, "pin_memory": pin_memory, "worker_init_fn": seed_worker,
               "persistent_workers": False}
     if getattr(cfg, "sampler", "shuffle") == "balanced":
-        sampler = balanced_sampler(data.train.labels(), len(data.class_names), generator)
-        train_loader = DataLoader(data.train, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last,
-                                  generator=generator, **common)
+        order: Sampler[int] = balanced_sampler(data.train.labels(), len(data.class_names), generator)
     else:
-        train_loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last,
-                                  generator=generator, **common)
+        order = RandomSampler(data.train, generator=generator)
+    # each image's augmentation is seeded from the loader's generator and its place in the epoch, so the
+    # batches are the same whatever --workers is (and the main process's RNG is not touched by them)
+    train_loader = DataLoader(SeededDataset(data.train), batch_size=cfg.batch_size,
+                              sampler=SeededSampler(order, generator), drop_last=drop_last, generator=generator,
+                              **common)
     # The test loader gets its own generator so iterating it never draws from torch's global RNG.
     test_loader = DataLoader(data.test, batch_size=cfg.eval_batch_size or max(cfg.batch_size, 64), shuffle=False,
                              generator=torch.Generator().manual_seed(0), **common)

@@ -13,7 +13,8 @@ NO_MODEL_HELP = (
     "No model loaded. Open one with File → Open model… (Ctrl+M) or drop a .pt / .onnx file on this window.\n"
     "No model yet? `eacfer demo` trains a small demo model on the CPU (runs/demo/run/model.pt; about 8 min on 2 "
     "idle cores, `eacfer demo --quick` under a minute); "
-    "`eacfer train --data DATASET --backbone mobilenet_v2 --out RUN` trains on your own data (RUN/model.pt); "
+    "`eacfer train --data DATASET --backbone mobilenet_v2 --pretrained imagenet --out RUN` trains on your own data "
+    "(RUN/model.pt); "
     "`eacfer export --with-cams` turns it into a faster .onnx with attention maps."
 )
 

@@ -59,6 +59,12 @@ def render(image: np.ndarray, faces: list[Any], options: RenderOptions) -> np.nd
     h, w = out.shape[:2]
     thick = max(2, round(min(h, w) / 240))
     scale = max(0.45, min(h, w) / 900)
+    texts = []
+    for face in faces:
+        name, conf = face_label(face, options.smoothed)
+        track = getattr(face, "track_id", None)
+        texts.append(f"{'#' + str(track) + ' ' if track is not None else ''}{name} {100 * conf:.0f}%")
+    places = label_places(out.shape, [f.box for f in faces], texts, scale, max(1, thick - 1))
     for i, face in enumerate(faces):
         x, y, bw, bh = (float(v) for v in face.box)
         p1 = (int(round(x)), int(round(y)))
@@ -69,14 +75,43 @@ def render(image: np.ndarray, faces: list[Any], options: RenderOptions) -> np.nd
         if selected:
             cv2.rectangle(out, (p1[0] - thick, p1[1] - thick), (p2[0] + thick, p2[1] + thick), SELECTED_RGB, thick)
         cv2.rectangle(out, p1, p2, color, thick + (1 if selected else 0))
-        track = getattr(face, "track_id", None)
-        text = f"{'#' + str(track) + ' ' if track is not None else ''}{name} {100 * conf:.0f}%"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thick - 1))
-        ty = p1[1] - 4 if p1[1] - th - base - 6 >= 0 else p2[1] + th + base + 4
-        cv2.rectangle(out, (p1[0], ty - th - base - 2), (p1[0] + tw + 6, ty + 2), color, -1)
-        cv2.putText(out, text, (p1[0] + 3, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, thick - 1),
-                    cv2.LINE_AA)
+        lx0, ly0, lx1, ly1 = places[i]
+        (_, _), base = cv2.getTextSize(texts[i], cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thick - 1))
+        cv2.rectangle(out, (lx0, ly0), (lx1, ly1), color, -1)
+        cv2.putText(out, texts[i], (lx0 + 3, ly1 - 2 - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    max(1, thick - 1), cv2.LINE_AA)
     return out
+
+
+def label_places(shape: tuple[int, ...], boxes: list[Any], texts: list[str], scale: float, thickness: int
+                 ) -> list[tuple[int, int, int, int]]:
+    """Where each face's label goes, ``(x0, y0, x1, y1)``: above its box, else below it, else one or more label
+    heights further up or down, the first spot that overlaps no label placed before and stays in the image (in a
+    group photo the labels are wider than the faces and would cover each other); the plain spot if none is free.
+
+    Example:
+        >>> a, b = label_places((400, 400, 3), [(100, 100, 40, 40), (145, 100, 40, 40)], ["Happiness 97%"] * 2,
+        ...                     0.6, 1)
+        >>> a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]  # apart
+        True
+    """
+    import cv2
+
+    h, w = shape[:2]
+    placed: list[tuple[int, int, int, int]] = []
+    for box, text in zip(boxes, texts, strict=True):
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        lw, lh = tw + 6, th + base + 4
+        x, y, bw, bh = (int(round(float(v))) for v in box)
+        x0 = max(0, min(x, w - lw))
+        above, below = y - lh - 2, y + bh + 2
+        tops = [above, below] + [t for k in (1, 2, 3) for t in (above - k * lh, below + k * lh)]
+        spots = [(x0, t, x0 + lw, t + lh) for t in tops if 0 <= t and t + lh <= h]
+        free = next((s for s in spots if not any(s[0] < p[2] and p[0] < s[2] and s[1] < p[3] and p[1] < s[3]
+                                                  for p in placed)), None)
+        spot = free or (spots[0] if spots else (x0, max(0, min(above, h - lh)), x0 + lw, max(0, min(above, h - lh)) + lh))
+        placed.append(spot)
+    return placed
 
 
 def largest_face(faces: list[Any]) -> int | None:

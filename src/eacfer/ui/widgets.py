@@ -124,7 +124,7 @@ class ProbabilityBars(QWidget):
         super().__init__(parent)
         self.class_names: list[str] = []
         self.probabilities: np.ndarray | None = None
-        self.setMinimumHeight(7 * 22)
+        self.setMinimumHeight(7 * 18)  # 18 px rows: the panel fits a 1280×720 window with all 7 bars
 
     def set_probabilities(self, class_names: Sequence[str], probabilities: np.ndarray | None) -> None:
         self.class_names = list(class_names)
@@ -172,7 +172,7 @@ class HistoryPlot(QWidget):
         self.times = np.zeros(0)
         self.values = np.zeros((0, 0))
         self.placeholder = "no face selected"  # shown when there is nothing to plot
-        self.setMinimumHeight(100)
+        self.setMinimumHeight(70)
 
     def set_history(self, class_names: Sequence[str], times: np.ndarray, values: np.ndarray) -> None:
         """``times``: N timestamps (s, increasing); ``values``: N×K probabilities."""

@@ -77,7 +77,8 @@ def resolve_engine(engine: str = "auto") -> str:
 
 def create_detector(
     name: str = "mediapipe", mode: str = "auto", score_threshold: float = 0.6, min_face: int = 0,
-    engine: str = "auto", small_face: float = 48.0, tiles_per_call: int | None = None, **kw: Any,
+    engine: str = "auto", small_face: float = 48.0, tiles_per_call: int | None = None,
+    fallback: str | None = None, **kw: Any,
 ) -> FaceDetector:
     """Build a detector by name.
 
@@ -89,6 +90,8 @@ def create_detector(
     ``small_face`` (``mediapipe-both`` only): on images too large for the whole-image pass to find faces this
     small (pixels), full-range also runs on overlapping tiles (``tiles.py``; 0 turns tiles off);
     ``tiles_per_call``: all tiles per call (``None``, photos) or the next few in turn (video scans).
+    ``fallback="retinaface"`` (photos): RetinaFace also looks at the images where this detector finds no face,
+    when its weights are installed (``fallback.py``; otherwise nothing changes).
     Extra keywords go to the detector class. Raises ``ValueError`` for an unknown name or mode,
     or naming the package to install when the detector's backend is missing.
 
@@ -98,6 +101,25 @@ def create_detector(
         ...
         ValueError: unknown face detector 'dlib'; known detectors: mediapipe, mediapipe-both, mediapipe-short, mediapipe-full, retinaface, haar, none
     """
+    det = _create(name, mode, score_threshold, min_face, engine, small_face, tiles_per_call, **kw)
+    if fallback is None or name in ("none", fallback):
+        return det
+    from eacfer.infer.detect.fallback import FallbackDetector, fallback_available
+
+    if not fallback_available(fallback):
+        return det
+
+    def make() -> FaceDetector:
+        return _create(fallback, "auto", score_threshold, min_face, engine, small_face, None)
+
+    return FallbackDetector(det, make, fallback)
+
+
+def _create(
+    name: str, mode: str, score_threshold: float, min_face: int, engine: str, small_face: float,
+    tiles_per_call: int | None, **kw: Any,
+) -> FaceDetector:
+    """The detector itself (:func:`create_detector` without the fallback)."""
     if name not in _NAMES:
         raise ValueError(f"unknown face detector {name!r}; known detectors: {', '.join(_NAMES)}")
     if mode not in _MODES:
