@@ -57,6 +57,11 @@ def files(run_dir, onnx_file, synth_rafdb, tmp_path_factory) -> dict[str, Path]:
     good_model = torch.load(run_dir / "model.pt", weights_only=True)
     good_last = torch.load(run_dir / "last.pt", weights_only=True)
     f["evil_model"] = hostile.write_hostile_pt(d / "evil_model.pt", f["marker"], good_model)
+    # `eacfer video` refuses a photo before it opens the model (#30): its model cases need a real clip
+    from eacfer.data.imageio import load_image
+    from inference_testutils import make_clip
+
+    f["clip"] = make_clip(d / "clip.mp4", load_image(hostile.FACE), frames=3, size=(160, 120))
     f["evil_pkl"] = hostile.write_hostile_pickle(d / "evil.pkl", f["marker"])
     f["evil_pkl_p0"] = hostile.write_hostile_pickle(d / "evil_p0.pkl", f["marker"], protocol=0)
     f["evil_state"] = hostile.write_hostile_pt(d / "evil_state.pth", f["marker"], {"conv.weight": torch.zeros(1)})
@@ -94,7 +99,7 @@ CASES: list[tuple[list[str], str]] = [
     (["eval", "--data", "{data}", "--checkpoint", "{evil_model}", "--out", "{tmp}/e1"], "refused"),
     (["predict", "{face}", "--checkpoint", "{evil_model}", "--out", "{tmp}/p1", "--detector", "none"], "refused"),
     (["predict", "{face}", "--checkpoint", "{evil_model}", "--out", "{tmp}/p1b", "--backend", "torch"], "refused"),
-    (["video", "{face}", "--checkpoint", "{evil_model}", "--out", "{tmp}/v1"], "refused"),
+    (["video", "{clip}", "--checkpoint", "{evil_model}", "--out", "{tmp}/v1"], "refused"),
     (["export", "--checkpoint", "{evil_model}", "--out", "{tmp}/x1.onnx"], "refused"),
     ([*TRAIN, "--data", "{data}", "--out", "{evil_run}", "--resume"], "refused"),
     ([*TRAIN, "--data", "{data}", "--out", "{tmp}/t1", "--backbone", "resnet50_msceleb", "--pretrained", "{evil_pkl}"],
