@@ -115,3 +115,17 @@ def test_docs_render_the_operations_with_the_internet_blocked(server):
 def test_no_page_loads_from_a_cdn(client):
     """FastAPI's CDN-based ReDoc page is off (it would be blank offline), not merely unlinked."""
     assert client.get("/redoc").status_code == 404
+
+
+def test_missing_offline_docs_package_is_named(monkeypatch):
+    """Without fastapi-offline the server refuses to start with the install line, rather than serving a blank
+    /docs or failing inside uvicorn."""
+    import importlib.util
+
+    from eacfer.serve.server import require_serve_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fastapi_offline"
+                        else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match=r"needs fastapi_offline: pip install 'eacfer\[serve\]'"):
+        require_serve_extra()
