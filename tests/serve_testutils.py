@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +61,13 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(10)
         return int(self.proc.returncode)
+
+
+def chromium() -> str:
+    """Debian's headless-capable ``chromium`` (Playwright drives it through ``executable_path``)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Debian's chromium is needed for this test: `make install` installs it (apt-get install chromium)"
+    return path
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int = 92) -> bytes:

@@ -7,12 +7,11 @@ No skip when Chromium or Playwright is missing: then this test fails (``make ins
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from serve_testutils import FACE, Server, face_rgb
+from serve_testutils import FACE, Server, chromium, face_rgb
 
 
 def write_y4m(path: Path, frames: int = 10, size: tuple[int, int] = (640, 480)) -> Path:
@@ -33,12 +32,6 @@ def write_y4m(path: Path, frames: int = 10, size: tuple[int, int] = (640, 480)) 
             frame[y:y + 320, x:x + 320] = face
             fh.write(b"FRAME\n")
             fh.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return path
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Debian's chromium is needed for this test: `make install` installs it (apt-get install chromium)"
     return path
 
 

@@ -1,6 +1,7 @@
 """The FastAPI app of ``eacfer serve``: versioned endpoints over an :class:`~eacfer.serve.engine.InferencePool`.
 
-Endpoints (documented by the generated OpenAPI schema at ``/openapi.json``; ``/docs`` renders it):
+Endpoints (documented by the generated OpenAPI schema at ``/openapi.json``; ``/docs`` renders it with Swagger UI
+from the files shipped in ``fastapi-offline``, so the documentation works offline):
 ``POST /v1/predict``, ``POST /v1/predict/batch``, ``GET /v1/model``, ``WS /v1/stream`` (:mod:`.stream`),
 ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` and the page ``GET /`` (:mod:`eacfer.serve.static`).
 Every error is JSON ``{"error": "...", "status": N}``.
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 #: endpoints measured by name; anything else is counted as "other" (bounded label values)
 ENDPOINTS = ("/", "/static/app.js", "/v1/predict", "/v1/predict/batch", "/v1/model", "/healthz", "/readyz",
              "/metrics", "/openapi.json", "/docs")
+#: where the Swagger UI script, style sheet and icon are served (fastapi-offline's bundled copies)
+DOCS_STATIC = "/static/docs"
 _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary"}}}},
@@ -63,9 +66,10 @@ def create_app(config: ServeConfig, pool: InferencePool) -> Any:
     Example:
         >>> app = create_app(ServeConfig(), InferencePool(make_predictor))  # doctest: +SKIP
     """
-    from fastapi import FastAPI, Query, Request, WebSocket
+    from fastapi import Query, Request, WebSocket
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi_offline import FastAPIOffline
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -82,9 +86,13 @@ def create_app(config: ServeConfig, pool: InferencePool) -> Any:
         state["closing"] = True
         await run_in_threadpool(pool.close)
 
-    app = FastAPI(title="eacfer", version=__version__, lifespan=lifespan,
-                  description="Facial emotion recognition: faces, boxes, emotions and probabilities of images "
-                  "and live streams. Errors are JSON {\"error\": ..., \"status\": ...}.")
+    # FastAPI's own /docs loads Swagger UI from a CDN, so on an offline kiosk, robot or LAN the page is blank;
+    # FastAPIOffline is a FastAPI whose /docs uses the copy in its wheel. No /redoc: even bundled, ReDoc's page
+    # fetches its logo from cdn.redoc.ly (seen in tests/test_serve_docs.py), and /docs already shows everything
+    app = FastAPIOffline(title="eacfer", version=__version__, lifespan=lifespan, static_url=DOCS_STATIC,
+                         redoc_url=None,
+                         description="Facial emotion recognition: faces, boxes, emotions and probabilities of "
+                         "images and live streams. Errors are JSON {\"error\": ..., \"status\": ...}.")
     app.state.metrics, app.state.pool, app.state.config = metrics, pool, config
 
     def error(e: ApiError) -> JSONResponse:

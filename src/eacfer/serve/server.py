@@ -29,7 +29,7 @@ def require_serve_extra() -> None:
     """Raise ModuleNotFoundError with the install line when the ``serve`` extra is missing."""
     import importlib.util
 
-    missing = [m for m in ("fastapi", "uvicorn", "prometheus_client", "multipart", "websockets")
+    missing = [m for m in ("fastapi", "fastapi_offline", "uvicorn", "prometheus_client", "multipart", "websockets")
                if importlib.util.find_spec(m) is None]
     if missing:
         raise ModuleNotFoundError(f"eacfer serve needs {', '.join(missing)}: pip install 'eacfer[serve]'")
