@@ -9,7 +9,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "eval",
         help="evaluate a model on a dataset split",
-        description="Accuracy, mean-class accuracy, per-class accuracy, confusion matrix and predictions.",
+        description="Accuracy, mean-class accuracy, per-class accuracy, confusion matrix, predictions, and how far "
+        "the probabilities can be trusted: ECE (15 bins), NLL and Brier score before and after calibration, "
+        "with a reliability diagram (reliability.png).",
         epilog="example: eacfer eval --data data/RAF-DB --checkpoint runs/eac/model.pt --out runs/eac/eval",
     )
     from eacfer.data.formats import TEST_SPLITS_HELP
@@ -29,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--batch-size", type=int, default=64, help="images per evaluation batch")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: load in this process)")
     p.add_argument("--strict", action="store_true", help="stop at the first broken image")
+    p.add_argument("--tta", choices=("none", "flip"), default="none",
+                   help="test-time augmentation: flip averages the probabilities of each image and its mirror")
     p.set_defaults(func=run)
     return p
 
@@ -39,13 +43,23 @@ def run(args: argparse.Namespace) -> int:
     m = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, format=args.format, out_dir=args.out,
                             device=args.device, batch_size=args.batch_size, workers=args.workers,
                             strict=args.strict, progress=not getattr(args, "quiet", False), classes=args.classes,
-                            crop_cache=args.crop_cache)
+                            crop_cache=args.crop_cache, tta=args.tta)
     print(f"{m['format']} {m['split']} split: accuracy {m['accuracy']:.4f}  "
           f"mean-class accuracy {m['mean_class_accuracy']:.4f}  n={m['n']}")
     cm = m["class_mapping"]
     if cm["model_only_excluded_from_argmax"] or cm["dataset_only_skipped"]:
         print(f"cross-dataset: model classes not in the set (excluded): {cm['model_only_excluded_from_argmax']}; "
               f"set classes the model lacks (skipped): {cm['dataset_only_skipped']}")
+    c = m["confidence"]
+    for when in ("before", "after"):
+        if c[when] is not None:
+            label = "raw softmax" if when == "before" else f"calibrated (T={c['temperature']:.3f})"
+            print(f"confidence, {label}: ECE {c[when]['ece']:.4f}  NLL {c[when]['nll']:.4f}  "
+                  f"Brier {c[when]['brier']:.4f}")
+    if not c["calibrated"]:
+        print("the model is not calibrated (temperature 1): `eacfer calibrate` fits one on a validation split")
+    if m["tta"]:
+        print(f"flip TTA: accuracy {m['tta']['accuracy_with_tta']:.4f} (without: {m['tta']['accuracy_without_tta']:.4f})")
     for name, acc in m["per_class"].items():
         print(f"  {name:<12} {'-' if acc is None else f'{acc:.4f}'}")
     for what, path in m["outputs"].items():

@@ -103,14 +103,14 @@ def _faces(predictor: Any, dets: list[Any], probs: np.ndarray, cams: np.ndarray 
     size = predictor.input_size
     out = []
     for i, (box, score, kps) in enumerate(dets):
-        k = int(np.argmax(probs[i]))
+        k, emotion = predictor.label(probs[i])
         affine = None
         if cams is not None:
             from eacfer.infer.align import crop_transform
 
             affine = crop_transform(Detection(box, score, kps), size, predictor.face_margin, predictor.face_shift)
         out.append(FaceResult(box=tuple(float(v) for v in box), score=float(score),  # type: ignore[arg-type]
-                              keypoints=None if kps is None else np.asarray(kps, np.float32), emotion=names[k],
+                              keypoints=None if kps is None else np.asarray(kps, np.float32), emotion=emotion,
                               class_index=k, probabilities=probs[i], class_names=names,
                               cam=None if cams is None else cams[i, k], crop_affine=affine, crop_size=size))
     return out
@@ -126,7 +126,7 @@ def _classify(predictor: Any, pending: list[tuple[str, dict[str, Any]]], cam: bo
     ms = 0.0
     if crops:
         t0 = time.perf_counter()
-        probs, cams = predictor.classifier.classify(np.ascontiguousarray(np.concatenate(crops)), cams=cam)
+        probs, cams = predictor.probabilities(np.concatenate(crops), cam)
         ms = (time.perf_counter() - t0) * 1000
     at = 0
     for path, d in pending:

@@ -38,6 +38,10 @@ from eacfer.infer.results import FaceResult, FrameResult
 log = logging.getLogger(__name__)
 
 COLORS = ("rgb", "bgr")
+#: the label of a face whose top probability is below ``min_confidence`` (its probabilities are still reported)
+UNCERTAIN = "uncertain"
+#: test-time augmentations: ``flip`` averages the probabilities of a face crop and its mirror image
+TTA_MODES = ("none", "flip")
 
 
 def _ms(t0: float) -> float:
@@ -109,9 +113,18 @@ class Predictor:
         cam: bool = False,
         max_faces: int | None = None,
         small_face: float = 48.0,
+        min_confidence: float = 0.0,
+        tta: str = "none",
     ):
         if small_face < 0:
             raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
+        if not 0.0 <= min_confidence <= 1.0:  # also refuses nan
+            raise ValueError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
+        # faces whose top probability is below this are labelled UNCERTAIN (0: never)
+        self.min_confidence = float(min_confidence)
+        self.tta = tta
         self.classifier = classifier
         self.small_face = float(small_face)  # photos: faces this small are looked for on tiles (detect/tiles.py)
         self.detector_name = detector
@@ -140,14 +153,18 @@ class Predictor:
         max_faces: int | None = None,
         precision: str = "fp32",
         small_face: float = 48.0,
+        min_confidence: float = 0.0,
+        tta: str = "none",
     ) -> Predictor:
         """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector.
 
         ``precision="int8"`` runs a checked int8 model (see ``docs/PRECISION.md``); fp32 is the default.
+        ``min_confidence``: faces whose top probability is below it are labelled ``"uncertain"``;
+        ``tta="flip"`` averages each face's probabilities with its mirror image's (twice the classifier work).
         """
         clf = load_classifier(path, device=device, backend=backend, threads=threads, precision=precision)
         p = cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
-                cam=cam, max_faces=max_faces, small_face=small_face)
+                cam=cam, max_faces=max_faces, small_face=small_face, min_confidence=min_confidence, tta=tta)
         p.model_path = os.fspath(path)
         return p
 
@@ -254,21 +271,45 @@ class Predictor:
         affines = [self._crop_affine(d, w, h) for d in dets] if cam else [None] * len(dets)
         timings["align"] = _ms(t0)
         t0 = time.perf_counter()
-        probs, cams = self.classifier.classify(np.ascontiguousarray(crops), cams=cam)
+        probs, cams = self.probabilities(crops, cam)
         timings["classify"] = _ms(t0)
-        names = self.class_names
         faces = []
         for i, d in enumerate(dets):
-            k = int(np.argmax(probs[i]))
+            k, emotion = self.label(probs[i])
             faces.append(FaceResult(
                 box=tuple(float(v) for v in d.box), score=float(d.score),  # type: ignore[arg-type]
                 keypoints=None if d.keypoints is None else np.asarray(d.keypoints, np.float32),
-                emotion=names[k], class_index=k, probabilities=probs[i], class_names=names,
+                emotion=emotion, class_index=k, probabilities=probs[i], class_names=self.class_names,
                 track_id=getattr(d, "track_id", None),
                 cam=None if cams is None else cams[i, k], crop_affine=affines[i],
                 crop_size=size,
             ))
         return faces
+
+    def probabilities(self, crops: np.ndarray, cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities (and CAMs) of a batch of model-input crops, with the predictor's test-time
+        augmentation: ``tta="flip"`` averages the probabilities of each crop and of its mirror image (EAC trains
+        a model to attend alike to both); the CAMs are the unflipped crop's.
+
+        Example:
+            >>> probs, _ = predictor.probabilities(crops)  # doctest: +SKIP
+        """
+        probs, cams = self.classifier.classify(np.ascontiguousarray(crops), cams=cam)
+        if self.tta == "flip":
+            mirrored, _ = self.classifier.classify(np.ascontiguousarray(crops[:, :, ::-1]), cams=False)
+            probs = ((probs + mirrored) / 2).astype(np.float32)
+        return probs, cams
+
+    def label(self, probs: np.ndarray) -> tuple[int, str]:
+        """``(top class index, label)`` of one face: the class name, or ``"uncertain"`` when the top probability
+        is below ``min_confidence``.
+
+        Example:
+            >>> Predictor.label(predictor, np.array([0.4, 0.35, 0.25]))  # doctest: +SKIP
+            (0, 'uncertain')
+        """
+        k = int(np.argmax(probs))
+        return k, (UNCERTAIN if float(probs[k]) < self.min_confidence else self.class_names[k])
 
     def _crop_affine(self, det: Any, width: int, height: int) -> np.ndarray:
         """Image pixels → crop pixels for ``det`` (maps the CAM back onto the image)."""
@@ -473,6 +514,21 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def labelling_options(predictor: Any) -> dict[str, Any]:
+    """``min_confidence`` and ``tta`` of a predictor, only those set (so default runs record what they always did).
+
+    Example:
+        >>> labelling_options(predictor)  # doctest: +SKIP
+        {'min_confidence': 0.5}
+    """
+    out: dict[str, Any] = {}
+    if getattr(predictor, "min_confidence", 0.0) > 0:
+        out["min_confidence"] = float(predictor.min_confidence)
+    if getattr(predictor, "tta", "none") != "none":
+        out["tta"] = str(predictor.tta)
+    return out
 
 
 def _check_stream_args(every: int, max_frames: int | None, pipeline: str) -> None:
