@@ -33,11 +33,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--strict", action="store_true", help="stop at the first broken image")
     p.add_argument("--tta", choices=("none", "flip"), default="none",
                    help="test-time augmentation: flip averages the probabilities of each image and its mirror")
+    wild = p.add_argument_group("through the detector (uncropped photos; docs/CONFIDENCE.md)")
+    wild.add_argument("--through-detector", action="store_true",
+                      help="run eacfer's detector and alignment on RAF-DB's original photos (Image/original, "
+                      "Annotation/boundingbox) or a folder tree of uncropped photos, and compare with the aligned crops")
+    wild.add_argument("--detector", default="mediapipe", help="face detector for --through-detector")
+    wild.add_argument("--min-iou", type=float, default=0.5, help="IoU with the annotated box for a face to count as found")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.through_detector:
+        return _run_through_detector(args)
     from eacfer.training.evaluation import evaluate_checkpoint
 
     m = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, format=args.format, out_dir=args.out,
@@ -63,5 +71,27 @@ def run(args: argparse.Namespace) -> int:
     for name, acc in m["per_class"].items():
         print(f"  {name:<12} {'-' if acc is None else f'{acc:.4f}'}")
     for what, path in m["outputs"].items():
+        print(f"{what}: {path}")
+    return 0
+
+
+def _run_through_detector(args: argparse.Namespace) -> int:
+    from eacfer.infer.wild_eval import evaluate_through_detector
+
+    r = evaluate_through_detector(args.checkpoint, args.data, split=args.split, out_dir=args.out, format=args.format,
+                                  detector=args.detector, device=args.device, min_iou=args.min_iou,
+                                  progress=not getattr(args, "quiet", False))
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    print(f"{r['format']} {r['split']} through the detector: faces found {r['faces_found']} of {r['originals']} photos"
+          + (f" ({r['problems']} without an original photo or box)" if r["problems"] else ""))
+    print(f"  accuracy on eacfer's own crops:      {pct(r['accuracy_own_crops'])}")
+    if r["accuracy_aligned_crops"] is not None:
+        print(f"  accuracy on the aligned crops:       {pct(r['accuracy_aligned_crops'])} (same images)")
+        print(f"  gap (aligned - own):                 {pct(r['gap'])}")
+    print(f"  end to end (missed faces are errors): {pct(r['accuracy_end_to_end'])}")
+    for what, path in r["outputs"].items():
         print(f"{what}: {path}")
     return 0
