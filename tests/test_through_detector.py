@@ -69,6 +69,21 @@ def test_through_detector_finds_every_placed_face_and_pairs_it_with_its_label(or
     assert r["accuracy_own_crops"] == pytest.approx(own, abs=1e-4)
     assert r["gap"] == pytest.approx(aligned - own, abs=1e-4)
     assert json.loads((tmp_path / "w" / "through_detector.json").read_text())["faces_found"] == 14
+    # both framings measured on the same detections; the predictor's own (box) is one of them
+    assert all(r_["own_prediction"] == r_["prediction_box"] for r_ in rows)
+    f = r["framing"]
+    assert f["box"]["pixel_error"] == pytest.approx(np.mean([float(r_["pixel_error_box"]) for r_ in rows]), abs=1e-2)
+    # eyes and mouth onto the template that made the aligned crops: closer to them than the box framing
+    assert f["landmarks"]["pixel_error"] < f["box"]["pixel_error"]
+
+
+def test_through_detector_with_landmark_alignment(originals, model, tmp_path):
+    from eacfer.infer.wild_eval import evaluate_through_detector
+
+    r = evaluate_through_detector(model, originals, out_dir=tmp_path / "w", backend="torch", progress=False,
+                                  align="landmarks")
+    rows = list(csv.DictReader(open(tmp_path / "w" / "through_detector.csv", newline="")))
+    assert r["faces_found"] == 14 and all(r_["own_prediction"] == r_["prediction_landmarks"] for r_ in rows)
 
 
 def test_a_face_away_from_its_annotated_box_is_not_found(originals, model, tmp_path):

@@ -28,6 +28,10 @@ def add_model_args(p: argparse.ArgumentParser, detector_mode_default: str = "aut
     add_precision_arg(p)
     add_min_confidence_arg(p)
     add_tta_arg(p)
+    p.add_argument("--align", default="box", choices=["box", "landmarks"],
+                   help="face framing: box (default: the detector's box, eyes levelled) or landmarks (eyes and "
+                   "mouth mapped onto RAF-DB's template by a similarity transform, as RAF-DB's aligned crops were "
+                   "made; BlazeFace and RetinaFace give the points)")
 
 
 def add_precision_arg(p: argparse.ArgumentParser) -> None:
@@ -95,7 +99,7 @@ def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
                                      backend=args.backend, detector_mode=args.detector_mode, cam=cam,
                                      score_threshold=args.score_threshold, threads=args.threads,
                                      precision=args.precision, small_face=args.small_face,
-                                     min_confidence=args.min_confidence, tta=args.tta)
+                                     min_confidence=args.min_confidence, tta=args.tta, align=args.align)
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -124,4 +128,4 @@ def ray_options(args: argparse.Namespace) -> dict[str, Any]:
                                   "detector_mode": args.detector_mode, "score_threshold": args.score_threshold,
                                   "threads": args.threads, "precision": args.precision,
                                   "small_face": args.small_face, "min_confidence": args.min_confidence,
-                                  "tta": args.tta}}
+                                  "tta": args.tta, "align": args.align}}

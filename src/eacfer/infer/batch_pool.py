@@ -34,7 +34,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | None, input_size: int,
                  face_size: int | None, small_face: float = 48.0, margin: float | None = None,
-                 shift: float = 0.0) -> None:
+                 shift: float = 0.0, align: str = "box") -> None:
     import signal
 
     import cv2
@@ -50,7 +50,7 @@ def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | No
             kw.update(mode="both" if mode == "auto" else mode, small_face=small_face)
         det = create_detector(detector, **kw)
     _WORKER.update(det=det, none=detector == "none", max_faces=max_faces, size=input_size,
-                   face=face_size, margin=margin, shift=shift)
+                   face=face_size, margin=margin, shift=shift, align=align)
 
 
 def _crops(rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
@@ -60,7 +60,8 @@ def _crops(rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
     from eacfer.infer.align import model_inputs
 
     w = _WORKER
-    return model_inputs(rgb, dets, w["size"], w["face"], w["margin"], whole_image=w["none"], shift=w["shift"])
+    return model_inputs(rgb, dets, w["size"], w["face"], w["margin"], whole_image=w["none"], shift=w["shift"],
+                        align=w.get("align", "box"))
 
 
 def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
@@ -154,7 +155,7 @@ class _Pooled:
                               initargs=(predictor.detector_name, predictor.detector_mode, predictor.score_threshold,
                                         predictor.max_faces, predictor.input_size, predictor.face_size,
                                         getattr(predictor, "small_face", 48.0), predictor.face_margin,
-                                        predictor.face_shift))
+                                        predictor.face_shift, getattr(predictor, "align", "box")))
         self._gen = self._run(predictor, files, batch_size, cam, keep)
 
     def _run(self, predictor: Any, files: list[str], batch_size: int, cam: bool, keep: bool

@@ -115,6 +115,7 @@ class Predictor:
         small_face: float = 48.0,
         min_confidence: float = 0.0,
         tta: str = "none",
+        align: str = "box",
     ):
         if small_face < 0:
             raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
@@ -125,6 +126,11 @@ class Predictor:
         # faces whose top probability is below this are labelled UNCERTAIN (0: never)
         self.min_confidence = float(min_confidence)
         self.tta = tta
+        from eacfer.infer.align import ALIGN_METHODS
+
+        if align not in ALIGN_METHODS:
+            raise ValueError(f"unknown --align {align!r}; choose from {', '.join(ALIGN_METHODS)}")
+        self.align = align  # "landmarks": faces framed by eyes and mouth like RAF-DB's crops (infer/align.py)
         self.classifier = classifier
         self.small_face = float(small_face)  # photos: faces this small are looked for on tiles (detect/tiles.py)
         self.detector_name = detector
@@ -155,16 +161,19 @@ class Predictor:
         small_face: float = 48.0,
         min_confidence: float = 0.0,
         tta: str = "none",
+        align: str = "box",
     ) -> Predictor:
         """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector.
 
         ``precision="int8"`` runs a checked int8 model (see ``docs/PRECISION.md``); fp32 is the default.
         ``min_confidence``: faces whose top probability is below it are labelled ``"uncertain"``;
-        ``tta="flip"`` averages each face's probabilities with its mirror image's (twice the classifier work).
+        ``tta="flip"`` averages each face's probabilities with its mirror image's (twice the classifier work);
+        ``align="landmarks"`` frames faces by eyes and mouth (:func:`eacfer.infer.align.landmark_transform`).
         """
         clf = load_classifier(path, device=device, backend=backend, threads=threads, precision=precision)
         p = cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
-                cam=cam, max_faces=max_faces, small_face=small_face, min_confidence=min_confidence, tta=tta)
+                cam=cam, max_faces=max_faces, small_face=small_face, min_confidence=min_confidence, tta=tta,
+                align=align)
         p.model_path = os.fspath(path)
         return p
 
@@ -233,7 +242,7 @@ class Predictor:
         from eacfer.infer.align import model_inputs
 
         return model_inputs(rgb, dets, self.input_size, self.face_size, self.face_margin,
-                            whole_image=self.detector_name == "none", shift=self.face_shift)
+                            whole_image=self.detector_name == "none", shift=self.face_shift, align=self.align)
 
     def detect_faces(self, rgb: np.ndarray, kind: str = "image") -> list[Any]:
         """Detections of one RGB image (``kind``: ``"image"`` for photos and files, ``"stream"`` for live).
@@ -517,7 +526,7 @@ class Predictor:
 
 
 def labelling_options(predictor: Any) -> dict[str, Any]:
-    """``min_confidence`` and ``tta`` of a predictor, only those set (so default runs record what they always did).
+    """``min_confidence``, ``tta`` and ``align`` of a predictor, only those set (so default runs record what they always did).
 
     Example:
         >>> labelling_options(predictor)  # doctest: +SKIP
@@ -528,6 +537,8 @@ def labelling_options(predictor: Any) -> dict[str, Any]:
         out["min_confidence"] = float(predictor.min_confidence)
     if getattr(predictor, "tta", "none") != "none":
         out["tta"] = str(predictor.tta)
+    if getattr(predictor, "align", "box") != "box":
+        out["align"] = str(predictor.align)
     return out
 
 

@@ -11,7 +11,11 @@ detector and alignment first. RAF-DB ships the original photos with a face box p
 
 Reported: ``faces_found`` of ``originals``, accuracy on eacfer's own crops and on the official aligned crops
 of the images whose face was found, their difference (``gap``, aligned minus own), and the end-to-end
-accuracy (a face not found counts as an error). Any folder tree of labelled uncropped photos
+accuracy (a face not found counts as an error). With annotated originals both ways of framing the face
+(:data:`eacfer.infer.align.ALIGN_METHODS`: the detector's box, or eyes and mouth onto RAF-DB's template) are
+measured on the same detections: accuracy, and the mean absolute pixel difference (0–255) between eacfer's
+crop and the official aligned crop at the aligned crop's size — how close each comes to what the model was
+trained on. Any folder tree of labelled uncropped photos
 (``class/photo.jpg``, the folder layout) works too: without annotated boxes the most confident detection is
 the face, and there are no aligned crops to compare with.
 """
@@ -46,6 +50,7 @@ def evaluate_through_detector(
     min_iou: float = DEFAULT_MIN_IOU,
     score_threshold: float = 0.5,
     progress: bool = True,
+    align: str = "box",
 ) -> dict[str, Any]:
     """Run the detector + alignment + classifier on the original photos of ``split`` (module docstring).
 
@@ -76,7 +81,7 @@ def evaluate_through_detector(
         raise ValueError(f"{data_root}: --through-detector needs uncropped photos: RAF-DB (Image/original + "
                          f"Annotation/boundingbox) or a folder tree class/photo.jpg, not the {data.format} format")
     with Predictor.from_checkpoint(model_path, device=device, detector=detector, backend=backend,
-                                   score_threshold=score_threshold) as wild:
+                                   score_threshold=score_threshold, align=align) as wild:
         # predictions and truths are compared by class name, so only the names must agree, not their order
         unknown = [str(c) for c in data.class_names if str(c) not in wild.class_names]
         if unknown:
@@ -98,7 +103,8 @@ def evaluate_through_detector(
                 photo, box_file = Path(str(s.path)), None
             try:
                 truth_box = _xywh(read_boundingbox(box_file)) if box_file is not None else None
-                faces = wild.predict(load_image(photo), keep_image=False).faces
+                rgb = load_image(photo)
+                faces = wild.predict(rgb, keep_image=False).faces
             except (OSError, ValueError) as e:
                 row["problem"] = str(e)
                 continue
@@ -114,7 +120,10 @@ def evaluate_through_detector(
                 row["found"] = True
                 row["own_prediction"] = face.emotion
             if aligned is not None and s.path is not None:
-                row["aligned_prediction"] = aligned.predict(Path(str(s.path)), keep_image=False).faces[0].emotion
+                official = load_image(Path(str(s.path)))
+                row["aligned_prediction"] = aligned.predict(official, keep_image=False).faces[0].emotion
+                if face is not None:
+                    row.update(_compare_framings(wild, rgb, face, official))
     report = _report(rows, annotated, min_iou)
     report.update({"data": str(Path(data_root).resolve()), "split": split, "format": str(data.format),
                    "model": str(Path(model_path).resolve()), "detector": wild.detector_settings("image")})
@@ -124,13 +133,36 @@ def evaluate_through_detector(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["file"], lineterminator="\n")
+        fields = list(dict.fromkeys(k for r in rows for k in r)) or ["file"]  # framing columns: found faces only
+        w = csv.DictWriter(buf, fieldnames=fields, restval="", lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         write_text(out / "through_detector.csv", buf.getvalue())
         report["outputs"] = {"report": str(out / "through_detector.json"), "rows": str(out / "through_detector.csv")}
         write_json(out / "through_detector.json", report)
     return report
+
+
+def _compare_framings(wild: Any, rgb: Any, face: Any, official: Any) -> dict[str, Any]:
+    """Per framing method: the prediction on eacfer's crop and its mean absolute pixel difference from the
+    official aligned crop (both at the official crop's size)."""
+    import numpy as np
+
+    from eacfer.infer.align import ALIGN_METHODS, model_inputs, resize_square
+    from eacfer.infer.detect import Detection
+
+    det = Detection(face.box, face.score, face.keypoints)
+    side = int(official.shape[0])
+    ref = resize_square(official, side).astype(np.float32)
+    out: dict[str, Any] = {}
+    for method in ALIGN_METHODS:
+        crop = model_inputs(rgb, [det], side, None, wild.face_margin, shift=wild.face_shift, align=method)
+        out[f"pixel_error_{method}"] = round(float(np.abs(crop[0].astype(np.float32) - ref).mean()), 3)
+        inputs = model_inputs(rgb, [det], wild.input_size, wild.face_size, wild.face_margin, shift=wild.face_shift,
+                              align=method)
+        probs, _ = wild.probabilities(inputs)
+        out[f"prediction_{method}"] = wild.label(probs[0])[1]
+    return out
 
 
 def _report(rows: list[dict[str, Any]], annotated: bool, min_iou: float) -> dict[str, Any]:
@@ -141,6 +173,14 @@ def _report(rows: list[dict[str, Any]], annotated: bool, min_iou: float) -> dict
     usable = [r for r in rows if r["problem"] is None]
     found = [r for r in usable if r["found"]]
     own, aligned = acc(found, "own_prediction"), acc(found, "aligned_prediction") if annotated else None
+    framings = {}
+    if annotated and found:
+        from eacfer.infer.align import ALIGN_METHODS
+
+        for m in ALIGN_METHODS:
+            errs = [r[f"pixel_error_{m}"] for r in found if r.get(f"pixel_error_{m}") is not None]
+            framings[m] = {"accuracy": acc(found, f"prediction_{m}"),
+                           "pixel_error": round(float(sum(errs) / len(errs)), 3) if errs else None}
     return {
         "photos": len(rows),
         "originals": len(usable),
@@ -152,6 +192,7 @@ def _report(rows: list[dict[str, Any]], annotated: bool, min_iou: float) -> dict
         "gap": None if own is None or aligned is None else round(aligned - own, 4),
         "accuracy_aligned_all": acc([r for r in usable if r["aligned_prediction"] is not None], "aligned_prediction")
         if annotated else None,
+        "framing": framings,
         "accuracy_end_to_end": round(sum(r["found"] and r["own_prediction"] == r["truth"] for r in usable)
                                      / len(usable), 4) if usable else None,
         "definitions": "own crops: eacfer's detector + alignment on the original photo; aligned crops: the "
