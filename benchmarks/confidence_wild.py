@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64, help="synthetic aligned face size")
     ap.add_argument("--image-size", type=int, default=64, help="model input size")
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--val-fraction", type=float, default=0.15)
     args = ap.parse_args(argv)
 
@@ -48,12 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     out = Path(args.out)
     data = generate_rafdb(out / "RAF", n_train=args.train, n_test=args.test, seed=0, size=args.size, originals=True)
+    (out / "settings.json").write_text(json.dumps(vars(args), indent=1))
     results = {}
     for bb in args.backbones:
         run = out / bb
         t0 = time.perf_counter()
         train(TrainConfig(data=str(data), out=str(run), backbone=bb, pretrained="none", epochs=args.epochs,
-                          batch_size=32, lr=1e-3, image_size=args.image_size, workers=0, device="cpu",
+                          batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, workers=0, device="cpu",
                           progress=False, tensorboard=False, val_fraction=args.val_fraction, force=True))
         train_s = time.perf_counter() - t0
         model = run / "model.pt"
@@ -74,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             "nll_before": c["before"]["nll"], "nll_after": c["after"]["nll"] if c["after"] else None,
             "brier_before": c["before"]["brier"], "brier_after": c["after"]["brier"] if c["after"] else None,
             "wild": {k: wild[k] for k in ("originals", "faces_found", "accuracy_own_crops", "accuracy_aligned_crops",
-                                          "gap", "accuracy_end_to_end")},
+                                          "gap", "accuracy_end_to_end", "framing")},
+            "wild_landmarks": {k: v for k, v in evaluate_through_detector(
+                model, data, out_dir=run / "wild_landmarks", progress=False, align="landmarks").items()
+                if k in ("faces_found", "accuracy_own_crops", "gap", "accuracy_end_to_end")},
         }
         print(bb, json.dumps(results[bb]), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))

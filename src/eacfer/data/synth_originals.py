@@ -83,8 +83,9 @@ def manual_text(landmarks: np.ndarray, gender: int, race: int, age: int) -> str:
     """RAF-DB's ``*_manu_attri.txt`` content: five ``x<TAB>y`` landmark lines, then gender, race and age lines.
 
     Example:
-        >>> manual_text(np.arange(10).reshape(5, 2), 1, 0, 2).splitlines()[::4]
-        ['0.00\\t1.00', '8.00\\t9.00', '2']
+        >>> lines = manual_text(np.arange(10).reshape(5, 2), 1, 0, 2).splitlines()
+        >>> lines[0], lines[4], lines[5:]
+        ('0.00\\t1.00', '8.00\\t9.00', ['1', '0', '2'])
     """
     lines = [f"{x:.2f}\t{y:.2f}" for x, y in np.asarray(landmarks, np.float64)]
     return "\n".join([*lines, str(int(gender)), str(int(race)), str(int(age))]) + "\n"

@@ -115,7 +115,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Example:
         >>> softmax(np.array([[0.0, 0.0]])).tolist()
         [[0.5, 0.5]]
-        >>> softmax(np.array([[2.0, 0.0]]), temperature=2.0).round(4).tolist()
+        >>> np.round(softmax(np.array([[2.0, 0.0]]), temperature=2.0).astype(float), 4).tolist()
         [[0.7311, 0.2689]]
     """
     z = np.asarray(logits)

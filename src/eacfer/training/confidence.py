@@ -54,7 +54,7 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
     """Per confidence bin (equal width on [0, 1]): ``count``, mean ``confidence``, ``accuracy`` (None if empty).
 
     Example:
-        >>> b = reliability_bins(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]), bins=5)
+        >>> b = reliability_bins(np.array([[0.9, 0.1], [0.15, 0.85]]), np.array([0, 0]), bins=5)
         >>> b["count"], b["accuracy"][4]
         ([0, 0, 0, 0, 2], 0.5)
     """
