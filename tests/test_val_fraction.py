@@ -58,3 +58,16 @@ def test_train_with_val_fraction_then_calibrate_then_eval(synth_rafdb, tmp_path,
     out = capsys.readouterr().out
     assert rc == 0 and "calibrated (T=" in out and "flip TTA: accuracy" in out
     assert (tmp_path / "ev" / "reliability.png").is_file()
+
+
+def test_resume_refuses_a_changed_val_fraction(tmp_path):
+    # another hold-out is another training set: a different experiment, refused unless --force; a run folder
+    # from before the option (no key) held nothing out
+    from eacfer.training.trainer import _check_resumable
+
+    base = {"backbone": "b", "method": "eac", "class_names": ["a"], "data": "d", "format": None, "label_file": None,
+            "noise_rate": 0.0, "noise_seed": 0, "label_mode": "majority", "sampler": "shuffle", "val_fraction": 0.0}
+    older = {k: v for k, v in base.items() if k != "val_fraction"}
+    _check_resumable(older, base, tmp_path / "last.pt", force=False)
+    with pytest.raises(ValueError, match="val_fraction: 0.0 -> 0.1"):
+        _check_resumable(older, {**base, "val_fraction": 0.1}, tmp_path / "last.pt", force=False)
