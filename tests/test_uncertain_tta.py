@@ -93,3 +93,33 @@ def test_predict_summary_counts_uncertain_faces_only_when_asked(tmp_path):
     assert saved["uncertain"] == 3
     lines = (tmp_path / "o1" / "predictions.csv").read_text().splitlines()
     assert all(",uncertain," in ln for ln in lines[1:]) and len(lines) == 4
+
+
+def test_video_summary_counts_uncertain_faces_only_when_asked(tmp_path):
+    from eacfer.infer.video import make_moving_face_clip, run_video
+
+    clip = make_moving_face_clip(tmp_path / "c.mp4", np.full((40, 40, 3), 120, np.uint8), frames=6, size=(96, 64),
+                                 face_height=40)
+    rows = [[0.3, 0.4, 0.3]]
+    s0 = run_video(Predictor(_Fixed(rows), detector="none"), clip, tmp_path / "v0", write_video=False,
+                   progress=False, pipeline="sequential")
+    assert "uncertain" not in s0 and "min_confidence" not in s0
+    s1 = run_video(Predictor(_Fixed(rows), detector="none", min_confidence=0.5), clip, tmp_path / "v1",
+                   write_video=False, progress=False, pipeline="sequential")
+    assert s1["faces"] == 6 and s1["uncertain"] == 6 and s1["min_confidence"] == 0.5
+    lines = (tmp_path / "v1" / "frames.csv").read_text().splitlines()[1:]
+    assert len(lines) == 6 and all(ln.split(",")[8] == "uncertain" for ln in lines)
+
+
+def test_drawn_and_shown_labels_say_uncertain():
+    from eacfer.infer.results import FaceResult
+    from eacfer.infer.viz import face_label as drawn
+    from eacfer.ui.session import face_label as shown
+
+    p = Predictor(_Fixed([[0.3, 0.4, 0.3]]), detector="none", min_confidence=0.5)
+    face = p.predict(np.zeros((8, 8, 3), np.uint8)).faces[0]
+    assert drawn(face, index=0) == "0: uncertain 0.40"
+    assert shown(face, smoothed=False) == (UNCERTAIN, pytest.approx(0.4))
+    sure = FaceResult(box=(0, 0, 8, 8), score=1.0, keypoints=None, emotion="b", class_index=1,
+                      probabilities=np.array([0.3, 0.4, 0.3]), class_names=("a", "b", "c"))
+    assert drawn(sure, index=0) == "0: b 0.40" and shown(sure, smoothed=False)[0] == "b"
