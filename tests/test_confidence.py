@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer.training.confidence import (brier_score, confidence_metrics, expected_calibration_error, fit_temperature,
-                                        negative_log_likelihood, reliability_bins, softmax_t)
+from eacfer.training.confidence import (
+    brier_score,
+    confidence_metrics,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_bins,
+    softmax_t,
+)
 
 
 def test_metrics_hand_made_from_definitions():
@@ -154,7 +161,7 @@ def test_eval_reports_confidence_before_and_after_and_a_reliability_diagram(tmp_
     assert m0["confidence"]["after"] is None and not m0["confidence"]["calibrated"]
     assert (tmp_path / "e0" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     calibrate_checkpoint(model, synth_rafdb, device="cpu", progress=False)
-    m1 = evaluate_checkpoint(model, synth_rafdb, out_dir=tmp_path / "e1", device="cpu", progress=False)
+    evaluate_checkpoint(model, synth_rafdb, out_dir=tmp_path / "e1", device="cpu", progress=False)
     saved = json.loads((tmp_path / "e1" / "metrics.json").read_text())
     c = saved["confidence"]
     assert c["calibrated"] and c["after"]["temperature"] > 1.0

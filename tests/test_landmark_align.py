@@ -8,7 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from eacfer.infer.align import RAFDB_TEMPLATE, align_face, crop_transform, landmark_transform, transform_points
+from eacfer.infer.align import (
+    RAFDB_TEMPLATE,
+    align_face,
+    crop_transform,
+    landmark_transform,
+    transform_points,
+)
 from eacfer.infer.detect import Detection
 
 

@@ -43,7 +43,7 @@ def test_train_with_val_fraction_then_calibrate_then_eval(synth_rafdb, tmp_path,
     train = load_split(synth_rafdb, "train")
     held = stratified_holdout(train.labels(), 0.25, seed=4)
     used = (run / "train_labels_used.txt").read_text().split()
-    held_names = {s.name for s, m in zip(train.samples, held) if m}
+    held_names = {s.name for s, m in zip(train.samples, held, strict=True) if m}
     assert held_names and not held_names & set(used)  # the held-out images were not trained on
     capsys.readouterr()
     rc = main(["-q", "calibrate", "--checkpoint", str(run / "model.pt"), "--data", str(synth_rafdb),

@@ -45,6 +45,6 @@ def split_holdout(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         >>> train, val = split_holdout(load_split("data/RAF-DB", "train"), 0.1, seed=0)  # doctest: +SKIP
     """
     mask = stratified_holdout(np.asarray(data.labels()), fraction, seed)
-    keep = [s for s, m in zip(data.samples, mask) if not m]
-    held = [s for s, m in zip(data.samples, mask) if m]
+    keep = [s for s, m in zip(data.samples, mask, strict=True) if not m]
+    held = [s for s, m in zip(data.samples, mask, strict=True) if m]
     return dataclasses.replace(data, samples=keep), dataclasses.replace(data, samples=held, split="val")

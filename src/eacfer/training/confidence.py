@@ -69,8 +69,8 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
     return {
         "edges": [float(e) for e in np.linspace(0.0, 1.0, bins + 1)],
         "count": [int(c) for c in count],
-        "confidence": [float(s / c) if c else None for s, c in zip(sum_conf, count)],
-        "accuracy": [float(s / c) if c else None for s, c in zip(sum_acc, count)],
+        "confidence": [float(s / c) if c else None for s, c in zip(sum_conf, count, strict=True)],
+        "accuracy": [float(s / c) if c else None for s, c in zip(sum_acc, count, strict=True)],
     }
 
 
@@ -83,7 +83,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     """
     b = reliability_bins(probs, labels, bins)
     n = sum(b["count"])
-    return float(sum(c / n * abs(a - f) for c, a, f in zip(b["count"], b["accuracy"], b["confidence"]) if c))
+    return float(sum(c / n * abs(a - f) for c, a, f in zip(b["count"], b["accuracy"], b["confidence"], strict=True) if c))
 
 
 def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -189,7 +189,7 @@ def plot_reliability(
     width = (bins["edges"][1] - bins["edges"][0])
     for i, (name, m, colour) in enumerate(series):
         r = m["reliability"]
-        centres = [(a + b) / 2 for a, b in zip(r["edges"][:-1], r["edges"][1:])]
+        centres = [(a + b) / 2 for a, b in zip(r["edges"][:-1], r["edges"][1:], strict=True)]
         xs = [c + (i - (len(series) - 1) / 2) * width / (len(series) + 1) for c in centres]
         acc = [a if a is not None else 0.0 for a in r["accuracy"]]
         ax.bar(xs, acc, width=width / (len(series) + 1), color=colour, alpha=0.7,
