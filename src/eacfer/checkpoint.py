@@ -4,7 +4,8 @@ A model file (``model.pt``) is a plain dict of tensors, strings and numbers, loa
 ``torch.load(weights_only=True)`` — no pickled classes, so loading never executes code:
 
     format="eacfer-model", format_version, backbone, num_classes, class_names, input_size, mean, std,
-    train_config, metrics, eacfer_version, state_dict, and optionally face_size, face_margin, face_shift, provenance
+    train_config, metrics, eacfer_version, state_dict, and optionally face_size, face_margin, face_shift, provenance,
+    temperature, calibration
 
 The predictor reads preprocessing and class names from here and never guesses.
 """
@@ -63,6 +64,11 @@ class ModelInfo:
     # where the weights come from, for models eacfer did not train (e.g. the bundled starter model): name,
     # trained_on, licence, credit, published accuracy and its source. Empty for models trained by eacfer.
     provenance: dict[str, Any] = field(default_factory=dict)
+    # softmax temperature fitted by `eacfer calibrate` on a calibration split (never the test split): every
+    # runtime turns logits z into probabilities softmax(z / temperature); 1.0 = uncalibrated (the raw softmax)
+    temperature: float = 1.0
+    # how the temperature was fitted (data, split, n, NLL before/after); empty when uncalibrated
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -282,6 +288,20 @@ def _fraction(value: Any, key: str, low: float, source: str) -> float | None:
     return float(value)
 
 
+#: temperatures a model file may carry: beyond these the probabilities are one-hot or uniform, not calibrated
+TEMPERATURE_RANGE = (0.01, 100.0)
+
+
+def _temperature(value: Any, source: str) -> float:
+    if value is None:
+        return 1.0
+    lo, hi = TEMPERATURE_RANGE
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(float(value))
+            or not lo <= float(value) <= hi):
+        raise CheckpointError(f"{source}: model metadata 'temperature' must be a number in {lo:g}..{hi:g}, got {value!r}")
+    return float(value)
+
+
 def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
     """Validate a model file's metadata and return it as :class:`ModelInfo`."""
     if payload.get("format") != MODEL_FORMAT:
@@ -311,6 +331,8 @@ def info_from_payload(payload: dict[str, Any], source: str) -> ModelInfo:
             face_margin=_fraction(payload.get("face_margin"), "face_margin", 0.0, source),
             face_shift=_fraction(payload.get("face_shift"), "face_shift", -1.0, source),
             provenance=dict(payload.get("provenance") or {}),
+            temperature=_temperature(payload.get("temperature"), source),
+            calibration=dict(payload.get("calibration") or {}),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: model metadata incomplete or malformed ({type(e).__name__}: {e})") from None

@@ -69,6 +69,8 @@ def metadata_for(info: ModelInfo, with_cams: bool, opset: int) -> dict[str, str]
         "face_margin": info.face_margin,
         "face_shift": info.face_shift,
         "provenance": info.provenance,
+        "temperature": info.temperature,
+        "calibration": info.calibration,
         "export": {"exporter": "torch.onnx legacy (dynamo=False)", "opset": opset, "with_cams": with_cams,
                    "torch": torch.__version__},
     }

@@ -26,6 +26,12 @@ def add_model_args(p: argparse.ArgumentParser, detector_mode_default: str = "aut
                    help="default: onnxruntime on CPU, torch on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
     add_precision_arg(p)
+    add_min_confidence_arg(p)
+    add_tta_arg(p)
+    p.add_argument("--align", default="box", choices=["box", "landmarks"],
+                   help="face framing: box (default: the detector's box, eyes levelled) or landmarks (eyes and "
+                   "mouth mapped onto RAF-DB's template by a similarity transform, as RAF-DB's aligned crops were "
+                   "made; BlazeFace and RetinaFace give the points)")
 
 
 def add_precision_arg(p: argparse.ArgumentParser) -> None:
@@ -33,6 +39,21 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
                    help="classifier numbers: fp32 (default) or int8 (CPU, onnxruntime; built once per model, "
                    "used only if it agrees with fp32 on >= 99%% of check faces, see docs/PRECISION.md)")
+
+
+def add_min_confidence_arg(p: argparse.ArgumentParser) -> None:
+    """``--min-confidence P`` (predict, video, ui): faces whose top probability is below P are labelled uncertain."""
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                   help="label a face 'uncertain' when its top probability is below P (its probabilities are still "
+                   "written; summaries count them); default 0 = never. Most useful with a calibrated model "
+                   "(eacfer calibrate), whose probabilities mean what they say")
+
+
+def add_tta_arg(p: argparse.ArgumentParser) -> None:
+    """``--tta none|flip`` (predict, video)."""
+    p.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="test-time augmentation: flip averages each face's probabilities with its mirror image's "
+                   "(twice the classifier work; default none)")
 
 
 def add_classify_every_arg(p: argparse.ArgumentParser, what: str = "") -> None:
@@ -77,7 +98,8 @@ def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
     return Predictor.from_checkpoint(args.checkpoint, device=args.device, detector=args.detector,
                                      backend=args.backend, detector_mode=args.detector_mode, cam=cam,
                                      score_threshold=args.score_threshold, threads=args.threads,
-                                     precision=args.precision, small_face=args.small_face)
+                                     precision=args.precision, small_face=args.small_face,
+                                     min_confidence=args.min_confidence, tta=args.tta, align=args.align)
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -105,4 +127,5 @@ def ray_options(args: argparse.Namespace) -> dict[str, Any]:
             "predictor_options": {"device": args.device, "detector": args.detector, "backend": args.backend,
                                   "detector_mode": args.detector_mode, "score_threshold": args.score_threshold,
                                   "threads": args.threads, "precision": args.precision,
-                                  "small_face": args.small_face}}
+                                  "small_face": args.small_face, "min_confidence": args.min_confidence,
+                                  "tta": args.tta, "align": args.align}}

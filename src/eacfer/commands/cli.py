@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "train": "train",
     "eval": "evaluate",
+    "calibrate": "calibrate",
     "synth": "synth",
     "demo": "demo",
     "predict": "predict",

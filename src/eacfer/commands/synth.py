@@ -37,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="also write EmoLabel/noise01/02/03.txt (10/20/30%% label noise)",
     )
+    p.add_argument("--originals", action="store_true",
+                   help="also write RAF-DB's originals: each face placed in a larger scene (Image/original) with its "
+                   "box (Annotation/boundingbox) and five landmarks (Annotation/manual), for "
+                   "`eacfer eval --through-detector`")
     p.set_defaults(func=run)
     return p
 
@@ -45,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
     from eacfer.data.synth import generate_rafdb
 
     out = generate_rafdb(args.out, n_train=args.train, n_test=args.test, seed=args.seed, size=args.size,
-                         label_noise_files=args.noise_files, progress=not getattr(args, "quiet", False))  # fmt: skip
+                         label_noise_files=args.noise_files, progress=not getattr(args, "quiet", False),
+                         originals=args.originals)  # fmt: skip
     print(f"wrote {args.train} train + {args.test} test synthetic {args.size}x{args.size} faces to {out}")
     print(f"  labels: {out / 'EmoLabel' / 'list_patition_label.txt'}")
     print(f"  images: {out / 'Image' / 'aligned'}")
+    if args.originals:
+        print(f"  originals: {out / 'Image' / 'original'} (boxes and landmarks under {out / 'Annotation'})")
     if args.noise_files:
         print(f"  noisy train labels: {out / 'EmoLabel'}/noise01.txt, noise02.txt, noise03.txt")
     return 0

@@ -39,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     noise.add_argument("--noise-rate", type=float, default=0.0,
                        help="inject symmetric label noise at this rate (0: none)")
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the injected noise")
+    p.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                   help="hold out this fraction of train per class (seeded by --seed) for `eacfer calibrate --split "
+                   "val`; for datasets without a validation split (RAF-DB). Default 0 (the paper's protocol; not "
+                   "allowed with --recipe paper)")
     ds = p.add_argument_group("FERPlus / AffectNet")
     ds.add_argument("--classes", type=int, choices=(7, 8), default=None,
                     help="8 (default, with contempt) or 7 (drops contempt: AffectNet-7, FERPlus without contempt)")
@@ -164,6 +168,7 @@ def config_from_args(args: argparse.Namespace):
         data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
         recipe=args.recipe,
         method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
+        val_fraction=args.val_fraction,
         classes=args.classes, label_mode=args.label_mode, sampler=args.sampler, crop_cache=args.crop_cache,
         epochs=args.epochs if args.epochs is not None else planned_epochs(args.out, args.resume),
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,

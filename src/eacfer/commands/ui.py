@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from eacfer.commands._inference_args import add_classify_every_arg, add_precision_arg
+from eacfer.commands._inference_args import add_classify_every_arg, add_min_confidence_arg, add_precision_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="classifier backend (default: onnxruntime on CPU, torch on CUDA)")
     add_precision_arg(p)
     add_classify_every_arg(p, "videos and cameras: ")
+    add_min_confidence_arg(p)
     p.add_argument("--cam", action="store_true", default=None,
                    help="start with the attention-map overlay on (default: as last time)")
     p.add_argument("--output-dir", metavar="DIR", help="where snapshots and recordings go (default ~/Pictures/eacfer)")
@@ -76,4 +77,5 @@ def run(args: argparse.Namespace) -> int:
     return run_app(checkpoint=args.checkpoint, source=source, detector=args.detector, device=args.device,
                    backend=args.backend, output_dir=args.output_dir, screenshot=args.screenshot,
                    quit_after=args.quit_after, settings_path=args.settings, size=size, cam=args.cam,
-                   precision=args.precision, classify_every=args.classify_every)
+                   precision=args.precision, classify_every=args.classify_every,
+                   min_confidence=args.min_confidence)

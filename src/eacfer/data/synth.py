@@ -103,6 +103,20 @@ def render_face(label: int, rng: np.random.Generator, size: int = 100) -> np.nda
         >>> render_face(3, np.random.default_rng(0), 64).shape
         (64, 64, 3)
     """
+    return render_face_geometry(label, rng, size)[0]
+
+
+def render_face_geometry(label: int, rng: np.random.Generator, size: int = 100
+                         ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
+    """:func:`render_face` (the same pixels for the same ``rng``) plus where the face is: its five landmarks in
+    RAF-DB's order (eye centres left then right in the image, nose tip, mouth corners left then right; 5×2
+    float pixels) and the head's box ``(x1, y1, x2, y2)``.
+
+    Example:
+        >>> img, lm, box = render_face_geometry(3, np.random.default_rng(0), 100)
+        >>> lm.shape, bool(box[0] < lm[0, 0] < lm[1, 0] < box[2])
+        ((5, 2), True)
+    """
     import cv2
 
     # Independent streams for scene/identity, expression and accessories/lighting: the same rng seed with
@@ -118,6 +132,7 @@ def render_face(label: int, rng: np.random.Generator, size: int = 100) -> np.nda
     face.draw_lines(img, p)
     face.draw_mouth(img, p)
     face.draw_accessories(img, post_rng)
+    landmarks, box = face.geometry(p)
 
     out = img.astype(np.float32)
     # Lighting: a linear gradient in a random direction plus global brightness/contrast.
@@ -132,7 +147,7 @@ def render_face(label: int, rng: np.random.Generator, size: int = 100) -> np.nda
     # Sensor noise, uniform rather than Gaussian: 4x cheaper to draw and just as good for this purpose.
     amp = np.float32(rng.uniform(0.0, 10.0))
     out += (rng.random(size=out.shape, dtype=np.float32) - np.float32(0.5)) * (2 * amp)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    return np.clip(out, 0, 255).astype(np.uint8), landmarks, box
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -179,13 +194,27 @@ class _Face:
         self.lip = np.clip(self.skin * np.array([0.85, 0.55, 0.55]) + rng.normal(0, 6, 3), 0, 255)
 
     # ------------------------------------------------------------------ geometry helpers
-    def pts(self, uv: np.ndarray) -> np.ndarray:
-        """Face coordinates (N×2) → fixed-point pixel coordinates for cv2 (shift=_SHIFT)."""
+    def xy(self, uv: np.ndarray) -> np.ndarray:
+        """Face coordinates (N×2) → float pixel coordinates."""
         uv = np.atleast_2d(np.asarray(uv, dtype=np.float64)).copy()
         # Yaw: inner features slide sideways and the far side compresses a little.
         uv[:, 0] = uv[:, 0] + self.yaw * 0.35 * (1 - 0.25 * uv[:, 0] ** 2) - self.yaw * 0.1 * uv[:, 0]
-        xy = (uv * self.a) @ self.rot.T + np.array([self.cx, self.cy])
-        return np.round(xy * _ONE).astype(np.int32)
+        return (uv * self.a) @ self.rot.T + np.array([self.cx, self.cy])
+
+    def pts(self, uv: np.ndarray) -> np.ndarray:
+        """Face coordinates (N×2) → fixed-point pixel coordinates for cv2 (shift=_SHIFT)."""
+        return np.round(self.xy(uv) * _ONE).astype(np.int32)
+
+    def geometry(self, p: dict[str, float]) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """Five landmarks (RAF-DB order, as drawn) and a square face box, in pixels; draws nothing.
+
+        The box is what face detectors (and RAF-DB's annotators) frame: a square as wide as the head, centred
+        between the eyes and the mouth, not the whole head with hair and chin."""
+        mw = 0.34 * float(np.clip(p["mouth_width"], 0.5, 1.6))
+        corner = self.mouth_y - 0.17 * p["mouth_curve"]
+        lm = self.xy([(-self.eye_dx, self.eye_y), (self.eye_dx, self.eye_y), (0.0, 0.34), (-mw, corner), (mw, corner)])
+        cx, cy = self.xy([(0.0, (self.eye_y + self.mouth_y) / 2)])[0]
+        return lm, (float(cx - self.a), float(cy - self.a), float(cx + self.a), float(cy + self.a))
 
     def ellipse(self, img, center, axes, color, thickness=-1, start=0, end=360) -> None:
         import cv2
@@ -341,13 +370,16 @@ def generate_rafdb(
     size: int = 100,
     label_noise_files: bool = False,
     progress: bool = False,
+    originals: bool = False,
 ) -> Path:
     """Write a synthetic dataset in the official RAF-DB layout and return its root.
 
     ``OUT/EmoLabel/list_patition_label.txt`` (``train_00001.jpg 4``, 1-based), ``OUT/Image/aligned/
     train_00001_aligned.jpg`` (size×size JPEGs), ``OUT/README.txt``; with ``label_noise_files`` also
     ``OUT/EmoLabel/noise01/02/03.txt`` (10/20/30% symmetric noise on the train labels). Class
-    frequencies follow real RAF-DB. Deterministic in ``seed``. Refuses to write into a folder that
+    frequencies follow real RAF-DB. Deterministic in ``seed``. With ``originals`` also RAF-DB's originals: each
+    face placed in a larger scene (``OUT/Image/original/train_00001.jpg``) with its box and five landmarks in
+    RAF-DB's annotation files (:mod:`eacfer.data.synth_originals`); the aligned images are the same either way. Refuses to write into a folder that
     holds a real (non-synthetic) RAF-DB label file.
 
     Example:
@@ -389,8 +421,13 @@ def generate_rafdb(
             stale.unlink()
     for name, y, split_id, i in tqdm(jobs, desc="synthesising faces", unit="img", disable=not progress):
         rng = np.random.default_rng([seed, split_id, i])
-        img = render_face(y, rng, size)
+        img, landmarks, box = render_face_geometry(y, rng, size)
         _write_jpeg(img_dir / f"{os.path.splitext(name)[0]}_aligned.jpg", img, int(rng.integers(35, 96)))
+        if originals:
+            from eacfer.data.synth_originals import write_original
+
+            # its own stream: the aligned images do not depend on whether originals are written
+            write_original(out, name, img, landmarks, box, np.random.default_rng([seed, split_id, i, 2]), _write_jpeg)
 
     write_text(readme, _readme_text(n_train, n_test, seed, size))
     if label_noise_files:

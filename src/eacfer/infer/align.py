@@ -31,6 +31,15 @@ from eacfer.infer.detect.base import Detection, check_rgb_image
 
 DEFAULT_MARGIN = 0.1
 BORDERS = ("black", "replicate")
+#: how a face is framed: ``box`` (the detector's box, eyes levelled; the default) or ``landmarks`` (the
+#: similarity transform of eyes and mouth onto :data:`RAFDB_TEMPLATE`, as RAF-DB made its aligned crops)
+ALIGN_METHODS = ("box", "landmarks")
+#: Where RAF-DB-style alignment puts the image-left eye, the image-right eye and the mouth centre in a
+#: 100×100 aligned face (continuous pixel coordinates). RAF-DB made its crops by a similarity transform of "the
+#: two eye locations and the centre of the mouth" (its README) but does not publish the target positions; these
+#: are the mean positions of eacfer's synthetic RAF-DB faces (eacfer.data.synth, built to RAF-DB's framing),
+#: not a measurement on real RAF-DB.
+RAFDB_TEMPLATE = np.array([[35.0, 48.0], [65.0, 48.0], [50.0, 75.4]])
 
 
 def eye_angle(det: Detection) -> float:
@@ -84,6 +93,58 @@ def crop_transform(det: Detection, size: int, margin: float = DEFAULT_MARGIN, sh
     return np.hstack([lin, t[:, None]])
 
 
+def template_points(det: Detection) -> np.ndarray | None:
+    """(image-left eye, image-right eye, mouth centre) from a detection's keypoints, or None when it has none
+    that allow it: BlazeFace's six (eyes 0 and 1, mouth centre 3) or RetinaFace's five (eyes 0 and 1, mouth
+    corners 3 and 4, averaged).
+
+    Example:
+        >>> template_points(Detection((0, 0, 9, 9), 1.0, np.array([[1, 2], [5, 2], [3, 4], [2, 6], [4, 6.0]]))).tolist()
+        [[1.0, 2.0], [5.0, 2.0], [3.0, 6.0]]
+    """
+    kp = None if det.keypoints is None else np.asarray(det.keypoints, dtype=np.float64)
+    if kp is None or kp.ndim != 2 or kp.shape[1] != 2 or not np.isfinite(kp).all():
+        return None
+    if len(kp) == 6:
+        return kp[[0, 1, 3]]
+    if len(kp) == 5:
+        return np.array([kp[0], kp[1], (kp[3] + kp[4]) / 2.0])
+    return None
+
+
+def similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2×3 similarity (rotation, uniform scale, translation) mapping ``src`` points onto ``dst`` in the
+    least-squares sense (same pixel convention in and out).
+
+    Example:
+        >>> (similarity_lstsq(np.array([[0, 0], [1, 0.0]]), np.array([[1, 1], [1, 3.0]])).round(6) + 0.0).tolist()
+        [[0.0, -2.0, 1.0], [2.0, 0.0, 1.0]]
+    """
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    # x' = a·x − b·y + tx, y' = b·x + a·y + ty: linear in (a, b, tx, ty)
+    rows = np.zeros((2 * len(src), 4))
+    rows[0::2] = np.stack([src[:, 0], -src[:, 1], np.ones(len(src)), np.zeros(len(src))], 1)
+    rows[1::2] = np.stack([src[:, 1], src[:, 0], np.zeros(len(src)), np.ones(len(src))], 1)
+    (a, b, tx, ty), *_ = np.linalg.lstsq(rows, dst.reshape(-1), rcond=None)
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+def landmark_transform(det: Detection, size: int) -> np.ndarray | None:
+    """The 2×3 matrix (image → ``size``×``size`` crop, OpenCV convention) aligning the eyes and the mouth centre
+    onto :data:`RAFDB_TEMPLATE` scaled to ``size``; None when the detection has no usable keypoints.
+
+    Example:
+        >>> d = Detection((0, 0, 60, 60), 1.0, np.array([[17.5, 24], [32.5, 24], [0, 0], [25, 37.7], [0, 0], [0, 0]]))
+        >>> transform_points(np.array([[25.0, 37.7]]) - 0.5, landmark_transform(d, 100)).round(1).tolist()
+        [[49.5, 74.9]]
+    """
+    pts = template_points(det)
+    if pts is None or math.hypot(*(pts[1] - pts[0])) < 1e-3:
+        return None
+    # keypoints and template are continuous coordinates; the matrix works on pixel centres (−0.5 on both sides)
+    return similarity_lstsq(pts - 0.5, RAFDB_TEMPLATE * (size / 100.0) - 0.5)
+
+
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a 2×3 affine matrix to N×2 points (OpenCV pixel-centre coordinates).
 
@@ -112,10 +173,12 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
 
 def align_face(
     image_rgb: np.ndarray, det: Detection, size: int, margin: float = DEFAULT_MARGIN, border: str = "black",
-    shift: float = 0.0,
+    shift: float = 0.0, align: str = "box",
 ) -> np.ndarray:
     """A ``size``×``size``×3 uint8 RGB crop of one face (eyes level, square box with ``margin``); where the
     square leaves the image it is padded with ``border`` (``"black"`` like RAF-DB, or ``"replicate"``).
+    ``align="landmarks"`` frames the face by its keypoints instead (:func:`landmark_transform`; margin and
+    shift then do not apply), falling back to the box for a detection without usable keypoints.
 
     Example:
         >>> img = np.zeros((120, 160, 3), np.uint8)
@@ -126,8 +189,12 @@ def align_face(
 
     if border not in BORDERS:
         raise ValueError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
+    if align not in ALIGN_METHODS:
+        raise ValueError(f"align must be one of {', '.join(ALIGN_METHODS)}, got {align!r}")
     img = check_rgb_image(image_rgb)
-    m = crop_transform(det, size, margin, shift)
+    m = landmark_transform(det, size) if align == "landmarks" else None
+    if m is None:
+        m = crop_transform(det, size, margin, shift)
     scale = math.sqrt(abs(np.linalg.det(m[:, :2])))
     src, m_src = img, m
     if scale < 0.5:
@@ -165,7 +232,7 @@ def _preshrink(img: np.ndarray, m: np.ndarray, size: int, scale: float) -> tuple
 
 def align_faces(
     image_rgb: np.ndarray, dets: Sequence[Detection], size: int, margin: float = DEFAULT_MARGIN,
-    border: str = "black", shift: float = 0.0,
+    border: str = "black", shift: float = 0.0, align: str = "box",
 ) -> np.ndarray:
     """N×size×size×3 uint8 crops for all detections (N may be 0), ready to batch.
 
@@ -176,12 +243,12 @@ def align_faces(
     img = check_rgb_image(image_rgb)
     if not dets:
         return np.zeros((0, size, size, 3), dtype=np.uint8)
-    return np.stack([align_face(img, d, size, margin, border, shift) for d in dets])
+    return np.stack([align_face(img, d, size, margin, border, shift, align) for d in dets])
 
 
 def model_inputs(
     image_rgb: np.ndarray, dets: Sequence[Detection], input_size: int, face_size: int | None = None,
-    margin: float | None = None, whole_image: bool = False, shift: float | None = None,
+    margin: float | None = None, whole_image: bool = False, shift: float | None = None, align: str = "box",
 ) -> np.ndarray:
     """N×input_size×input_size×3 uint8 model inputs of ``dets``: the one place where a face becomes a model
     input (the predictor, the throughput workers and the int8 calibration crops all call it).
@@ -191,6 +258,7 @@ def model_inputs(
     to ``input_size`` with the training resize (Pillow bilinear), so it has the sharpness the model learnt
     from; without a ``face_size`` faces are cropped at ``input_size`` directly. ``whole_image=True`` treats
     the whole image as one already-aligned face (``detector="none"``, e.g. RAF-DB aligned crops).
+    ``align="landmarks"`` frames faces by their keypoints (:func:`landmark_transform`) instead of their box.
 
     Example:
         >>> model_inputs(np.zeros((120, 160, 3), np.uint8), [Detection((40, 30, 60, 60), 0.9)], 64, 100).shape
@@ -199,7 +267,8 @@ def model_inputs(
     face = int(face_size or input_size)
     if whole_image:
         return resize_square(resize_square(check_rgb_image(image_rgb), face), input_size)[None]
-    crops = align_faces(image_rgb, dets, face, DEFAULT_MARGIN if margin is None else margin, shift=shift or 0.0)
+    crops = align_faces(image_rgb, dets, face, DEFAULT_MARGIN if margin is None else margin, shift=shift or 0.0,
+                        align=align)
     return crops if face == input_size else np.stack([resize_square(c, input_size) for c in crops])
 
 

@@ -1,7 +1,8 @@
 """Face classifiers behind one interface: eager torch or onnxruntime, with optional CAMs.
 
 A classifier takes aligned uint8 RGB crops (N×S×S×3, S = the model's input size) and returns class
-probabilities (N×K) and, when asked, class attention maps (N×K×h×w). Preprocessing (scale to [0, 1],
+probabilities (N×K; the softmax of the logits divided by the model file's fitted ``temperature``, 1 when
+uncalibrated) and, when asked, class attention maps (N×K×h×w). Preprocessing (scale to [0, 1],
 normalise with the model file's own mean/std) happens here so every caller gets it right.
 
 Backend choice (``backend=None``): onnxruntime on CPU, torch on CUDA. A ``.pt`` file used on the CPU is
@@ -89,8 +90,8 @@ class TorchClassifier:
             x = (x.permute(0, 3, 1, 2).float() - self._mean) / self._std
             if cams:
                 logits, maps = self.net.forward_with_cams(x)
-                return torch.softmax(logits.float(), 1).cpu().numpy(), maps.float().cpu().numpy()
-            return torch.softmax(self.net(x).float(), 1).cpu().numpy(), None
+                return softmax(logits.float().cpu().numpy(), self.info.temperature), maps.float().cpu().numpy()
+            return softmax(self.net(x).float().cpu().numpy(), self.info.temperature), None
 
 
 class OnnxClassifier:
@@ -175,7 +176,7 @@ class OnnxClassifier:
             outs = [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
         else:
             outs = self.session.run(names, {"input": x})
-        return softmax(outs[0]), (outs[1] if cams else None)
+        return softmax(outs[0], self.info.temperature), (outs[1] if cams else None)
 
 
 def _check_file(path: Path) -> None:

@@ -153,9 +153,14 @@ def rows_for(file: str, class_names: Sequence[str], result: Any, failure: BaseEx
 
 def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_images: bool, cam: bool,
                  model_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """What makes two ``predict`` runs the same job: inputs, model (name + sha256), detector, outputs asked for."""
-    return {"inputs": [os.path.abspath(p) for p in paths], **model_record(predictor, model_file),
-            "save_images": bool(save_images), "cam": bool(cam)}
+    """What makes two ``predict`` runs the same job: inputs, model (name + sha256), detector, outputs asked for,
+    and the labelling options when set (``min_confidence``, ``tta``)."""
+    ident = {"inputs": [os.path.abspath(p) for p in paths], **model_record(predictor, model_file),
+             "save_images": bool(save_images), "cam": bool(cam)}
+    from eacfer.infer.predictor import labelling_options
+
+    ident.update(labelling_options(predictor))
+    return ident
 
 
 def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> dict[str, Any]:

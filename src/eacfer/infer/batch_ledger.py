@@ -167,7 +167,7 @@ class Ledger:
             fh.flush()
             os.fsync(fh.fileno())
         self.close()
-        totals = ledger_totals(self._p(LEDGER))
+        totals = ledger_totals(self._p(LEDGER), uncertain="min_confidence" in summary)
         for name in STREAMED:
             os.replace(self._p(name), self.out / name)
         full = {**summary, **totals}
@@ -182,9 +182,13 @@ class Ledger:
         return full
 
 
-def ledger_totals(path: Path, max_errors: int = 50) -> dict[str, Any]:
-    """Job totals of a ledger: files, images (readable), faces, no_face, errors, first error messages."""
+def ledger_totals(path: Path, max_errors: int = 50, uncertain: bool = False) -> dict[str, Any]:
+    """Job totals of a ledger: files, images (readable), faces, no_face, errors, first error messages, faces the
+    fallback detector found; with ``uncertain`` (a ``--min-confidence`` job) also how many faces were labelled
+    ``uncertain``."""
     t: dict[str, Any] = {"files": 0, "images": 0, "faces": 0, "no_face": 0, "errors": 0, "found_by_fallback": 0}
+    if uncertain:
+        t["uncertain"] = 0
     msgs: list[str] = []
     for rec in read_records(path):
         t["files"] += 1
@@ -199,6 +203,8 @@ def ledger_totals(path: Path, max_errors: int = 50) -> dict[str, Any]:
         t["found_by_fallback"] += any(str(r.get("note") or "").startswith("found by") for r in rec.get("rows") or [])
         if not rec.get("faces") and "no_face_note" not in t:
             t["no_face_note"] = next((r.get("note") for r in rec.get("rows") or [] if r.get("note")), None)
+        if uncertain:
+            t["uncertain"] += sum(r.get("emotion") == "uncertain" for r in rec.get("rows") or [])
     return {**t, "error_messages": msgs}
 
 

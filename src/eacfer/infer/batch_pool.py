@@ -34,7 +34,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | None, input_size: int,
                  face_size: int | None, small_face: float = 48.0, margin: float | None = None,
-                 shift: float = 0.0, fallback: str | None = None) -> None:
+                 shift: float = 0.0, fallback: str | None = None, align: str = "box") -> None:
     import signal
 
     import cv2
@@ -50,7 +50,7 @@ def _init_worker(detector: str, mode: str, threshold: float, max_faces: int | No
             kw.update(mode="both" if mode == "auto" else mode, small_face=small_face)
         det = create_detector(detector, fallback=fallback, **kw)
     _WORKER.update(det=det, none=detector == "none", detector=detector, max_faces=max_faces, size=input_size,
-                   face=face_size, margin=margin, shift=shift)
+                   face=face_size, margin=margin, shift=shift, align=align)
 
 
 def _crops(rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
@@ -60,7 +60,8 @@ def _crops(rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
     from eacfer.infer.align import model_inputs
 
     w = _WORKER
-    return model_inputs(rgb, dets, w["size"], w["face"], w["margin"], whole_image=w["none"], shift=w["shift"])
+    return model_inputs(rgb, dets, w["size"], w["face"], w["margin"], whole_image=w["none"], shift=w["shift"],
+                        align=w.get("align", "box"))
 
 
 def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
@@ -106,14 +107,14 @@ def _faces(predictor: Any, dets: list[Any], probs: np.ndarray, cams: np.ndarray 
     size = predictor.input_size
     out = []
     for i, (box, score, kps) in enumerate(dets):
-        k = int(np.argmax(probs[i]))
+        k, emotion = predictor.label(probs[i])
         affine = None
         if cams is not None:
             from eacfer.infer.align import crop_transform
 
             affine = crop_transform(Detection(box, score, kps), size, predictor.face_margin, predictor.face_shift)
         out.append(FaceResult(box=tuple(float(v) for v in box), score=float(score),  # type: ignore[arg-type]
-                              keypoints=None if kps is None else np.asarray(kps, np.float32), emotion=names[k],
+                              keypoints=None if kps is None else np.asarray(kps, np.float32), emotion=emotion,
                               class_index=k, probabilities=probs[i], class_names=names,
                               cam=None if cams is None else cams[i, k], crop_affine=affine, crop_size=size))
     return out
@@ -129,7 +130,7 @@ def _classify(predictor: Any, pending: list[tuple[str, dict[str, Any]]], cam: bo
     ms = 0.0
     if crops:
         t0 = time.perf_counter()
-        probs, cams = predictor.classifier.classify(np.ascontiguousarray(np.concatenate(crops)), cams=cam)
+        probs, cams = predictor.probabilities(np.concatenate(crops), cam)
         ms = (time.perf_counter() - t0) * 1000
     at = 0
     for path, d in pending:
@@ -157,7 +158,8 @@ class _Pooled:
                               initargs=(predictor.detector_name, predictor.detector_mode, predictor.score_threshold,
                                         predictor.max_faces, predictor.input_size, predictor.face_size,
                                         getattr(predictor, "small_face", 48.0), predictor.face_margin,
-                                        predictor.face_shift, getattr(predictor, "photo_fallback", None)))
+                                        predictor.face_shift, getattr(predictor, "photo_fallback", None),
+                                        getattr(predictor, "align", "box")))
         self._gen = self._run(predictor, files, batch_size, cam, keep)
 
     def _run(self, predictor: Any, files: list[str], batch_size: int, cam: bool, keep: bool

@@ -105,13 +105,22 @@ def preprocess(crops: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.nd
     return x
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax over the last axis.
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Numerically stable softmax over the last axis of ``logits / temperature``.
+
+    This is where every runtime (torch, onnxruntime fp32 and int8, the worker pool) turns a model's
+    logits into probabilities, so a model file's fitted temperature (``eacfer calibrate``) applies to all of
+    them; ``temperature=1`` is the plain softmax.
 
     Example:
         >>> softmax(np.array([[0.0, 0.0]])).tolist()
         [[0.5, 0.5]]
+        >>> np.round(softmax(np.array([[2.0, 0.0]]), temperature=2.0).astype(float), 4).tolist()
+        [[0.7311, 0.2689]]
     """
-    z = logits - logits.max(axis=-1, keepdims=True)
+    z = np.asarray(logits)
+    if temperature != 1.0:
+        z = z / np.asarray(temperature, dtype=z.dtype)
+    z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)

@@ -34,60 +34,21 @@ import numpy as np
 
 from eacfer.infer.backends import Classifier, load_classifier
 from eacfer.infer.results import FaceResult, FrameResult
+from eacfer.infer.rgb import COLORS, _pil_to_rgb, to_rgb_array
 
 log = logging.getLogger(__name__)
 
-COLORS = ("rgb", "bgr")
+#: the label of a face whose top probability is below ``min_confidence`` (its probabilities are still reported)
+UNCERTAIN = "uncertain"
+#: test-time augmentations: ``flip`` averages the probabilities of a face crop and its mirror image
+TTA_MODES = ("none", "flip")
+
+
+__all__ = ["COLORS", "TTA_MODES", "UNCERTAIN", "Predictor", "labelling_options", "to_rgb_array"]
 
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def to_rgb_array(image: np.ndarray, color: str = "rgb") -> np.ndarray:
-    """Any H×W, H×W×1/3/4 uint8/uint16/float array in ``color`` order → contiguous H×W×3 uint8 RGB.
-
-    Example:
-        >>> to_rgb_array(np.zeros((4, 4), np.uint8)).shape
-        (4, 4, 3)
-    """
-    if color not in COLORS:
-        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
-        raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image array, got shape {a.shape}")
-    if a.dtype != np.uint8:
-        if a.dtype == np.uint16:
-            a = ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-        elif np.issubdtype(a.dtype, np.floating):
-            scale = 255.0 if float(np.nanmax(a)) <= 1.0 else 1.0
-            a = np.clip(np.nan_to_num(a) * scale, 0, 255).round().astype(np.uint8)
-        else:
-            a = np.clip(a, 0, 255).astype(np.uint8)
-    if a.ndim == 2:
-        return np.ascontiguousarray(np.repeat(a[:, :, None], 3, axis=2))
-    a = a[:, :, :3]  # alpha dropped: arrays are frames, not cut-outs (files go through load_image)
-    if color == "bgr":
-        a = a[:, :, ::-1]
-    return np.ascontiguousarray(a)
-
-
-def _pil_to_rgb(im: Any) -> np.ndarray:
-    from PIL import ImageOps
-
-    im = ImageOps.exif_transpose(im) or im
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        from PIL import Image
-
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # same white background as load_image
-        im = Image.alpha_composite(bg, rgba)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return to_rgb_array(np.asarray(im).astype(np.uint16) if im.mode.startswith("I;16") else
-                            np.clip(np.asarray(im), 0, 65535).astype(np.uint16))
-    return np.ascontiguousarray(np.asarray(im.convert("RGB")))
 
 
 class Predictor:
@@ -110,12 +71,27 @@ class Predictor:
         max_faces: int | None = None,
         small_face: float = 48.0,
         photo_fallback: str | None = "retinaface",
+        min_confidence: float = 0.0,
+        tta: str = "none",
+        align: str = "box",
     ):
         if isinstance(classifier, (str, os.PathLike)):
             raise TypeError(f"Predictor({str(classifier)!r}) takes a classifier, not a model file: use "
                             f"Predictor.from_checkpoint({str(classifier)!r})")
         if small_face < 0:
             raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
+        if not 0.0 <= min_confidence <= 1.0:  # also refuses nan
+            raise ValueError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
+        # faces whose top probability is below this are labelled UNCERTAIN (0: never)
+        self.min_confidence = float(min_confidence)
+        self.tta = tta
+        from eacfer.infer.align import ALIGN_METHODS
+
+        if align not in ALIGN_METHODS:
+            raise ValueError(f"unknown --align {align!r}; choose from {', '.join(ALIGN_METHODS)}")
+        self.align = align  # "landmarks": faces framed by eyes and mouth like RAF-DB's crops (infer/align.py)
         self.classifier = classifier
         self.small_face = float(small_face)  # photos: faces this small are looked for on tiles (detect/tiles.py)
         self.detector_name = detector
@@ -146,14 +122,21 @@ class Predictor:
         max_faces: int | None = None,
         precision: str = "fp32",
         small_face: float = 48.0,
+        min_confidence: float = 0.0,
+        tta: str = "none",
+        align: str = "box",
     ) -> Predictor:
         """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector.
 
         ``precision="int8"`` runs a checked int8 model (see ``docs/PRECISION.md``); fp32 is the default.
+        ``min_confidence``: faces whose top probability is below it are labelled ``"uncertain"``;
+        ``tta="flip"`` averages each face's probabilities with its mirror image's (twice the classifier work);
+        ``align="landmarks"`` frames faces by eyes and mouth (:func:`eacfer.infer.align.landmark_transform`).
         """
         clf = load_classifier(path, device=device, backend=backend, threads=threads, precision=precision)
         p = cls(clf, detector=detector, detector_mode=detector_mode, score_threshold=score_threshold,
-                cam=cam, max_faces=max_faces, small_face=small_face)
+                cam=cam, max_faces=max_faces, small_face=small_face, min_confidence=min_confidence, tta=tta,
+                align=align)
         p.model_path = os.fspath(path)
         return p
 
@@ -226,7 +209,7 @@ class Predictor:
         from eacfer.infer.align import model_inputs
 
         return model_inputs(rgb, dets, self.input_size, self.face_size, self.face_margin,
-                            whole_image=self.detector_name == "none", shift=self.face_shift)
+                            whole_image=self.detector_name == "none", shift=self.face_shift, align=self.align)
 
     def detect_faces(self, rgb: np.ndarray, kind: str = "image", mode: str | None = None) -> list[Any]:
         """Detections of one RGB image (``kind``: ``"image"`` for photos and files, ``"stream"`` for live);
@@ -276,7 +259,7 @@ class Predictor:
         crops = np.concatenate([self._crops(rgb, dets) for rgb, dets in items if dets])
         timings["align"] = _ms(t0)
         t0 = time.perf_counter()
-        probs, cams = self.classifier.classify(np.ascontiguousarray(crops), cams=cam)
+        probs, cams = self.probabilities(crops, cam)
         timings["classify"] = _ms(t0)
         names = self.class_names
         out: list[list[FaceResult]] = []
@@ -285,11 +268,11 @@ class Predictor:
             h, w = rgb.shape[:2]
             faces = []
             for d in dets:
-                k = int(np.argmax(probs[at]))
+                k, emotion = self.label(probs[at])
                 faces.append(FaceResult(
                     box=tuple(float(v) for v in d.box), score=float(d.score),  # type: ignore[arg-type]
                     keypoints=None if d.keypoints is None else np.asarray(d.keypoints, np.float32),
-                    emotion=names[k], class_index=k, probabilities=probs[at], class_names=names,
+                    emotion=emotion, class_index=k, probabilities=probs[at], class_names=names,
                     track_id=getattr(d, "track_id", None),
                     cam=None if cams is None else cams[at, k],
                     crop_affine=self._crop_affine(d, w, h) if cam else None, crop_size=size,
@@ -297,6 +280,31 @@ class Predictor:
                 at += 1
             out.append(faces)
         return out
+
+    def probabilities(self, crops: np.ndarray, cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities (and CAMs) of a batch of model-input crops, with the predictor's test-time
+        augmentation: ``tta="flip"`` averages the probabilities of each crop and of its mirror image (EAC trains
+        a model to attend alike to both); the CAMs are the unflipped crop's.
+
+        Example:
+            >>> probs, _ = predictor.probabilities(crops)  # doctest: +SKIP
+        """
+        probs, cams = self.classifier.classify(np.ascontiguousarray(crops), cams=cam)
+        if self.tta == "flip":
+            mirrored, _ = self.classifier.classify(np.ascontiguousarray(crops[:, :, ::-1]), cams=False)
+            probs = ((probs + mirrored) / 2).astype(np.float32)
+        return probs, cams
+
+    def label(self, probs: np.ndarray) -> tuple[int, str]:
+        """``(top class index, label)`` of one face: the class name, or ``"uncertain"`` when the top probability
+        is below ``min_confidence``.
+
+        Example:
+            >>> Predictor.label(predictor, np.array([0.4, 0.35, 0.25]))  # doctest: +SKIP
+            (0, 'uncertain')
+        """
+        k = int(np.argmax(probs))
+        return k, (UNCERTAIN if float(probs[k]) < self.min_confidence else self.class_names[k])
 
     def _crop_affine(self, det: Any, width: int, height: int) -> np.ndarray:
         """Image pixels → crop pixels for ``det`` (maps the CAM back onto the image)."""
@@ -505,6 +513,23 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def labelling_options(predictor: Any) -> dict[str, Any]:
+    """``min_confidence``, ``tta`` and ``align`` of a predictor, only those set (so default runs record what they always did).
+
+    Example:
+        >>> labelling_options(predictor)  # doctest: +SKIP
+        {'min_confidence': 0.5}
+    """
+    out: dict[str, Any] = {}
+    if getattr(predictor, "min_confidence", 0.0) > 0:
+        out["min_confidence"] = float(predictor.min_confidence)
+    if getattr(predictor, "tta", "none") != "none":
+        out["tta"] = str(predictor.tta)
+    if getattr(predictor, "align", "box") != "box":
+        out["align"] = str(predictor.align)
+    return out
 
 
 def _check_stream_args(every: int, max_frames: int | None, pipeline: str) -> None:

@@ -147,6 +147,7 @@ def run_video(
         >>> s["frames"], s["tracks"], s["latency_ms"]["p50"]                                # doctest: +SKIP
         (250, 1, 41.3)
     """
+    from eacfer.infer.predictor import UNCERTAIN, labelling_options
     from eacfer.infer.tracking import IoUTracker
     from eacfer.infer.writers import BackgroundWriter, resolve_codec
 
@@ -161,7 +162,7 @@ def run_video(
     tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing, keep_given_ids=True)
     src = source if isinstance(source, FrameSource) else open_source(source)
     names = list(predictor.class_names)
-    counts = {"frames": 0, "processed": 0, "with_faces": 0, "faces": 0}
+    counts = {"frames": 0, "processed": 0, "with_faces": 0, "faces": 0, "uncertain": 0}
     stage_sums: dict[str, float] = {}
     sink: Any = None
     frames: Any = None
@@ -210,6 +211,7 @@ def run_video(
                         counts["processed"] += 1
                         counts["faces"] += len(r.faces)
                         counts["with_faces"] += bool(r.faces)
+                        counts["uncertain"] += sum(f.emotion == UNCERTAIN for f in r.faces)
                         last_faces = r.faces
                         for f in r.faces:
                             rows.writerow(_face_row(r, f))
@@ -297,6 +299,10 @@ def run_video(
     }
     if hasattr(predictor, "detection_stats"):  # coverage of the video face finder (detect/finder.py)
         summary["detection"] = predictor.detection_stats()
+    options = labelling_options(predictor)
+    summary.update(options)  # only when set: a default run's summary is what it always was
+    if "min_confidence" in options:
+        summary["uncertain"] = counts["uncertain"]  # analysed faces (rows of frames.csv) labelled uncertain
     write_json(out / "summary.json", summary)
     if error is not None:
         raise error

@@ -83,7 +83,9 @@ def face_label(face: FaceResult, index: int | None = None, smoothed: bool = True
     """
     probs = _probs(face, smoothed)
     k = int(np.argmax(probs))
-    label = f"{face.class_names[k]} {float(probs[k]):.2f}"
+    # a face labelled "uncertain" (--min-confidence) says so, unless its smoothed track is drawn
+    uncertain = face.emotion == "uncertain" and (not smoothed or face.smoothed is None)
+    label = f"{'uncertain' if uncertain else face.class_names[k]} {float(probs[k]):.2f}"
     if face.track_id is not None:
         return f"#{face.track_id} {label}"
     return label if index is None else f"{index}: {label}"

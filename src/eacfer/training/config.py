@@ -32,14 +32,14 @@ RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "model.pt", "summary.json"
              "wandb_run.json")
 #: Config keys that must match for ``--resume`` (else the checkpoint belongs to another experiment).
 RESUME_KEYS = ("backbone", "method", "class_names", "data", "format", "label_file", "noise_rate", "noise_seed",
-               "label_mode", "sampler")
+               "label_mode", "sampler", "val_fraction")
 #: Options that may change on ``--resume`` but make the result differ from an uninterrupted run (warned).
 SOFT_RESUME_KEYS = ("batch_size", "lr", "weight_decay", "gamma", "lam", "image_size", "seed", "flip_view", "gpu")
 #: How the run computes: a change on ``--resume`` converts the optimizer state to the new pipeline / precision /
 #: memory layout (:func:`eacfer.training.numerics.load_optimizer_state`) and is warned.
 CONVERTED_ON_RESUME = ("pipeline", "amp_effective", "fast_settings_effective")
 #: What a run folder written before a key existed meant by it (so older runs still resume).
-RESUME_DEFAULTS = {"label_mode": "majority", "sampler": "shuffle"}
+RESUME_DEFAULTS = {"label_mode": "majority", "sampler": "shuffle", "val_fraction": 0.0}
 LAST5 = 5  # EAC reports the mean test accuracy of the last 5 epochs
 
 
@@ -66,6 +66,9 @@ class TrainConfig:
     label_file: str | None = None
     noise_rate: float = 0.0
     noise_seed: int = 0
+    # part of train held out per class (seeded with ``seed``) for `eacfer calibrate --split val`; 0 = none (the
+    # paper's protocol, which trains on all of train)
+    val_fraction: float = 0.0
     # datasets (eacfer.data.formats): FERPlus/AffectNet class count (7 drops contempt), FERPlus label mode
     # (majority or probability = soft vote targets), training sampler (shuffle or class-balanced), and
     # AffectNet's face-crop cache folder (default under ~/.cache/eacfer)
@@ -123,6 +126,8 @@ class TrainConfig:
             raise ValueError("--data is required")
         if self.recipe not in RECIPES:
             raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if not 0.0 <= self.val_fraction < 1.0:  # also refuses nan
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         data = Path(self.data)
         if not data.exists():
             raise FileNotFoundError(f"{data}: dataset folder not found")
@@ -246,6 +251,8 @@ def check_recipe(cfg: TrainConfig) -> None:
     clashes = [name for name, on in (
         (f"--pipeline {cfg.pipeline}", cfg.pipeline == "fast"), ("--amp", cfg.amp), ("--compile", cfg.compile),
         ("--views joint", cfg.views == "joint"), ("--sync-bn", cfg.sync_bn), ("--fast-settings", bool(cfg.fast_settings)),
+        # the paper trains on all of train: holding a part out for calibration leaves its protocol
+        (f"--val-fraction {cfg.val_fraction:g}", cfg.val_fraction > 0),
     ) if on]
     if clashes:
         raise ValueError(f"--recipe paper runs the official fp32 reference pipeline; drop {', '.join(clashes)}")

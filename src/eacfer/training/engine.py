@@ -164,20 +164,26 @@ def predict(
     amp: bool = False,
     progress: bool = True,
     desc: str = "eval",
+    flip: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Run the model over ``loader``; returns ``labels``, ``preds``, ``probs`` (N×K) and dataset ``indices``."""
+    """Run the model over ``loader``; returns ``labels``, ``preds``, ``probs`` (N×K softmax), ``logits`` (N×K)
+    and dataset ``indices``; with ``flip`` also ``flip_logits``, the logits of the horizontally mirrored images."""
     from eacfer.utils.progress import progress_bar as tqdm
 
     device = torch.device(device)
     model.eval()
-    labels, probs, indices = [], [], []
+    labels, probs, indices, raw, raw_flip = [], [], [], [], []
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     for batch in tqdm(loader, total=total, desc=desc, leave=False, disable=not progress, unit="batch"):
         x, y = batch[0], batch[1]
         # fp32 evaluation is exact fp32 (TF32 off), so an A100/H100 reports what a T4 or a CPU reports
         with _autocast(device, amp), exact_fp32(not amp):
-            logits = model(x.to(device, non_blocking=True))
+            x = x.to(device, non_blocking=True)
+            logits = model(x)
+            if flip:
+                raw_flip.append(model(torch.flip(x, dims=[3])).float().cpu())
         probs.append(F.softmax(logits.float(), dim=1).cpu())
+        raw.append(logits.float().cpu())
         y = torch.as_tensor(y)
         labels.append((y.argmax(1) if y.is_floating_point() and y.ndim == 2 else y).cpu())
         if len(batch) > 2:
@@ -185,12 +191,16 @@ def predict(
     if not probs:
         raise ValueError("the evaluation loader produced no batches (empty split?)")
     p = torch.cat(probs).numpy()
-    return {
+    out = {
         "labels": torch.cat(labels).numpy().astype(np.int64),
         "preds": p.argmax(1).astype(np.int64),
         "probs": p,
+        "logits": torch.cat(raw).numpy(),
         "indices": torch.cat(indices).numpy().astype(np.int64) if indices else np.arange(len(p)),
     }
+    if flip:
+        out["flip_logits"] = torch.cat(raw_flip).numpy()
+    return out
 
 
 def evaluate(
@@ -202,6 +212,7 @@ def evaluate(
     amp: bool = False,
     progress: bool = True,
     return_predictions: bool = False,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Accuracy, mean-class accuracy, per-class accuracy and confusion of ``model`` on ``loader``.
 
@@ -212,7 +223,7 @@ def evaluate(
         >>> m["accuracy"], m["mean_class_accuracy"]         # doctest: +SKIP
     """
     t0 = time.perf_counter()
-    pred = predict(model, loader, device=device, amp=amp, progress=progress)
+    pred = predict(model, loader, device=device, amp=amp, progress=progress, flip=flip)
     out = classification_metrics(pred["labels"], pred["preds"], class_names)
     out["seconds"] = time.perf_counter() - t0
     if return_predictions:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -41,8 +42,15 @@ def evaluate_checkpoint(
     classes: int | None = None,
     crop_cache: str | os.PathLike[str] | None = None,
     image_check: Callable[[Sequence[str]], dict[str, Any]] | None = None,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on ``split`` of the dataset at ``data_root``.
+
+    Confidence is measured too (:mod:`eacfer.training.confidence`): ``metrics["confidence"]`` holds ECE
+    (15 bins), NLL and Brier score of the raw softmax (``before``) and, for a calibrated model file, of the
+    temperature-scaled probabilities (``after``); ``reliability.png`` is written beside ``confusion.png``.
+    The written probabilities are the calibrated ones, as every runtime gives them. ``tta="flip"`` averages
+    the probabilities of each image and its mirror (accuracy without it: ``metrics["tta"]``).
 
     Classes are matched by name (see the module docstring), so any model can be evaluated on any set
     that shares at least one class with it. Returns the metrics dict (as in ``metrics.json``), with
@@ -59,10 +67,14 @@ def evaluate_checkpoint(
     from eacfer.data.datasets import FERDataset, load_split
     from eacfer.data.transforms import EvalTransform
     from eacfer.training import engine
-    from eacfer.training.metrics import named_confusion, plot_confusion
+    from eacfer.training.confidence import plot_reliability
+    from eacfer.training.metrics import classification_metrics, named_confusion, plot_confusion
     from eacfer.utils.atomic import write_json, write_text
     from eacfer.utils.device import resolve_device
 
+    if tta not in (None, "none", "flip"):
+        raise ValueError(f"unknown --tta {tta!r}; choose none or flip")
+    flip = tta == "flip"
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     if not Path(data_root).exists():
@@ -97,9 +109,13 @@ def evaluate_checkpoint(
         raise ValueError(f"{data_root}: no usable {split} images")
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
-    res = engine.evaluate(model, loader, class_names, device=dev, progress=progress, return_predictions=True)
+    res = engine.evaluate(model, loader, class_names, device=dev, progress=progress, return_predictions=True,
+                          flip=flip)
     pred = res.pop("predictions")
     res.pop("seconds", None)
+    confidence, tta_record = _confidence(pred, info.temperature, flip)
+    if flip:
+        res.update(classification_metrics(pred["labels"], pred["preds"], class_names))
     metrics: dict[str, Any] = {
         **res,
         "class_names": class_names,
@@ -114,6 +130,8 @@ def evaluate_checkpoint(
         "model": str(Path(model_path).resolve()),
         "backbone": info.backbone,
         "input_size": info.input_size,
+        "confidence": confidence,
+        "tta": tta_record,
     }
     if checked is not None:
         metrics["image_check"] = checked
@@ -132,10 +150,41 @@ def evaluate_checkpoint(
         write_text(out / "predictions.csv", buf.getvalue())
         plot_confusion(metrics["confusion"], class_names, out / "confusion.png",
                        title=f"{info.backbone} on {split} (acc {metrics['accuracy']:.3f}, n={metrics['n']})")
+        plot_reliability(confidence["before"], out / "reliability.png", after=confidence["after"],
+                         title=f"{info.backbone} on {split}: reliability (n={metrics['n']})")
         metrics["outputs"] = {k: str(out / f) for k, f in
-                              (("metrics", "metrics.json"), ("confusion", "confusion.png"), ("predictions", "predictions.csv"))}
+                              (("metrics", "metrics.json"), ("confusion", "confusion.png"), ("predictions", "predictions.csv"),
+                               ("reliability", "reliability.png"))}
         write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _confidence(pred: dict[str, Any], temperature: float, flip: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Confidence metrics before/after the model's temperature; sets ``pred["probs"]``/``["preds"]`` to what the
+    runtimes output (temperature-scaled, flip-averaged with ``flip``). Returns (confidence, tta record)."""
+    from eacfer.training.confidence import confidence_metrics, softmax_t
+
+    labels = pred["labels"]
+    before = confidence_metrics(pred["probs"], labels)
+    calibrated = temperature != 1.0
+    after = None
+    if calibrated:
+        pred["probs"] = softmax_t(pred["logits"], temperature).astype(np.float32)
+        after = {**confidence_metrics(pred["probs"], labels), "temperature": temperature}
+    tta = None
+    if flip:
+        plain_acc = float((pred["preds"] == labels).mean())
+        pred["probs"] = ((softmax_t(pred["logits"], temperature) + softmax_t(pred["flip_logits"], temperature))
+                         / 2).astype(np.float32)
+        pred["preds"] = pred["probs"].argmax(1).astype(np.int64)
+        tta = {"mode": "flip", "accuracy_without_tta": plain_acc,
+               "accuracy_with_tta": float((pred["preds"] == labels).mean()),
+               "confidence_with_tta": {k: v for k, v in confidence_metrics(pred["probs"], labels).items()
+                                       if k != "reliability"}}
+    conf = {"temperature": temperature, "calibrated": calibrated, "before": before, "after": after,
+            "definitions": "ECE: 15 equal-width bins of the top-1 probability; NLL: mean -log p(true); "
+                           "Brier: mean sum_k (p_k - onehot_k)^2; before = raw softmax, after = softmax(z/T)"}
+    return conf, tta
 
 
 class SelectLogits(torch.nn.Module):

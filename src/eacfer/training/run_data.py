@@ -92,6 +92,14 @@ def build_datasets(cfg: TrainConfig) -> TrainData:
     train_split = load_split(cfg.data, split="train", format=cfg.format, label_file=cfg.label_file, strict=cfg.strict,
                              label_mode=cfg.label_mode, **opts)
     test_split = load_split(cfg.data, split="test", format=train_split.format, strict=cfg.strict, **opts)
+    val_fraction = float(getattr(cfg, "val_fraction", 0.0))  # configs built elsewhere may predate the option
+    if val_fraction > 0:
+        from eacfer.data.holdout import split_holdout
+
+        # before any noise injection: `eacfer calibrate --split val` rebuilds this part from the clean split
+        train_split, held = split_holdout(train_split, val_fraction, cfg.seed)
+        log.info("held out %d of %d train images (%.3g per class, seed %d) for calibration (eacfer calibrate)",
+                 len(held.samples), len(held.samples) + len(train_split.samples), val_fraction, cfg.seed)
     # A malformed line of a label file read for both splits (RAF-DB's one file) is one problem, not two.
     problems = list(dict.fromkeys([*train_split.problems, *test_split.problems]))
     for p in problems[:20]:

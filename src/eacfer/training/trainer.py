@@ -93,8 +93,9 @@ def prepare_run_dir(cfg: TrainConfig, write: bool = True) -> Path:
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path, force: bool) -> None:
-    diffs = [f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {current.get(k)!r}" for k in RESUME_KEYS
-             if saved.get(k, RESUME_DEFAULTS.get(k)) != current.get(k)]
+    # a key missing on either side (a config from before the option existed) means its default
+    diffs = [f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {current.get(k, RESUME_DEFAULTS.get(k))!r}"
+             for k in RESUME_KEYS if saved.get(k, RESUME_DEFAULTS.get(k)) != current.get(k, RESUME_DEFAULTS.get(k))]
     if diffs and not force:
         raise ValueError(f"{path}: checkpoint is from a different run ({'; '.join(diffs)}); use --force to resume anyway")
     if diffs:

@@ -51,6 +51,7 @@ def run_app(
     device: str = "auto",
     backend: str | None = None,
     precision: str = "fp32",
+    min_confidence: float = 0.0,
     classify_every: int | str = DEFAULT_CLASSIFY_EVERY,
     output_dir: str | None = None,
     screenshot: str | None = None,
@@ -83,7 +84,7 @@ def run_app(
     app.setApplicationName(APPLICATION)
     settings = open_settings(settings_path)
     options = WindowOptions(checkpoint=checkpoint, source=source, detector=detector, device=device, backend=backend,
-                            precision=precision, classify_every=classify_every, output_dir=output_dir, probe_cameras=quit_after is None, cam=cam)
+                            precision=precision, min_confidence=min_confidence, classify_every=classify_every, output_dir=output_dir, probe_cameras=quit_after is None, cam=cam)
     window = MainWindow(settings, options)
     if size is not None:
         window.resize(*size)

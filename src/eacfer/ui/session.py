@@ -67,9 +67,14 @@ def face_probabilities(face: Any, smoothed: bool) -> np.ndarray:
 
 
 def face_label(face: Any, smoothed: bool) -> tuple[str, float]:
-    """``(emotion, confidence)`` of a face, raw or smoothed."""
+    """``(emotion, confidence)`` of a face, raw or smoothed; a raw face the predictor labelled ``uncertain``
+    (``--min-confidence``) keeps that label."""
+    from eacfer.infer.predictor import UNCERTAIN
+
     p = face_probabilities(face, smoothed)
     k = int(np.argmax(p))
+    if not smoothed and getattr(face, "emotion", None) == UNCERTAIN:
+        return UNCERTAIN, float(p[k])
     return str(face.class_names[k]), float(p[k])
 
 
@@ -98,7 +103,8 @@ class ModelSession:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "auto", detector: str = "mediapipe",
-             backend: str | None = None, precision: str = "fp32", classify_every: int | str = 1) -> ModelSession:
+             backend: str | None = None, precision: str = "fp32", classify_every: int | str = 1,
+             min_confidence: float = 0.0) -> ModelSession:
         """Load a ``.pt`` or ``.onnx`` model file; raises CheckpointError / ValueError with a clear message."""
         from eacfer.infer.predictor import Predictor
 
@@ -106,7 +112,7 @@ class ModelSession:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: model file not found")
         predictor = Predictor.from_checkpoint(path, device=device, detector=detector, backend=backend,
-                                              precision=precision)
+                                              precision=precision, min_confidence=min_confidence)
         return cls(predictor, path, detector, classify_every)
 
     @staticmethod

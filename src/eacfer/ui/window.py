@@ -62,6 +62,7 @@ class WindowOptions:
     device: str = "auto"
     backend: str | None = None
     precision: str = "fp32"
+    min_confidence: float = 0.0  # faces below it are labelled "uncertain" (Predictor.min_confidence)
     classify_every: int | str = DEFAULT_CLASSIFY_EVERY  # videos and cameras (eacfer.infer.reuse)
     output_dir: str | None = None
     history_s: float = 10.0
@@ -250,7 +251,8 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
         def work() -> None:
             try:
                 session = ModelSession.load(path, device=opts.device, detector=opts.detector, backend=opts.backend,
-                                            precision=opts.precision, classify_every=opts.classify_every)
+                                            precision=opts.precision, classify_every=opts.classify_every,
+                                            min_confidence=opts.min_confidence)
             except Exception as e:  # every failure is a message, the app keeps running
                 msg = str(e) if str(e) else type(e).__name__
                 self.emit_safely("model_failed", gen, msg if path in msg else f"{path}: {msg}")

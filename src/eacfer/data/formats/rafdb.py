@@ -9,6 +9,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from eacfer.constants import RAFDB_CLASSES
 from eacfer.data.formats.common import LAYOUTS_HELP, Sample, _check_split, _image_sample, _Problems, _subdirs
 from eacfer.data.imageio import list_images
@@ -173,3 +175,55 @@ def _read_label_csv_rows(path: Path, probs: _Problems) -> list[tuple[str, int, i
             seen[name] = line
             rows.append((name, int(label) - 1, line))
     return rows
+
+
+def original_files(root: str | os.PathLike[str], name: str) -> tuple[Path, Path, Path]:
+    """RAF-DB's original photo of label-file entry ``name`` and its annotation files:
+    ``(Image/original/NAME, Annotation/boundingbox/STEM_boundingbox.txt, Annotation/manual/STEM_manu_attri.txt)``.
+
+    Example:
+        >>> [p.as_posix() for p in original_files("R", "test_0001_aligned.jpg")][1]
+        'R/Annotation/boundingbox/test_0001_boundingbox.txt'
+    """
+    root = Path(root)
+    stem = _aligned_key(name)
+    ext = os.path.splitext(name)[1] or ".jpg"
+    return (root / "Image" / "original" / f"{stem}{ext}", root / "Annotation" / "boundingbox" / f"{stem}_boundingbox.txt",
+            root / "Annotation" / "manual" / f"{stem}_manu_attri.txt")
+
+
+def read_boundingbox(path: str | os.PathLike[str]) -> tuple[float, float, float, float]:
+    """A RAF-DB ``*_boundingbox.txt``: ``x1 y1 x2 y2`` (whitespace-separated) → the box; ValueError names the file.
+
+    Example:
+        >>> read_boundingbox("Annotation/boundingbox/test_0001_boundingbox.txt")  # doctest: +SKIP
+        (353.58, 195.39, 461.24, 318.8)
+    """
+    import math
+
+    text = Path(path).read_text(encoding="utf-8", errors="replace").split()
+    try:
+        v = [float(t) for t in text]
+    except ValueError:
+        v = []
+    if len(v) != 4 or not all(math.isfinite(x) for x in v) or v[2] <= v[0] or v[3] <= v[1]:
+        raise ValueError(f"{path}: expected a face box 'x1 y1 x2 y2' with x2 > x1 and y2 > y1")
+    return v[0], v[1], v[2], v[3]
+
+
+def read_manual_landmarks(path: str | os.PathLike[str]) -> np.ndarray:
+    """The five landmarks (5×2: eye centres, nose tip, mouth corners) of a RAF-DB ``*_manu_attri.txt``
+    (five ``x y`` lines, then gender, race and age lines); ValueError names the file.
+
+    Example:
+        >>> read_manual_landmarks("Annotation/manual/test_0001_manu_attri.txt").shape  # doctest: +SKIP
+        (5, 2)
+    """
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        pts = np.array([[float(t) for t in ln.split()] for ln in lines[:5]], dtype=np.float64)
+    except ValueError:
+        pts = np.zeros((0,))
+    if pts.shape != (5, 2) or not np.isfinite(pts).all():
+        raise ValueError(f"{path}: expected five landmark lines 'x y' first")
+    return pts
