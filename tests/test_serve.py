@@ -219,6 +219,7 @@ def test_page_and_script_ship_with_the_package(client):
 def test_metrics_count_requests_faces_and_rejections(client):
     client.post("/v1/predict", content=FACE.read_bytes(), headers=H)
     client.post("/v1/predict", content=b"\0" * (2 * 1024 * 1024), headers=H)
+    assert client.post("/v1/predict", content=FACE.read_bytes()).status_code == 401  # no key: its own rejection
     text = client.get("/metrics", headers=H).text
     values = {}
     for line in text.splitlines():
