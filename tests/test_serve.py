@@ -329,3 +329,24 @@ def test_bad_options_are_one_line_errors(args, words, capsys):
     assert main(["serve", "-q", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("eacfer serve: error: ") and words in err and err.count("\n") == 1
+
+
+def test_min_confidence_labels_unsure_faces_uncertain():
+    """#28 on serve: ``--min-confidence P`` labels a face ``uncertain`` exactly when its top probability is below
+    P, and still returns its probabilities (the same option as predict/video)."""
+    s = Server(["--min-confidence", "0.999999"])
+    try:
+        with httpx.Client(base_url=s.url, timeout=60.0) as c:
+            faces = []
+            for img in (jpeg_bytes(face_rgb()), jpeg_bytes(two_faces_rgb())):
+                r = c.post("/v1/predict", content=img)
+                assert r.status_code == 200, r.text
+                faces += r.json()["faces"]
+    finally:
+        assert s.stop() == 0
+    assert faces
+    for f in faces:
+        top_name, top = max(f["probabilities"].items(), key=lambda kv: kv[1])
+        assert (f["emotion"] == "uncertain") == (top < 0.999999), f
+        assert sum(f["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert any(f["emotion"] == "uncertain" for f in faces)  # a 64-px FER model is rarely that sure

@@ -89,17 +89,22 @@ def open_predictor(args: argparse.Namespace, cam: bool = False) -> Any:
     """Build a Predictor from parsed arguments (after checking the numbers)."""
     from eacfer.infer.predictor import Predictor
 
+    return Predictor.from_checkpoint(args.checkpoint, cam=cam, **predictor_options(args))
+
+
+def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Predictor keyword arguments of :func:`add_model_args`' options, checked: the one mapping that
+    predict/video (:func:`open_predictor`), ``--ray`` actors and ``eacfer serve``'s workers all use."""
     if not 0.0 < args.score_threshold < 1.0:
         raise ValueError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if not args.small_face >= 0:  # also refuses nan
         raise ValueError(f"--small-face must be >= 0 pixels, got {args.small_face}")
-    return Predictor.from_checkpoint(args.checkpoint, device=args.device, detector=args.detector,
-                                     backend=args.backend, detector_mode=args.detector_mode, cam=cam,
-                                     score_threshold=args.score_threshold, threads=args.threads,
-                                     precision=args.precision, small_face=args.small_face,
-                                     min_confidence=args.min_confidence, tta=args.tta, align=args.align)
+    return {"device": args.device, "detector": args.detector, "backend": args.backend,
+            "detector_mode": args.detector_mode, "score_threshold": args.score_threshold, "threads": args.threads,
+            "precision": args.precision, "small_face": args.small_face, "min_confidence": args.min_confidence,
+            "tta": args.tta, "align": args.align}
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -120,12 +125,6 @@ def ray_options(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--ray-actors must be >= 1, got {args.ray_actors}")
     if args.ray_cpus <= 0 or args.ray_gpus < 0 or args.ray_batch < 1:
         raise ValueError("--ray-cpus must be > 0, --ray-gpus >= 0 and --ray-batch >= 1")
-    if not 0.0 < args.score_threshold < 1.0:
-        raise ValueError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
     return {"address": None if args.ray == "local" else args.ray, "actors": args.ray_actors,
             "cpus_per_actor": args.ray_cpus, "gpus_per_actor": args.ray_gpus, "block_files": args.ray_batch,
-            "predictor_options": {"device": args.device, "detector": args.detector, "backend": args.backend,
-                                  "detector_mode": args.detector_mode, "score_threshold": args.score_threshold,
-                                  "threads": args.threads, "precision": args.precision,
-                                  "small_face": args.small_face, "min_confidence": args.min_confidence,
-                                  "tta": args.tta, "align": args.align}}
+            "predictor_options": predictor_options(args)}

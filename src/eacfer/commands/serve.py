@@ -6,7 +6,12 @@ import argparse
 import os
 import sys
 
-from eacfer.commands._inference_args import add_classify_every_arg, add_model_args, resolve_checkpoint
+from eacfer.commands._inference_args import (
+    add_classify_every_arg,
+    add_model_args,
+    predictor_options,
+    resolve_checkpoint,
+)
 
 API_KEY_ENV = "EACFER_API_KEY"
 
@@ -55,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as e:
         print(f"eacfer serve: error: {e}", file=sys.stderr)
         return 2
-    if not 0.0 < args.score_threshold < 1.0:
-        raise ValueError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
+    options = predictor_options(args)  # checked before the model loads (and the same as predict/video)
     resolve_checkpoint(args)
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f"{args.checkpoint}: model file not found")
@@ -68,7 +72,5 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images, max_faces=args.max_faces, max_ws_fps=args.max_ws_fps,
         api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV),
         cors=list(args.cors), classify_every=args.classify_every,
-        predictor_options={"device": args.device, "detector": args.detector, "backend": args.backend,
-                           "detector_mode": args.detector_mode, "score_threshold": args.score_threshold,
-                           "threads": args.threads, "precision": args.precision, "small_face": args.small_face})
+        predictor_options=options)
     return serve(config, announce=lambda line: print(line, flush=True))
