@@ -103,3 +103,27 @@ def test_training_epoch_prints_few_plain_lines(capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch 1 train")]
     assert 1 <= len(lines) <= 3, lines
     assert "20/20" in lines[-1] and "acc=0.500" in lines[-1]
+
+
+class _CountsIterators:
+    """An iterable that counts how many iterators were made from it (a DataLoader starts workers per iterator)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.iterators = n, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        self.iterators += 1
+        return iter(range(self.n))
+
+
+@pytest.mark.parametrize("stream, disable", [(io.StringIO, False), (_Terminal, False), (io.StringIO, True)])
+def test_one_iterator_per_loop(stream, disable):
+    """A loop over the bar makes exactly one iterator of what it wraps: tqdm.auto's asyncio mixin made a second
+    one in its constructor, which for a DataLoader with workers meant a second set of worker processes and a
+    shuffle drawn from the loader's generator and thrown away (--workers 0 and 2 then trained differently)."""
+    data = _CountsIterators(4)
+    assert list(progress_bar(data, desc="once", file=stream(), disable=disable)) == [0, 1, 2, 3]
+    assert data.iterators == 1

@@ -34,3 +34,8 @@ PAPER_RECIPE: dict[str, float | int | str] = {
     "erasing_scale_min": 0.02,
     "erasing_scale_max": 0.25,
 }
+
+#: ``eacfer train --workers`` default. Chosen by measurement (docs/TRAINING.md, benchmarks/train_workers.py): one
+#: epoch with 2 workers beat 0 workers in both alternating rounds even on a 2-core machine, because the workers'
+#: augmentation overlaps the training step; the worker count does not change the results (tests/test_trainer.py).
+TRAIN_WORKERS: int = 2

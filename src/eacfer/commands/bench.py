@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from eacfer.constants import TRAIN_WORKERS
+
 # training options passed through to every run of the grid: (flag, TrainConfig field, type, help)
 _TRAIN_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--format", "format", str, "dataset format (default: auto-detect)"),
@@ -21,7 +23,7 @@ _TRAIN_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--lam", "lam", float, "consistency-loss weight λ (default 5)"),
     ("--image-size", "image_size", int, "input size (default 224)"),
     ("--flip-view", "flip_view", str, "auto, mirrored or independent (default: auto, as eacfer train)"),
-    ("--workers", "workers", int, "DataLoader workers (default 2)"),
+    ("--workers", "workers", int, f"DataLoader workers (default {TRAIN_WORKERS})"),
     ("--device", "device", str, "auto, cpu or cuda (default: auto)"),
     ("--seed", "seed", int, "training seed (default 0)"),
     ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size (default: the larger of the batch size and 64)"),

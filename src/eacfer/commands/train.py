@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from eacfer.constants import PAPER_RECIPE
+from eacfer.constants import PAPER_RECIPE, TRAIN_WORKERS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -65,7 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--image-size", type=int, default=int(r["image_size"]), help="input size in pixels (square)")
     p.add_argument("--flip-view", choices=("auto", "mirrored", "independent"), default="auto",
                    help="how the flipped view is built (auto: independent when train labels are noisy)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=TRAIN_WORKERS,
+                   help="DataLoader worker processes that load and augment images beside training; the results do "
+                        "not depend on it (same seed, same run), only the speed (0: load in this process)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--seed", type=int, default=int(r["seed"]), help="seed of every random number generator")

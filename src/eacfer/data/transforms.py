@@ -9,8 +9,9 @@ value 0). The flipped view x′ is built in one of two ways (``flip_view``):
 * ``"independent"`` — x′ is the flipped *raw* image through resize/normalise/erasing with its own random
   erasing and no pixel noise. The official code does this when training on a noisy label file.
 
-All randomness comes from torch's global generator, so DataLoader worker seeding makes runs
-reproducible and resumable. Decoding is elsewhere (:mod:`eacfer.data`): images can be cached decoded.
+All randomness comes from torch's global generator; the trainer seeds it per image from the run's loader
+generator (:class:`eacfer.training.run_data.SeededDataset`), so runs are reproducible, resumable and the same
+whatever the number of DataLoader workers. Decoding is elsewhere (:mod:`eacfer.data`): images can be cached decoded.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from eacfer.constants import PAPER_RECIPE
+from eacfer.constants import PAPER_RECIPE, TRAIN_WORKERS
 from eacfer.training import engine
 
 PIPELINES = ("auto", "reference", "fast")  # auto: fast on CUDA, reference on CPU
@@ -87,7 +87,7 @@ class TrainConfig:
     noise_var: float = float(PAPER_RECIPE["noise_var"])
     erasing_scale: tuple[float, float] = (float(PAPER_RECIPE["erasing_scale_min"]), float(PAPER_RECIPE["erasing_scale_max"]))
     flip_view: str = "auto"
-    workers: int = 2
+    workers: int = TRAIN_WORKERS
     device: str = "auto"
     amp: bool = False
     seed: int = int(PAPER_RECIPE["seed"])

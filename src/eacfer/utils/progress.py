@@ -50,7 +50,18 @@ def progress_bar(iterable: Any = None, *, disable: bool | None = False, file: IO
         >>> "\\r" in out.getvalue(), out.getvalue().splitlines()[-1].startswith("work: 100%")
         (False, True)
     """
-    from tqdm.auto import tqdm
+    import warnings
+
+    from tqdm.std import TqdmExperimentalWarning
+
+    # tqdm.autonotebook, not tqdm.auto: tqdm.auto mixes in tqdm.asyncio, whose __init__ calls iter(iterable)
+    # and whose __iter__ then calls it again. For a DataLoader that is a second, wasted iterator per loop: with
+    # workers it starts a second set of worker processes and prefetches batches nobody reads, and it draws
+    # the shuffling of the discarded iterator from the loader's generator, so --workers 0 and 2 trained on
+    # different orders. (The warning silenced is the one tqdm.auto silences too.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=TqdmExperimentalWarning)
+        from tqdm.autonotebook import tqdm
 
     stream = file if file is not None else sys.stderr
     if disable is None:  # tqdm's "off when not a terminal": here such output gets plain lines instead
