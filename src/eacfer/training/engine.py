@@ -22,7 +22,7 @@ from torch import nn
 
 from eacfer.models.loss import ce_loss, eac_loss
 from eacfer.training.metrics import classification_metrics
-from eacfer.training.numerics import exact_fp32
+from eacfer.training.numerics import backward_and_step, exact_fp32
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,7 @@ def train_step(
         else:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(terms["loss"]).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        terms["loss"].backward()
-        optimizer.step()
+    backward_and_step(terms["loss"], optimizer, scaler)
     hard = labels.argmax(1) if labels.is_floating_point() else labels  # soft targets: accuracy vs their argmax
     correct = int((logits.detach().argmax(1) == hard).sum().item())
     return {

@@ -33,7 +33,13 @@ from torch import nn
 
 from eacfer.models.loss import ce_loss, eac_loss
 from eacfer.training.fast.distributed import DistInfo, all_gather_varlen, all_reduce_sum
-from eacfer.training.numerics import autocast_dtype, device_capability, exact_fp32, precision_for
+from eacfer.training.numerics import (
+    autocast_dtype,
+    backward_and_step,
+    device_capability,
+    exact_fp32,
+    precision_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +262,7 @@ def fast_train_step(
         else:
             raise ValueError(f"unknown method {method!r}; known: eac, ce")
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(terms["loss"]).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        terms["loss"].backward()
-        optimizer.step()
+    backward_and_step(terms["loss"], optimizer, scaler)
     out = {k: v.detach() for k, v in terms.items()}
     if meter is not None:
         meter.add(out, (logits.detach().argmax(1) == labels).sum(), int(labels.shape[0]))
