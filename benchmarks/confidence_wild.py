@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--val-fraction", type=float, default=0.15)
+    # as the demo (eacfer.demo.DemoSettings): from random init, the paper's λ=5 keeps a ResNet-18 on the
+    # majority class for many epochs (the consistency term dominates while nothing is learned); λ=1 learns
+    ap.add_argument("--lam", type=float, default=1.0)
     args = ap.parse_args(argv)
 
     import torch
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         train(TrainConfig(data=str(data), out=str(run), backbone=bb, pretrained="none", epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, workers=0, device="cpu",
-                          progress=False, tensorboard=False, val_fraction=args.val_fraction, force=True))
+                          progress=False, tensorboard=False, val_fraction=args.val_fraction, lam=args.lam,
+                          force=True))
         train_s = time.perf_counter() - t0
         model = run / "model.pt"
         cal = calibrate_checkpoint(model, data, device="cpu", progress=False)
