@@ -157,7 +157,7 @@ def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_i
     and the labelling options when set (``min_confidence``, ``tta``)."""
     ident = {"inputs": [os.path.abspath(p) for p in paths], **model_record(predictor, model_file),
              "save_images": bool(save_images), "cam": bool(cam)}
-    from eacfer.infer.predictor import labelling_options
+    from eacfer.infer.labelling import labelling_options
 
     ident.update(labelling_options(predictor))
     return ident

@@ -48,6 +48,23 @@ from eacfer.infer.results import FrameResult
 log = logging.getLogger(__name__)
 
 PIPELINES = ("threaded", "sequential")
+
+
+def check_stream_args(every: int, max_frames: int | None, pipeline: str) -> None:
+    """Refuse stream settings no pipeline can run (checked once, before a source is opened).
+
+    Example:
+        >>> check_stream_args(1, None, "threaded")
+        >>> check_stream_args(0, None, "threaded")
+        Traceback (most recent call last):
+        ValueError: every must be >= 1, got 0
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}")
 STAGES = ("decode", "detect", "classify")
 _STOP = object()  # end of stream, passed down the queues
 _POLL_S = 0.1  # how often a waiting thread looks at the stop flag (it sleeps in between)

@@ -33,15 +33,12 @@ from typing import Any
 import numpy as np
 
 from eacfer.infer.backends import Classifier, load_classifier
+from eacfer.infer.labelling import TTA_MODES, UNCERTAIN, labelling_options, top_label, tta_probabilities
 from eacfer.infer.results import FaceResult, FrameResult
 from eacfer.infer.rgb import COLORS, _pil_to_rgb, to_rgb_array
 
 log = logging.getLogger(__name__)
 
-#: the label of a face whose top probability is below ``min_confidence`` (its probabilities are still reported)
-UNCERTAIN = "uncertain"
-#: test-time augmentations: ``flip`` averages the probabilities of a face crop and its mirror image
-TTA_MODES = ("none", "flip")
 
 
 __all__ = ["COLORS", "TTA_MODES", "UNCERTAIN", "Predictor", "labelling_options", "to_rgb_array"]
@@ -282,29 +279,14 @@ class Predictor:
         return out
 
     def probabilities(self, crops: np.ndarray, cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Class probabilities (and CAMs) of a batch of model-input crops, with the predictor's test-time
-        augmentation: ``tta="flip"`` averages the probabilities of each crop and of its mirror image (EAC trains
-        a model to attend alike to both); the CAMs are the unflipped crop's.
-
-        Example:
-            >>> probs, _ = predictor.probabilities(crops)  # doctest: +SKIP
-        """
-        probs, cams = self.classifier.classify(np.ascontiguousarray(crops), cams=cam)
-        if self.tta == "flip":
-            mirrored, _ = self.classifier.classify(np.ascontiguousarray(crops[:, :, ::-1]), cams=False)
-            probs = ((probs + mirrored) / 2).astype(np.float32)
-        return probs, cams
+        """Probabilities (and CAMs) of model-input crops, with this predictor's ``tta`` (see
+        :func:`eacfer.infer.labelling.tta_probabilities`)."""
+        return tta_probabilities(self.classifier, crops, cam, self.tta)
 
     def label(self, probs: np.ndarray) -> tuple[int, str]:
-        """``(top class index, label)`` of one face: the class name, or ``"uncertain"`` when the top probability
-        is below ``min_confidence``.
-
-        Example:
-            >>> Predictor.label(predictor, np.array([0.4, 0.35, 0.25]))  # doctest: +SKIP
-            (0, 'uncertain')
-        """
-        k = int(np.argmax(probs))
-        return k, (UNCERTAIN if float(probs[k]) < self.min_confidence else self.class_names[k])
+        """``(top class index, label)`` of one face, ``uncertain`` below ``min_confidence`` (see
+        :func:`eacfer.infer.labelling.top_label`)."""
+        return top_label(probs, self.class_names, self.min_confidence)
 
     def _crop_affine(self, det: Any, width: int, height: int) -> np.ndarray:
         """Image pixels → crop pixels for ``det`` (maps the CAM back onto the image)."""
@@ -457,9 +439,10 @@ class Predictor:
             >>> for r in predictor.stream("clip.mp4", every=2):  # doctest: +SKIP
             ...     print(r.index, [f.emotion for f in r.faces], r.latency_ms)
         """
+        from eacfer.infer.pipeline import check_stream_args
         from eacfer.infer.sources import FrameSource, open_source
 
-        _check_stream_args(every, max_frames, pipeline)
+        check_stream_args(every, max_frames, pipeline)
         src = source if isinstance(source, FrameSource) else open_source(source)
         try:
             frames = self.frames(src, every=every, max_frames=max_frames, cam=cam, pipeline=pipeline)
@@ -493,9 +476,9 @@ class Predictor:
             >>> fr.stats()["dropped_frames"]                    # doctest: +SKIP
             3
         """
-        from eacfer.infer.pipeline import open_frames
+        from eacfer.infer.pipeline import check_stream_args, open_frames
 
-        _check_stream_args(every, max_frames, pipeline)
+        check_stream_args(every, max_frames, pipeline)
         cam = self.cam if cam is None else bool(cam)
         return open_frames(self, src, pipeline, every=every, max_frames=max_frames, cam=cam, **kw)
 
@@ -513,31 +496,3 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def labelling_options(predictor: Any) -> dict[str, Any]:
-    """``min_confidence``, ``tta`` and ``align`` of a predictor, only those set (so default runs record what they always did).
-
-    Example:
-        >>> labelling_options(predictor)  # doctest: +SKIP
-        {'min_confidence': 0.5}
-    """
-    out: dict[str, Any] = {}
-    if getattr(predictor, "min_confidence", 0.0) > 0:
-        out["min_confidence"] = float(predictor.min_confidence)
-    if getattr(predictor, "tta", "none") != "none":
-        out["tta"] = str(predictor.tta)
-    if getattr(predictor, "align", "box") != "box":
-        out["align"] = str(predictor.align)
-    return out
-
-
-def _check_stream_args(every: int, max_frames: int | None, pipeline: str) -> None:
-    from eacfer.infer.pipeline import PIPELINES
-
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    if pipeline not in PIPELINES:
-        raise ValueError(f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}")

@@ -147,7 +147,7 @@ def run_video(
         >>> s["frames"], s["tracks"], s["latency_ms"]["p50"]                                # doctest: +SKIP
         (250, 1, 41.3)
     """
-    from eacfer.infer.predictor import UNCERTAIN, labelling_options
+    from eacfer.infer.labelling import UNCERTAIN, labelling_options
     from eacfer.infer.tracking import IoUTracker
     from eacfer.infer.writers import BackgroundWriter, resolve_codec
 

@@ -133,7 +133,7 @@ def video_identity(predictor: Any, sources: Sequence[str], settings: dict[str, A
                    model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
     """What makes two ``video`` runs the same job (sources as given, model, detector, settings)."""
     srcs = [s if "://" in s or s.isdigit() else os.path.abspath(s) for s in map(str, sources)]
-    from eacfer.infer.predictor import labelling_options
+    from eacfer.infer.labelling import labelling_options
 
     return {"sources": srcs, **model_record(predictor, model_file), **settings, **labelling_options(predictor)}
 

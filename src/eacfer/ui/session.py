@@ -69,7 +69,7 @@ def face_probabilities(face: Any, smoothed: bool) -> np.ndarray:
 def face_label(face: Any, smoothed: bool) -> tuple[str, float]:
     """``(emotion, confidence)`` of a face, raw or smoothed; a raw face the predictor labelled ``uncertain``
     (``--min-confidence``) keeps that label."""
-    from eacfer.infer.predictor import UNCERTAIN
+    from eacfer.infer.labelling import UNCERTAIN
 
     p = face_probabilities(face, smoothed)
     k = int(np.argmax(p))
