@@ -50,8 +50,10 @@ def add_min_confidence_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_tta_arg(p: argparse.ArgumentParser) -> None:
-    """``--tta none|flip`` (predict, video)."""
-    p.add_argument("--tta", default="none", choices=["none", "flip"],
+    """``--tta none|flip`` (predict, video, serve; eval has its own help text)."""
+    from eacfer.infer.labelling import TTA_MODES
+
+    p.add_argument("--tta", default="none", choices=list(TTA_MODES),
                    help="test-time augmentation: flip averages each face's probabilities with its mirror image's "
                    "(twice the classifier work; default none)")
 

@@ -33,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--strict", action="store_true", help="stop at the first broken image")
     p.add_argument("--no-crop-check", action="store_true",
                    help="skip the check that the images are face crops (a face detector on 8 of them)")
-    p.add_argument("--tta", choices=("none", "flip"), default="none",
+    from eacfer.infer.labelling import TTA_MODES
+
+    p.add_argument("--tta", choices=list(TTA_MODES), default="none",
                    help="test-time augmentation: flip averages the probabilities of each image and its mirror")
     wild = p.add_argument_group("through the detector (uncropped photos; docs/CONFIDENCE.md)")
     wild.add_argument("--through-detector", action="store_true",
