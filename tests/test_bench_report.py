@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eacfer.bench.efficiency import COLUMNS, write_efficiency_outputs
+from eacfer.bench.efficiency_tables import COLUMNS, write_efficiency_outputs
 from eacfer.bench.noisy import plan_grid, read_run, write_noisy_outputs
 from eacfer.bench.provenance import META_NAME
 from eacfer.bench.published import load_published, validate

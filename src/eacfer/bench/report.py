@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eacfer.bench.efficiency import EFFICIENCY_CSV, PLOT_PNG, efficiency_table_md, read_efficiency_csv
+from eacfer.bench.efficiency_tables import EFFICIENCY_CSV, PLOT_PNG, efficiency_table_md, read_efficiency_csv
 from eacfer.bench.provenance import META_NAME, describe_machine
 from eacfer.bench.tables import TABLE_CSV, TABLE_METRICS, _data_line, md_table, read_noisy_csv
 
