@@ -133,3 +133,21 @@ def test_report_without_outputs_and_bad_input(tmp_path: Path, capsys: pytest.Cap
     assert "No bench outputs found" in text and f"## {PUBLISHED_HEADING}" in text
     assert main(["bench", "report", "--inputs", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_a_cuda_row_reads_back_from_the_csv(tmp_path):
+    """A GPU run's row names its autocast dtype (text, not a number): written and read back, the table shows it."""
+    from eacfer.bench.efficiency_tables import coerce_row, efficiency_table_md, read_efficiency_csv
+
+    row = dict.fromkeys(COLUMNS)
+    row.update(name="m", backbone="mobilenet_v2", image_size=224, params_m=2.2, gflops=0.6, pt_mb=9.0,
+               torch_cpu_b1_ms=5.0, torch_cpu_batch_ms_per_face=2.0, throughput_batch=8, threads=2,
+               cuda_amp_dtype="float16", cuda_amp_b1_ms=1.5, cuda_amp_batch_ms_per_face=0.25)
+    from types import SimpleNamespace
+
+    published = SimpleNamespace(noisy_reference=lambda *a: None, sota=[], cite=lambda k: k)
+    write_efficiency_outputs(tmp_path, [row], published, plot=False)
+    back = coerce_row(read_efficiency_csv(tmp_path / "efficiency.csv")[0])
+    assert back["cuda_amp_dtype"] == "float16" and back["cuda_amp_b1_ms"] == 1.5 and back["image_size"] == 224
+    table = "\n".join(efficiency_table_md([back]))
+    assert "CUDA autocast" in table and "| float16 |" in table

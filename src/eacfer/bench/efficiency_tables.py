@@ -73,7 +73,7 @@ def write_efficiency_outputs(out: str | os.PathLike[str], rows: Sequence[dict[st
 
 NUMERIC = {"image_size", "params_m", "gflops", "pt_mb", "onnx_mb", "torch_cpu_b1_ms", "torch_cpu_b1_min_ms",
            "ort_cpu_b1_min_ms", "torch_cpu_batch_ms_per_face",
-           "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face", "cuda_amp_dtype", "cuda_amp_b1_ms", "cuda_amp_batch_ms_per_face",
+           "ort_cpu_b1_ms", "ort_cpu_batch_ms_per_face", "cuda_amp_b1_ms", "cuda_amp_batch_ms_per_face",
            "throughput_batch", "threads", "video_fps", "video_frames_with_face", "accuracy", "published_accuracy"}
 
 
