@@ -149,9 +149,13 @@ def cli_results(synth_rafdb, tmp_path_factory):
             arg = arg.replace(k, v)
         return arg
 
-    # each case its own run folder: cases run two at a time, and a run folder is locked while in use
-    argvs = [[fill(a.replace("{tmp}/run", f"{{tmp}}/run{i}")) if a == "{tmp}/run" else fill(a) for a in argv]
-             for i, (argv, _) in enumerate(CASES)]
+    # each case its own output folder: cases run two at a time, and an output folder (train, predict, video, ...)
+    # is locked while a job uses it — two cases sharing one would see each other's lock, not their own error
+    def own_out(argv: list[str], i: int) -> list[str]:
+        return [a + f"_{i}" if n and argv[n - 1] == "--out" and a.startswith("{tmp}/") and "." not in a else a
+                for n, a in enumerate(argv)]
+
+    argvs = [[fill(a) for a in own_out(argv, i)] for i, (argv, _) in enumerate(CASES)]
     env = {"EACFER_CACHE_DIR": str(tmp / "cache"), "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp / "home")}
     results = hostile.run_cli_cases(argvs, tmp / "work", env=env, timeout=90)
     return {i: (argvs[i], *results[i]) for i in range(len(CASES))}
