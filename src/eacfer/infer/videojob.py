@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eacfer.infer.batch import VIDEO_EXTENSIONS, model_record
+from eacfer.infer.batch import model_record
 from eacfer.infer.batch_ledger import FileKey
+from eacfer.infer.sources import VIDEO_EXTENSIONS, is_path_source, is_video_file, source_kind
 from eacfer.utils.atomic import write_json, write_text
 from eacfer.utils.outdir import (
     MANIFEST,
@@ -70,18 +71,18 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[str]
     out: list[str] = []
     many = len(sources) > 1
     for s in map(os.fspath, sources):
-        p = Path(s)
-        if p.is_dir():
+        p, kind = Path(s), source_kind(s)
+        if kind == "folder":
             many = True
             found = []
             for dirpath, dirnames, filenames in os.walk(p):
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 found += [os.path.join(dirpath, f) for f in filenames
-                          if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+                          if not f.startswith(".") and is_video_file(f)]
             if not found:
                 raise ValueError(f"{p}: no video files in this folder ({', '.join(VIDEO_EXTENSIONS[:5])}, …)")
             out += sorted(found)
-        elif p.suffix.lower() == ".txt" and p.is_file():
+        elif kind == "list":
             many = True
             out += _read_list(p)
         else:
@@ -91,7 +92,7 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[str]
     seen: set[str] = set()
     unique = []
     for v in out:  # the same file twice (a folder and a file in it, a list and an argument) is one video
-        key = os.path.realpath(v) if _is_file(v) else v
+        key = os.path.realpath(v) if is_path_source(v) else v
         if key not in seen:
             seen.add(key)
             unique.append(v)
@@ -113,7 +114,7 @@ def _read_list(p: Path) -> list[str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if "://" in line or line.isdigit():
+        if not is_path_source(line):  # a URL or camera index
             out.append(line)
             continue
         q = Path(line)
@@ -132,14 +133,10 @@ def _read_list(p: Path) -> list[str]:
 def video_identity(predictor: Any, sources: Sequence[str], settings: dict[str, Any],
                    model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
     """What makes two ``video`` runs the same job (sources as given, model, detector, settings)."""
-    srcs = [s if "://" in s or s.isdigit() else os.path.abspath(s) for s in map(str, sources)]
+    srcs = [os.path.abspath(s) if is_path_source(s) else s for s in map(str, sources)]
     from eacfer.infer.labelling import labelling_options
 
     return {"sources": srcs, **model_record(predictor, model_file), **settings, **labelling_options(predictor)}
-
-
-def _is_file(source: str) -> bool:
-    return not ("://" in source or source.isdigit())
 
 
 def run_video_job(
@@ -173,7 +170,7 @@ def run_video_job(
                                              "max_age", "cam")}
     identity = video_identity(predictor, [os.fspath(s) for s in sources], settings, model_file)
     single = not many and not force_many
-    if single and _is_file(videos[0]) and not Path(videos[0]).exists():  # reported before --out is touched
+    if single and is_path_source(videos[0]) and not Path(videos[0]).exists():  # reported before --out is touched
         raise FileNotFoundError(f"{videos[0]}: no such video file")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -195,7 +192,7 @@ def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], ov
             video_kw: dict[str, Any]) -> dict[str, Any]:
     from eacfer.infer.video import run_video
 
-    key = FileKey.of(source) if _is_file(source) else None
+    key = FileKey.of(source) if is_path_source(source) else None
     keep = ("frames.csv", "summary.json") + (("annotated.mp4",) if video_kw.get("write_video", True) else ())
     claim = claim_output_dir(out, "video", identity, VIDEO_OUTPUTS, overwrite=overwrite, replaced_at_end=keep)
     prev = claim.previous or {}
@@ -253,7 +250,7 @@ def _folder_names(videos: list[str], previous: dict[str, str], taken: set[str]) 
     for v in videos:
         if v in names:
             continue
-        base = safe_name(Path(v).stem if _is_file(v) else v.replace("://", "_"), default="video")
+        base = safe_name(Path(v).stem if is_path_source(v) else v.replace("://", "_"), default="video")
         names[v] = unique_name(base, used)
     return names
 
@@ -279,7 +276,7 @@ def _frame_count(source: str) -> int:
 
     from eacfer.infer.sources import open_file_capture
 
-    if not _is_file(source):
+    if not is_path_source(source):
         return 0
     cap = open_file_capture(source)
     try:
@@ -304,7 +301,7 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for v in videos:
-        key = FileKey.of(v) if _is_file(v) else None
+        key = FileKey.of(v) if is_path_source(v) else None
         r = old.get(v)
         same = r is not None and key is not None and (r.get("size"), r.get("mtime_ns")) == (str(key.size),
                                                                                            str(key.mtime_ns))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -107,8 +108,8 @@ def clip_box(
     return (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
 
 
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """IoU of two ``(x, y, w, h)`` boxes.
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``(x, y, w, h)`` boxes: the one IoU of the package (face finder, tracker, wild evaluation).
 
     Example:
         >>> box_iou((0, 0, 10, 10), (5, 0, 10, 10))
