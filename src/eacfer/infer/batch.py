@@ -34,6 +34,7 @@ from eacfer.infer.batch_ledger import (
     annotated_names,
     error_text,
 )
+from eacfer.infer.protocols import FaceAnalyser
 from eacfer.infer.sources import is_video_file
 from eacfer.utils.atomic import atomic_path, write_json
 from eacfer.utils.interrupt import HoldCtrlC
@@ -146,7 +147,7 @@ def rows_for(file: str, class_names: Sequence[str], result: Any, failure: BaseEx
     return [{**_row(file, class_names, f, i), "note": note} for i, f in enumerate(result.faces)], "ok", None
 
 
-def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_images: bool, cam: bool,
+def job_identity(predictor: FaceAnalyser, paths: Sequence[str | os.PathLike[str]], save_images: bool, cam: bool,
                  model_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What makes two ``predict`` runs the same job: inputs, model (name + sha256), detector, outputs asked for,
     and the labelling options when set (``min_confidence``, ``tta``)."""
@@ -158,7 +159,7 @@ def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_i
     return ident
 
 
-def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
+def model_record(predictor: FaceAnalyser, model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
     """The model (:meth:`Predictor.model_record <eacfer.infer.predictor.Predictor.model_record>`, the one
     builder of that entry), backbone, classes and detector settings — recorded in every summary."""
     rec = predictor.model_record(model_file)
@@ -174,7 +175,7 @@ def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> d
     }
 
 
-def _fallback_in_use(predictor: Any) -> str | None:
+def _fallback_in_use(predictor: FaceAnalyser) -> str | None:
     """The photo fallback detector that really runs (``None`` when off or not installed)."""
     from eacfer.infer.detect.fallback import fallback_available
 
@@ -182,7 +183,7 @@ def _fallback_in_use(predictor: Any) -> str | None:
     return name if name and fallback_available(name) else None
 
 
-def _sequential(predictor: Any, todo: list[tuple[Path, Path]], cam: bool) -> Iterator[tuple[Any, Any, dict]]:
+def _sequential(predictor: FaceAnalyser, todo: list[tuple[Path, Path]], cam: bool) -> Iterator[tuple[Any, Any, dict]]:
     """``(result, failure, stage_ms)`` per file, one at a time in this process (the default path)."""
     for file, _root in todo:
         try:
@@ -194,7 +195,7 @@ def _sequential(predictor: Any, todo: list[tuple[Path, Path]], cam: bool) -> Ite
 
 
 def predict_paths(
-    predictor: Any,
+    predictor: FaceAnalyser,
     paths: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     save_images: bool = False,
@@ -286,7 +287,7 @@ class PredictJob:
         ...     job.run(items, convert); summary = job.finish({})
     """
 
-    def __init__(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+    def __init__(self, predictor: FaceAnalyser, paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                  save_images: bool = False, cam: bool = False, progress: bool = True, resume: bool | None = None,
                  overwrite: bool = False, retry_errors: bool = False,
                  model_file: str | os.PathLike[str] | None = None):
@@ -318,7 +319,7 @@ class PredictJob:
         self.ledger.close()
         self.lock.release()
 
-    def _start(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], inputs: list[tuple[Path, Path]],
+    def _start(self, predictor: FaceAnalyser, paths: Sequence[str | os.PathLike[str]], inputs: list[tuple[Path, Path]],
                save_images: bool, cam: bool, progress: bool, resume: bool | None, overwrite: bool,
                retry_errors: bool, model_file: str | os.PathLike[str] | None) -> None:
         out = self.out

@@ -124,7 +124,7 @@ class FrameSource:
         self._t0: float | None = None
         self._last_t = -1.0
         ok, first = self._read_raw()
-        if not ok:
+        if not ok or first is None:
             self.close()
             what = "camera/stream delivered no frames" if live else "no frames could be decoded (empty, corrupt or unsupported video)"
             raise ValueError(f"{description}: {what}")
@@ -163,13 +163,14 @@ class FrameSource:
             if self._pending is not None:
                 frame, self._pending = self._pending, None
             else:
-                ok, frame = self._read_raw()
-                if not ok:
+                ok, read = self._read_raw()
+                if not ok or read is None:
                     self._set_stop_reason()
                     return
+                frame = read
             index = self.frames_read
             self.frames_read += 1
-            yield index, self._timestamp(index), frame  # type: ignore[misc]
+            yield index, self._timestamp(index), frame
 
     def _set_stop_reason(self) -> None:
         n = self.frames_read

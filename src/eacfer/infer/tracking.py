@@ -159,7 +159,7 @@ class IoUTracker:
         for tid, st in self.stats.items():
             n = max(1, int(st["frames"]))
             shares = {c: round(float(v) / n, 4) for c, v in zip(self._class_names, st["counts"], strict=True) if v}
-            top = max(shares, key=shares.get) if shares else None
+            top = max(shares, key=lambda c: shares[c]) if shares else None
             out[str(tid)] = {"first_frame": st["first_frame"], "last_frame": st["last_frame"],
                              "frames": int(st["frames"]), "dominant_emotion": top, "emotion_shares": shares}
         return out

@@ -35,6 +35,7 @@ from typing import Any
 
 from eacfer.infer.batch import model_record
 from eacfer.infer.batch_ledger import FileKey
+from eacfer.infer.protocols import FaceAnalyser
 from eacfer.infer.sources import VIDEO_EXTENSIONS, is_path_source, is_video_file, source_kind
 from eacfer.utils.atomic import write_json, write_text
 from eacfer.utils.outdir import (
@@ -70,7 +71,7 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[str]
     """
     out: list[str] = []
     many = len(sources) > 1
-    for s in map(os.fspath, sources):
+    for s in [os.fspath(s) for s in sources]:
         p, kind = Path(s), source_kind(s)
         if kind == "folder":
             many = True
@@ -130,7 +131,7 @@ def _read_list(p: Path) -> list[str]:
     return out
 
 
-def video_identity(predictor: Any, sources: Sequence[str], settings: dict[str, Any],
+def video_identity(predictor: FaceAnalyser, sources: Sequence[str], settings: dict[str, Any],
                    model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
     """What makes two ``video`` runs the same job (sources as given, model, detector, settings)."""
     srcs = [os.path.abspath(s) if is_path_source(s) else s for s in map(str, sources)]
@@ -140,7 +141,7 @@ def video_identity(predictor: Any, sources: Sequence[str], settings: dict[str, A
 
 
 def run_video_job(
-    predictor: Any,
+    predictor: FaceAnalyser,
     sources: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     overwrite: bool = False,
@@ -165,6 +166,10 @@ def run_video_job(
         >>> s["done"], s["failed"]                                          # doctest: +SKIP
         (12, 0)
     """
+    from eacfer.infer.pipeline import check_stream_args
+
+    # refused before a source is expanded or --out touched (run_video checks again: it is an entry point too)
+    check_stream_args(video_kw.get("every", 1), video_kw.get("max_frames"), video_kw.get("pipeline", "threaded"))
     videos, many = expand_sources(sources)
     settings = {k: video_kw.get(k) for k in ("every", "max_frames", "write_video", "smoothing", "iou_threshold",
                                              "max_age", "cam")}
@@ -188,7 +193,7 @@ def run_video_job(
         raise
 
 
-def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,
+def _single(predictor: FaceAnalyser, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,
             video_kw: dict[str, Any]) -> dict[str, Any]:
     from eacfer.infer.video import run_video
 
@@ -285,7 +290,7 @@ def _frame_count(source: str) -> int:
         cap.release()
 
 
-def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any], overwrite: bool,
+def _many(predictor: FaceAnalyser, videos: list[str], out: Path, identity: dict[str, Any], overwrite: bool,
           retry_errors: bool, progress: bool, video_kw: dict[str, Any],
           executor: Callable[[list[tuple[str, str]]], Iterable[tuple[str, Any]]] | None = None) -> dict[str, Any]:
     from eacfer.infer.video import run_video
@@ -305,7 +310,7 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
         r = old.get(v)
         same = r is not None and key is not None and (r.get("size"), r.get("mtime_ns")) == (str(key.size),
                                                                                            str(key.mtime_ns))
-        if same and (r["status"] == "done" or (r["status"] == "failed" and not retry_errors)) \
+        if r is not None and same and (r["status"] == "done" or (r["status"] == "failed" and not retry_errors)) \
                 and (r["status"] == "failed" or (child(out, names[v]) / "summary.json").is_file()):
             rows[v] = r
             continue
@@ -314,8 +319,8 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
         todo.append(v)
     skipped = len(videos) - len(todo)
     for gone in set(old) - set(videos):  # no longer a source of this job: its results go too
-        folder = old[gone].get("folder") or ""
-        remove_outputs(out, [folder], {folder: VIDEO_OUTPUTS})
+        gone_folder = old[gone].get("folder") or ""
+        remove_outputs(out, [gone_folder], {gone_folder: VIDEO_OUTPUTS})
     _write_index(out / INDEX, rows)
     if skipped:
         log.info("%d of %d videos already done; %d to go", skipped, len(videos), len(todo))

@@ -148,7 +148,7 @@ def shift_detection(det: Detection, dx: float, dy: float, width: int, height: in
     """
     fb = det.full_box if det.full_box is not None else det.box
     full = (fb[0] + dx, fb[1] + dy, fb[2], fb[3])
-    kps = None if det.keypoints is None else (np.asarray(det.keypoints, np.float32) + np.float32([dx, dy]))
+    kps = None if det.keypoints is None else (np.asarray(det.keypoints, np.float32) + np.array([dx, dy], np.float32))
     return Detection(clip_box(*full, width, height), det.score, kps, full_box=full)
 
 

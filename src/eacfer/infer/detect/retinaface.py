@@ -197,7 +197,9 @@ def _ort_session(net: Any, weights: Path, threads: int | None) -> Any:
         model = cached.read_bytes()
     else:
         buf = io.BytesIO()
-        torch.onnx.export(net.cpu().eval(), (torch.zeros(1, 3, 64, 64),), buf, dynamo=False, opset_version=17,
+        # the TorchScript exporter (dynamo=False) writes to a file object too; torch's annotation names only paths
+        torch.onnx.export(net.cpu().eval(), (torch.zeros(1, 3, 64, 64),), buf,  # type: ignore[arg-type]
+                          dynamo=False, opset_version=17,
                           input_names=["image"], output_names=["loc", "conf", "landmarks"],
                           dynamic_axes={"image": {2: "height", 3: "width"}, "loc": {1: "anchors"},
                                         "conf": {1: "anchors"}, "landmarks": {1: "anchors"}})
@@ -273,7 +275,7 @@ class RetinaFaceDetector:
         if k < 1.0:
             img = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
         ih, iw = img.shape[:2]
-        x = img[:, :, ::-1].astype(np.float32) - np.float32(MEAN_BGR)
+        x = img[:, :, ::-1].astype(np.float32) - np.array(MEAN_BGR, np.float32)
         loc, conf, lmk = self._forward(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
         pri = self._priors.get((ih, iw))
         if pri is None:
