@@ -79,3 +79,27 @@ def test_app_snapshot_rows(tmp_path):
     rows = _read(table)
     assert rows[0] == ["source", *frames_csv_columns(NAMES)]
     assert rows[1][0] == "frame.png" and rows[1][1] == "9" and rows[1][-1] == "9"
+
+
+def test_csv_sink_writes_analysed_frames_and_only_finished_files(tmp_path):
+    """``run_video``'s frames.csv sink: rows of analysed frames only (frames skipped by ``every`` have none),
+    the file appears when closed, and not at all when the driver fails with an error it does not report."""
+    import pytest
+
+    from eacfer.infer.video import CsvSink
+
+    path = tmp_path / "frames.csv"
+    sink = CsvSink(path, list(NAMES))
+    sink.write(FrameResult(faces=[_face()], image_size=(64, 64), index=0, time_s=0.0))
+    sink.write(FrameResult(faces=[], image_size=(64, 64), index=1, time_s=0.04, processed=False))
+    sink.write(FrameResult(faces=[], image_size=(64, 64), index=2, time_s=0.08))
+    assert not path.exists()  # still a temporary file
+    sink.close()
+    rows = _read(path)
+    assert rows[0] == frames_csv_columns(NAMES) and [r[0] for r in rows[1:]] == ["0", "2"]
+
+    other = tmp_path / "other.csv"
+    with pytest.raises(SystemExit), CsvSink(other, list(NAMES)) as s:
+        s.write(FrameResult(faces=[_face()], image_size=(64, 64), index=0, time_s=0.0))
+        raise SystemExit(1)
+    assert not other.exists() and [p.name for p in tmp_path.iterdir()] == ["frames.csv"]
