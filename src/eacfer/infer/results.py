@@ -179,7 +179,7 @@ class FrameResult:
 
         Example:
             >>> FrameResult(faces=[], image_size=(4, 4), index=3, time_s=0.12).csv_rows(1)
-            [[3, '0.1200', '', '', '', '', '', '', '', '', '', '']]
+            [[3, '0.1200', '', '', '', '', '', '', '', '', '', '', '']]
         """
         return frame_csv_rows(self.index, self.time_s, self.faces, num_classes)
 
