@@ -33,6 +33,8 @@ test: $(STAMP)
 	# one per core (tests run torch single-threaded); a file's tests stay on one worker, so its module fixtures
 	# are built once (docs/TESTING.md: what keeps tests independent across workers)
 	$(BIN)/lint-imports --no-cache
+	# the inference package's types, its seams included (eacfer.infer.protocols; [tool.mypy] in pyproject.toml)
+	$(BIN)/mypy
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)

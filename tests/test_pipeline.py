@@ -333,7 +333,7 @@ def test_finder_stage_finds_the_faces_full_scans_find(predictor, face_rgb, tmp_p
 
 
 def _box_iou(a, b):
-    from eacfer.infer.tracking import iou
+    from eacfer.infer.detect.base import box_iou as iou
 
     return iou(a, b)
 

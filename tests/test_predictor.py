@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from eacfer.infer.detect.base import box_iou as iou
 from eacfer.infer.predictor import Predictor, to_rgb_array
-from eacfer.infer.tracking import iou
 from inference_testutils import FACE, FACE_REGION, compose_faces, make_clip
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …

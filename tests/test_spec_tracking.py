@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eacfer.infer.detect.base import box_iou as iou
 from eacfer.infer.results import FaceResult
-from eacfer.infer.tracking import IoUTracker, iou
+from eacfer.infer.tracking import IoUTracker
 
 NAMES = ("a", "b", "c")
 SIDE = 50.0

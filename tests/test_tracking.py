@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eacfer.infer.detect.base import box_iou as iou
 from eacfer.infer.results import FaceResult
-from eacfer.infer.tracking import IoUTracker, iou
+from eacfer.infer.tracking import IoUTracker
 from inference_testutils import make_clip
 
 NAMES = ("a", "b", "c")

@@ -195,7 +195,7 @@ def test_rotated_phone_video_is_upright(predictor, face_rgb, tmp_path):
     upright = [r.faces for r in upright_frames]
     assert all(len(f) == 1 for f in upright)  # face found in every frame, upright after rotation
     ref = predictor.predict(face_rgb).faces[0].box
-    from eacfer.infer.tracking import iou
+    from eacfer.infer.detect.base import box_iou as iou
 
     assert iou(upright[0][0].box, ref) > 0.7
 

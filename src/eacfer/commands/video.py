@@ -126,9 +126,9 @@ def _refuse_photos(sources: list[str], checkpoint: str | None) -> None:
     """
     import shlex
 
-    from eacfer.data.imageio import IMAGE_EXTENSIONS
+    from eacfer.data.imageio import is_image_name
 
-    photos = [s for s in sources if s.lower().endswith(IMAGE_EXTENSIONS) and not s.lower().endswith(".gif")]
+    photos = [s for s in sources if is_image_name(s) and not s.lower().endswith(".gif")]
     if photos:
         model = f" --checkpoint {shlex.quote(checkpoint)}" if checkpoint else ""
         raise ValueError(f"{photos[0]}: a photo, not a video; for photos use "

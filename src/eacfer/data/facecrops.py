@@ -8,7 +8,8 @@ RAF-DB's aligned faces are), resized to
 the image at all is an error for that image.
 
 The cache is one JPEG (quality 95) per crop under a folder keyed by the dataset's real path, the crop size
-and the margin (default ``$EACFER_CACHE_DIR/affectnet`` or ``~/.cache/eacfer/affectnet``). Each crop is
+and the margin (default ``affectnet`` under :func:`eacfer.utils.cache.cache_root`: ``$EACFER_CACHE_DIR``,
+``$XDG_CACHE_HOME/eacfer`` or ``~/.cache/eacfer``). Each crop is
 written to a temporary name and renamed, so a killed pass leaves only whole crops; the next pass computes
 only the missing ones.
 
@@ -86,7 +87,9 @@ def default_cache_dir(root: str | os.PathLike[str], size: int, margin: float, ba
         >>> default_cache_dir("/data/AffectNet", 224, 0.1, base="/tmp/c").name.endswith("-224-m0.1-black")
         True
     """
-    base_dir = Path(base or os.environ.get("EACFER_CACHE_DIR") or Path.home() / ".cache" / "eacfer") / "affectnet"
+    from eacfer.utils.cache import cache_root
+
+    base_dir = (Path(base) if base else cache_root()) / "affectnet"
     key = hashlib.sha1(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return base_dir / f"{key}-{size}-m{margin:g}-black"  # -black: crops of 0.1 replicated their borders
 

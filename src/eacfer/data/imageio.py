@@ -117,6 +117,16 @@ def image_size(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             return _oriented_size(im)
 
 
+def is_image_name(path: str | os.PathLike[str]) -> bool:
+    """True when a file's name has an image extension (:data:`IMAGE_EXTENSIONS`, any case).
+
+    Example:
+        >>> is_image_name("a/face.JPG"), is_image_name("clip.mp4")
+        (True, False)
+    """
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
 def list_images(root: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
     """Image-like files under ``root`` (by extension, case-insensitive), sorted.
 
@@ -136,7 +146,7 @@ def list_images(root: str | os.PathLike[str], recursive: bool = True) -> list[Pa
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in filenames:
-            if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS:
+            if not fn.startswith(".") and is_image_name(fn):
                 found.append(Path(dirpath) / fn)
         if not recursive:
             break

@@ -283,7 +283,7 @@ def resize_square(img: np.ndarray, side: int) -> np.ndarray:
 
     if img.shape[:2] == (side, side):
         return img
-    return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.BILINEAR))
+    return np.array(Image.fromarray(np.ascontiguousarray(img)).resize((side, side), Image.Resampling.BILINEAR))
 
 
 def warp_map_to_image(
@@ -304,7 +304,7 @@ def warp_map_to_image(
     if src.ndim != 2:
         raise ValueError(f"crop_map must be 2-D, got shape {src.shape}")
     if src.shape != (size, size):
-        src = cv2.resize(src, (size, size), interpolation=cv2.INTER_LINEAR)
+        src = np.asarray(cv2.resize(src, (size, size), interpolation=cv2.INTER_LINEAR), np.float32)  # no copy
     h, w = int(image_shape[0]), int(image_shape[1])
     return cv2.warpAffine(
         src,

@@ -113,7 +113,7 @@ class OnnxClassifier:
         from eacfer.infer.quantize import read_quantization
 
         try:
-            self.session = create_session(model, threads, device)
+            self.session = create_session(model if isinstance(model, bytes) else os.fspath(model), threads, device)
         except ValueError:
             raise
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, …)

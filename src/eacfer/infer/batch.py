@@ -34,6 +34,8 @@ from eacfer.infer.batch_ledger import (
     annotated_names,
     error_text,
 )
+from eacfer.infer.protocols import FaceAnalyser
+from eacfer.infer.sources import is_video_file
 from eacfer.utils.atomic import atomic_path, write_json
 from eacfer.utils.interrupt import HoldCtrlC
 from eacfer.utils.outdir import claim_output_dir, safe_name, write_manifest
@@ -46,18 +48,12 @@ SUMMARY_NAME = "summary.json"
 ANNOTATED_DIR = "annotated"
 #: every name ``eacfer predict`` writes into ``--out`` (the set ``--overwrite`` replaces)
 PREDICT_OUTPUTS = (CSV_NAME, JSONL_NAME, JSON_NAME, LEDGER, SUMMARY_NAME, ANNOTATED_DIR, "shards")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 
 
 def prediction_columns(class_names: Sequence[str]) -> list[str]:
     """Columns of ``predictions.csv`` (and keys of each ``predictions.json`` row)."""
     return ["file", "face", "x", "y", "w", "h", "score", "emotion", *[f"p_{c}" for c in class_names], "error",
             "note"]
-
-
-def is_video_file(path: str | os.PathLike[str]) -> bool:
-    """True for names with a video extension (``clip.mp4``)."""
-    return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS
 
 
 def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
@@ -151,7 +147,7 @@ def rows_for(file: str, class_names: Sequence[str], result: Any, failure: BaseEx
     return [{**_row(file, class_names, f, i), "note": note} for i, f in enumerate(result.faces)], "ok", None
 
 
-def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_images: bool, cam: bool,
+def job_identity(predictor: FaceAnalyser, paths: Sequence[str | os.PathLike[str]], save_images: bool, cam: bool,
                  model_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What makes two ``predict`` runs the same job: inputs, model (name + sha256), detector, outputs asked for,
     and the labelling options when set (``min_confidence``, ``tta``)."""
@@ -163,17 +159,15 @@ def job_identity(predictor: Any, paths: Sequence[str | os.PathLike[str]], save_i
     return ident
 
 
-def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
+def model_record(predictor: FaceAnalyser, model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
     """The model (:meth:`Predictor.model_record <eacfer.infer.predictor.Predictor.model_record>`, the one
     builder of that entry), backbone, classes and detector settings — recorded in every summary."""
-    info = predictor.classifier.info
+    rec = predictor.model_record(model_file)
+    # these keys of the model entry are repeated at the top of job identities and summaries (files written by
+    # earlier versions are compared against them); their values come from the one builder above
     return {
-        "model": predictor.model_record(model_file),
-        "backbone": info.backbone,
-        "classes": list(info.class_names),
-        "input_size": int(info.input_size),
-        "face_size": info.face_size,
-        "backend": predictor.backend,
+        "model": rec,
+        **{k: rec[k] for k in ("backbone", "classes", "input_size", "face_size", "backend")},
         "detector": {"name": predictor.detector_name, "mode": predictor.detector_mode,
                      "score_threshold": predictor.score_threshold, "max_faces": predictor.max_faces,
                      "small_face": getattr(predictor, "small_face", None),
@@ -181,7 +175,7 @@ def model_record(predictor: Any, model_file: str | os.PathLike[str] | None) -> d
     }
 
 
-def _fallback_in_use(predictor: Any) -> str | None:
+def _fallback_in_use(predictor: FaceAnalyser) -> str | None:
     """The photo fallback detector that really runs (``None`` when off or not installed)."""
     from eacfer.infer.detect.fallback import fallback_available
 
@@ -189,7 +183,7 @@ def _fallback_in_use(predictor: Any) -> str | None:
     return name if name and fallback_available(name) else None
 
 
-def _sequential(predictor: Any, todo: list[tuple[Path, Path]], cam: bool) -> Iterator[tuple[Any, Any, dict]]:
+def _sequential(predictor: FaceAnalyser, todo: list[tuple[Path, Path]], cam: bool) -> Iterator[tuple[Any, Any, dict]]:
     """``(result, failure, stage_ms)`` per file, one at a time in this process (the default path)."""
     for file, _root in todo:
         try:
@@ -201,7 +195,7 @@ def _sequential(predictor: Any, todo: list[tuple[Path, Path]], cam: bool) -> Ite
 
 
 def predict_paths(
-    predictor: Any,
+    predictor: FaceAnalyser,
     paths: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     save_images: bool = False,
@@ -253,7 +247,7 @@ def predict_paths(
             (job.out / ANNOTATED_DIR / job.ann[str(file)]).unlink(missing_ok=True)
         if name is not None:
             try:
-                _save_annotated(r, job.out / ANNOTATED_DIR / name, cam)
+                save_annotated(r, job.out / ANNOTATED_DIR / name, cam)
             except Exception as e:  # e.g. disk full: the predictions themselves are still valid
                 job.save_errors += 1
                 name = None
@@ -293,7 +287,7 @@ class PredictJob:
         ...     job.run(items, convert); summary = job.finish({})
     """
 
-    def __init__(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+    def __init__(self, predictor: FaceAnalyser, paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                  save_images: bool = False, cam: bool = False, progress: bool = True, resume: bool | None = None,
                  overwrite: bool = False, retry_errors: bool = False,
                  model_file: str | os.PathLike[str] | None = None):
@@ -325,7 +319,7 @@ class PredictJob:
         self.ledger.close()
         self.lock.release()
 
-    def _start(self, predictor: Any, paths: Sequence[str | os.PathLike[str]], inputs: list[tuple[Path, Path]],
+    def _start(self, predictor: FaceAnalyser, paths: Sequence[str | os.PathLike[str]], inputs: list[tuple[Path, Path]],
                save_images: bool, cam: bool, progress: bool, resume: bool | None, overwrite: bool,
                retry_errors: bool, model_file: str | os.PathLike[str] | None) -> None:
         out = self.out
@@ -434,7 +428,13 @@ def _drop_stale_annotated(folder: Path, stale: set[str]) -> None:
         remove_outputs(folder.parent, [folder.name], {folder.name: sorted(stale)})
 
 
-def _save_annotated(r: Any, path: Path, cam: bool) -> None:
+def save_annotated(r: Any, path: Path, cam: bool) -> None:
+    """Write ``r`` (an :class:`~eacfer.infer.results.ImageResult`) with its boxes and labels drawn, as a JPEG at
+    ``path`` (atomically); the local and the Ray photo jobs both write ``annotated/`` with it.
+
+    Example:
+        >>> save_annotated(predictor.predict("face.jpg"), Path("out/annotated/face.jpg"), cam=False)  # doctest: +SKIP
+    """
     import cv2
 
     from eacfer.infer.viz import annotate

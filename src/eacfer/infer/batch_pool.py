@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eacfer.infer.protocols import FaceAnalyser
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
             "size": (int(wd), int(h)), "image": rgb if keep else None, "timings": t, "note": note}
 
 
-def _faces(predictor: Any, dets: list[Any], probs: np.ndarray, cams: np.ndarray | None) -> list[Any]:
+def _faces(predictor: FaceAnalyser, dets: list[Any], probs: np.ndarray, cams: np.ndarray | None) -> list[Any]:
     """FaceResults as :meth:`Predictor._analyse` builds them."""
     from eacfer.infer.detect import Detection
     from eacfer.infer.results import FaceResult
@@ -120,7 +122,7 @@ def _faces(predictor: Any, dets: list[Any], probs: np.ndarray, cams: np.ndarray 
     return out
 
 
-def _classify(predictor: Any, pending: list[tuple[str, dict[str, Any]]], cam: bool
+def _classify(predictor: FaceAnalyser, pending: list[tuple[str, dict[str, Any]]], cam: bool
               ) -> Iterator[tuple[Any, BaseException | None, dict[str, float]]]:
     from eacfer.infer.results import FrameResult
 
@@ -148,7 +150,7 @@ def _classify(predictor: Any, pending: list[tuple[str, dict[str, Any]]], cam: bo
 class _Pooled:
     """Iterator of ``(result, failure, stage_ms)`` in input order; ``close()`` stops the workers."""
 
-    def __init__(self, predictor: Any, files: list[str], workers: int, batch_size: int, cam: bool, keep: bool):
+    def __init__(self, predictor: FaceAnalyser, files: list[str], workers: int, batch_size: int, cam: bool, keep: bool):
         import multiprocessing as mp
 
         self.started = time.perf_counter()
@@ -162,8 +164,8 @@ class _Pooled:
                                         getattr(predictor, "align", "box")))
         self._gen = self._run(predictor, files, batch_size, cam, keep)
 
-    def _run(self, predictor: Any, files: list[str], batch_size: int, cam: bool, keep: bool
-             ) -> Iterator[tuple[Any, BaseException | None, dict[str, float]]]:
+    def _run(self, predictor: FaceAnalyser, files: list[str], batch_size: int, cam: bool, keep: bool
+             ) -> Generator[tuple[Any, BaseException | None, dict[str, float]], None, None]:
         it = self._pool.imap(_detect_one, [(f, keep) for f in files], chunksize=1)
         pending: list[tuple[str, dict[str, Any]]] = []
         faces = 0
@@ -189,7 +191,7 @@ class _Pooled:
         self._pool.join()
 
 
-def pooled(predictor: Any, todo: list[tuple[Path, Path]], workers: int, batch_size: int = 32, cam: bool = False,
+def pooled(predictor: FaceAnalyser, todo: list[tuple[Path, Path]], workers: int, batch_size: int = 32, cam: bool = False,
            keep_images: bool = False) -> _Pooled:
     """Results for ``todo`` (``(file, root)`` pairs) from ``workers`` processes, faces classified in batches.
 

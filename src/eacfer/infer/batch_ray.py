@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.infer.batch import ANNOTATED_DIR, PredictJob, _save_annotated, rows_for
+from eacfer.infer.batch import ANNOTATED_DIR, PredictJob, rows_for, save_annotated
 from eacfer.utils.atomic import write_text
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class PhotoActor:
             name = None
             if self.save_images and r is not None and ann:
                 try:
-                    _save_annotated(r, self.out / ANNOTATED_DIR / str(ann), self.cam)
+                    save_annotated(r, self.out / ANNOTATED_DIR / str(ann), self.cam)
                     name = str(ann)
                 except Exception as e:  # the predictions are still valid
                     log.warning("%s: annotated copy not written: %s", file, e)

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from eacfer.infer.protocols import FaceAnalyser
+
 #: the label of a face whose top probability is below ``min_confidence`` (its probabilities are still reported)
 UNCERTAIN = "uncertain"
 #: test-time augmentations: ``flip`` averages the probabilities of a face crop and its mirror image
@@ -63,7 +65,7 @@ def top_label(probs: np.ndarray, class_names: tuple[str, ...] | list[str],
     return k, (UNCERTAIN if float(probs[k]) < min_confidence else class_names[k])
 
 
-def labelling_options(predictor: Any) -> dict[str, Any]:
+def labelling_options(predictor: FaceAnalyser) -> dict[str, Any]:
     """``min_confidence``, ``tta`` and ``align`` of a predictor, only those set (so default runs record what they
     always did).
 

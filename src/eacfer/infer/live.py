@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from eacfer.infer.protocols import FaceAnalyser
 from eacfer.infer.results import FrameResult
 
 
@@ -40,7 +41,7 @@ class LiveSession:
         smoothing: the tracker's probability smoothing (``eacfer video --smoothing``).
     """
 
-    def __init__(self, predictor: Any, classify_every: int | str = "auto", cam: bool = False,
+    def __init__(self, predictor: FaceAnalyser, classify_every: int | str = "auto", cam: bool = False,
                  smoothing: float = 0.5) -> None:
         from eacfer.infer.reuse import LabelReuse, resolve_classify_every
         from eacfer.infer.tracking import IoUTracker

@@ -35,15 +35,16 @@ SUFFIXES = (".onnx", ".refused.json")
 
 
 def cache_dir() -> Path:
-    """Where on-the-fly ONNX exports of ``.pt`` files are cached (``$EACFER_CACHE_DIR`` or ~/.cache/eacfer).
+    """Where on-the-fly ONNX exports (classifiers, RetinaFace) are cached: ``onnx`` under
+    :func:`eacfer.utils.cache.cache_root`.
 
     Example:
         >>> cache_dir().name
         'onnx'
     """
-    base = os.environ.get("EACFER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "eacfer")
-    return Path(base) / "onnx"
+    from eacfer.utils.cache import cache_dir as named_cache
+
+    return named_cache("onnx")
 
 
 def max_bytes() -> int:

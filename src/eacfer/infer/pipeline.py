@@ -39,10 +39,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from eacfer.infer.protocols import FaceAnalyser, FrameDetector
 from eacfer.infer.results import FrameResult
 
 log = logging.getLogger(__name__)
@@ -68,54 +69,6 @@ def check_stream_args(every: int, max_frames: int | None, pipeline: str) -> None
 STAGES = ("decode", "detect", "classify")
 _STOP = object()  # end of stream, passed down the queues
 _POLL_S = 0.1  # how often a waiting thread looks at the stop flag (it sleeps in between)
-
-
-class FrameDetector(Protocol):
-    """The detection stage: one call per analysed frame, in frame order, from one thread.
-
-    Implementations may keep state across frames (tracks, regions of interest); ``reset`` forgets it
-    (a seek, a new source).
-    """
-
-    def detect(self, rgb: np.ndarray, index: int) -> list[Any]:
-        """Faces (:class:`eacfer.infer.detect.Detection`) of frame ``index``, highest score first."""
-        ...
-
-    def reset(self) -> None: ...
-
-    def settings(self) -> dict[str, Any]:
-        """JSON-friendly description for summary.json."""
-        ...
-
-
-class DetectionStage:
-    """The detection stage of a video pipeline: the predictor's detector for ``kind`` on every analysed frame.
-
-    For video files and cameras in auto mode that detector is the tracking
-    :class:`~eacfer.infer.detect.finder.VideoFaceFinder` (short-range BlazeFace around each face, full scans
-    on a schedule), which keeps tracks across frames: ``reset`` forgets them (a new source, a seek).
-
-    Example:
-        >>> det = predictor.frame_detector("video"); dets = det.detect(rgb, 0)  # doctest: +SKIP
-    """
-
-    def __init__(self, predictor: Any, kind: str):
-        self.predictor, self.kind = predictor, kind
-
-    def detect(self, rgb: np.ndarray, index: int) -> list[Any]:
-        return self.predictor.detect_faces(rgb, self.kind)
-
-    def reset(self) -> None:
-        self.predictor.reset_tracking(self.kind)
-
-    def settings(self) -> dict[str, Any]:
-        tracking = self.predictor.detector_mode_for(self.kind) == "finder"
-        return {**self.predictor.detector_settings(self.kind),
-                "strategy": "tracking finder: short-range around faces, full scans on a schedule" if tracking
-                else "full scan of every analysed frame"}
-
-    def close(self) -> None:
-        """The detector belongs to the predictor (closed with it)."""
 
 
 class LatencyStats:
@@ -181,14 +134,11 @@ class _Frames:
 
     name = "?"
 
-    def __init__(self, predictor: Any, src: Any, every: int = 1, max_frames: int | None = None,
+    def __init__(self, predictor: FaceAnalyser, src: Any, every: int = 1, max_frames: int | None = None,
                  cam: bool = False, detector: FrameDetector | None = None, classify_every: int | str = 1):
         from eacfer.infer.reuse import LabelReuse, resolve_classify_every
 
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        if max_frames is not None and max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        check_stream_args(every, max_frames, self.name)
         self.predictor, self.src, self.every, self.max_frames, self.cam = predictor, src, every, max_frames, cam
         kind = "stream" if src.live else "video"
         self._owns_detector = detector is None
@@ -315,7 +265,7 @@ class ThreadedFrames(_Frames):
 
     name = "threaded"
 
-    def __init__(self, predictor: Any, src: Any, every: int = 1, max_frames: int | None = None, cam: bool = False,
+    def __init__(self, predictor: FaceAnalyser, src: Any, every: int = 1, max_frames: int | None = None, cam: bool = False,
                  detector: FrameDetector | None = None, queue_size: int = 2, drop: bool = True,
                  classify_every: int | str = 1):
         super().__init__(predictor, src, every, max_frames, cam, detector, classify_every)
@@ -446,16 +396,15 @@ class ThreadedFrames(_Frames):
             self._release_detector()
 
 
-def open_frames(predictor: Any, src: Any, pipeline: str = "threaded", **kw: Any) -> _Frames:
+def open_frames(predictor: FaceAnalyser, src: Any, pipeline: str = "threaded", **kw: Any) -> _Frames:
     """The frame pipeline by name (``"threaded"`` or ``"sequential"``) over an opened source.
 
     Example:
         >>> frames = open_frames(predictor, open_source("clip.mp4"), "sequential")  # doctest: +SKIP
     """
+    check_stream_args(kw.get("every", 1), kw.get("max_frames"), pipeline)
     if pipeline == "threaded":
         return ThreadedFrames(predictor, src, **kw)
-    if pipeline == "sequential":
-        kw.pop("queue_size", None)
-        kw.pop("drop", None)
-        return SequentialFrames(predictor, src, **kw)
-    raise ValueError(f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}")
+    kw.pop("queue_size", None)
+    kw.pop("drop", None)
+    return SequentialFrames(predictor, src, **kw)

@@ -227,12 +227,12 @@ class Predictor:
         return dets[: self.max_faces] if self.max_faces is not None else dets
 
     def frame_detector(self, kind: str = "image") -> Any:
-        """The detection stage of a video pipeline (:class:`eacfer.infer.pipeline.FrameDetector`).
+        """The detection stage of a video pipeline (:class:`eacfer.infer.protocols.FrameDetector`).
 
         ``kind`` is ``"video"`` for files, ``"stream"`` for live sources (see :meth:`detector_mode_for`);
         any object with the same four methods can replace it (``open_frames(..., detector=...)``).
         """
-        from eacfer.infer.pipeline import DetectionStage
+        from eacfer.infer.detection_stage import DetectionStage
 
         return DetectionStage(self, kind)
 
@@ -364,7 +364,7 @@ class Predictor:
     def detector_settings(self, kind: str = "image") -> dict[str, Any]:
         """Detector name, model (full/short range) for ``kind``, score threshold, face cap and, for BlazeFace,
         what runs the network (``engine``: ``litert`` or ``mediapipe``)."""
-        out = {"name": self.detector_name, "mode": self.detector_mode_for(kind),
+        out: dict[str, Any] = {"name": self.detector_name, "mode": self.detector_mode_for(kind),
                "score_threshold": self.score_threshold, "max_faces": self.max_faces}
         if self.detector_name == "mediapipe":
             from eacfer.infer.detect import resolve_engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,43 @@ class FaceResult:
         return d
 
 
+def frames_csv_columns(class_names: Sequence[str]) -> list[str]:
+    """Columns of ``frames.csv`` (``eacfer video``; the app's recordings and snapshots): ``frame, time_s, track,
+    x, y, w, h, score, emotion, p_<class>…, smoothed_emotion, s_<class>…, label_frame`` (``score``: detector
+    confidence; ``s_``: the track's smoothed probabilities; ``label_frame``: the frame whose face crop gave
+    ``emotion`` and ``p_``). Rows: :func:`frame_csv_rows`.
+
+    Example:
+        >>> frames_csv_columns(["a", "b"])[7:]
+        ['score', 'emotion', 'p_a', 'p_b', 'smoothed_emotion', 's_a', 's_b', 'label_frame']
+    """
+    return ["frame", "time_s", "track", "x", "y", "w", "h", "score", "emotion",
+            *[f"p_{c}" for c in class_names], "smoothed_emotion", *[f"s_{c}" for c in class_names], "label_frame"]
+
+
+def frame_csv_rows(index: int | None, time_s: float | None, faces: Sequence[FaceResult],
+                   num_classes: int) -> list[list[Any]]:
+    """The ``frames.csv`` rows of one analysed frame (columns: :func:`frames_csv_columns`): one per face, or one
+    row with empty face fields when there is none. ``label_frame`` is the face's own (labels carried over
+    from an earlier frame) or this frame's index.
+
+    Example:
+        >>> frame_csv_rows(7, 0.28, [], num_classes=2)
+        [[7, '0.2800', '', '', '', '', '', '', '', '', '', '', '', '', '']]
+    """
+    t = f"{float(time_s or 0.0):.4f}"
+    if not faces:
+        return [[index, t] + [""] * (2 * num_classes + 9)]
+    rows = []
+    for f in faces:
+        smoothed = f.smoothed if f.smoothed is not None else [None] * len(f.probabilities)
+        rows.append([index, t, f.track_id, *(f"{v:.1f}" for v in f.box), f"{float(f.score):.4f}",
+                     f.emotion, *(f"{float(p):.5f}" for p in f.probabilities), f.smoothed_emotion or "",
+                     *("" if p is None else f"{float(p):.5f}" for p in smoothed),
+                     index if f.label_frame is None else f.label_frame])
+    return rows
+
+
 @dataclass
 class FrameResult:
     """All faces of one image or video frame.
@@ -135,6 +173,15 @@ class FrameResult:
     read_at: float | None = None
     latency_ms: float | None = None
     note: str | None = None  # photos: faces found only by the fallback detector, or why none (fallback.py)
+
+    def csv_rows(self, num_classes: int) -> list[list[Any]]:
+        """This frame's ``frames.csv`` rows (:func:`frame_csv_rows`; ``num_classes`` sizes the empty row).
+
+        Example:
+            >>> FrameResult(faces=[], image_size=(4, 4), index=3, time_s=0.12).csv_rows(1)
+            [[3, '0.1200', '', '', '', '', '', '', '', '', '', '', '']]
+        """
+        return frame_csv_rows(self.index, self.time_s, self.faces, num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (no pixels)."""

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from eacfer.infer.protocols import FaceAnalyser
 from eacfer.infer.results import FaceResult
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class LabelReuse:
             return True
         return (count + int(track_id)) % self.every == 0
 
-    def classify(self, predictor: Any, rgb: np.ndarray, dets: list[Any], cam: bool, timings: dict[str, float],
+    def classify(self, predictor: FaceAnalyser, rgb: np.ndarray, dets: list[Any], cam: bool, timings: dict[str, float],
                  index: int | None = None) -> list[FaceResult]:
         """This frame's faces, in ``dets`` order: the due ones classified (one batch), the others carried over.
 
@@ -151,7 +152,7 @@ class LabelReuse:
             self._count += 1
         return [f for f in out if f is not None]
 
-    def _start_job(self, predictor: Any, rgb: np.ndarray, dets: list[Any], cam: bool, index: int | None) -> None:
+    def _start_job(self, predictor: FaceAnalyser, rgb: np.ndarray, dets: list[Any], cam: bool, index: int | None) -> None:
         """Classify ``dets`` on a helper thread (caller holds the lock); the results replace the cached labels
         of their tracks when done, counted as of this frame (so they are due again ``every`` frames later)."""
         count, generation = self._count, self._generation

@@ -28,6 +28,60 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0
+#: what counts as a video file (by name): ``eacfer predict`` points these to ``eacfer video``, video jobs
+#: collect them from folders
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+#: the kinds :func:`source_kind` tells apart
+SOURCE_KINDS = ("camera", "url", "folder", "list", "file")
+
+
+def is_video_file(path: str | os.PathLike[str]) -> bool:
+    """True for names with a video extension (``clip.mp4``), whatever their case.
+
+    Example:
+        >>> is_video_file("talk.MKV"), is_video_file("face.jpg")
+        (True, False)
+    """
+    return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS
+
+
+def source_kind(source: str | int | os.PathLike[str]) -> str:
+    """The one rule for what a SOURCE argument names: ``camera`` (an index: ``0``, ``"0"``), ``url`` (any
+    ``scheme://…``, streams and ``file://`` alike), ``folder`` (an existing directory), ``list`` (an existing
+    ``.txt`` file naming one source a line) or ``file`` (anything else: a path, existing or not).
+
+    Used by :func:`open_source`, the video jobs (:mod:`eacfer.infer.videojob`) and the desktop app's
+    ``--source`` (:mod:`eacfer.ui.media`).
+
+    Example:
+        >>> [source_kind(s) for s in (0, "1", "rtsp://cam/stream", "clip.mp4")]
+        ['camera', 'camera', 'url', 'file']
+    """
+    if isinstance(source, int):
+        return "camera"
+    s = os.fspath(source)
+    if s.isdigit():
+        return "camera"
+    if "://" in s:
+        return "url"
+    try:
+        if os.path.isdir(s):
+            return "folder"
+        if s.lower().endswith(".txt") and os.path.isfile(s):
+            return "list"
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system: a file that is not there
+        pass
+    return "file"
+
+
+def is_path_source(source: str | int | os.PathLike[str]) -> bool:
+    """True when ``source`` names something on disk (a file, folder or list), False for cameras and URLs.
+
+    Example:
+        >>> is_path_source("clip.mp4"), is_path_source("2"), is_path_source("http://host/live.m3u8")
+        (True, False, False)
+    """
+    return source_kind(source) not in ("camera", "url")
 
 
 class FrameSource:
@@ -70,7 +124,7 @@ class FrameSource:
         self._t0: float | None = None
         self._last_t = -1.0
         ok, first = self._read_raw()
-        if not ok:
+        if not ok or first is None:
             self.close()
             what = "camera/stream delivered no frames" if live else "no frames could be decoded (empty, corrupt or unsupported video)"
             raise ValueError(f"{description}: {what}")
@@ -109,13 +163,14 @@ class FrameSource:
             if self._pending is not None:
                 frame, self._pending = self._pending, None
             else:
-                ok, frame = self._read_raw()
-                if not ok:
+                ok, read = self._read_raw()
+                if not ok or read is None:
                     self._set_stop_reason()
                     return
+                frame = read
             index = self.frames_read
             self.frames_read += 1
-            yield index, self._timestamp(index), frame  # type: ignore[misc]
+            yield index, self._timestamp(index), frame
 
     def _set_stop_reason(self) -> None:
         n = self.frames_read
@@ -242,12 +297,12 @@ def parse_source(source: str | int | os.PathLike[str]) -> tuple[str, Any, bool]:
     """
     if isinstance(source, int):
         return "camera", source, True
-    s = os.fspath(source)
-    if s.isdigit():
+    kind, s = source_kind(source), os.fspath(source)
+    if kind == "camera":
         return "camera", int(s), True
-    if "://" in s:
+    if kind == "url":
         return "url", s, not s.lower().startswith("file://")
-    return "file", Path(s), False
+    return "file", Path(s), False  # a folder or list given here is refused by open_source with its own message
 
 
 def open_source(

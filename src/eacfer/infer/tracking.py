@@ -11,30 +11,13 @@ one small counter per track ever seen, so memory does not grow with the video's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from eacfer.infer.detect.base import box_iou
 from eacfer.infer.results import FaceResult
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes.
-
-    Example:
-        >>> iou((0, 0, 10, 10), (5, 0, 10, 10))
-        0.3333333333333333
-    """
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = min(ax1, bx1) - max(a[0], b[0])
-    ih = min(ay1, by1) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 @dataclass
@@ -110,7 +93,7 @@ class IoUTracker:
             if tid in exclude:
                 continue
             for j, f in enumerate(faces):
-                o = iou(tr.box, f.box)
+                o = box_iou(tr.box, f.box)
                 if o > 0.0 and o >= self.iou_threshold:  # boxes that do not overlap never continue a track
                     pairs.append((o, tid, j))
         pairs.sort(key=lambda t: t[0], reverse=True)
@@ -176,7 +159,7 @@ class IoUTracker:
         for tid, st in self.stats.items():
             n = max(1, int(st["frames"]))
             shares = {c: round(float(v) / n, 4) for c, v in zip(self._class_names, st["counts"], strict=True) if v}
-            top = max(shares, key=shares.get) if shares else None
+            top = max(shares, key=lambda c: shares[c]) if shares else None
             out[str(tid)] = {"first_frame": st["first_frame"], "last_frame": st["last_frame"],
                              "frames": int(st["frames"]), "dominant_emotion": top, "emotion_shares": shares}
         return out

@@ -35,11 +35,13 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from eacfer.infer.protocols import FaceAnalyser
 from eacfer.infer.results import FaceResult, FrameResult
+from eacfer.infer.results import frames_csv_columns as frames_csv_header
 from eacfer.infer.sources import FrameSource, open_source
 from eacfer.infer.writers import VideoWriter, write_frame
 from eacfer.utils.atomic import atomic_open, write_json
@@ -47,28 +49,20 @@ from eacfer.utils.interrupt import HoldCtrlC
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoWriter", "open_source", "run_video", "frames_csv_header"]
+__all__ = ["VideoWriter", "open_source", "run_video", "frames_csv_header", "FrameSink"]
 
 
-def frames_csv_header(class_names: list[str] | tuple[str, ...]) -> list[str]:
-    """Columns of ``frames.csv``: ``frame, time_s, track, x, y, w, h, score, emotion, p_<class>…,
-    smoothed_emotion, s_<class>…, label_frame`` (``score``: detector confidence; ``s_``: the track's smoothed
-    probabilities; ``label_frame``: the frame whose face crop gave ``emotion`` and ``p_``).
+class FrameSink(Protocol):
+    """Where :func:`run_video` hands each frame, in frame order: ``write`` once per frame read, ``close`` once
+    at the end (also after an error or Ctrl-C: what was written so far is finalised)."""
 
-    Example:
-        >>> frames_csv_header(["a", "b"])[7:]
-        ['score', 'emotion', 'p_a', 'p_b', 'smoothed_emotion', 's_a', 's_b', 'label_frame']
-    """
-    return ["frame", "time_s", "track", "x", "y", "w", "h", "score", "emotion",
-            *[f"p_{c}" for c in class_names], "smoothed_emotion", *[f"s_{c}" for c in class_names], "label_frame"]
+    def write(self, r: FrameResult) -> None:
+        """Take one frame (skipped frames of ``every=N`` too: ``r.processed`` is False)."""
+        ...
 
-
-def _face_row(r: FrameResult, f: FaceResult) -> list[Any]:
-    smoothed = f.smoothed if f.smoothed is not None else [None] * len(f.probabilities)
-    return [r.index, f"{r.time_s:.4f}", f.track_id, *(f"{v:.1f}" for v in f.box), f"{float(f.score):.4f}",
-            f.emotion, *(f"{float(p):.5f}" for p in f.probabilities), f.smoothed_emotion or "",
-            *("" if p is None else f"{float(p):.5f}" for p in smoothed),
-            r.index if f.label_frame is None else f.label_frame]
+    def close(self) -> None:
+        """Finish the output."""
+        ...
 
 
 class _InlineWriter:
@@ -100,8 +94,118 @@ def _render(item: tuple[np.ndarray, list[FaceResult], bool, float | None]) -> np
     return cv2.cvtColor(annotate(rgb, faces, cam=cam, copy=False), cv2.COLOR_RGB2BGR)
 
 
+def _stamp(item: tuple[Any, ...]) -> float | None:
+    return item[3]  # the live time of _render's item (None for files)
+
+
+class TallySink:
+    """Tracks faces across frames (ids, smoothed probabilities) and counts what ``summary.json`` reports; it runs
+    first, so the CSV and the video see the tracks of the frame they write."""
+
+    def __init__(self, tracker: Any, uncertain_label: str):
+        self.tracker, self.uncertain_label = tracker, uncertain_label
+        self.counts = {"frames": 0, "processed": 0, "with_faces": 0, "faces": 0, "uncertain": 0}
+        self.stage_sums: dict[str, float] = {}
+
+    def add(self, stage: str, ms: float) -> None:
+        self.stage_sums[stage] = self.stage_sums.get(stage, 0.0) + ms
+
+    def write(self, r: FrameResult) -> None:
+        self.counts["frames"] += 1
+        for k, v in r.timings.items():
+            if k != "total" and (r.processed or k == "decode"):
+                self.add(k, v)
+        if r.processed:
+            t0 = time.perf_counter()
+            self.tracker.update(r.faces, r.index or 0)
+            self.add("track", (time.perf_counter() - t0) * 1000)
+            self.counts["processed"] += 1
+            self.counts["faces"] += len(r.faces)
+            self.counts["with_faces"] += bool(r.faces)
+            self.counts["uncertain"] += sum(f.emotion == self.uncertain_label for f in r.faces)
+
+    def close(self) -> None:
+        pass
+
+
+class CsvSink:
+    """``frames.csv``: the rows of each analysed frame (:meth:`FrameResult.csv_rows`), renamed into place on close."""
+
+    def __init__(self, path: Path, class_names: list[str]):
+        self.num_classes = len(class_names)
+        self._stack = contextlib.ExitStack()
+        self._rows = csv.writer(self._stack.enter_context(atomic_open(path, newline="")))
+        self._rows.writerow(frames_csv_header(class_names))
+
+    def write(self, r: FrameResult) -> None:
+        if r.processed:
+            self._rows.writerows(r.csv_rows(self.num_classes))
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> CsvSink:
+        return self
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        # an exception escaping the driver (not one it reports in the summary) leaves no frames.csv behind
+        return self._stack.__exit__(*exc)
+
+
+class AnnotatedVideoSink:
+    """``annotated.mp4``: every frame read, with the latest analysed faces drawn (on a background thread for the
+    threaded pipeline)."""
+
+    def __init__(self, path: Path, src: FrameSource, codec: str, pipeline: str, queue_size: int, cam: bool):
+        from eacfer.infer.writers import BackgroundWriter
+
+        self.writer = VideoWriter(path, src.fps, src.size, codec=codec)
+        self.encoder: Any = (BackgroundWriter(self.writer, _render, maxsize=queue_size, timestamp=_stamp)
+                             if pipeline == "threaded" else _InlineWriter(self.writer, _render, _stamp))
+        # a live source that drops frames: timestamps keep the video in real time (H.264 only)
+        self.live_times = src.live and pipeline == "threaded"
+        self.cam = cam
+        self.last_faces: list[FaceResult] = []
+
+    @property
+    def busy(self) -> dict[str, float]:
+        """Seconds spent drawing and encoding (``draw``, ``write``)."""
+        return dict(self.encoder.busy)
+
+    def write(self, r: FrameResult) -> None:
+        if r.processed:
+            self.last_faces = r.faces
+        self.encoder.submit((r.image, self.last_faces, self.cam and r.processed,
+                             r.time_s if self.live_times else None))
+
+    def close(self) -> None:
+        self.encoder.close()  # every frame handed over is written before the file is finalised
+
+
+class _ProgressSink:
+    def __init__(self, bar: Any):
+        self.bar = bar
+
+    def write(self, r: FrameResult) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        pass
+
+
+class _CallbackSink:
+    def __init__(self, fn: Callable[[FrameResult], None]):
+        self.fn = fn
+
+    def write(self, r: FrameResult) -> None:
+        self.fn(r)
+
+    def close(self) -> None:
+        pass
+
+
 def run_video(
-    predictor: Any,
+    predictor: FaceAnalyser,
     source: str | int | os.PathLike[str] | FrameSource,
     out_dir: str | os.PathLike[str],
     every: int = 1,
@@ -120,8 +224,12 @@ def run_video(
 ) -> dict[str, Any]:
     """Analyse a video/camera/stream and write ``annotated.mp4``, ``frames.csv`` and ``summary.json``.
 
+    A driver: it opens the source and the frame pipeline, hands each frame to the sinks in order (tracking and
+    counts, ``frames.csv``, ``annotated.mp4``, the progress bar, ``on_frame``), closes them however the loop
+    ends and writes the summary.
+
     Args:
-        predictor: an :class:`eacfer.infer.predictor.Predictor`.
+        predictor: an :class:`eacfer.infer.predictor.Predictor` (any :class:`~eacfer.infer.protocols.FaceAnalyser`).
         source: path, camera index, URL or an opened :class:`~eacfer.infer.sources.FrameSource`.
         every: analyse every N-th frame (all frames are still written to the video).
         max_frames: stop after this many frames.
@@ -147,86 +255,47 @@ def run_video(
         >>> s["frames"], s["tracks"], s["latency_ms"]["p50"]                                # doctest: +SKIP
         (250, 1, 41.3)
     """
-    from eacfer.infer.labelling import UNCERTAIN, labelling_options
+    from eacfer.infer.labelling import UNCERTAIN
+    from eacfer.infer.pipeline import check_stream_args
     from eacfer.infer.tracking import IoUTracker
-    from eacfer.infer.writers import BackgroundWriter, resolve_codec
+    from eacfer.infer.writers import resolve_codec
 
-    if pipeline not in ("threaded", "sequential"):
-        raise ValueError(f"unknown pipeline {pipeline!r}; choose from threaded, sequential")
+    check_stream_args(every, max_frames, pipeline)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     codec = resolve_codec(codec) if write_video else codec
     out.mkdir(parents=True, exist_ok=True)
     # ids from the video face finder (detect/finder.py) are kept; the tracker smooths per id
-    tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing, keep_given_ids=True)
+    tally = TallySink(IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing,
+                                 keep_given_ids=True), UNCERTAIN)
     src = source if isinstance(source, FrameSource) else open_source(source)
-    names = list(predictor.class_names)
-    counts = {"frames": 0, "processed": 0, "with_faces": 0, "faces": 0, "uncertain": 0}
-    stage_sums: dict[str, float] = {}
-    sink: Any = None
+    video: AnnotatedVideoSink | None = None
     frames: Any = None
     interrupted, error = False, None
-    last_faces: list[FaceResult] = []
     t_start = time.perf_counter()
-
-    def add(stage: str, ms: float) -> None:
-        stage_sums[stage] = stage_sums.get(stage, 0.0) + ms
-
-    bar = None
     with contextlib.ExitStack() as stack:
         stack.callback(src.close)
-        fh = stack.enter_context(atomic_open(out / "frames.csv", newline=""))
-        rows = csv.writer(fh)
-        rows.writerow(frames_csv_header(names))
+        sinks: list[FrameSink] = [tally, stack.enter_context(CsvSink(out / "frames.csv", list(predictor.class_names)))]
         if progress:
-            from eacfer.utils.progress import progress_bar as tqdm
-
-            total = max_frames if src.frame_count is None else min(src.frame_count, max_frames or src.frame_count)
-            bar = stack.enter_context(tqdm(total=total, unit="frame", desc=Path(src.description).name or "video",
-                                           disable=None, leave=False))
+            sinks.append(_ProgressSink(stack.enter_context(_progress_bar(src, max_frames))))
         hold = HoldCtrlC()
         try:
             if write_video:
-                writer = VideoWriter(out / "annotated.mp4", src.fps, src.size, codec=codec)
-                # a live source that drops frames: timestamps keep the video in real time (H.264 only)
-                def stamp(item: tuple[Any, ...]) -> float | None:
-                    return item[3]
-
-                sink = (BackgroundWriter(writer, _render, maxsize=queue_size, timestamp=stamp)
-                        if pipeline == "threaded" else _InlineWriter(writer, _render, stamp))
+                video = AnnotatedVideoSink(out / "annotated.mp4", src, codec, pipeline, queue_size, cam)
+                sinks.insert(2, video)
+            if on_frame is not None:
+                sinks.append(_CallbackSink(on_frame))
             frames = predictor.frames(src, every=every, max_frames=max_frames, cam=cam, pipeline=pipeline,
                                       classify_every=classify_every,
                                       **({"queue_size": queue_size} if pipeline == "threaded" else {}))
             for r in frames:
                 with hold:  # this frame's CSV rows, video frame and counts: all or none
-                    counts["frames"] += 1
-                    for k, v in r.timings.items():
-                        if k != "total" and (r.processed or k == "decode"):
-                            add(k, v)
-                    if r.processed:
-                        t0 = time.perf_counter()
-                        tracker.update(r.faces, r.index or 0)
-                        add("track", (time.perf_counter() - t0) * 1000)
-                        counts["processed"] += 1
-                        counts["faces"] += len(r.faces)
-                        counts["with_faces"] += bool(r.faces)
-                        counts["uncertain"] += sum(f.emotion == UNCERTAIN for f in r.faces)
-                        last_faces = r.faces
-                        for f in r.faces:
-                            rows.writerow(_face_row(r, f))
-                        if not r.faces:
-                            rows.writerow([r.index, f"{r.time_s:.4f}"] + [""] * (2 * len(names) + 9))
-                    if sink is not None:
-                        live_time = r.time_s if src.live and pipeline == "threaded" else None
-                        sink.submit((r.image, last_faces, cam and r.processed, live_time))
-                    if bar is not None:
-                        bar.update(1)
-                    if on_frame is not None:
-                        on_frame(r)
+                    for sink in sinks:
+                        sink.write(r)
         except KeyboardInterrupt:
             interrupted = True
-            log.warning("interrupted (Ctrl-C) after %d frames; closing outputs", counts["frames"])
+            log.warning("interrupted (Ctrl-C) after %d frames; closing outputs", tally.counts["frames"])
         except Exception as e:  # finalise what we have, then report the error
             error = e
         finally:
@@ -234,35 +303,62 @@ def run_video(
                 with hold:  # a Ctrl-C while the last frames are encoded waits for the file to be complete
                     if frames is not None:
                         frames.close()  # stop the stages before the source is closed
-                    if sink is not None:
+                    if video is not None:
                         try:
-                            sink.close()  # every frame handed over is written before the file is finalised
+                            video.close()
                         except Exception as e:  # noqa: BLE001 - reported like any other error
                             error = error or e
             except KeyboardInterrupt:
                 interrupted = True
     wall = time.perf_counter() - t_start
+    summary = _summary(predictor, src, tally, video, frames, wall, interrupted=interrupted, error=error,
+                       every=every, max_frames=max_frames, pipeline=pipeline, smoothing=smoothing,
+                       classify_every=classify_every)
+    write_json(out / "summary.json", summary)
+    if error is not None:
+        raise error
+    return summary
+
+
+def _progress_bar(src: FrameSource, max_frames: int | None) -> Any:
+    from eacfer.utils.progress import progress_bar as tqdm
+
+    total = max_frames if src.frame_count is None else min(src.frame_count, max_frames or src.frame_count)
+    return tqdm(total=total, unit="frame", desc=Path(src.description).name or "video", disable=None, leave=False)
+
+
+def _stopped(src: FrameSource, frames_done: int, interrupted: bool, error: BaseException | None,
+             max_frames: int | None) -> str:
+    """Why the stream ended, in words (``summary["stopped"]``)."""
     if interrupted:
-        stopped = f"interrupted by the user (Ctrl-C) after {counts['frames']} frames"
-    elif error is not None:
-        stopped = f"error after {counts['frames']} frames: {error}"
-    elif max_frames is not None and counts["frames"] >= max_frames:
-        stopped = f"reached --max-frames {max_frames}"
-    else:
-        stopped = src.stop_reason or "end of stream"
-    if sink is not None:
-        for k, v in sink.busy.items():
-            add(k, v * 1000)
+        return f"interrupted by the user (Ctrl-C) after {frames_done} frames"
+    if error is not None:
+        return f"error after {frames_done} frames: {error}"
+    if max_frames is not None and frames_done >= max_frames:
+        return f"reached --max-frames {max_frames}"
+    return src.stop_reason or "end of stream"
+
+
+def _summary(predictor: FaceAnalyser, src: FrameSource, tally: TallySink, video: AnnotatedVideoSink | None,
+             frames: Any, wall: float, *, interrupted: bool, error: BaseException | None, every: int,
+             max_frames: int | None, pipeline: str, smoothing: float, classify_every: int | str) -> dict[str, Any]:
+    """The contents of ``summary.json`` (keys in the order earlier versions wrote them)."""
+    from eacfer.infer.labelling import labelling_options
+
+    counts = tally.counts
+    if video is not None:
+        for k, v in video.busy.items():
+            tally.add(k, v * 1000)
     per_frame = {"decode", "draw", "write"}
     stage_ms = {k: round(v / max(1, counts["frames"] if k in per_frame else counts["processed"]), 3)
-                for k, v in stage_sums.items()}
-    pstats = frames.stats() if frames is not None else {"pipeline": pipeline, "frames_read": counts["frames"],
+                for k, v in tally.stage_sums.items()}
+    pstats: dict[str, Any] = frames.stats() if frames is not None else {"pipeline": pipeline, "frames_read": counts["frames"],
                                                         "dropped_frames": 0, "latency_ms": {},
                                                         "stage_utilisation": {}, "detection": {}}
     util = dict(pstats["stage_utilisation"])
-    if sink is not None and wall > 0:
-        util.update({k: round(v / wall, 3) for k, v in sink.busy.items()})
-    video_written = sink is not None and sink.writer.frames > 0
+    if video is not None and wall > 0:
+        util.update({k: round(v / wall, 3) for k, v in video.busy.items()})
+    reached_max = max_frames is not None and counts["frames"] >= max_frames
     summary: dict[str, Any] = {
         "source": src.description,
         "live": src.live,
@@ -274,7 +370,7 @@ def run_video(
         "frames_processed": counts["processed"],
         "frames_with_faces": counts["with_faces"],
         "faces": counts["faces"],
-        "tracks": tracker.num_tracks,
+        "tracks": tally.tracker.num_tracks,
         "fps": round(counts["frames"] / wall, 2) if wall > 0 else None,
         "wall_s": round(wall, 3),
         "pipeline": pipeline,
@@ -288,24 +384,21 @@ def run_video(
         "detector": predictor.detector_name,
         "detector_settings": pstats["detection"],
         "model": predictor.model_record(),
-        "video_codec": sink.writer.description if sink is not None else None,
-        "stopped": stopped,
+        "video_codec": video.writer.description if video is not None else None,
+        "stopped": _stopped(src, counts["frames"], interrupted, error, max_frames),
         "interrupted": interrupted,
-        "ended_cleanly": not interrupted and error is None and (src.ended_cleanly or (
-            max_frames is not None and counts["frames"] >= max_frames)),
-        "outputs": {"video": "annotated.mp4" if video_written else None,
+        "ended_cleanly": not interrupted and error is None and (src.ended_cleanly or reached_max),
+        "outputs": {"video": "annotated.mp4" if video is not None and video.writer.frames > 0 else None,
                     "frames_csv": "frames.csv", "summary": "summary.json"},
-        "per_track": tracker.summary(),
+        "per_track": tally.tracker.summary(),
     }
-    if hasattr(predictor, "detection_stats"):  # coverage of the video face finder (detect/finder.py)
-        summary["detection"] = predictor.detection_stats()
+    detection_stats = getattr(predictor, "detection_stats", None)
+    if detection_stats is not None:  # coverage of the video face finder (detect/finder.py)
+        summary["detection"] = detection_stats()
     options = labelling_options(predictor)
     summary.update(options)  # only when set: a default run's summary is what it always was
     if "min_confidence" in options:
         summary["uncertain"] = counts["uncertain"]  # analysed faces (rows of frames.csv) labelled uncertain
-    write_json(out / "summary.json", summary)
-    if error is not None:
-        raise error
     return summary
 
 

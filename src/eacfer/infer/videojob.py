@@ -33,8 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eacfer.infer.batch import VIDEO_EXTENSIONS, model_record
+from eacfer.infer.batch import model_record
 from eacfer.infer.batch_ledger import FileKey
+from eacfer.infer.protocols import FaceAnalyser
+from eacfer.infer.sources import VIDEO_EXTENSIONS, is_path_source, is_video_file, source_kind
 from eacfer.utils.atomic import write_json, write_text
 from eacfer.utils.outdir import (
     MANIFEST,
@@ -69,19 +71,19 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[str]
     """
     out: list[str] = []
     many = len(sources) > 1
-    for s in map(os.fspath, sources):
-        p = Path(s)
-        if p.is_dir():
+    for s in [os.fspath(s) for s in sources]:
+        p, kind = Path(s), source_kind(s)
+        if kind == "folder":
             many = True
             found = []
             for dirpath, dirnames, filenames in os.walk(p):
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 found += [os.path.join(dirpath, f) for f in filenames
-                          if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+                          if not f.startswith(".") and is_video_file(f)]
             if not found:
                 raise ValueError(f"{p}: no video files in this folder ({', '.join(VIDEO_EXTENSIONS[:5])}, …)")
             out += sorted(found)
-        elif p.suffix.lower() == ".txt" and p.is_file():
+        elif kind == "list":
             many = True
             out += _read_list(p)
         else:
@@ -91,7 +93,7 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[str]
     seen: set[str] = set()
     unique = []
     for v in out:  # the same file twice (a folder and a file in it, a list and an argument) is one video
-        key = os.path.realpath(v) if _is_file(v) else v
+        key = os.path.realpath(v) if is_path_source(v) else v
         if key not in seen:
             seen.add(key)
             unique.append(v)
@@ -113,7 +115,7 @@ def _read_list(p: Path) -> list[str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if "://" in line or line.isdigit():
+        if not is_path_source(line):  # a URL or camera index
             out.append(line)
             continue
         q = Path(line)
@@ -129,21 +131,17 @@ def _read_list(p: Path) -> list[str]:
     return out
 
 
-def video_identity(predictor: Any, sources: Sequence[str], settings: dict[str, Any],
+def video_identity(predictor: FaceAnalyser, sources: Sequence[str], settings: dict[str, Any],
                    model_file: str | os.PathLike[str] | None) -> dict[str, Any]:
     """What makes two ``video`` runs the same job (sources as given, model, detector, settings)."""
-    srcs = [s if "://" in s or s.isdigit() else os.path.abspath(s) for s in map(str, sources)]
+    srcs = [os.path.abspath(s) if is_path_source(s) else s for s in map(str, sources)]
     from eacfer.infer.labelling import labelling_options
 
     return {"sources": srcs, **model_record(predictor, model_file), **settings, **labelling_options(predictor)}
 
 
-def _is_file(source: str) -> bool:
-    return not ("://" in source or source.isdigit())
-
-
 def run_video_job(
-    predictor: Any,
+    predictor: FaceAnalyser,
     sources: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     overwrite: bool = False,
@@ -168,12 +166,16 @@ def run_video_job(
         >>> s["done"], s["failed"]                                          # doctest: +SKIP
         (12, 0)
     """
+    from eacfer.infer.pipeline import check_stream_args
+
+    # refused before a source is expanded or --out touched (run_video checks again: it is an entry point too)
+    check_stream_args(video_kw.get("every", 1), video_kw.get("max_frames"), video_kw.get("pipeline", "threaded"))
     videos, many = expand_sources(sources)
     settings = {k: video_kw.get(k) for k in ("every", "max_frames", "write_video", "smoothing", "iou_threshold",
                                              "max_age", "cam")}
     identity = video_identity(predictor, [os.fspath(s) for s in sources], settings, model_file)
     single = not many and not force_many
-    if single and _is_file(videos[0]) and not Path(videos[0]).exists():  # reported before --out is touched
+    if single and is_path_source(videos[0]) and not Path(videos[0]).exists():  # reported before --out is touched
         raise FileNotFoundError(f"{videos[0]}: no such video file")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -191,11 +193,11 @@ def run_video_job(
         raise
 
 
-def _single(predictor: Any, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,
+def _single(predictor: FaceAnalyser, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,
             video_kw: dict[str, Any]) -> dict[str, Any]:
     from eacfer.infer.video import run_video
 
-    key = FileKey.of(source) if _is_file(source) else None
+    key = FileKey.of(source) if is_path_source(source) else None
     keep = ("frames.csv", "summary.json") + (("annotated.mp4",) if video_kw.get("write_video", True) else ())
     claim = claim_output_dir(out, "video", identity, VIDEO_OUTPUTS, overwrite=overwrite, replaced_at_end=keep)
     prev = claim.previous or {}
@@ -253,7 +255,7 @@ def _folder_names(videos: list[str], previous: dict[str, str], taken: set[str]) 
     for v in videos:
         if v in names:
             continue
-        base = safe_name(Path(v).stem if _is_file(v) else v.replace("://", "_"), default="video")
+        base = safe_name(Path(v).stem if is_path_source(v) else v.replace("://", "_"), default="video")
         names[v] = unique_name(base, used)
     return names
 
@@ -279,7 +281,7 @@ def _frame_count(source: str) -> int:
 
     from eacfer.infer.sources import open_file_capture
 
-    if not _is_file(source):
+    if not is_path_source(source):
         return 0
     cap = open_file_capture(source)
     try:
@@ -288,7 +290,7 @@ def _frame_count(source: str) -> int:
         cap.release()
 
 
-def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any], overwrite: bool,
+def _many(predictor: FaceAnalyser, videos: list[str], out: Path, identity: dict[str, Any], overwrite: bool,
           retry_errors: bool, progress: bool, video_kw: dict[str, Any],
           executor: Callable[[list[tuple[str, str]]], Iterable[tuple[str, Any]]] | None = None) -> dict[str, Any]:
     from eacfer.infer.video import run_video
@@ -304,11 +306,11 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for v in videos:
-        key = FileKey.of(v) if _is_file(v) else None
+        key = FileKey.of(v) if is_path_source(v) else None
         r = old.get(v)
         same = r is not None and key is not None and (r.get("size"), r.get("mtime_ns")) == (str(key.size),
                                                                                            str(key.mtime_ns))
-        if same and (r["status"] == "done" or (r["status"] == "failed" and not retry_errors)) \
+        if r is not None and same and (r["status"] == "done" or (r["status"] == "failed" and not retry_errors)) \
                 and (r["status"] == "failed" or (child(out, names[v]) / "summary.json").is_file()):
             rows[v] = r
             continue
@@ -317,8 +319,8 @@ def _many(predictor: Any, videos: list[str], out: Path, identity: dict[str, Any]
         todo.append(v)
     skipped = len(videos) - len(todo)
     for gone in set(old) - set(videos):  # no longer a source of this job: its results go too
-        folder = old[gone].get("folder") or ""
-        remove_outputs(out, [folder], {folder: VIDEO_OUTPUTS})
+        gone_folder = old[gone].get("folder") or ""
+        remove_outputs(out, [gone_folder], {gone_folder: VIDEO_OUTPUTS})
     _write_index(out / INDEX, rows)
     if skipped:
         log.info("%d of %d videos already done; %d to go", skipped, len(videos), len(todo))

@@ -66,8 +66,8 @@ def evaluate_through_detector(
     from eacfer.data.datasets import load_split
     from eacfer.data.formats.rafdb import original_files, read_boundingbox
     from eacfer.data.imageio import load_image
+    from eacfer.infer.detect.base import box_iou
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.tracking import iou
     from eacfer.utils.atomic import write_json, write_text
     from eacfer.utils.progress import progress_bar as tqdm
 
@@ -110,7 +110,7 @@ def evaluate_through_detector(
                 continue
             row["faces_detected"] = len(faces)
             if truth_box is not None:
-                overlaps = [iou(f.box, truth_box) for f in faces]
+                overlaps = [box_iou(f.box, truth_box) for f in faces]
                 best = int(np.argmax(overlaps)) if faces else -1
                 row["best_iou"] = round(float(overlaps[best]), 4) if faces else 0.0
                 face = faces[best] if faces and overlaps[best] >= min_iou else None

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from eacfer.infer.protocols import FaceAnalyser
+
 log = logging.getLogger(__name__)
 
 _STOP = object()
@@ -103,7 +105,7 @@ class InferencePool:
             raise Busy(f"{self._queue.maxsize} requests are already waiting") from None
         return job.future
 
-    def _loop(self, predictor: Any) -> None:
+    def _loop(self, predictor: FaceAnalyser) -> None:
         while True:
             job = self._queue.get()
             if job is _STOP:
@@ -123,7 +125,7 @@ class InferencePool:
             if stop:
                 return
 
-    def _run(self, predictor: Any, batch: list[Job]) -> None:
+    def _run(self, predictor: FaceAnalyser, batch: list[Job]) -> None:
         from eacfer.infer.results import FrameResult
 
         started = time.perf_counter()

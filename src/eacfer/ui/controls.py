@@ -10,7 +10,8 @@ import threading
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
-from eacfer.ui.media import IMAGE_EXTENSIONS, list_cameras
+from eacfer.data.imageio import IMAGE_EXTENSIONS
+from eacfer.ui.media import list_cameras
 from eacfer.ui.recorder import Recorder, save_snapshot
 
 log = logging.getLogger(__name__)

@@ -11,15 +11,15 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from eacfer.data.imageio import IMAGE_EXTENSIONS, is_image_name
+from eacfer.data.imageio import list_images as _list_images
+from eacfer.infer.sources import source_kind
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+log = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
@@ -49,13 +49,24 @@ class SourceSpec:
 
 
 def is_image_path(path: str | os.PathLike[str]) -> bool:
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+    """True for a photo's name (:func:`eacfer.data.imageio.is_image_name`, the rule ``eacfer predict`` uses).
+
+    Example:
+        >>> is_image_path("a/face.JPG"), is_image_path("clip.mp4")
+        (True, False)
+    """
+    return is_image_name(path)
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[str]:
-    """Image files of a folder (not recursive), sorted by name."""
-    folder = Path(folder)
-    return sorted(str(p) for p in folder.iterdir() if p.is_file() and is_image_path(p.name))
+    """Photos of a folder (not recursive), sorted by name: :func:`eacfer.data.imageio.list_images`, so the app
+    browses the same files ``eacfer predict`` reads (no hidden ``._x.jpg`` AppleDouble files).
+
+    Example:
+        >>> list_images("photos/")  # doctest: +SKIP
+        ['photos/a.jpg', 'photos/b.png']
+    """
+    return [str(p) for p in _list_images(folder, recursive=False)]
 
 
 def parse_source(text: str | int | list[str]) -> SourceSpec:
@@ -72,13 +83,14 @@ def parse_source(text: str | int | list[str]) -> SourceSpec:
             raise SourceError(f"{missing[0]}: file not found")
         return SourceSpec("photos", paths[0], tuple(paths))
     s = str(text).strip()
-    if s.isdigit():
+    kind = source_kind(s)  # the rule every command uses (eacfer.infer.sources)
+    if kind == "camera":
         return SourceSpec("camera", s)
-    if s.lower().startswith(STREAM_PREFIXES):
+    if kind == "url":
         return SourceSpec("video", s)
     if not os.path.exists(s):
         raise SourceError(f"{s}: file not found")
-    if os.path.isdir(s):
+    if kind == "folder":
         images = list_images(s)
         if not images:
             raise SourceError(f"{s}: no images in this folder ({', '.join(IMAGE_EXTENSIONS)})")

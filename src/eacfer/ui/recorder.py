@@ -23,37 +23,29 @@ log = logging.getLogger(__name__)
 
 
 def csv_columns(class_names: tuple[str, ...] | list[str]) -> list[str]:
-    """The ``frames.csv`` columns of ``eacfer video``: frame, time, track, box, score, emotion, p_<class>…,
-    smoothed emotion, s_<class>…."""
-    from eacfer.infer.video import frames_csv_header
+    """The ``frames.csv`` columns of ``eacfer video`` (:func:`eacfer.infer.results.frames_csv_columns`).
 
-    return frames_csv_header(list(class_names))
-
-
-def face_rows(analysis: Any, empty_row: bool = False) -> list[dict[str, Any]]:
-    """One CSV row per face of an :class:`~eacfer.ui.session.Analysis`, formatted like ``frames.csv``.
-
-    With ``empty_row`` a frame without faces gets one row with empty face fields (as ``eacfer video`` does).
+    Example:
+        >>> csv_columns(["a"])[-1]
+        'label_frame'
     """
+    from eacfer.infer.results import frames_csv_columns
+
+    return frames_csv_columns(list(class_names))
+
+
+def face_rows(analysis: Any, class_names: tuple[str, ...] | list[str]) -> list[list[Any]]:
+    """The ``frames.csv`` rows of an :class:`~eacfer.ui.session.Analysis` (:func:`eacfer.infer.results.frame_csv_rows`,
+    the rows ``eacfer video`` writes): one per face, or one with empty face fields for a frame without faces.
+
+    Example:
+        >>> face_rows(analysis, ("happy", "sad"))[0][:3]  # doctest: +SKIP
+        [12, '0.4800', 1]
+    """
+    from eacfer.infer.results import frame_csv_rows
+
     packet = analysis.packet
-    base = {"frame": packet.index, "time_s": f"{float(packet.time_s):.4f}"}
-    if not analysis.faces:
-        return [dict(base)] if empty_row else []
-    rows = []
-    for face in analysis.faces:
-        row: dict[str, Any] = dict(base)
-        row["track"] = "" if getattr(face, "track_id", None) is None else face.track_id
-        row.update(zip(("x", "y", "w", "h"), (f"{float(v):.1f}" for v in face.box), strict=True))
-        row["score"] = f"{float(face.score):.4f}"
-        row["emotion"] = face.emotion
-        for name, p in zip(face.class_names, face.probabilities, strict=True):
-            row[f"p_{name}"] = f"{float(p):.5f}"
-        row["smoothed_emotion"] = face.smoothed_emotion or ""
-        if getattr(face, "smoothed", None) is not None:
-            for name, p in zip(face.class_names, face.smoothed, strict=True):
-                row[f"s_{name}"] = f"{float(p):.5f}"
-        rows.append(row)
-    return rows
+    return frame_csv_rows(packet.index, packet.time_s, analysis.faces, len(class_names))
 
 
 def timestamp_name(prefix: str) -> str:
@@ -91,10 +83,10 @@ def save_snapshot(out_dir: str | os.PathLike[str], annotated_rgb: np.ndarray, an
     class_names = tuple(analysis.class_names) or (tuple(analysis.faces[0].class_names) if analysis.faces else ())
     with atomic_open(table, "w", newline="", encoding="utf-8") as fh:
         shareable(fh.name)
-        writer = csv.DictWriter(fh, fieldnames=["source", *csv_columns(class_names)])
-        writer.writeheader()
-        for row in face_rows(analysis, empty_row=True):
-            writer.writerow({"source": analysis.packet.name, **row})
+        writer = csv.writer(fh)
+        writer.writerow(["source", *csv_columns(class_names)])
+        for row in face_rows(analysis, class_names):
+            writer.writerow([analysis.packet.name, *row])
     return png, table
 
 
@@ -122,8 +114,9 @@ class Recorder:
         try:
             fh = self._stack.enter_context(atomic_open(self.csv_path, "w", newline="", encoding="utf-8"))
             shareable(fh.name)
-            self._csv = csv.DictWriter(fh, fieldnames=csv_columns(class_names))
-            self._csv.writeheader()
+            self._csv = csv.writer(fh)
+            self._csv.writerow(csv_columns(class_names))
+            self.class_names = tuple(class_names)
         except BaseException:
             self._video.abort()
             # hand the exception to the atomic writer so it deletes its temporary file
@@ -133,8 +126,7 @@ class Recorder:
     def write(self, annotated_rgb: np.ndarray, analysis: Any) -> None:
         """Append one annotated frame and its faces (frames of another size are resized to fit)."""
         self._video.write(np.ascontiguousarray(annotated_rgb[:, :, ::-1]))
-        for row in face_rows(analysis, empty_row=True):
-            self._csv.writerow(row)
+        self._csv.writerows(face_rows(analysis, self.class_names))
         self.frames += 1
 
     def close(self) -> tuple[Path, Path]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from eacfer.infer.protocols import FaceAnalyser
 from eacfer.ui.worker import FramePacket
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class ModelSession:
         >>> analysis = session.analyze(packet, want_cam=False)          # doctest: +SKIP
     """
 
-    def __init__(self, predictor: Any, path: str, detector: str, classify_every: int | str = 1):
+    def __init__(self, predictor: FaceAnalyser, path: str, detector: str, classify_every: int | str = 1):
         from eacfer.infer.reuse import LabelReuse, resolve_classify_every
 
         self.predictor = predictor

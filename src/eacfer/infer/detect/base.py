@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -107,8 +108,8 @@ def clip_box(
     return (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
 
 
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """IoU of two ``(x, y, w, h)`` boxes.
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``(x, y, w, h)`` boxes: the one IoU of the package (face finder, tracker, wild evaluation).
 
     Example:
         >>> box_iou((0, 0, 10, 10), (5, 0, 10, 10))
@@ -147,7 +148,7 @@ def shift_detection(det: Detection, dx: float, dy: float, width: int, height: in
     """
     fb = det.full_box if det.full_box is not None else det.box
     full = (fb[0] + dx, fb[1] + dy, fb[2], fb[3])
-    kps = None if det.keypoints is None else (np.asarray(det.keypoints, np.float32) + np.float32([dx, dy]))
+    kps = None if det.keypoints is None else (np.asarray(det.keypoints, np.float32) + np.array([dx, dy], np.float32))
     return Detection(clip_box(*full, width, height), det.score, kps, full_box=full)
 
 

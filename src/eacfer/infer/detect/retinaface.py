@@ -16,7 +16,7 @@ three-level FPN, SSH context modules, per-level 1×1 heads for class, box and fi
 per cell); module names follow the checkpoint's keys so the state dict loads strictly.
 
 Speed: on CPU the network runs in onnxruntime (exported once with torch's exporter and cached under
-``$EACFER_CACHE_DIR``/``~/.cache/eacfer``/retinaface, keyed by the weights' SHA-256): measured here on a
+the size-capped ONNX cache, :func:`eacfer.infer.onnx_cache.cache_dir`, keyed by the weights' SHA-256): measured here on a
 640×480 image under load, 0.13 s in onnxruntime against 2–7 s in eager torch with two threads competing
 for two busy cores (0.24 s with one). ``backend="torch"`` forces torch (the default on CUDA).
 
@@ -167,32 +167,46 @@ def priors(height: int, width: int) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
+def retinaface_cache_key(weights_digest: str) -> str:
+    """The ONNX cache's content key of a RetinaFace export: ``<sha>-o17-retinaface-mnet025`` (the
+    ``<content>-<version>-<variant>`` shape :mod:`eacfer.infer.onnx_cache` groups and replaces entries by).
+
+    Example:
+        >>> retinaface_cache_key("0123abcd")
+        '0123abcd-o17-retinaface-mnet025'
+    """
+    return f"{weights_digest}-o17-retinaface-mnet025"
+
+
 def _ort_session(net: Any, weights: Path, threads: int | None) -> Any:
-    """An onnxruntime session of ``net``, exported once and cached next to the classifiers' exports."""
+    """An onnxruntime session of ``net``, exported once and cached with the classifiers' exports (same folder,
+    same size cap and least-recently-used eviction: :mod:`eacfer.infer.onnx_cache`)."""
     import hashlib
     import io
 
     import onnxruntime as ort
     import torch
 
-    from eacfer.infer.onnx_cache import cache_dir
-    from eacfer.utils.atomic import atomic_open
+    from eacfer.infer.onnx_cache import cache_dir, lookup, store
 
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    cached = cache_dir() / "retinaface" / f"mnet025-{digest}-opset17.onnx"
-    if cached.is_file():
+    root = cache_dir()
+    key = retinaface_cache_key(digest)
+    cached = lookup(root, key)
+    if cached is not None:
         model = cached.read_bytes()
     else:
         buf = io.BytesIO()
-        torch.onnx.export(net.cpu().eval(), (torch.zeros(1, 3, 64, 64),), buf, dynamo=False, opset_version=17,
+        # the TorchScript exporter (dynamo=False) writes to a file object too; torch's annotation names only paths
+        torch.onnx.export(net.cpu().eval(), (torch.zeros(1, 3, 64, 64),), buf,  # type: ignore[arg-type]
+                          dynamo=False, opset_version=17,
                           input_names=["image"], output_names=["loc", "conf", "landmarks"],
                           dynamic_axes={"image": {2: "height", 3: "width"}, "loc": {1: "anchors"},
                                         "conf": {1: "anchors"}, "landmarks": {1: "anchors"}})
         model = buf.getvalue()
         try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_open(cached, "wb") as fh:
-                fh.write(model)
+            root.mkdir(parents=True, exist_ok=True)
+            store(root, key, weights, model)
         except OSError:  # a read-only cache is not an error: export again next time
             pass
     opts = ort.SessionOptions()
@@ -261,7 +275,7 @@ class RetinaFaceDetector:
         if k < 1.0:
             img = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
         ih, iw = img.shape[:2]
-        x = img[:, :, ::-1].astype(np.float32) - np.float32(MEAN_BGR)
+        x = img[:, :, ::-1].astype(np.float32) - np.array(MEAN_BGR, np.float32)
         loc, conf, lmk = self._forward(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
         pri = self._priors.get((ih, iw))
         if pri is None:

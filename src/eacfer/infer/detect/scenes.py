@@ -202,15 +202,15 @@ def turned_face_bw() -> Scene:
     img = portrait()
     h, w = img.shape[:2]
     k = 0.45  # how far the face is turned: the near side keeps its size, the far side shrinks
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = np.float32([[w * k, h * k / 4], [w, 0], [w, h], [w * k, h - h * k / 4]])
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    dst = np.array([[w * k, h * k / 4], [w, 0], [w, h], [w * k, h - h * k / 4]], np.float32)
     turned = cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h))
     gray = cv2.resize(cv2.cvtColor(turned, cv2.COLOR_RGB2GRAY), (600, 600), interpolation=cv2.INTER_AREA)
     canvas = np.full((1912, 2560), 90, np.uint8)
     canvas[600:1200, 1000:1600] = gray
     # the face in the warped portrait: PORTRAIT_FACE mapped by the warp, then scaled ×600/512 and moved
     fx, fy, fw, fh = PORTRAIT_FACE
-    corners = cv2.perspectiveTransform(np.float32([[[fx, fy], [fx + fw, fy], [fx + fw, fy + fh], [fx, fy + fh]]]),
+    corners = cv2.perspectiveTransform(np.array([[[fx, fy], [fx + fw, fy], [fx + fw, fy + fh], [fx, fy + fh]]], np.float32),
                                        cv2.getPerspectiveTransform(src, dst))[0] * (600 / 512) + (1000, 600)
     x0, y0 = corners.min(0)
     x1, y1 = corners.max(0)
@@ -255,7 +255,8 @@ def clip_gap(frames: int = 40, gap: tuple[int, int] = (15, 19), size: tuple[int,
     """One slowly moving face, hidden (frames without it) for ``gap`` = [start, stop) frames."""
     w, h = size
     src = portrait()
-    imgs, truth = [], []
+    imgs: list[np.ndarray] = []
+    truth: list[dict[int, Box]] = []
     for i in range(frames):
         canvas = background(w, h, 13)
         box = place_face(canvas, 120, 200 + 3 * i, 180, src)

@@ -54,7 +54,7 @@ FULL_RANGE_INPUT = 192
 Tile = tuple[int, int, int, int]  # x0, y0, x1, y1
 
 
-def _starts(length: int, tile: int, stride: int) -> list[int]:
+def _starts(length: int, tile: int, stride: float) -> list[int]:
     """Tile origins along one axis: evenly spread, the first at 0 and the last flush with the far edge."""
     if length <= tile:
         return [0]

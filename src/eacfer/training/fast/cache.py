@@ -79,13 +79,15 @@ def memory_budget(share: float = 0.5) -> int | None:
 
 
 def default_cache_dir() -> Path:
-    """Where decoded stacks go when none is named: ``$EACFER_CACHE_DIR/decoded`` or ``~/.cache/eacfer/decoded``.
+    """Where decoded stacks go when none is named: ``decoded`` under :func:`eacfer.utils.cache.cache_root`.
 
     Example:
         >>> default_cache_dir().name
         'decoded'
     """
-    return Path(os.environ.get("EACFER_CACHE_DIR") or Path.home() / ".cache" / "eacfer") / "decoded"
+    from eacfer.utils.cache import cache_dir
+
+    return cache_dir("decoded")
 
 
 def _check_stack(arr: np.ndarray, source: str) -> np.ndarray:
