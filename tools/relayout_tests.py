@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -174,6 +175,37 @@ def add_spec_mark(text: str) -> str:
     return "\n".join(lines)
 
 
+def prune_mutation_map(root: Path, dry: bool) -> bool:
+    """Drop a mutation module's ``tests = [...]`` where the layout gives the same files (run_mutation.py then
+    derives them: ``layout_tests``); lists that differ from the layout stay, as chosen by hand."""
+    import importlib.util
+
+    runner = root / "tests" / "mutation" / "run_mutation.py"
+    spec = importlib.util.spec_from_file_location("_run_mutation", runner)
+    if spec is None or spec.loader is None or not runner.is_file():
+        return False
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not hasattr(mod, "layout_tests"):
+        warn("tests/mutation/run_mutation.py has no layout_tests: mutation map left as it is")
+        return False
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    entry = re.compile(r'^(\[tool\.eacfer-mutation\.modules\.\w+\]\nfile = "([^"]+)"\n)(tests = (\[[^\]]*\])\n)', re.M)
+
+    def repl(m: re.Match[str]) -> str:
+        listed = json.loads(m.group(4))
+        derived = mod.layout_tests(m.group(2), root)
+        return m.group(1) if derived and sorted(listed) == sorted(derived) else m.group(0)
+
+    new = entry.sub(repl, text)
+    new = new.replace("with only the test files listed here", "with only its test files (listed here, or by the "
+                      "layout: tests/<package>/test_<module>[_*].py)", 1)
+    if new != text and not dry:
+        pyproject.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dry-run", action="store_true")
@@ -262,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         changed.add(pyproject)
         if not dry:
             pyproject.write_text(new, encoding="utf-8")
+    if prune_mutation_map(root, dry):
+        changed.add(pyproject)
     for f in sorted(changed):
         say(f"rewrite {f.relative_to(root)}")
     ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
