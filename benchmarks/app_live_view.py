@@ -78,8 +78,8 @@ def main() -> None:
     from video_pipeline import make_multi_face_clip
 
     from eacfer.data.imageio import load_image
+    from eacfer.demo import make_moving_face_clip
     from eacfer.infer.sources import open_source
-    from eacfer.infer.video import make_moving_face_clip
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-app-live-"))
     face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]

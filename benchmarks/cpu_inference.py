@@ -180,7 +180,7 @@ def _reset_peak_rss() -> bool:
 
 def end_to_end(tmp: Path, threads: int, frames: int, long_factor: int, backends: list[str]) -> list[dict]:
     from eacfer.data.imageio import load_image
-    from eacfer.infer.video import make_moving_face_clip
+    from eacfer.demo import make_moving_face_clip
 
     face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
     clips = {1: make_moving_face_clip(tmp / "clip1.mp4", face, frames=frames, size=(640, 360), face_height=220)}

@@ -22,6 +22,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,10 @@ import numpy as np
 from eacfer.infer.detect import create_detector
 from eacfer.infer.detect.base import box_iou
 from eacfer.infer.detect.finder import make_video_finder
-from eacfer.infer.detect.scenes import Clip, all_clips, clip_gap, match_faces, photo_scenes
+
+# the generated scenes are test data at the checkout root (testdata/), not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from testdata.scenes import Clip, all_clips, clip_gap, match_faces, photo_scenes  # noqa: E402
 
 
 def _retinaface_available() -> bool:

@@ -114,7 +114,7 @@ def main() -> None:
     if clips is None:
         from video_pipeline import make_multi_face_clip
 
-        from eacfer.infer.video import make_moving_face_clip
+        from eacfer.demo import make_moving_face_clip
 
         clips = [make_moving_face_clip(tmp / "one_face.mp4", face, frames=args.frames, size=(640, 360),
                                        face_height=220),

@@ -32,9 +32,10 @@ def main() -> None:
     from video_pipeline import PacedCapture
 
     from eacfer.data.imageio import load_image
+    from eacfer.demo import make_moving_face_clip
     from eacfer.infer.predictor import Predictor
     from eacfer.infer.sources import open_source
-    from eacfer.infer.video import make_moving_face_clip, run_video
+    from eacfer.infer.video import run_video
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-live-"))
     os.environ.setdefault("EACFER_CACHE_DIR", str(tmp / "cache"))

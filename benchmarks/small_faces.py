@@ -18,12 +18,17 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from eacfer.infer.detect import create_detector
 from eacfer.infer.detect.finder import make_video_finder
-from eacfer.infer.detect.scenes import background, match_faces, place_face, texture_frame
 from eacfer.infer.detect.tiles import tile_grid
+
+# the generated scenes are test data at the checkout root (testdata/), not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from testdata.scenes import background, match_faces, place_face, texture_frame  # noqa: E402
 
 SIZES = [(800, 600), (1280, 720), (1920, 1080), (4000, 3000)]
 FACES = [40, 48, 64, 96, 128, 200]

@@ -164,8 +164,8 @@ def pipeline_compare(tmp: Path, threads: int, frames: int, rounds: int, script: 
     import statistics
 
     from eacfer.data.imageio import load_image
+    from eacfer.demo import make_moving_face_clip
     from eacfer.infer.backends import onnx_for_checkpoint
-    from eacfer.infer.video import make_moving_face_clip
 
     face = load_image(root / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
     one = make_moving_face_clip(tmp / "one_face.mp4", face, frames=frames, size=(640, 360), face_height=220)

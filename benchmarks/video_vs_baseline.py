@@ -68,7 +68,7 @@ def main() -> None:
     from video_pipeline import make_multi_face_clip
 
     from eacfer.data.imageio import load_image
-    from eacfer.infer.video import make_moving_face_clip
+    from eacfer.demo import make_moving_face_clip
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-vs-baseline-"))
     old_src = extract_baseline(args.baseline, tmp)

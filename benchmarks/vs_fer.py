@@ -76,7 +76,7 @@ def main() -> None:
     from cpu_inference import _model
 
     from eacfer.data.imageio import load_image
-    from eacfer.infer.video import make_moving_face_clip
+    from eacfer.demo import make_moving_face_clip
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-vs-fer-"))
     if args.clip:

@@ -73,7 +73,7 @@ def compose_faces(face_rgb: np.ndarray, n: int = 3, tile_h: int = 220) -> np.nda
 
 def make_clip(path: Path, face_rgb: np.ndarray, frames: int = 24, second_face_from: int | None = None,
               size: tuple[int, int] = (640, 360)) -> Path:
-    from eacfer.infer.video import make_moving_face_clip
+    from eacfer.demo import make_moving_face_clip
 
     return make_moving_face_clip(path, head_crop(face_rgb), frames=frames, size=size,
                                  second_face_from=second_face_from, face_height=min(220, size[1] - 20))

@@ -1,6 +1,6 @@
 """Finding every face: photos with both BlazeFace models, edge-cut faces, and the video face finder.
 
-Scenes and clips are generated from the public-domain NASA portrait (eacfer.infer.detect.scenes), with the
+Scenes and clips are generated from the public-domain NASA portrait (testdata.scenes), with the
 true face boxes known; the finder's scheduling is checked with a fake detector that counts its calls.
 """
 
@@ -13,7 +13,7 @@ from eacfer.infer.detect import Detection, create_detector
 from eacfer.infer.detect.finder import VideoFaceFinder, make_video_finder
 from eacfer.infer.detect.merge import merge_detections
 from eacfer.infer.detect.plausible import implausible_reason, is_plausible
-from eacfer.infer.detect.scenes import (
+from testdata.scenes import (
     clip_gap,
     clip_second_face,
     clip_text,
@@ -368,7 +368,8 @@ def test_run_video_uses_the_finder_and_reports_coverage(predictor, face_rgb, tmp
     import csv
     import json
 
-    from eacfer.infer.video import make_moving_face_clip, run_video
+    from eacfer.demo import make_moving_face_clip
+    from eacfer.infer.video import run_video
 
     clip = make_moving_face_clip(tmp_path / "two.mp4", face_rgb, frames=20, second_face_from=8)
     s = run_video(predictor, clip, tmp_path / "out", write_video=False, progress=False)
@@ -495,7 +496,7 @@ def test_a_face_continues_a_track_only_when_its_iou_reaches_the_threshold():
 # -- photos the default misses: RetinaFace looks again (issue #30 item 10; detect/fallback.py) -----------------
 @pytest.fixture(scope="module")
 def turned():
-    from eacfer.infer.detect.scenes import turned_face_bw
+    from testdata.scenes import turned_face_bw
 
     return turned_face_bw()
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from eacfer.infer.detect import Detection, create_detector
-from eacfer.infer.detect.scenes import background, match_faces, place_face, texture_frame
 from eacfer.infer.detect.tiles import (
     FULL_RANGE_INPUT,
     TILE_INPUT_PX,
@@ -16,6 +15,7 @@ from eacfer.infer.detect.tiles import (
     _from_tile,
     tile_grid,
 )
+from testdata.scenes import background, match_faces, place_face, texture_frame
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: predictor
 

@@ -510,7 +510,7 @@ def test_side_panel_shows_all_seven_bars_at_1280x720(make_window, model_file, tm
     Neutral bar, the last, was cut off by the group box)."""
     from PIL import Image
 
-    from eacfer.infer.detect.scenes import photo_scenes
+    from testdata.scenes import photo_scenes
 
     photo = tmp_path / "group.png"
     Image.fromarray(next(s for s in photo_scenes() if s.name == "group_5").image).save(photo)

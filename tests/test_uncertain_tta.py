@@ -96,7 +96,8 @@ def test_predict_summary_counts_uncertain_faces_only_when_asked(tmp_path):
 
 
 def test_video_summary_counts_uncertain_faces_only_when_asked(tmp_path):
-    from eacfer.infer.video import make_moving_face_clip, run_video
+    from eacfer.demo import make_moving_face_clip
+    from eacfer.infer.video import run_video
 
     clip = make_moving_face_clip(tmp_path / "c.mp4", np.full((40, 40, 3), 120, np.uint8), frames=6, size=(96, 64),
                                  face_height=40)

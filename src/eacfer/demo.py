@@ -13,13 +13,17 @@ the old run folder waits beside it as ``run.previous`` and comes back if trainin
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eacfer.training.trainer import TrainConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +302,7 @@ def run_inference_demo(model_path: str | Path, out_dir: str | Path, frames: int 
     from eacfer.data.imageio import load_image
     from eacfer.infer.batch import predict_paths
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.video import make_moving_face_clip, run_video
+    from eacfer.infer.video import run_video
 
     out = Path(out_dir)
     face = Path(__file__).parent / "assets" / "astronaut.jpg"
@@ -356,3 +360,49 @@ def inference_report_lines(d: dict[str, Any]) -> list[str]:
         f"  video             {v['frames']} frames 640x360, {v['frames_with_faces']} with a face, {v['tracks']} track(s), "
         f"{v['fps']} FPS end-to-end ({d['backend']}) -> {v['out']}/annotated.mp4",
     ] + starter
+
+
+def make_moving_face_clip(
+    out: str | os.PathLike[str],
+    face_rgb: np.ndarray,
+    frames: int = 50,
+    size: tuple[int, int] = (640, 360),
+    fps: float = 25.0,
+    second_face_from: int | None = None,
+    face_height: int = 200,
+) -> Path:
+    """Write a synthetic MP4: ``face_rgb`` (a portrait, e.g. the bundled astronaut) gliding across a
+    textured background; with ``second_face_from`` a mirrored copy appears from that frame on.
+
+    The demo's clip (no video file needs to be shipped); tests and benchmarks reuse it. It lives with the
+    demo, its product user, not in the inference package.
+
+    Example:
+        >>> make_moving_face_clip("clip.mp4", load_image(asset("astronaut.jpg")), frames=25)  # doctest: +SKIP
+    """
+    import cv2
+    import numpy as np
+
+    from eacfer.infer.writers import VideoWriter
+
+    w, h = int(size[0]), int(size[1])
+    scale = face_height / face_rgb.shape[0]
+    face = cv2.resize(face_rgb, (max(1, int(face_rgb.shape[1] * scale)), face_height), interpolation=cv2.INTER_AREA)
+    face = cv2.cvtColor(face, cv2.COLOR_RGB2BGR)
+    fh, fw = face.shape[:2]
+    if fh > h or fw > w:
+        raise ValueError(f"face {fw}×{fh} does not fit a {w}×{h} clip; lower face_height")
+    yy, xx = np.mgrid[0:h, 0:w]
+    bg = np.stack([(xx * 200 // max(1, w)), (yy * 200 // max(1, h)), np.full_like(xx, 90)], -1).astype(np.uint8)
+    with VideoWriter(out, fps, (w, h), codec="mp4v") as wr:
+        for i in range(frames):
+            frame = bg.copy()
+            t = i / max(1, frames - 1)
+            # glide left → right in the left half of the frame, gently up and down
+            x = int((w // 2 - fw) * t) if second_face_from is not None else int((w - fw) * t)
+            y = int((h - fh) * (0.5 + 0.3 * np.sin(2 * np.pi * t)))
+            frame[y:y + fh, x:x + fw] = face
+            if second_face_from is not None and i >= second_face_from:
+                frame[(h - fh) // 2:(h - fh) // 2 + fh, w - fw - 10:w - 10] = face[:, ::-1]
+            wr.write(frame)
+    return Path(out)

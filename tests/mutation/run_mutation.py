@@ -7,7 +7,8 @@ it is actively maintained (3.x, 2026) and configured from pyproject.toml.
 
 Each module in ``[tool.eacfer-mutation.modules]`` (pyproject.toml) runs on its own, in a scratch copy of the
 repository (``build/mutation/<module>``) whose pyproject carries a ``[tool.mutmut]`` section for that module
-only: the file to mutate, the few test files that specify it, and optionally the functions to mutate (e.g.
+only: the file to mutate, the few test files that specify it (listed, or by the layout of tests/:
+:func:`layout_tests`), and optionally the functions to mutate (e.g.
 only ``summarize`` of trainer.py). Runs are niced, one child at a time and time-boxed. The score per module
 and every surviving mutant (with its diff) are written to ``build/mutation/report.json`` / ``report.md``.
 
@@ -41,24 +42,45 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
+def layout_tests(file: str, root: Path = ROOT) -> list[str]:
+    """The tests of ``src/eacfer/<package>/<module>.py`` by the layout of tests/ (docs/TESTING.md):
+    ``tests/<package>/test_<module>.py`` and ``tests/<package>/test_<module>_*.py`` (e.g. ``…_spec.py``).
+
+    Example:
+        >>> layout_tests("src/eacfer/models/loss.py")  # doctest: +SKIP
+        ['tests/models/test_loss.py', 'tests/models/test_loss_spec.py']
+    """
+    rel = Path(file).relative_to("src/eacfer")
+    folder = root / "tests" / rel.parent
+    found = [folder / f"test_{rel.stem}.py", *sorted(folder.glob(f"test_{rel.stem}_*.py"))]
+    return [p.relative_to(root).as_posix() for p in found if p.is_file()]
+
+
 def prepare(workdir: Path, spec: dict, pytest_cfg: dict) -> None:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     shutil.copytree(ROOT / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if (ROOT / "testdata").is_dir():  # generated scenes some tests import (pytest's pythonpath holds ".")
+        shutil.copytree(ROOT / "testdata", workdir / "testdata", ignore=shutil.ignore_patterns("__pycache__"))
     markers = pytest_cfg.get("markers", [])
+    # the suite's own import settings (helpers in tests/ as top-level modules, import mode), else the copies
+    # of tests in subfolders of tests/ could not import them
+    pythonpath = pytest_cfg.get("pythonpath", [])
+    mode = [a for a in str(pytest_cfg.get("addopts", "")).split() if a.startswith("--import-mode")]
     (workdir / "pyproject.toml").write_text(
         "[tool.mutmut]\n"
         'source_paths = ["src"]\n'
         f"only_mutate = {_toml_list([spec['file']])}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(spec['tests'])}\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-p", "no:randomly"]\n'
+        f'pytest_add_cli_args = {_toml_list(["-p", "no:cacheprovider", "-q", "-p", "no:randomly", *mode])}\n'
         'process_isolation = "fork"\n'
         "use_git_change_detection = false\n"
         "\n[tool.pytest.ini_options]\n"
         'testpaths = ["tests"]\n'
         f"markers = {_toml_list(markers)}\n"
+        f"pythonpath = {_toml_list(pythonpath)}\n"
     )
 
 
@@ -129,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     mcfg = cfg["tool"]["eacfer-mutation"]
     modules: dict[str, dict] = mcfg["modules"]
+    for spec in modules.values():  # a module without `tests` is paired with its tests by the layout
+        spec.setdefault("tests", layout_tests(spec["file"]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("modules", nargs="*", choices=[[], *modules], help="module keys (default: all, in order)")
     ap.add_argument("--timeout", type=int, default=int(mcfg.get("timeout_s", 1800)), help="seconds per module")

@@ -3,7 +3,7 @@
 BlazeFace (the default) misses some clearly visible faces: a ¾-profile face of about 200×340 px in a
 2560×1912 black-and-white photo was missed, and RetinaFace (``--detector retinaface``) found it at 0.98.
 RetinaFace costs about 4× BlazeFace per photo, so it runs only on the photos where the default found
-nothing: measured on the project's generated photo set (eacfer.infer.detect.scenes, 24 photos, 7 of them
+nothing: measured on the project's generated photo set (testdata.scenes, 24 photos, 7 of them
 without a findable face, plus the bundled portrait), the fallback ran on those 7 photos, added 465 ms to the
 953 ms of default detection (30–150 ms per 640×480…960×540 photo), found the 24-px face the default missed,
 and detected nothing on the text and texture photos (its faces pass the same keypoint check,

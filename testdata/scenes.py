@@ -1,4 +1,4 @@
-"""Generated photos and clips with known face positions, for the detection tests and benchmark.
+"""Generated photos and clips with known face positions, for the detection tests and benchmarks (not product code).
 
 Everything is made from the bundled public-domain NASA astronaut portrait (``eacfer/assets/astronaut.jpg``):
 faces at many scales, cut by each image edge, groups, grayscale, rotated up to ±30°, and clips where a face
@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -319,9 +319,3 @@ def match_faces(boxes: Sequence[Box], truth: Sequence[Box], width: int, height: 
             free.remove(hit)
             found += 1
     return found, false
-
-
-def iter_clip_frames(clip: Clip) -> Iterator[tuple[int, np.ndarray, dict[int, Box]]]:
-    """(index, frame, true faces) for each frame of ``clip``."""
-    for i, (f, t) in enumerate(zip(clip.frames, clip.faces, strict=True)):
-        yield i, f, t
