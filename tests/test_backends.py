@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer.checkpoint import CheckpointError, load_model
+from eacfer.checkpoint import load_model
 from eacfer.data.transforms import EvalTransform
 from eacfer.infer.backends import OnnxClassifier, TorchClassifier, cache_dir, load_classifier
+from eacfer.modelinfo import CheckpointError
 from inference_testutils import write_hostile_pt
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
@@ -216,7 +217,7 @@ def test_a_truncated_model_file_says_so_in_whole_sentences(model_pt, tmp_path, f
 
 
 def test_first_sentence_keeps_whole_sentences():
-    from eacfer.checkpoint import first_sentence
+    from eacfer.modelinfo import first_sentence
 
     miniz = ("PytorchStreamReader failed reading zip archive: failed finding central directory. This is an "
              "internal miniz error. If you are seeing this error, there is a high likelihood that your")

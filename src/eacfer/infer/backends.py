@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from eacfer.checkpoint import CheckpointError, ModelInfo
 from eacfer.infer.onnx_cache import cache_dir
 from eacfer.infer.onnx_session import softmax
 from eacfer.infer.quantize import PRECISIONS
+from eacfer.modelinfo import CheckpointError, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +108,16 @@ class OnnxClassifier:
 
     def __init__(self, model: bytes | str | os.PathLike[str], source: str, threads: int | None = None,
                  device: str = "cpu"):
-        from eacfer.export import INPUT_NAME, read_onnx_metadata
         from eacfer.infer.onnx_session import create_session, normaliser
         from eacfer.infer.quantize import read_quantization
+        from eacfer.modelinfo import INPUT_NAME, read_onnx_metadata
 
         try:
             self.session = create_session(model, threads, device)
         except ValueError:
             raise
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, …)
-            from eacfer.checkpoint import first_sentence
+            from eacfer.modelinfo import first_sentence
 
             raise CheckpointError(f"{source}: not a valid ONNX model (truncated or corrupted?): "
                                   f"{first_sentence(str(e)) or type(e).__name__}") from None
@@ -152,7 +152,7 @@ class OnnxClassifier:
         try:
             return cls(path.read_bytes(), str(path), threads=threads, device=device)
         except CheckpointError:
-            from eacfer.checkpoint import image_kind
+            from eacfer.modelinfo import image_kind
 
             kind = image_kind(path)  # a photo renamed .onnx: say so rather than "corrupted"
             if kind is None:
@@ -183,7 +183,7 @@ def _check_file(path: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
     if path.is_dir():
-        from eacfer.checkpoint import folder_hint
+        from eacfer.modelinfo import folder_hint
 
         raise CheckpointError(f"{path}: is a folder, expected a model file (.pt or .onnx){folder_hint(path)}")
     if path.stat().st_size == 0:
@@ -236,10 +236,10 @@ def int8_for_model(path: str | os.PathLike[str], use_cache: bool = True, min_agr
     """
     import json
 
-    from eacfer.export import read_onnx_metadata
     from eacfer.infer.calibration import default_crop_sets
     from eacfer.infer.onnx_cache import lookup, read_refusal, store
     from eacfer.infer.quantize import MIN_AGREEMENT, QuantizationError, quantize_checked
+    from eacfer.modelinfo import read_onnx_metadata
 
     path = Path(path)
     threshold = MIN_AGREEMENT if min_agreement is None else float(min_agreement)
@@ -351,7 +351,8 @@ def load_classifier(
             torch.set_num_threads(int(threads))
         return TorchClassifier(net, info, dev)
     # validate the .pt (safe loading, metadata) before exporting or trusting a cache entry
-    from eacfer.checkpoint import info_from_payload, load_checkpoint
+    from eacfer.checkpoint import load_checkpoint
+    from eacfer.modelinfo import info_from_payload
 
     info_from_payload(load_checkpoint(path), str(path))
     if precision == "int8":
