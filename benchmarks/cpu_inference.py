@@ -108,7 +108,8 @@ def latency(tmp: Path, threads: int, runs: int) -> list[dict]:
     import torch
 
     from eacfer.checkpoint import load_model
-    from eacfer.infer.backends import OnnxClassifier, TorchClassifier, onnx_for_checkpoint
+    from eacfer.infer.backends import OnnxClassifier, onnx_for_checkpoint
+    from eacfer.infer.torch_backend import TorchClassifier
 
     torch.set_num_threads(threads)
     rows = []

@@ -10,7 +10,8 @@ import torch
 
 from eacfer.checkpoint import load_model
 from eacfer.data.transforms import EvalTransform
-from eacfer.infer.backends import OnnxClassifier, TorchClassifier, cache_dir, load_classifier
+from eacfer.infer.backends import OnnxClassifier, cache_dir, load_classifier
+from eacfer.infer.torch_backend import TorchClassifier
 from eacfer.modelinfo import CheckpointError
 from inference_testutils import write_hostile_pt
 
