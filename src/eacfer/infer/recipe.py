@@ -79,7 +79,7 @@ class FaceRecipe:
         """Image pixels → crop pixels for ``det`` in a ``width``×``height`` image (maps a CAM back onto it).
 
         Example:
-            >>> FaceRecipe(10, whole_image=True).crop_affine(None, 20, 10)[0, 0]
+            >>> float(FaceRecipe(10, whole_image=True).crop_affine(None, 20, 10)[0, 0])
             0.5
         """
         size = self.input_size
