@@ -72,7 +72,7 @@ def test_predictor_crops_with_the_model_files_framing(framed_model) -> None:
 
 
 def test_throughput_workers_crop_like_the_predictor(framed_model, tmp_path, monkeypatch) -> None:
-    """A worker of `predict --jobs` crops with the predictor's own recipe (pickled), so with the model file's
+    """A worker of `predict --workers` crops with the predictor's own recipe (pickled), so with the model file's
     margin: its crops are the predictor's, bit for bit."""
     import pickle
 

@@ -1,5 +1,5 @@
 """One face recipe and one detector policy (issue #25): the predictor and the worker processes of
-``eacfer predict --jobs`` crop, label and detect by the same objects.
+``eacfer predict --workers`` crop, label and detect by the same objects.
 
 Specification: a photo gets both BlazeFace models (+ the RetinaFace fallback), video files and cameras get the
 tracking face finder in ``auto`` mode, any other mode runs that model on every kind (predictor docstring,
@@ -83,7 +83,7 @@ def test_face_results_label_cam_and_placement():
 
 def test_throughput_mode_places_cams_of_edge_faces_like_the_predictor(predictor, face_rgb, tmp_path):
     """A face cut by the image edge: its crop is framed on the unclipped box (``full_box``); the worker
-    processes used to send back only the clipped box, so `predict --jobs --cam` placed that CAM elsewhere."""
+    processes used to send back only the clipped box, so `predict --workers --cam` placed that CAM elsewhere."""
     from PIL import Image
 
     from eacfer.infer.batch_pool import pooled

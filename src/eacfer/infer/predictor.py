@@ -91,9 +91,9 @@ class Predictor:
         self.align = align  # "landmarks": faces framed by eyes and mouth like RAF-DB's crops (infer/align.py)
         self.classifier = classifier
         # which detector runs on photos, videos and cameras, with its settings: one object (detect/policy.py)
-        # that the worker processes of `predict --jobs` get too
-        self.detector_policy = DetectorPolicy(detector, detector_mode, score_threshold, small_face, photo_fallback,
-                                        max_faces)
+        # that the worker processes of `predict --workers` get too
+        self.detector_policy = DetectorPolicy(detector, detector_mode, score_threshold, small_face,
+                                              photo_fallback, max_faces)
         self.cam = bool(cam)
         if cam and not classifier.has_cams:
             raise ValueError("this model cannot produce attention maps (an .onnx exported without --with-cams)")

@@ -1,6 +1,6 @@
 """Which face detector runs on photos, video files and live streams — said in one place.
 
-:class:`DetectorPolicy` is what the predictor, the worker processes of ``eacfer predict --jobs`` and the app
+:class:`DetectorPolicy` is what the predictor, the worker processes of ``eacfer predict --workers`` and the app
 use to make their detectors, so a photo is looked at the same way in each of them. With the default
 ``mediapipe`` detector in ``auto`` mode:
 
