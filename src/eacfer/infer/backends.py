@@ -12,6 +12,10 @@ with least-recently-used eviction (:mod:`eacfer.infer.onnx_cache`); when the cac
 export stays in memory. ``precision="int8"`` derives a checked int8 model (:mod:`eacfer.infer.quantize`,
 ``docs/PRECISION.md``) and caches it beside the fp32 export. onnxruntime is several times faster than eager torch
 on a CPU (numbers in ``benchmarks/RESULTS.md``, from ``benchmarks/cpu_inference.py``).
+
+This module imports no torch: an ``.onnx`` model, and a ``.pt`` whose export is cached, run without it (and
+``--device auto`` is settled without asking torch where no NVIDIA device exists). The eager torch classifier and
+the ``.pt`` → ONNX export live in :mod:`eacfer.infer.torch_backend`, reached only through :func:`torch_backend`.
 """
 
 from __future__ import annotations
