@@ -125,6 +125,11 @@ def test_pt_model_needs_torch_only_on_a_cache_miss(model_pt, inference_cache, tm
         with Predictor.from_checkpoint({str(model_pt)!r}, device="auto", detector="none") as p:
             assert p.backend == "onnxruntime"
             assert len(p.predict({str(FACE)!r}).faces) == 1
+        # as on a GPU machine without torch: `auto` cannot ask torch about CUDA, so the export runs on the CPU
+        import eacfer.infer.backends as backends
+        backends._may_have_cuda = lambda: True
+        with Predictor.from_checkpoint({str(model_pt)!r}, device="auto", detector="none") as p:
+            assert p.backend == "onnxruntime" and p.classifier.device == "cpu"
         print("PT_OK")
     """)
     env = {"EACFER_CACHE_DIR": str(inference_cache)}

@@ -308,7 +308,12 @@ def load_classifier(
     if device.startswith("cpu") or (device == "auto" and backend != "torch" and not _may_have_cuda()):
         dev = "cpu" if device == "auto" else device
     else:
-        dev = torch_backend(path).resolve_device(device)
+        try:
+            dev = torch_backend(path).resolve_device(device)
+        except CheckpointError:  # torch is not installed
+            if device != "auto" or backend == "torch":
+                raise
+            dev = "cpu"  # `auto` without torch: the ONNX export on the CPU (a cache miss says torch is needed)
     if backend is None:
         backend = "torch" if dev.startswith("cuda") else "onnxruntime"
     if backend == "torch":
