@@ -27,7 +27,7 @@ import torch  # noqa: E402,I001
 
 from eacfer.infer.align import check_crops
 from eacfer.infer.onnx_cache import cache_dir, content_key
-from eacfer.infer.onnx_session import softmax
+from eacfer.infer.onnx_session import normaliser, softmax
 from eacfer.infer.quantize import MIN_AGREEMENT, quantize_checked
 from eacfer.modelinfo import ModelInfo
 
@@ -51,8 +51,10 @@ class TorchClassifier:
         self.info = info
         self.device = str(device)
         self.net = net.to(self.device).eval()
-        self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        # the normalisation constants of every backend (onnx_session.normaliser), applied on the device
+        scale, shift = normaliser(info.mean, info.std)
+        self._scale = torch.from_numpy(scale).to(self.device)
+        self._shift = torch.from_numpy(shift).to(self.device)
 
     def classify(self, crops: np.ndarray, cams: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self.torch
@@ -61,8 +63,8 @@ class TorchClassifier:
             arr = np.ascontiguousarray(crops)
             # torch warns on read-only arrays (e.g. np.asarray of a PIL image); a copy is a few KB per face
             x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).to(self.device, non_blocking=True)
-            # (x/255 - mean)/std == (x - 255·mean)/(255·std): one subtraction and one division
-            x = (x.permute(0, 3, 1, 2).float() - self._mean) / self._std
+            # x·scale − shift == (x/255 − mean)/std, as onnx_session.preprocess does it
+            x = x.permute(0, 3, 1, 2).float() * self._scale - self._shift
             if cams:
                 logits, maps = self.net.forward_with_cams(x)
                 return softmax(logits.float().cpu().numpy(), self.info.temperature), maps.float().cpu().numpy()
