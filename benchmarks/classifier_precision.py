@@ -51,8 +51,9 @@ def _random_model(path: Path, backbone: str, size: int) -> Path:
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(0)
     net = create_model(backbone)

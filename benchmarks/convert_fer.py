@@ -99,8 +99,9 @@ def convert(hdf5: Path, out: Path) -> dict[str, object]:
     """Write the eacfer model file; returns what was written (for the log)."""
     import torch
 
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.data.classes import canonical_class
+    from eacfer.modelinfo import ModelInfo
     from eacfer.models import create_model
     from eacfer.models.mini_xception import FER2013_ORDER
     from eacfer.models.registry import get_backbone_spec

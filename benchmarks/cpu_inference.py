@@ -54,8 +54,9 @@ def _model(path: Path, backbone: str, size: int = 224) -> Path:
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(0)
     save_model(path, create_model(backbone), ModelInfo(backbone, list(RAFDB_CLASSES), size, list(IMAGENET_MEAN),
@@ -107,7 +108,8 @@ def latency(tmp: Path, threads: int, runs: int) -> list[dict]:
     import torch
 
     from eacfer.checkpoint import load_model
-    from eacfer.infer.backends import OnnxClassifier, TorchClassifier, onnx_for_checkpoint
+    from eacfer.infer.backends import OnnxClassifier, onnx_for_checkpoint
+    from eacfer.infer.torch_backend import TorchClassifier
 
     torch.set_num_threads(threads)
     rows = []

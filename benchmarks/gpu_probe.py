@@ -57,8 +57,9 @@ def _train_cfg(args: argparse.Namespace, data: Path, out: Path, **kw: Any) -> An
 
 
 def stage_cross_dataset(args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.data.formats import FERPLUS_CLASSES
+    from eacfer.modelinfo import ModelInfo
     from eacfer.models import create_model
     from eacfer.training.evaluation import evaluate_checkpoint
 

@@ -64,8 +64,9 @@ def sensitive_model(path: Path, backbone: str, face) -> Path:
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -41,8 +41,9 @@ def _model(path: Path, backbone: str, size: int = 224) -> Path:
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(0)
     save_model(path, create_model(backbone), ModelInfo(backbone, list(RAFDB_CLASSES), size, list(IMAGENET_MEAN),

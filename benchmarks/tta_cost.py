@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
     from eacfer.infer.predictor import Predictor
+    from eacfer.modelinfo import ModelInfo
 
     tmp = Path(tempfile.mkdtemp())
     models = list(args.checkpoint or [])

@@ -43,8 +43,9 @@ def save_random_model(path: Path, backbone: str = "mobilenet_v2", size: int = 64
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(seed)
     net = calibrated(create_model(backbone), size)

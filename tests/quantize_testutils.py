@@ -20,11 +20,12 @@ def train_tiny_model(path: Path, epochs: int = 6, seed: int = 0, n_train: int = 
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
     from eacfer.data.imageio import load_image
     from eacfer.data.synth import generate_rafdb
     from eacfer.infer.calibration import CALIBRATION_VARIANTS, portrait_crops
+    from eacfer.modelinfo import ModelInfo
 
     with tempfile.TemporaryDirectory(prefix="eacfer-tiny-") as tmp:
         # seed + 100: other faces than the check crops (small_crop_sets draws its set with seed 1)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer.checkpoint import CheckpointError, load_model
+from eacfer.checkpoint import load_model
 from eacfer.data.transforms import EvalTransform
-from eacfer.infer.backends import OnnxClassifier, TorchClassifier, cache_dir, load_classifier
+from eacfer.infer.backends import OnnxClassifier, cache_dir, load_classifier
+from eacfer.infer.torch_backend import TorchClassifier
+from eacfer.modelinfo import CheckpointError
 from inference_testutils import write_hostile_pt
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
@@ -149,6 +151,23 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(model_pt, monkeypatch):
         load_classifier(model_pt, device="cuda")
 
 
+def test_onnx_device_is_settled_by_onnxruntime_not_torch(exported_onnx, monkeypatch):
+    """An .onnx model never asks torch about CUDA (issue #25): `cuda` needs onnxruntime's CUDA provider,
+    `auto` falls back to the CPU without it, and a device that is neither is refused before any file is read."""
+    import onnxruntime as ort
+
+    import eacfer.infer.backends as backends
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(backends, "_may_have_cuda", lambda: True)  # as on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: (_ for _ in ()).throw(AssertionError("asked torch")))
+    with pytest.raises(ValueError, match="no CUDA GPU is available"):
+        load_classifier(exported_onnx, device="cuda")
+    assert load_classifier(exported_onnx, device="auto").device == "cpu"
+    with pytest.raises(ValueError, match="--device must be auto, cpu or cuda"):
+        load_classifier(exported_onnx, device="tpu")
+
+
 def test_no_cache_dir_still_works(model_pt, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -216,7 +235,7 @@ def test_a_truncated_model_file_says_so_in_whole_sentences(model_pt, tmp_path, f
 
 
 def test_first_sentence_keeps_whole_sentences():
-    from eacfer.checkpoint import first_sentence
+    from eacfer.modelinfo import first_sentence
 
     miniz = ("PytorchStreamReader failed reading zip archive: failed finding central directory. This is an "
              "internal miniz error. If you are seeing this error, there is a high likelihood that your")

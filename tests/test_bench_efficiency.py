@@ -35,8 +35,9 @@ def test_flops_are_two_per_mac() -> None:
 
 
 def test_efficiency_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str], synth_rafdb: Path) -> None:
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     torch.set_num_threads(1)
     ckpt = tmp_path / "run" / "model.pt"

@@ -73,8 +73,9 @@ def test_temperature_of_an_underconfident_model_is_below_one():
 
 def _tiny_model(path, train_config=None, temperature=1.0):
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(0)
     net = create_model("resnet18", num_classes=7)
@@ -144,7 +145,8 @@ def test_temperature_travels_in_the_onnx_metadata(tmp_path):
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), 1e6, "2"])
 def test_a_model_file_with_an_impossible_temperature_is_refused(tmp_path, bad):
-    from eacfer.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+    from eacfer.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from eacfer.modelinfo import CheckpointError
 
     path = _tiny_model(tmp_path / "m.pt")
     save_checkpoint(path, {**load_checkpoint(path), "temperature": bad})

@@ -72,8 +72,9 @@ def test_eval_of_a_plain_class_tree_of_whole_photos_warns(tmp_path, caplog):
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     root = tmp_path / "posed"
     for i, cls in enumerate(("happy", "sad")):
@@ -102,8 +103,9 @@ def test_eval_takes_a_test_folder_or_a_plain_tree(tmp_path, layout, capsys, capl
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
 
     root = tmp_path / "mine"
     base = root / "test" if layout.startswith("test") else root

@@ -36,7 +36,8 @@ def test_synonym_table_and_matching():
 def _biased_model(path, class_names, bias):
     """A model that always predicts by its fc bias (zero weights): what it predicts is known in advance."""
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
+    from eacfer.modelinfo import ModelInfo
 
     net = create_model("resnet18", num_classes=len(class_names))
     with torch.no_grad():

@@ -46,8 +46,9 @@ def test_plot_confusion_writes_png(tmp_path):
 
 def test_evaluate_checkpoint_outputs(tmp_path, synth_rafdb):
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
     from eacfer.training.evaluation import evaluate_checkpoint
 
     torch.manual_seed(0)
@@ -78,7 +79,8 @@ def test_evaluate_checkpoint_outputs(tmp_path, synth_rafdb):
 
 def test_evaluate_checkpoint_class_mismatch(tmp_path, synth_rafdb):
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
+    from eacfer.modelinfo import ModelInfo
     from eacfer.training.evaluation import evaluate_checkpoint
 
     net = create_model("resnet18", num_classes=3)

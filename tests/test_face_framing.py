@@ -71,9 +71,29 @@ def test_predictor_crops_with_the_model_files_framing(framed_model) -> None:
                                                                 shift=info.face_shift))
 
 
-def test_throughput_workers_crop_like_the_predictor(framed_model, monkeypatch) -> None:
+def test_throughput_workers_crop_like_the_predictor(framed_model, tmp_path, monkeypatch) -> None:
+    """A worker of `predict --workers` crops with the predictor's own recipe (pickled), so with the model file's
+    margin: its crops are the predictor's, bit for bit."""
+    import pickle
+
+    from PIL import Image
+
     from eacfer.infer import batch_pool
+    from eacfer.infer.predictor import Predictor
 
     rgb, dets = _image_and_det()
-    monkeypatch.setattr(batch_pool, "_WORKER", {"none": False, "size": 64, "face": None, "margin": 0.3, "shift": 0.0})
-    assert np.array_equal(batch_pool._crops(rgb, dets), model_inputs(rgb, dets, 64, None, 0.3, shift=0.0))
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(photo)  # PNG: lossless, the worker decodes the same pixels
+    with Predictor.from_checkpoint(framed_model, device="cpu", detector="none") as p:
+        p.detector_name = "haar"  # crop from the given boxes (no detector is run here)
+
+        class Given:  # the worker's detector: the boxes above
+            def detect(self, image):
+                return dets
+
+        policy, recipe = pickle.loads(pickle.dumps((p.detector_policy, p.recipe)))  # as the pool sends them
+        monkeypatch.setattr(batch_pool, "_WORKER", {"det": Given(), "policy": policy, "recipe": recipe})
+        out = batch_pool._detect_one((str(photo), False))
+        assert recipe.margin == 0.3
+        assert np.array_equal(out["crops"], p._crops(rgb, dets))
+        assert np.array_equal(out["crops"], model_inputs(rgb, dets, 64, None, 0.3, shift=0.0))

@@ -35,8 +35,9 @@ def model_file(tmp_path_factory) -> Path:
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "model.pt"

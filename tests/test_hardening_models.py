@@ -21,7 +21,8 @@ import pytest
 import torch
 
 import hostile
-from eacfer.checkpoint import CheckpointError, load_checkpoint, load_model
+from eacfer.checkpoint import load_checkpoint, load_model
+from eacfer.modelinfo import CheckpointError
 
 TRAIN = ["-q", "train", "--backbone", "mobilenet_v2", "--epochs", "1", "--batch-size", "16", "--image-size", "32",
          "--workers", "0", "--device", "cpu", "--no-tensorboard", "--pretrained", "none"]

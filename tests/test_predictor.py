@@ -162,11 +162,12 @@ def test_faces_cropped_at_the_training_face_size_then_resized(face_rgb, tmp_path
     import torch
 
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
     from eacfer.data.transforms import EvalTransform
     from eacfer.infer.align import align_faces
     from eacfer.infer.detect import create_detector
+    from eacfer.modelinfo import ModelInfo
 
     torch.manual_seed(0)
     net = create_model("mobilenet_v2").eval()

@@ -69,7 +69,7 @@ def fp32_onnx(tiny_pt) -> bytes:
 @pytest.fixture(scope="module")
 def int8_onnx(tiny_pt, crop_sets, tmp_path_factory) -> Path:
     """The tiny model exported through `eacfer export --precision int8`'s function (check at 99 %)."""
-    from eacfer.infer.quantize import export_int8
+    from eacfer.infer.torch_backend import export_int8
 
     out = tmp_path_factory.mktemp("int8") / "model-int8.onnx"
     export_int8(tiny_pt, out, dynamic_batch=True, with_cams=True, crop_sets=crop_sets)
@@ -85,7 +85,7 @@ def test_refused_when_agreement_falls_short(fp32_onnx, crop_sets):
 
 
 def test_export_int8_writes_nothing_when_refused(tiny_pt, crop_sets, tmp_path):
-    from eacfer.infer.quantize import export_int8
+    from eacfer.infer.torch_backend import export_int8
 
     out = tmp_path / "m.onnx"
     with pytest.raises(QuantizationError, match="int8 refused"):

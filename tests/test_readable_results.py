@@ -15,8 +15,9 @@ import torch
 
 def test_metrics_json_names_confusion_rows_and_columns(tmp_path, synth_rafdb):
     from eacfer import create_model
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
     from eacfer.training.evaluation import evaluate_checkpoint
 
     torch.manual_seed(0)

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from eacfer.checkpoint import CheckpointError, info_from_payload, load_checkpoint, load_model
+from eacfer.checkpoint import load_checkpoint, load_model
 from eacfer.infer.starter import is_starter, resolve_model, starter_model_path
+from eacfer.modelinfo import CheckpointError, info_from_payload
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARITY = FIXTURES / "starter" / "fer_keras_parity.npz"
@@ -66,7 +67,8 @@ def test_torch_matches_the_original_keras_model(starter, parity) -> None:
 def test_onnx_matches_the_original_keras_model(starter, parity) -> None:
     import onnxruntime as ort
 
-    from eacfer.export import INPUT_NAME, export_onnx_bytes
+    from eacfer.export import export_onnx_bytes
+    from eacfer.modelinfo import INPUT_NAME
 
     net, info = starter
     gray, logits, _ = parity
@@ -115,7 +117,8 @@ def test_metadata_says_what_it_is(starter) -> None:
 
 
 def test_onnx_export_carries_the_framing_and_provenance(starter, tmp_path) -> None:
-    from eacfer.export import export_onnx_bytes, read_onnx_metadata
+    from eacfer.export import export_onnx_bytes
+    from eacfer.modelinfo import read_onnx_metadata
 
     net, info = starter
     import onnx

@@ -35,8 +35,9 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory):
 def _save_random_model(path: Path, backbone: str) -> Path:
     import torch
 
-    from eacfer.checkpoint import ModelInfo, save_model
+    from eacfer.checkpoint import save_model
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
+    from eacfer.modelinfo import ModelInfo
     from eacfer.models.factory import create_model
 
     torch.manual_seed(0)

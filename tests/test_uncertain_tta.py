@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from eacfer.checkpoint import ModelInfo
 from eacfer.infer.predictor import UNCERTAIN, Predictor
+from eacfer.modelinfo import ModelInfo
 
 
 class _Fixed:

@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from eacfer.checkpoint import MODEL_FORMAT, MODEL_FORMAT_VERSION, CheckpointError, ModelInfo, load_model
+from eacfer.checkpoint import load_model
+from eacfer.modelinfo import INPUT_NAME, MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelInfo
 from eacfer.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4
-INPUT_NAME = "input"
 
 
 class ExportError(ValueError):
@@ -210,18 +210,3 @@ def export_onnx(
 
 def _fmt(diffs: dict[str, float]) -> str:
     return ", ".join(f"{k} max |diff| {v:.3g}" for k, v in diffs.items())
-
-
-def read_onnx_metadata(meta: dict[str, str], source: str) -> tuple[ModelInfo, dict[str, Any]]:
-    """Validate eacfer metadata_props (as returned by onnxruntime) → (:class:`ModelInfo`, export info)."""
-    from eacfer.checkpoint import info_from_payload
-
-    if "format" not in meta:
-        raise CheckpointError(f"{source}: ONNX file without eacfer metadata (export it with `eacfer export`)")
-    try:
-        payload = {k: json.loads(v) for k, v in meta.items()}
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{source}: malformed eacfer metadata in ONNX file ({e})") from None
-    info = info_from_payload(payload, source)
-    export_info = payload.get("export") if isinstance(payload.get("export"), dict) else {}
-    return info, export_info

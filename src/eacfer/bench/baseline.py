@@ -47,8 +47,9 @@ def compare_models(data: str | os.PathLike[str], checkpoints: list[str], out: st
     Returns one row per model (the :data:`COLUMNS`). Every output stays inside ``out``.
     """
     from eacfer.bench.provenance import provenance
-    from eacfer.checkpoint import info_from_payload, load_checkpoint
+    from eacfer.checkpoint import load_checkpoint
     from eacfer.infer.starter import is_starter, starter_model_path
+    from eacfer.modelinfo import info_from_payload
     from eacfer.training.evaluation import evaluate_checkpoint
     from eacfer.utils.atomic import write_json, write_text
 

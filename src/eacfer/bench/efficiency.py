@@ -49,7 +49,8 @@ class ModelSpec:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str]) -> ModelSpec:
-        from eacfer.checkpoint import info_from_payload, load_checkpoint
+        from eacfer.checkpoint import load_checkpoint
+        from eacfer.modelinfo import info_from_payload
 
         info = info_from_payload(load_checkpoint(path), str(path))
         p = Path(path)
@@ -57,8 +58,9 @@ class ModelSpec:
 
     def load(self, image_size: int) -> tuple[torch.nn.Module, Any]:
         """(net in eval mode on CPU, ModelInfo)."""
-        from eacfer.checkpoint import ModelInfo, load_model
+        from eacfer.checkpoint import load_model
         from eacfer.constants import RAFDB_CLASSES
+        from eacfer.modelinfo import ModelInfo
         from eacfer.models import create_model, get_backbone_spec
 
         if self.checkpoint:

@@ -162,7 +162,8 @@ def is_finished(summary: dict[str, Any], run_dir: Path, epochs: int | None) -> b
 
 
 def _last_state_readable(path: Path) -> bool:
-    from eacfer.checkpoint import CheckpointError, load_checkpoint
+    from eacfer.checkpoint import load_checkpoint
+    from eacfer.modelinfo import CheckpointError
 
     try:
         load_checkpoint(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from eacfer.constants import PAPER_RECIPE, TRAIN_WORKERS
 
@@ -24,10 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013, ferplus, ferplus-folders, "
                    "affectnet (default: auto-detect). Each epoch is evaluated on the test split: " + _test_splits())
     p.add_argument("--backbone", required=True, help="backbone name; `--backbone list` prints them")
-    p.add_argument("--pretrained", default=None,
-                   help="backbone weights: a file, 'imagenet' (torchvision backbones) or 'none' (random initialisation "
-                   "on purpose: warned, recorded in config.yaml and model.pt). Default when omitted: "
-                   + _pretrained_defaults())
+    pretrained = p.add_argument(
+        "--pretrained", default=None,
+        help="backbone weights: a file, 'imagenet' (torchvision backbones) or 'none' (random initialisation "
+        "on purpose: warned, recorded in config.yaml and model.pt). Default when omitted: %(pretrained_defaults)s")
+    # argparse fills %(name)s from the action's attributes when it prints the help: the backbone registry
+    # (torch) is then read only by `eacfer train --help`, not by every `eacfer` command's parser
+    pretrained.pretrained_defaults = _Deferred(_pretrained_defaults)  # type: ignore[attr-defined]
     p.add_argument("--recipe", choices=("auto", "paper"), default="auto",
                    help="paper: pin the official fp32 reference pipeline with deterministic cuDNN and TF32 off, for "
                    "reproducing tables; auto (default): the pipeline follows the device (the fast pipeline on CUDA, "
@@ -152,6 +156,19 @@ def wandb_options(args: argparse.Namespace) -> dict:
     return {"wandb": args.wandb, "wandb_entity": args.wandb_entity, "wandb_name": getattr(args, "wandb_name", None),
             "wandb_group": args.wandb_group, "wandb_mode": args.wandb_mode, "wandb_media_every": args.wandb_media_every,
             "wandb_log_model": args.wandb_log_model}
+
+
+class _Deferred:
+    """Help text computed when it is printed (``str()``), not when the parser is built."""
+
+    def __init__(self, make: Callable[[], str]):
+        self._make = make
+
+    def __str__(self) -> str:
+        try:
+            return self._make()
+        except ImportError:  # a runtime-only install (no torch): the backbones cannot be listed
+            return "see `eacfer train --backbone list` (training needs torch: pip install 'eacfer[train]')"
 
 
 def _pretrained_defaults() -> str:

@@ -272,6 +272,20 @@ def model_inputs(
     return crops if face == input_size else np.stack([resize_square(c, input_size) for c in crops])
 
 
+def check_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """Model inputs as every classifier takes them: N×size×size×3 uint8 (one H×W×3 crop becomes N=1).
+
+    Example:
+        >>> check_crops(np.zeros((8, 8, 3), np.uint8), 8).shape
+        (1, 8, 8, 3)
+    """
+    if crops.ndim == 3:
+        crops = crops[None]
+    if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
+        raise ValueError(f"expected N×{size}×{size}×3 uint8 crops, got shape {crops.shape} dtype {crops.dtype}")
+    return crops
+
+
 def resize_square(img: np.ndarray, side: int) -> np.ndarray:
     """Pillow bilinear resize of an H×W×3 uint8 image to side×side (the resize of training).
 

@@ -12,27 +12,34 @@ with least-recently-used eviction (:mod:`eacfer.infer.onnx_cache`); when the cac
 export stays in memory. ``precision="int8"`` derives a checked int8 model (:mod:`eacfer.infer.quantize`,
 ``docs/PRECISION.md``) and caches it beside the fp32 export. onnxruntime is several times faster than eager torch
 on a CPU (numbers in ``benchmarks/RESULTS.md``, from ``benchmarks/cpu_inference.py``).
+
+This module imports no torch: an ``.onnx`` model, and a ``.pt`` whose export is cached, run without it (and
+``--device auto`` is settled without asking torch where no NVIDIA device exists). The eager torch classifier and
+the ``.pt`` → ONNX export live in :mod:`eacfer.infer.torch_backend`, reached only through :func:`torch_backend`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from eacfer.checkpoint import CheckpointError, ModelInfo
-from eacfer.infer.onnx_cache import cache_dir
+from eacfer.infer.align import check_crops
+from eacfer.infer.onnx_cache import cache_dir, content_key
 from eacfer.infer.onnx_session import softmax
 from eacfer.infer.quantize import PRECISIONS
+from eacfer.modelinfo import CheckpointError, ModelInfo
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime")
-__all__ = ["BACKENDS", "PRECISIONS", "Classifier", "OnnxClassifier", "TorchClassifier", "cache_dir",
-           "int8_for_model", "load_classifier", "onnx_for_checkpoint", "softmax"]
+__all__ = ["BACKENDS", "PRECISIONS", "Classifier", "OnnxClassifier", "cache_dir", "int8_for_model", "load_classifier",
+           "onnx_for_checkpoint", "softmax", "torch_backend"]
 
 
 class Classifier(Protocol):
@@ -49,51 +56,6 @@ class Classifier(Protocol):
         ...
 
 
-def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
-    if crops.ndim == 3:
-        crops = crops[None]
-    if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
-        raise ValueError(f"expected N×{size}×{size}×3 uint8 crops, got shape {crops.shape} dtype {crops.dtype}")
-    return crops
-
-
-class TorchClassifier:
-    """Eager PyTorch backend (CPU or CUDA).
-
-    Example:
-        >>> clf = TorchClassifier(*load_model("model.pt"), device="cpu")  # doctest: +SKIP
-        >>> probs, cams = clf.classify(crops, cams=True)                  # doctest: +SKIP
-    """
-
-    backend = "torch"
-    has_cams = True
-    precision = "fp32"
-
-    def __init__(self, net: Any, info: ModelInfo, device: str = "cpu"):
-        import torch
-
-        self.torch = torch
-        self.info = info
-        self.device = str(device)
-        self.net = net.to(self.device).eval()
-        self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1) * 255.0
-
-    def classify(self, crops: np.ndarray, cams: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        torch = self.torch
-        crops = _check_crops(crops, self.info.input_size)
-        with torch.inference_mode():
-            arr = np.ascontiguousarray(crops)
-            # torch warns on read-only arrays (e.g. np.asarray of a PIL image); a copy is a few KB per face
-            x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).to(self.device, non_blocking=True)
-            # (x/255 - mean)/std == (x - 255·mean)/(255·std): one subtraction and one division
-            x = (x.permute(0, 3, 1, 2).float() - self._mean) / self._std
-            if cams:
-                logits, maps = self.net.forward_with_cams(x)
-                return softmax(logits.float().cpu().numpy(), self.info.temperature), maps.float().cpu().numpy()
-            return softmax(self.net(x).float().cpu().numpy(), self.info.temperature), None
-
-
 class OnnxClassifier:
     """onnxruntime backend (CPU by default; CUDA provider when installed and asked for).
 
@@ -108,16 +70,16 @@ class OnnxClassifier:
 
     def __init__(self, model: bytes | str | os.PathLike[str], source: str, threads: int | None = None,
                  device: str = "cpu"):
-        from eacfer.export import INPUT_NAME, read_onnx_metadata
         from eacfer.infer.onnx_session import create_session, normaliser
         from eacfer.infer.quantize import read_quantization
+        from eacfer.modelinfo import INPUT_NAME, read_onnx_metadata
 
         try:
             self.session = create_session(model if isinstance(model, bytes) else os.fspath(model), threads, device)
         except ValueError:
             raise
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, …)
-            from eacfer.checkpoint import first_sentence
+            from eacfer.modelinfo import first_sentence
 
             raise CheckpointError(f"{source}: not a valid ONNX model (truncated or corrupted?): "
                                   f"{first_sentence(str(e)) or type(e).__name__}") from None
@@ -152,7 +114,7 @@ class OnnxClassifier:
         try:
             return cls(path.read_bytes(), str(path), threads=threads, device=device)
         except CheckpointError:
-            from eacfer.checkpoint import image_kind
+            from eacfer.modelinfo import image_kind
 
             kind = image_kind(path)  # a photo renamed .onnx: say so rather than "corrupted"
             if kind is None:
@@ -165,7 +127,7 @@ class OnnxClassifier:
         return preprocess(crops, self._scale, self._shift)
 
     def classify(self, crops: np.ndarray, cams: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        crops = _check_crops(crops, self.info.input_size)
+        crops = check_crops(crops, self.info.input_size)
         if cams and not self.has_cams:
             raise ValueError("this ONNX model was exported without CAMs (use `eacfer export --with-cams`)")
         names = ["logits", "cams"] if cams else ["logits"]
@@ -183,45 +145,52 @@ def _check_file(path: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
     if path.is_dir():
-        from eacfer.checkpoint import folder_hint
+        from eacfer.modelinfo import folder_hint
 
         raise CheckpointError(f"{path}: is a folder, expected a model file (.pt or .onnx){folder_hint(path)}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (truncated or still being written?)")
 
 
-def _content_key(path: Path, variant: str) -> str:
-    import torch
+def torch_backend(path: str | os.PathLike[str]) -> Any:
+    """The torch side of inference (:mod:`eacfer.infer.torch_backend`), imported only now that ``path``
+    (a ``.pt``) needs it; without torch installed, a one-line :class:`CheckpointError` says what to do.
 
-    from eacfer.infer.onnx_cache import file_sha256
+    Why this seam: with an ``.onnx`` model, or a ``.pt`` whose export is cached, inference never imports
+    torch (≈ 600 MB and seconds of start-up); this function is the one road from the runtime to torch
+    (the ``ignore_imports`` entry of the import-linter contract "The inference runtime never imports torch").
 
-    return f"{file_sha256(path)[:24]}-t{torch.__version__.split('+')[0]}-{variant}"
+    Example:
+        >>> torch_backend("model.pt").load_torch_classifier("model.pt", "cpu")  # doctest: +SKIP
+    """
+    try:
+        from eacfer.infer import torch_backend as tb
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("torch", "torchvision"):
+            raise
+        raise CheckpointError(f"{path}: a .pt model needs torch, which is not installed here: "
+                              "pip install 'eacfer[train]', or run an exported .onnx (eacfer export)") from None
+    return tb
 
 
 def onnx_for_checkpoint(path: str | os.PathLike[str], use_cache: bool = True) -> bytes | Path:
     """Return an ONNX export (with CAMs, dynamic batch) of a ``.pt`` model: a cached file or bytes.
 
+    A cache hit (same ``.pt`` content) needs no torch; a miss loads the ``.pt`` and exports it with torch
+    (:func:`eacfer.infer.torch_backend.export_to_cache`).
+
     Example:
         >>> clf = OnnxClassifier(onnx_for_checkpoint("model.pt"), "model.pt")  # doctest: +SKIP
     """
-    from eacfer.checkpoint import load_model
-    from eacfer.export import export_onnx_bytes
-    from eacfer.infer.onnx_cache import lookup, store
+    from eacfer.infer.onnx_cache import lookup
 
     path = Path(path)
-    key, root = _content_key(path, "cams"), cache_dir()
-    if use_cache and (cached := lookup(root, key)) is not None:
+    # A hit needs no check of the .pt: the entry is keyed by the file's SHA-256, and was written only after
+    # this very content had loaded safely and passed the metadata checks.
+    if use_cache and (cached := lookup(cache_dir(), content_key(path, "cams"))) is not None:
         log.debug("using cached ONNX export %s", cached)
         return cached
-    net, info = load_model(path, "cpu")
-    data = export_onnx_bytes(net, info, dynamic_batch=True, with_cams=True)
-    if use_cache:
-        try:
-            cached = store(root, key, path, data)
-            log.info("exported %s to ONNX for CPU inference (cached in %s)", path, cached)
-        except OSError as e:  # read-only home, full disk: stay in memory
-            log.info("could not cache the ONNX export (%s); using it from memory", e)
-    return data
+    return torch_backend(path).export_to_cache(path, use_cache)
 
 
 def int8_for_model(path: str | os.PathLike[str], use_cache: bool = True, min_agreement: float | None = None,
@@ -236,14 +205,14 @@ def int8_for_model(path: str | os.PathLike[str], use_cache: bool = True, min_agr
     """
     import json
 
-    from eacfer.export import read_onnx_metadata
     from eacfer.infer.calibration import default_crop_sets
     from eacfer.infer.onnx_cache import lookup, read_refusal, store
     from eacfer.infer.quantize import MIN_AGREEMENT, QuantizationError, quantize_checked
+    from eacfer.modelinfo import read_onnx_metadata
 
     path = Path(path)
     threshold = MIN_AGREEMENT if min_agreement is None else float(min_agreement)
-    key, root = _content_key(path, "cams-int8" if path.suffix.lower() != ".onnx" else "onnx-int8"), cache_dir()
+    key, root = content_key(path, "cams-int8" if path.suffix.lower() != ".onnx" else "onnx-int8"), cache_dir()
     if use_cache:
         if (cached := lookup(root, key)) is not None:
             log.debug("using cached int8 model %s", cached)
@@ -308,14 +277,14 @@ def load_classifier(
         >>> clf.backend                                   # doctest: +SKIP
         'onnxruntime'
     """
-    from eacfer.utils.device import resolve_device
-
     path = Path(path)
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    dev = str(resolve_device(device))
+    device = str(device)
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"--device must be auto, cpu or cuda (e.g. cuda:1), got {device!r}")
     suffix = path.suffix.lower()
     _check_file(path)  # first: a run folder has no suffix, and "is a folder; did you mean …" says why
     if suffix not in (".pt", ".pth", ".onnx"):
@@ -323,37 +292,33 @@ def load_classifier(
     if precision == "int8":
         if backend == "torch":
             raise ValueError(f"{path}: --precision int8 runs on onnxruntime only (drop --backend torch)")
-        if dev.startswith("cuda") and device != "auto":
+        if device.startswith("cuda"):
             raise ValueError(f"{path}: --precision int8 is a CPU path (onnxruntime); use --device cpu")
-        dev = "cpu"
+        device = "cpu"
     if suffix == ".onnx":
         if backend == "torch":
             raise ValueError(f"{path}: an .onnx model runs on onnxruntime only (drop --backend torch)")
-        if device == "auto" and dev.startswith("cuda"):
-            import onnxruntime as ort
-
-            # "auto" must not fail on a GPU machine whose onnxruntime is the CPU-only build
-            dev = dev if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        dev = _onnx_device(device)
         clf = OnnxClassifier.from_file(path, threads=threads, device=dev)
         if precision == "int8" and clf.precision != "int8":
             src = int8_for_model(path, use_cache=use_cache, threads=threads)
             return OnnxClassifier(src.read_bytes() if isinstance(src, Path) else src, str(path), threads, dev)
         return clf
+    # a .pt: only torch knows whether CUDA works for it; asked only where a GPU may exist (see _may_have_cuda)
+    if device.startswith("cpu") or (device == "auto" and backend != "torch" and not _may_have_cuda()):
+        dev = "cpu" if device == "auto" else device
+    else:
+        try:
+            dev = torch_backend(path).resolve_device(device)
+        except CheckpointError:  # torch is not installed
+            if device != "auto" or backend == "torch":
+                raise
+            dev = "cpu"  # `auto` without torch: the ONNX export on the CPU (a cache miss says torch is needed)
     if backend is None:
         backend = "torch" if dev.startswith("cuda") else "onnxruntime"
     if backend == "torch":
-        from eacfer.checkpoint import load_model
-
-        net, info = load_model(path, "cpu")
-        if threads:
-            import torch
-
-            torch.set_num_threads(int(threads))
-        return TorchClassifier(net, info, dev)
-    # validate the .pt (safe loading, metadata) before exporting or trusting a cache entry
-    from eacfer.checkpoint import info_from_payload, load_checkpoint
-
-    info_from_payload(load_checkpoint(path), str(path))
+        return torch_backend(path).load_torch_classifier(path, dev, threads)
+    # the .pt is validated (safe loading, metadata) before it is exported: onnx_for_checkpoint's miss path
     if precision == "int8":
         src = int8_for_model(path, use_cache=use_cache, threads=threads)
     else:
@@ -361,3 +326,40 @@ def load_classifier(
     if isinstance(src, Path):
         return OnnxClassifier(src.read_bytes(), str(path), threads=threads, device=dev)
     return OnnxClassifier(src, str(path), threads=threads, device=dev)
+
+
+#: the devices ``--device`` accepts
+_DEVICE = re.compile(r"auto|cpu(:\d+)?|cuda(:\d+)?")
+
+
+def _may_have_cuda() -> bool:
+    """Whether an NVIDIA GPU may be usable here, known without importing torch: on Linux the driver's device
+    files (``/dev/nvidia0`` …); elsewhere there is no such cheap probe, so torch is asked (as before 0.2).
+
+    Example:
+        >>> isinstance(_may_have_cuda(), bool)
+        True
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):  # GPUs hidden from this process
+        return False
+    if sys.platform.startswith("linux"):
+        return any(Path("/dev").glob("nvidia[0-9]*"))
+    return sys.platform != "darwin"
+
+
+def _onnx_device(device: str) -> str:
+    """The onnxruntime device for ``--device`` (no torch: an ``.onnx`` model runs without it).
+
+    ``auto``: CUDA when onnxruntime has its CUDA provider and a GPU may be present, else the CPU (``auto`` must
+    not fail on a GPU machine whose onnxruntime is the CPU-only build); ``cuda[:n]`` needs that provider.
+    """
+    if device.startswith("cpu"):
+        return device
+    import onnxruntime as ort
+
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers() and _may_have_cuda()
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if not has_cuda:
+        raise ValueError("--device cuda was requested but no CUDA GPU is available (use --device cpu or auto)")
+    return device

@@ -62,17 +62,21 @@ def portrait_crops(input_size: int, face_size: int | None = None, variants: Port
                    image: str | Path = PORTRAIT, margin: float | None = None, shift: float | None = None) -> np.ndarray:
     """N×S×S×3 uint8 aligned face crops of the portrait's variants (variants without a face are skipped).
 
-    Crops are made as :class:`~eacfer.infer.predictor.Predictor` makes them: MediaPipe full-range detection,
-    eyes levelled, cropped at ``face_size`` (the model's training face size) with the model's ``margin`` and
-    resized to ``input_size`` (:func:`eacfer.infer.align.model_inputs`).
+    Crops are made as :class:`~eacfer.infer.predictor.Predictor` makes them, by the same
+    :class:`~eacfer.infer.recipe.FaceRecipe`: MediaPipe full-range detection, eyes levelled, cropped at
+    ``face_size`` (the model's training face size) with the model's ``margin`` (``None``: 0.1) and ``shift``
+    and resized to ``input_size``.
 
     Example:
         >>> portrait_crops(64).shape[1:]  # doctest: +SKIP
         (64, 64, 3)
     """
     from eacfer.data.imageio import load_image
-    from eacfer.infer.align import model_inputs
+    from eacfer.infer.align import DEFAULT_MARGIN
     from eacfer.infer.detect import create_detector
+    from eacfer.infer.recipe import FaceRecipe
+
+    recipe = FaceRecipe(input_size, face_size, DEFAULT_MARGIN if margin is None else float(margin), float(shift or 0.0))
 
     crops: list[np.ndarray] = []
     detector = create_detector("mediapipe", mode="full")
@@ -82,7 +86,7 @@ def portrait_crops(input_size: int, face_size: int | None = None, variants: Port
             if not dets:
                 log.debug("calibration: no face in a portrait variant (%s), skipped", img.shape)
                 continue
-            crops.extend(model_inputs(img, dets, input_size, face_size, margin, shift=shift))
+            crops.extend(recipe.inputs(img, dets))
     finally:
         detector.close()
     if not crops:
@@ -92,22 +96,24 @@ def portrait_crops(input_size: int, face_size: int | None = None, variants: Port
 
 def synthetic_crops(input_size: int, face_size: int | None = None, n_train: int = 0, n_test: int = 0,
                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train crops, test crops) of a synthetic RAF-DB-shaped set drawn at ``face_size``, resized to the input.
+    """(train crops, test crops) of a synthetic RAF-DB-shaped set drawn at ``face_size``, resized to the input
+    as the predictor resizes an already-aligned face (``detector="none"``: the same :class:`FaceRecipe`).
 
     Example:
         >>> tr, te = synthetic_crops(48, n_train=10, n_test=10)  # doctest: +SKIP
     """
     from eacfer.data.imageio import load_image
     from eacfer.data.synth import generate_rafdb
-    from eacfer.infer.align import resize_square
+    from eacfer.infer.recipe import FaceRecipe
 
     face = int(face_size or input_size)
+    recipe = FaceRecipe(input_size, face_size, whole_image=True)
     with tempfile.TemporaryDirectory(prefix="eacfer-calib-") as tmp:
         root = generate_rafdb(tmp, n_train=n_train, n_test=n_test, seed=seed, size=face)
         files = sorted((root / "Image" / "aligned").glob("*_aligned.jpg"))
 
         def load(prefix: str) -> np.ndarray:
-            imgs = [resize_square(load_image(f), input_size) for f in files if f.name.startswith(prefix)]
+            imgs = [recipe.inputs(load_image(f), [])[0] for f in files if f.name.startswith(prefix)]
             return np.stack(imgs) if imgs else np.zeros((0, input_size, input_size, 3), np.uint8)
 
         return load("train_"), load("test_")

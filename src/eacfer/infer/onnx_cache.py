@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from eacfer.utils.integrity import file_sha256  # noqa: F401  (re-exported: cache keys)
+from eacfer.utils.integrity import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,32 @@ def cache_dir() -> Path:
     from eacfer.utils.cache import cache_dir as named_cache
 
     return named_cache("onnx")
+
+
+def torch_version() -> str:
+    """torch's version (``2.14.1``, no local tag) from its installed metadata, without importing torch (a
+    cache hit must not cost torch's import); ``"none"`` where torch is not installed.
+
+    Example:
+        >>> torch_version() != ""
+        True
+    """
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("torch").split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def content_key(path: str | os.PathLike[str], variant: str) -> str:
+    """``<SHA-256 of the file, 24 hex>-t<torch version>-<variant>``: what a cache entry is looked up by.
+
+    Example:
+        >>> content_key("model.pt", "cams")  # doctest: +SKIP
+        '3f2a…-t2.14.1-cams'
+    """
+    return f"{file_sha256(Path(path))[:24]}-t{torch_version()}-{variant}"
 
 
 def max_bytes() -> int:

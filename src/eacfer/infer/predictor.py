@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 
 from eacfer.infer.backends import Classifier, load_classifier
+from eacfer.infer.detect.policy import DetectorPolicy
 from eacfer.infer.labelling import TTA_MODES, UNCERTAIN, labelling_options, top_label, tta_probabilities
+from eacfer.infer.recipe import FaceRecipe, face_results
 from eacfer.infer.results import FaceResult, FrameResult
 from eacfer.infer.rgb import COLORS, _pil_to_rgb, to_rgb_array
 
@@ -75,8 +77,6 @@ class Predictor:
         if isinstance(classifier, (str, os.PathLike)):
             raise TypeError(f"Predictor({str(classifier)!r}) takes a classifier, not a model file: use "
                             f"Predictor.from_checkpoint({str(classifier)!r})")
-        if small_face < 0:
-            raise ValueError(f"small_face must be >= 0 pixels, got {small_face}")
         if not 0.0 <= min_confidence <= 1.0:  # also refuses nan
             raise ValueError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
         if tta not in TTA_MODES:
@@ -90,14 +90,11 @@ class Predictor:
             raise ValueError(f"unknown --align {align!r}; choose from {', '.join(ALIGN_METHODS)}")
         self.align = align  # "landmarks": faces framed by eyes and mouth like RAF-DB's crops (infer/align.py)
         self.classifier = classifier
-        self.small_face = float(small_face)  # photos: faces this small are looked for on tiles (detect/tiles.py)
-        self.detector_name = detector
-        self.detector_mode = detector_mode
-        self.score_threshold = float(score_threshold)
+        # which detector runs on photos, videos and cameras, with its settings: one object (detect/policy.py)
+        # that the worker processes of `predict --workers` get too
+        self.detector_policy = DetectorPolicy(detector, detector_mode, score_threshold, small_face,
+                                              photo_fallback, max_faces)
         self.cam = bool(cam)
-        self.max_faces = max_faces
-        # photos where BlazeFace finds no face are looked at again with this detector, if installed (fallback.py)
-        self.photo_fallback = photo_fallback if detector == "mediapipe" else None
         if cam and not classifier.has_cams:
             raise ValueError("this model cannot produce attention maps (an .onnx exported without --with-cams)")
         self._detectors: dict[str, Any] = {}
@@ -138,6 +135,21 @@ class Predictor:
         return p
 
     # -- properties ------------------------------------------------------------------------------
+    # the detector settings, read from (and, for tests and benchmarks, written to) the policy
+    detector_name = property(lambda self: self.detector_policy.name,
+                             lambda self, v: self._set_policy(name=v), doc="face detector name")
+    detector_mode = property(lambda self: self.detector_policy.mode,
+                             lambda self, v: self._set_policy(mode=v), doc="auto, both, short or full")
+    score_threshold = property(lambda self: self.detector_policy.score_threshold, doc="detector score threshold")
+    small_face = property(lambda self: self.detector_policy.small_face, doc="photos: faces this small are tiled for")
+    photo_fallback = property(lambda self: self.detector_policy.photo_fallback, doc="photos: second detector")
+    max_faces = property(lambda self: self.detector_policy.max_faces, doc="at most this many faces per image")
+
+    def _set_policy(self, **changes: Any) -> None:
+        from dataclasses import replace
+
+        self.detector_policy = replace(self.detector_policy, **changes)
+
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.classifier.info.class_names)
@@ -157,56 +169,34 @@ class Predictor:
 
     # -- detection -------------------------------------------------------------------------------
     def _detector_for(self, kind: str, mode: str | None = None) -> Any:
-        """The detector for photos (``kind="image"``) or streams (``"stream"``), created on first use;
-        ``mode`` (MediaPipe: both, short or full) overrides the predictor's mode for this call."""
-        mode = mode or self.detector_mode_for(kind)
-        if mode == "finder":  # videos and cameras: the tracking face finder (detect/finder.py), one per kind
-            if kind not in self._detectors:
-                from eacfer.infer.detect.finder import make_video_finder
-
-                self._detectors[kind] = make_video_finder(live=kind == "stream", score_threshold=self.score_threshold,
-                                                          small_face=self._tile_face(mode, kind))
-            return self._detectors[kind]
-        key = f"{mode}+{self.photo_fallback}" if kind == "image" and self.photo_fallback else mode
+        """The detector for photos (``kind="image"``) or streams (``"video"``, ``"stream"``) as the policy
+        (:class:`~eacfer.infer.detect.policy.DetectorPolicy`) says, created on first use; ``mode`` (MediaPipe:
+        both, short or full) overrides the predictor's mode for this call."""
+        key = self.detector_policy.key(kind, mode)
         if key not in self._detectors:
-            from eacfer.infer.detect import create_detector
-
-            kw: dict[str, Any] = {"score_threshold": self.score_threshold}
-            if self.detector_name == "mediapipe":
-                kw.update(mode=mode, small_face=self.small_face)
-            if key != mode:
-                kw["fallback"] = self.photo_fallback
-            self._detectors[key] = create_detector(self.detector_name, **kw)
+            self._detectors[key] = self.detector_policy.create(kind, mode)
         return self._detectors[key]
-
-    def _tile_face(self, mode: str, kind: str) -> float:
-        """Smallest face looked for on tiles (detect/tiles.py): ``small_face`` for photos and the ``both`` mode;
-        in the video finder's scan sweep at least 64 px (fewer tiles); none for live streams (short-range scans)."""
-        if not self.small_face or mode in ("short", "full") or (mode == "finder" and kind == "stream"):
-            return 0.0
-        return max(64.0, self.small_face) if mode == "finder" else self.small_face
 
     # -- core ------------------------------------------------------------------------------------
     @property
     def face_margin(self) -> float:
         """Margin around the detector's box (fraction of the box, each side): the model file's, else 0.1."""
-        from eacfer.infer.align import DEFAULT_MARGIN
-
-        m = self.classifier.info.face_margin
-        return DEFAULT_MARGIN if m is None else float(m)
+        return self.recipe.margin
 
     @property
     def face_shift(self) -> float:
         """Crop centre moved up by this fraction of the box side: the model file's ``face_shift``, else 0."""
-        return float(self.classifier.info.face_shift or 0.0)
+        return self.recipe.shift
+
+    @property
+    def recipe(self) -> FaceRecipe:
+        """How faces become model inputs and results (:mod:`eacfer.infer.recipe`): the model file's face size,
+        margin and shift, this predictor's framing (``align``; the whole image with ``detector="none"``)."""
+        return FaceRecipe.for_model(self.classifier.info, whole_image=self.detector_name == "none", align=self.align)
 
     def _crops(self, rgb: np.ndarray, dets: list[Any]) -> np.ndarray:
-        """N×input_size×input_size×3 model inputs, made the way the training images were
-        (:func:`eacfer.infer.align.model_inputs`, with the model file's face size, margin and shift)."""
-        from eacfer.infer.align import model_inputs
-
-        return model_inputs(rgb, dets, self.input_size, self.face_size, self.face_margin,
-                            whole_image=self.detector_name == "none", shift=self.face_shift, align=self.align)
+        """N×input_size×input_size×3 model inputs, made the way the training images were (:meth:`recipe`)."""
+        return self.recipe.inputs(rgb, dets)
 
     def detect_faces(self, rgb: np.ndarray, kind: str = "image", mode: str | None = None) -> list[Any]:
         """Detections of one RGB image (``kind``: ``"image"`` for photos and files, ``"stream"`` for live);
@@ -217,14 +207,10 @@ class Predictor:
             >>> dets = predictor.detect_faces(rgb)  # doctest: +SKIP
         """
         if self.detector_name == "none":
-            from eacfer.infer.detect import Detection
-
-            h, w = rgb.shape[:2]
-            return [Detection((0.0, 0.0, float(w), float(h)), 1.0, None)]
+            return self.detector_policy.detect(None, rgb)
         if mode is not None and (self.detector_name != "mediapipe" or mode not in ("both", "short", "full")):
             raise ValueError(f"detector mode {mode!r}: only both, short or full, with the mediapipe detector")
-        dets = self._detector_for(kind, mode).detect(rgb)
-        return dets[: self.max_faces] if self.max_faces is not None else dets
+        return self.detector_policy.detect(self._detector_for(kind, mode), rgb)
 
     def frame_detector(self, kind: str = "image") -> Any:
         """The detection stage of a video pipeline (:class:`eacfer.infer.protocols.FrameDetector`).
@@ -248,34 +234,23 @@ class Predictor:
         Example:
             >>> a, b = predictor.classify_many([(rgb1, dets1), (rgb2, dets2)], False, {})  # doctest: +SKIP
         """
-        size = self.input_size
         if not any(dets for _, dets in items):
             timings["align"] = timings["classify"] = 0.0
             return [[] for _ in items]
+        recipe = self.recipe
         t0 = time.perf_counter()
-        crops = np.concatenate([self._crops(rgb, dets) for rgb, dets in items if dets])
+        crops = np.concatenate([recipe.inputs(rgb, dets) for rgb, dets in items if dets])
         timings["align"] = _ms(t0)
         t0 = time.perf_counter()
         probs, cams = self.probabilities(crops, cam)
         timings["classify"] = _ms(t0)
-        names = self.class_names
         out: list[list[FaceResult]] = []
         at = 0
         for rgb, dets in items:
-            h, w = rgb.shape[:2]
-            faces = []
-            for d in dets:
-                k, emotion = self.label(probs[at])
-                faces.append(FaceResult(
-                    box=tuple(float(v) for v in d.box), score=float(d.score),  # type: ignore[arg-type]
-                    keypoints=None if d.keypoints is None else np.asarray(d.keypoints, np.float32),
-                    emotion=emotion, class_index=k, probabilities=probs[at], class_names=names,
-                    track_id=getattr(d, "track_id", None),
-                    cam=None if cams is None else cams[at, k],
-                    crop_affine=self._crop_affine(d, w, h) if cam else None, crop_size=size,
-                ))
-                at += 1
-            out.append(faces)
+            n = len(dets)
+            out.append(face_results(dets, probs[at:at + n], None if cams is None else cams[at:at + n], recipe,
+                                    self.class_names, self.min_confidence, (int(rgb.shape[1]), int(rgb.shape[0]))))
+            at += n
         return out
 
     def probabilities(self, crops: np.ndarray, cam: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -290,13 +265,7 @@ class Predictor:
 
     def _crop_affine(self, det: Any, width: int, height: int) -> np.ndarray:
         """Image pixels → crop pixels for ``det`` (maps the CAM back onto the image)."""
-        size = self.input_size
-        if self.detector_name == "none":
-            return np.array([[size / width, 0, 0], [0, size / height, 0]], np.float64)
-        from eacfer.infer.align import crop_transform
-
-        # the same square at any crop side: the map into the input_size crop is all the CAMs need
-        return crop_transform(det, size, self.face_margin, self.face_shift)
+        return self.recipe.crop_affine(det, width, height)
 
     def carry_labels(self, det: Any, earlier: FaceResult, cam: bool, width: int, height: int) -> FaceResult:
         """``det`` (this frame's box of a tracked face) with the labels and CAM of an ``earlier`` classification
@@ -323,17 +292,14 @@ class Predictor:
 
     # -- what was used (summary.json) ----------------------------------------------------------
     def detector_mode_for(self, kind: str) -> str:
-        """What detects faces for ``kind`` (``"image"``, ``"video"`` file, live ``"stream"``): in auto mode
-        ``"both"`` BlazeFace models merged for photos and the tracking ``"finder"`` for videos and cameras;
-        otherwise the mode as given (that model on every frame).
+        """What detects faces for ``kind`` (``"image"``, ``"video"`` file, live ``"stream"``): see
+        :meth:`eacfer.infer.detect.policy.DetectorPolicy.mode_for`.
 
         Example:
             >>> Predictor.detector_mode_for(predictor, "video")  # doctest: +SKIP
             'finder'
         """
-        if self.detector_name == "mediapipe" and self.detector_mode == "auto":
-            return "both" if kind == "image" else "finder"
-        return self.detector_mode
+        return self.detector_policy.mode_for(kind)
 
     def model_record(self, model_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The ``"model"`` entry of every result file (``predict`` and ``video`` summaries, job identities): the
@@ -363,15 +329,8 @@ class Predictor:
 
     def detector_settings(self, kind: str = "image") -> dict[str, Any]:
         """Detector name, model (full/short range) for ``kind``, score threshold, face cap and, for BlazeFace,
-        what runs the network (``engine``: ``litert`` or ``mediapipe``)."""
-        out: dict[str, Any] = {"name": self.detector_name, "mode": self.detector_mode_for(kind),
-               "score_threshold": self.score_threshold, "max_faces": self.max_faces}
-        if self.detector_name == "mediapipe":
-            from eacfer.infer.detect import resolve_engine
-
-            out["small_face"] = self._tile_face(out["mode"], kind)  # 0: no tiles for this kind
-            out["engine"] = resolve_engine("auto")
-        return out
+        what runs the network (:meth:`eacfer.infer.detect.policy.DetectorPolicy.settings`)."""
+        return self.detector_policy.settings(kind)
 
     def predict(
         self, image: Any, color: str = "rgb", cam: bool | None = None, keep_image: bool = True

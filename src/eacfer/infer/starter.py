@@ -70,7 +70,8 @@ def describe(provenance: dict[str, Any]) -> str:
 
 def starter_notice() -> str:
     """The one line a command prints when it falls back to the starter model (read from the file itself)."""
-    from eacfer.checkpoint import info_from_payload, load_checkpoint
+    from eacfer.checkpoint import load_checkpoint
+    from eacfer.modelinfo import info_from_payload
 
     path = starter_model_path()
     info = info_from_payload(load_checkpoint(path), str(path))

@@ -94,8 +94,9 @@ def import_checkpoint(
     Example:
         >>> import_checkpoint("mobilenet_v2_final.pth", "model.pt", backbone="mobilenet_v2")  # doctest: +SKIP
     """
-    from eacfer.checkpoint import MAX_INPUT_SIZE, ModelInfo, load_checkpoint, save_model
+    from eacfer.checkpoint import load_checkpoint, save_model
     from eacfer.constants import RAFDB_CLASSES
+    from eacfer.modelinfo import MAX_INPUT_SIZE, ModelInfo
     from eacfer.models import create_model, get_backbone_spec
 
     src = os.fspath(path)

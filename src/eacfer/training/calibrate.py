@@ -94,9 +94,10 @@ def calibrate_checkpoint(
     import torch
     from torch.utils.data import DataLoader
 
-    from eacfer.checkpoint import info_from_payload, load_checkpoint, load_model, save_checkpoint
+    from eacfer.checkpoint import load_checkpoint, load_model, save_checkpoint
     from eacfer.data.datasets import FERDataset
     from eacfer.data.transforms import EvalTransform
+    from eacfer.modelinfo import info_from_payload
     from eacfer.training import engine
     from eacfer.training.confidence import confidence_metrics, fit_temperature, softmax_t
     from eacfer.utils.device import resolve_device

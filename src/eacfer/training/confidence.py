@@ -133,7 +133,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on these (calibration) samples.
 
     Optimised over ``log T`` (so ``T`` stays positive) with ``torch.optim.LBFGS``, in float64; the result is
-    clipped to the range a model file accepts (:data:`eacfer.checkpoint.TEMPERATURE_RANGE`).
+    clipped to the range a model file accepts (:data:`eacfer.modelinfo.TEMPERATURE_RANGE`).
 
     Example:
         >>> z = np.array([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 0.0]]); y = np.array([0, 1, 1, 0])
@@ -142,7 +142,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     """
     import torch
 
-    from eacfer.checkpoint import TEMPERATURE_RANGE
+    from eacfer.modelinfo import TEMPERATURE_RANGE
 
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64).ravel())

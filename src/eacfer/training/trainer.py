@@ -306,7 +306,8 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     """The run itself (see :func:`train`); ``dist_info`` is this process's place in a DDP job."""
     import yaml
 
-    from eacfer.checkpoint import CheckpointError, ModelInfo, load_checkpoint, save_checkpoint, save_model
+    from eacfer.checkpoint import load_checkpoint, save_checkpoint, save_model
+    from eacfer.modelinfo import CheckpointError, ModelInfo
     from eacfer.models import create_model, get_backbone_spec
     from eacfer.training import numerics, runstate
     from eacfer.training.fast import distributed as fd

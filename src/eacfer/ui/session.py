@@ -99,7 +99,6 @@ class ModelSession:
         self.path = str(path)
         self.detector = detector
         self._tracker = self._new_tracker()
-        self._auto_mode = detector == "mediapipe" and getattr(predictor, "detector_mode", "") == "auto"
         self.summary = self._summarize()
 
     @classmethod
