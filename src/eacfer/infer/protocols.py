@@ -11,11 +11,15 @@ may depend on it without a cycle.
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from eacfer.infer.results import FaceResult, FrameResult
+
+if TYPE_CHECKING:  # types only: importing them at run time would tie this seam to their modules' imports
+    from eacfer.infer.detect.policy import DetectorPolicy
+    from eacfer.infer.recipe import FaceRecipe
 
 __all__ = ["FaceAnalyser", "FrameDetector"]
 
@@ -67,6 +71,10 @@ class FaceAnalyser(Protocol):
     tta: str
     align: str
     cam: bool
+    detector_policy: DetectorPolicy  # which detector runs on photos, video files and cameras (the workers get it)
+
+    @property
+    def recipe(self) -> FaceRecipe: ...
 
     @property
     def class_names(self) -> tuple[str, ...]: ...
