@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from eacfer.commands import cli
 from eacfer.constants import PAPER_RECIPE, TRAIN_WORKERS
 
 
@@ -155,9 +156,13 @@ def wandb_options(args: argparse.Namespace) -> dict:
 
 
 def _pretrained_defaults() -> str:
-    from eacfer.models import list_backbones
-    from eacfer.training.config import pretrained_default
-
+    try:
+        from eacfer.models import list_backbones
+        from eacfer.training.config import pretrained_default
+    except ImportError as e:  # a runtime-only install: `eacfer --help` must still work without torch
+        if not cli.needs_training_extra(e):
+            raise
+        return "listed once the training extra is installed (pip install 'eacfer[train]')"
     return "; ".join(f"{b}: {pretrained_default(b)}" for b in list_backbones()) + "; timm:*: random initialisation"
 
 
