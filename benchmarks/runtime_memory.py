@@ -13,7 +13,7 @@ For ``eacfer video`` with an ONNX MobileNetV2 and an ONNX ResNet-50 (random weig
   clip, so its figure has the same meaning;
 * the whole clip's wall time (model loading included).
 
-Then what the MBs are: the peak RSS of ``python -c "import X"`` for the runtime's big imports, and of an
+Then what the MBs are: the peak RSS (and wall time) of ``python -c "import X"`` for the runtime's big imports, and of an
 onnxruntime session alone (model loaded, 200 runs at batch 1) with the CPU memory arena and the memory
 pattern on and off, each with its median time per run, side by side in alternating child processes.
 
@@ -44,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TIME = "/usr/bin/time"
 IMPORTS = ["numpy", "cv2", "onnxruntime", "mediapipe", "ai_edge_litert", "torch", "eacfer.infer.predictor",
-           # what a torch-free runtime must still import, together (shared libraries counted once)
-           "numpy, cv2, onnxruntime, ai_edge_litert, mediapipe"]
+           # what a torch-free runtime must still import, together (shared libraries counted once); with
+           # ai_edge_litert installed the BlazeFace detector never imports mediapipe
+           "numpy, cv2, onnxruntime, ai_edge_litert", "numpy, cv2, onnxruntime, ai_edge_litert, mediapipe"]
 DEFAULT_FER = Path("/tmp/fervenv/bin/python")
 
 # fer's own video path (benchmarks/vs_fer.py), model loading included in the process
@@ -177,17 +178,18 @@ def run_breakdown(args: argparse.Namespace, models: dict[str, Path]) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "")}
     env = {k: v for k, v in env.items() if v != ""}
     print(f"imports alone (peak RSS of `python -c 'import X'`, median of {args.rounds}); load {load()}")
-    print("| import | peak RSS (MB) |\n|---|---:|")
+    print("| import | peak RSS (MB) | process wall (s) |\n|---|---:|---:|")
     for name in ["(nothing)", *IMPORTS]:
         code = "pass" if name == "(nothing)" else f"import {name}"
         try:
-            rss = [timed([args.eacfer_python, "-c", code], env=env)["rss_mb"] for _ in range(args.rounds)]
-            print(f"| {name} | {statistics.median(rss):.0f} |", flush=True)
+            runs = [timed([args.eacfer_python, "-c", code], env=env) for _ in range(args.rounds)]
+            print(f"| {name} | {statistics.median(r['rss_mb'] for r in runs):.0f} | "
+                  f"{statistics.median(r['wall_s'] for r in runs):.2f} |", flush=True)
         except SystemExit:
-            print(f"| {name} | (not importable here) |", flush=True)
+            print(f"| {name} | (not importable here) | |", flush=True)
     print()
     variants = [(1, 1), (0, 1), (1, 0), (0, 0)]
-    for b, model in models.items():
+    for b, model in ({} if args.skip == "sessions" else models).items():
         res: dict[tuple[int, int], list[dict]] = {v: [] for v in variants}
         print(f"onnxruntime session alone, {b} (load + 10 warm-up + 200 runs at batch 1), alternating; load {load()}")
         for rnd in range(args.rounds):
@@ -213,7 +215,8 @@ def main() -> None:
                     help="interpreter that runs eacfer (default: this one); the tree's src/ is put first")
     ap.add_argument("--fer-python", default=str(DEFAULT_FER) if DEFAULT_FER.exists() else None,
                     help="python of a venv with fer==25.10.3 (default: /tmp/fervenv/bin/python when it exists)")
-    ap.add_argument("--skip", choices=("none", "side-by-side", "breakdown"), default="none")
+    ap.add_argument("--skip", choices=("none", "side-by-side", "breakdown", "sessions"), default="none",
+                    help="leave out a part (sessions: the onnxruntime arena comparison of the breakdown)")
     args = ap.parse_args()
     if not Path(TIME).exists():
         raise SystemExit(f"{TIME} is missing (Debian: apt-get install time)")
