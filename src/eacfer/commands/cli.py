@@ -32,6 +32,34 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+#: the packages only ``pip install 'eacfer[train]'`` brings (pyproject.toml); a command that needs one of them
+#: fails with one line naming the extra, not with an import traceback
+TRAINING_PACKAGES = ("torch", "torchvision")
+
+
+def needs_training_extra(error: BaseException) -> bool:
+    """Whether ``error`` is an import of a training-only package (torch, torchvision) that is not installed.
+
+    Example:
+        >>> needs_training_extra(ModuleNotFoundError("No module named 'torch'", name="torch"))
+        True
+        >>> needs_training_extra(ModuleNotFoundError("No module named 'av'", name="av"))
+        False
+    """
+    name = getattr(error, "name", None) or ""
+    return isinstance(error, ImportError) and name.split(".")[0] in TRAINING_PACKAGES
+
+
+def training_extra_message(command: str) -> str:
+    """The one-line error of a command run without the training extra.
+
+    Example:
+        >>> training_extra_message("train")
+        "eacfer train needs the training extra: pip install 'eacfer[train]'"
+    """
+    return f"eacfer {command} needs the training extra: pip install 'eacfer[train]'"
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps descriptions and epilogs (the examples) as written, and shows every option's default.
 
@@ -132,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:
+        # a runtime-only install (no torch) running a command that trains, exports or loads a .pt model
+        if not needs_training_extra(e) or args.verbose:
+            raise
+        _remove_if_empty(made)
+        print(training_extra_message(args.command), file=sys.stderr)
+        return 2
     except (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, OSError) as e:
         # Expected failures (bad arguments, missing or broken files) are one line, never a traceback.
         _remove_if_empty(made)

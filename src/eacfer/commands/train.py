@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
+from eacfer.commands import cli
 from eacfer.constants import PAPER_RECIPE, TRAIN_WORKERS
 
 
@@ -172,9 +173,13 @@ class _Deferred:
 
 
 def _pretrained_defaults() -> str:
-    from eacfer.models import list_backbones
-    from eacfer.training.config import pretrained_default
-
+    try:
+        from eacfer.models import list_backbones
+        from eacfer.training.config import pretrained_default
+    except ImportError as e:  # a runtime-only install: `eacfer --help` must still work without torch
+        if not cli.needs_training_extra(e):
+            raise
+        return "listed once the training extra is installed (pip install 'eacfer[train]')"
     return "; ".join(f"{b}: {pretrained_default(b)}" for b in list_backbones()) + "; timm:*: random initialisation"
 
 

@@ -13,7 +13,9 @@ settings are those of 0.1): full graph optimisation
 one inter-op thread, intra-op threads = the cores this process may use (one thread was slower), no
 spinning (spinning was slower under load, and spinning worker threads keep both cores busy after each run,
 starving the detector and the video encoder running beside the classifier), memory pattern and arena on
-(turning the pattern off gained nothing). Flushing denormals to zero is available
+(turning the pattern off gained nothing; for memory, issue #25, ``benchmarks/runtime_memory.py``: with the arena
+off a MobileNetV2 session's peak RSS rose, 145 against 108 MB, and a ResNet-50's stayed at 398 MB; the pattern off
+saved 2 MB at most — so both stay on). Flushing denormals to zero is available
 (``"denormal_as_zero"``) but showed no gain above the noise, so it is off.
 """
 
