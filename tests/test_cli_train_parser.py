@@ -24,15 +24,15 @@ def _subparser(*names: str) -> argparse.ArgumentParser:
 
 
 def _actions(p: argparse.ArgumentParser) -> list[dict]:
-    from eacfer.commands.train import _pretrained_defaults, _test_splits
+    from eacfer.training.config import eval_splits_text, pretrained_defaults_text
 
     group_of = {id(a): g.title for g in p._action_groups for a in g._group_actions}
     out = []
     for a in p._actions:
         if isinstance(a, argparse._HelpAction):
             continue
-        text = a.help and a.help.replace(_pretrained_defaults(), "{PRETRAINED_DEFAULTS}").replace(
-            _test_splits(), "{TEST_SPLITS}")
+        text = a.help and a.help.replace(pretrained_defaults_text(), "{PRETRAINED_DEFAULTS}").replace(
+            eval_splits_text().replace("%", "%%"), "{TEST_SPLITS}")
         out.append({"option_strings": a.option_strings, "dest": a.dest, "default": a.default,
                     "choices": list(a.choices) if a.choices is not None else None, "help": text,
                     "type": getattr(a.type, "__name__", None) if a.type else None, "nargs": a.nargs,
@@ -62,3 +62,14 @@ def test_arguments_map_to_the_same_train_config(case):
     from eacfer.commands.train import config_from_args
 
     assert config_from_args(build_parser().parse_args(case["argv"])).to_dict() == case["config"]
+
+
+def test_every_option_field_is_laid_out_once():
+    """A field declared with an Option but missing from the layout would silently have no flag."""
+    from dataclasses import fields
+
+    from eacfer.commands.train import TRAIN_OPTIONS
+    from eacfer.training.config import TrainConfig
+
+    declared = {f.name for f in fields(TrainConfig) if "cli" in f.metadata}
+    assert sorted(TRAIN_OPTIONS) == sorted(declared) and len(set(TRAIN_OPTIONS)) == len(TRAIN_OPTIONS)
