@@ -47,7 +47,7 @@ def test_train_parser_matches_the_snapshot_option_by_option():
     got = _actions(p)
     want = SNAPSHOT["train"]["actions"]
     assert [a["option_strings"] for a in got] == [a["option_strings"] for a in want]  # same flags, same order
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g == w, w["option_strings"]
 
 
