@@ -10,9 +10,12 @@ import json
 import sys
 import typing
 from dataclasses import MISSING, Field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eacfer.constants import PAPER_RECIPE
+
+if TYPE_CHECKING:  # the config module imports torch: only when the command runs
+    from eacfer.training.config import TrainConfig
 
 #: The order of ``eacfer train``'s options (their groups come from the fields).
 TRAIN_OPTIONS = (
@@ -118,7 +121,7 @@ def add_wandb_arguments(p: argparse.ArgumentParser, grid: bool = False) -> None:
     add_config_arguments(p, [n for n in names if not (grid and n == "wandb_name")], _GRID_HELP if grid else None)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`eacfer.training.config.TrainConfig` for parsed ``eacfer train`` arguments.
 
     Example:

@@ -97,7 +97,7 @@ def option(default: Any = MISSING, *, default_factory: Any = MISSING, **spec: An
     return field(default=default, default_factory=default_factory, metadata={"cli": Option(**spec)})
 
 
-def parse_fast_settings(text: str) -> dict[str, bool | str]:
+def parse_fast_settings(text: str) -> dict[str, Any]:
     """``--fast-settings amp=off,...`` → :class:`TrainConfig.fast_settings` (see ``FastSettings.parse``)."""
     from eacfer.training.fast.step import FastSettings
 
