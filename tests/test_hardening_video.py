@@ -179,7 +179,7 @@ def test_variable_frame_rate_timestamps(predictor, tmp_path):
     """Irregular timestamps (VFR) are reported as the source gives them; a decoder going backwards or
     giving none falls back to index / fps instead of producing nonsense."""
     times = [0.0, 33.0, 40.0, 140.0, 141.0, 400.0, 410.0, 420.0]
-    src = open_source("vfr.mp4" if False else 0, capture_factory=lambda t: FakeCapture(_frames(8), times=times),
+    src = open_source(0, capture_factory=lambda t: FakeCapture(_frames(8), times=times),
                       live=False)
     s = run_video(predictor, src, tmp_path, progress=False)
     assert s["frames"] == 8

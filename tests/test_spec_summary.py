@@ -1,10 +1,10 @@
-"""The run summary (training/trainer.py ``summarize``): EAC reports the mean test accuracy of the LAST 5 epochs."""
+"""The run summary (training/sinks.py ``summarize``): EAC reports the mean test accuracy of the LAST 5 epochs."""
 
 from __future__ import annotations
 
 import pytest
 
-from eacfer.training.trainer import summarize
+from eacfer.training.sinks import summarize
 
 ACCS = [0.10, 0.20, 0.90, 0.30, 0.40, 0.50, 0.60, 0.70]  # 8 epochs, best in epoch 3, not at the end
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from eacfer import _moved
-
 __version__ = "0.1.0"
 
 # public name -> module that defines it
@@ -33,9 +31,6 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
-
-# Old module paths (eacfer.predictor, eacfer.trainer, ...) keep importing, with a warning, until 0.3.
-_moved.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -39,3 +39,6 @@ PAPER_RECIPE: dict[str, float | int | str] = {
 #: epoch with 2 workers beat 0 workers in both alternating rounds even on a 2-core machine, because the workers'
 #: augmentation overlaps the training step; the worker count does not change the results (tests/test_trainer.py).
 TRAIN_WORKERS: int = 2
+
+#: ``eacfer train --method``: EAC (the paper) or the cross-entropy baseline it is compared with.
+TRAINING_METHODS: tuple[str, ...] = ("eac", "ce")

@@ -9,7 +9,7 @@ Each module in ``[tool.eacfer-mutation.modules]`` (pyproject.toml) runs on its o
 repository (``build/mutation/<module>``) whose pyproject carries a ``[tool.mutmut]`` section for that module
 only: the file to mutate, the few test files that specify it (listed, or by the layout of tests/:
 :func:`layout_tests`), and optionally the functions to mutate (e.g.
-only ``summarize`` of trainer.py). Runs are niced, one child at a time and time-boxed. The score per module
+only ``summarize`` of sinks.py). Runs are niced, one child at a time and time-boxed. The score per module
 and every surviving mutant (with its diff) are written to ``build/mutation/report.json`` / ``report.md``.
 
 Usage:

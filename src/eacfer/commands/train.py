@@ -1,14 +1,34 @@
-"""``eacfer train``: train EAC (or the CE baseline) on a dataset; defaults are the paper's recipe."""
+"""``eacfer train``: train EAC (or the CE baseline) on a dataset; defaults are the paper's recipe.
+
+The options are :class:`eacfer.training.config.TrainConfig`'s fields: each field declares its flag, help,
+choices and default once (:class:`eacfer.training.config.Option`); this module only lays them out."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable
+import typing
+from dataclasses import MISSING, Field, fields
+from typing import TYPE_CHECKING, Any
 
 from eacfer.commands import cli
-from eacfer.constants import PAPER_RECIPE, TRAIN_WORKERS
+from eacfer.constants import PAPER_RECIPE
+
+if TYPE_CHECKING:  # the config module imports torch: only when the command runs
+    from eacfer.training.config import TrainConfig
+
+#: The order of ``eacfer train``'s options (their groups come from the fields).
+TRAIN_OPTIONS = (
+    "data", "format", "backbone", "pretrained", "recipe", "method", "label_file", "noise_rate", "noise_seed",
+    "val_fraction", "classes", "label_mode", "sampler", "crop_cache", "epochs", "batch_size", "lr", "weight_decay",
+    "gamma", "lam", "image_size", "flip_view", "workers", "device", "amp", "seed", "strict", "pipeline", "compile",
+    "views", "sync_bn", "cache_dir", "fast_settings", "tensorboard", "wandb", "wandb_entity", "wandb_name",
+    "wandb_group", "wandb_mode", "wandb_media_every", "wandb_log_model", "out", "resume", "force",
+)
+#: What a grid of runs (``bench noisy``) adds to a W&B option's help; it has no ``--wandb-name``.
+_GRID_HELP = {"wandb": "; one W&B run per grid cell, grouped by the grid",
+              "wandb_group": " (default: the --out folder's name)"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,87 +42,76 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--pretrained resnet50_ft_weight.pkl --out runs/eac --resume --epochs 80   # train a finished run longer\n"
         "          eacfer train --backbone list",
     )
-    p.add_argument("--data", help="dataset folder (or a FER2013 / FERPlus CSV); required unless --backbone list")
-    p.add_argument("--format", default=None, help="rafdb, rafdb-kaggle, folder, fer2013, ferplus, ferplus-folders, "
-                   "affectnet (default: auto-detect). Each epoch is evaluated on the test split: " + _test_splits())
-    p.add_argument("--backbone", required=True, help="backbone name; `--backbone list` prints them")
-    pretrained = p.add_argument(
-        "--pretrained", default=None,
-        help="backbone weights: a file, 'imagenet' (torchvision backbones) or 'none' (random initialisation "
-        "on purpose: warned, recorded in config.yaml and model.pt). Default when omitted: %(pretrained_defaults)s")
-    # argparse fills %(name)s from the action's attributes when it prints the help: the backbone registry
-    # (torch) is then read only by `eacfer train --help`, not by every `eacfer` command's parser
-    pretrained.pretrained_defaults = _Deferred(_pretrained_defaults)  # type: ignore[attr-defined]
-    p.add_argument("--recipe", choices=("auto", "paper"), default="auto",
-                   help="paper: pin the official fp32 reference pipeline with deterministic cuDNN and TF32 off, for "
-                   "reproducing tables; auto (default): the pipeline follows the device (the fast pipeline on CUDA, "
-                   "bf16 from compute capability 8.0, fp16 + GradScaler on 7.x, fp32 below). "
-                   "Reported accuracies are evaluated in fp32 either way")
-    p.add_argument("--method", choices=("eac", "ce"), default="eac", help="eac (default) or the ce baseline")
-    noise = p.add_argument_group("label noise")
-    noise.add_argument("--label-file", default=None, help="train on another RAF-DB label file (e.g. noise03.txt)")
-    noise.add_argument("--noise-rate", type=float, default=0.0,
-                       help="inject symmetric label noise at this rate (0: none)")
-    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the injected noise")
-    p.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
-                   help="hold out this fraction of train per class (seeded by --seed) for `eacfer calibrate --split "
-                   "val`; for datasets without a validation split (RAF-DB). Default 0 (the paper's protocol; not "
-                   "allowed with --recipe paper)")
-    ds = p.add_argument_group("FERPlus / AffectNet")
-    ds.add_argument("--classes", type=int, choices=(7, 8), default=None,
-                    help="8 (default, with contempt) or 7 (drops contempt: AffectNet-7, FERPlus without contempt)")
-    ds.add_argument("--label-mode", choices=("majority", "probability"), default="majority",
-                    help="FERPlus training labels: majority vote (default) or the vote distribution as soft "
-                    "cross-entropy targets (validation/test always use majority)")
-    ds.add_argument("--sampler", choices=("shuffle", "balanced"), default="shuffle",
-                    help="shuffle (default) or class-balanced sampling with replacement (AffectNet practice)")
-    ds.add_argument("--crop-cache", default=None,
-                    help="folder for AffectNet's cached face crops (default: ~/.cache/eacfer/affectnet/...)")
-    r = PAPER_RECIPE
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"epochs to train (default: {int(r['epochs'])}; with --resume: the run's own, and a "
-                   "higher value trains a finished run on to that epoch)")
-    p.add_argument("--batch-size", type=int, default=int(r["batch_size"]), help="training batch size")
-    p.add_argument("--lr", type=float, default=float(r["lr"]), help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=float(r["weight_decay"]), help="Adam weight decay")
-    p.add_argument("--gamma", type=float, default=float(r["gamma"]), help="ExponentialLR factor per epoch")
-    p.add_argument("--lam", type=float, default=float(r["lam"]), help="weight λ of the consistency loss")
-    p.add_argument("--image-size", type=int, default=int(r["image_size"]), help="input size in pixels (square)")
-    p.add_argument("--flip-view", choices=("auto", "mirrored", "independent"), default="auto",
-                   help="how the flipped view is built (auto: independent when train labels are noisy)")
-    p.add_argument("--workers", type=int, default=TRAIN_WORKERS,
-                   help="DataLoader worker processes that load and augment images beside training; the results do "
-                        "not depend on it (same seed, same run), only the speed (0: load in this process)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    p.add_argument("--seed", type=int, default=int(r["seed"]), help="seed of every random number generator")
-    p.add_argument("--strict", action="store_true", help="stop at the first broken image or label line")
-    p.add_argument("--pipeline", choices=("auto", "reference", "fast"), default="auto",
-                   help="fast: decoded-image cache + on-GPU augmentation + the GPU generation's autocast (default on CUDA); "
-                   "reference: the faithful per-image CPU pipeline (default on CPU)")
-    fast = p.add_argument_group("fast pipeline (see also: torchrun --nproc_per_node N -m eacfer train ...)")
-    fast.add_argument("--compile", action="store_true",
-                      help="torch.compile the model (ignored with a warning below compute capability 7.0)")
-    fast.add_argument("--views", choices=("split", "joint"), default="split",
-                      help="split: x and x' in two forward passes, per-view BatchNorm statistics as the "
-                      "reference (default); joint: one pass over the 2N batch (faster, BatchNorm differs)")
-    fast.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs under torchrun")
-    fast.add_argument("--cache-dir", default=None,
-                      help="keep the decoded uint8 images as memory-mapped .npy files here (keyed by content; decoded "
-                      "straight into the file). Without it a set larger than half the free RAM goes to "
-                      "~/.cache/eacfer/decoded")
-    fast.add_argument("--fast-settings", default="", metavar="KEY=on|off,...",
-                      help="override the fast path's device defaults (set by the GPU generation on CUDA, off on CPU): "
-                      "amp (autocast), amp_dtype=bf16|fp16, fused_adam, channels_last, cudnn_benchmark; e.g. amp=off "
-                      "to debug numerics")
-    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
-    add_wandb_arguments(p)
-    p.add_argument("--out", help="run folder (locked while training); required unless --backbone list")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from RUN_DIR/last.pt; a finished run is left as it is unless --epochs is higher")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run (with --resume: ignore config differences)")
+    add_config_arguments(p, TRAIN_OPTIONS)
     p.set_defaults(func=run)
     return p
+
+
+def _config_fields() -> dict[str, Field]:
+    from eacfer.training.config import TrainConfig
+
+    return {f.name: f for f in fields(TrainConfig) if "cli" in f.metadata}
+
+
+def _value_type(field: Field) -> type | None:
+    """``int`` or ``float`` for a number field (``int | None`` too); ``None`` for text and switches."""
+    from eacfer.training.config import TrainConfig
+
+    hint = typing.get_type_hints(TrainConfig)[field.name]
+    kinds = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float) else None
+
+
+def _flag(field: Field) -> str:
+    return field.metadata["cli"].flag or "--" + field.name.replace("_", "-")
+
+
+def add_config_arguments(p: argparse.ArgumentParser, names: typing.Iterable[str],
+                         help_suffix: dict[str, str] | None = None) -> None:
+    """Add the command-line options of these :class:`TrainConfig` fields to ``p``, in this order, each in its group
+    (created at its first option); ``help_suffix`` extends a field's help (by field name)."""
+    from eacfer.training.config import FIELD_DEFAULT
+
+    by_name = _config_fields()
+    groups: dict[str | None, Any] = {None: p}
+    for name in names:
+        field = by_name[name]
+        opt = field.metadata["cli"]
+        if opt.group not in groups:
+            groups[opt.group] = p.add_argument_group(opt.group)
+        suffix = (help_suffix or {}).get(name, "").replace("%", "%%")
+        if callable(opt.help):
+            # argparse fills %(name)s from the action's attributes only when it prints the help: a text that
+            # needs the backbone registry (torch) is then computed by `eacfer train --help` alone, not by the
+            # parser every `eacfer` command builds (a runtime-only install has no torch)
+            kw: dict[str, Any] = {"help": "%(deferred_help)s" + suffix}
+        else:
+            kw = {"help": opt.help.replace("%", "%%") + suffix}
+        if field.type in ("bool", bool):  # a switch: --flag sets True, --no-flag sets False
+            kw["action"] = "store_true"
+        else:
+            default = field.default if opt.cli_default is FIELD_DEFAULT else opt.cli_default
+            default = None if default is MISSING else default  # --data, --out: checked by run()
+            kw.update(type=_value_type(field), default=None if opt.required else default, choices=opt.choices,
+                      metavar=opt.metavar, required=opt.required)
+        action = groups[opt.group].add_argument(_flag(field), **{k: v for k, v in kw.items() if v is not None})
+        if callable(opt.help):
+            action.deferred_help = _Deferred(opt.help)  # type: ignore[attr-defined]
+
+
+class _Deferred:
+    """Help text computed when it is printed (``str()``), not when the parser is built."""
+
+    def __init__(self, make: typing.Callable[[], str]):
+        self._make = make
+
+    def __str__(self) -> str:
+        try:
+            return self._make()
+        except ImportError as e:  # a runtime-only install: `eacfer train --help` must still print
+            if not cli.needs_training_extra(e):
+                raise
+            return "listed once the training extra is installed (pip install 'eacfer[train]')"
 
 
 def planned_epochs(out: str | None, resume: bool) -> int:
@@ -127,83 +136,37 @@ def planned_epochs(out: str | None, resume: bool) -> int:
         return default
 
 
-def _test_splits() -> str:
-    from eacfer.data.formats import TEST_SPLITS_HELP
-
-    return TEST_SPLITS_HELP.replace("%", "%%")
-
-
 def add_wandb_arguments(p: argparse.ArgumentParser, grid: bool = False) -> None:
-    """``--wandb PROJECT`` and its companions (shared by ``train`` and ``bench noisy``)."""
-    w = p.add_argument_group("Weights & Biases (pip install 'eacfer[wandb]')")
-    w.add_argument("--wandb", default=None, metavar="PROJECT",
-                   help="log the run to this W&B project: config, per-epoch metrics, confusion matrix, CAMs of test "
-                   "faces, summary" + ("; one W&B run per grid cell, grouped by the grid" if grid else ""))
-    w.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
-    if not grid:
-        w.add_argument("--wandb-name", default=None, help="W&B run name (default: the run folder's name)")
-    w.add_argument("--wandb-group", default=None,
-                   help="W&B group" + (" (default: the --out folder's name)" if grid else ""))
-    w.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default=None,
-                   help="default: $WANDB_MODE, else online. offline: write the W&B run into RUN_DIR/wandb/ (upload "
-                   "later with `wandb sync`). Every WANDB_* variable applies (a flag given wins over it)")
-    w.add_argument("--wandb-media-every", type=int, default=5, metavar="N",
-                   help="log the confusion matrix and the CAM grid every N epochs (and at the last)")
-    w.add_argument("--wandb-log-model", action="store_true", help="upload model.pt as a W&B artifact (large)")
+    """``--wandb PROJECT`` and its companions (shared by ``train`` and ``bench noisy``, whose grid has no
+    ``--wandb-name``)."""
+    from eacfer.training.config import WANDB_GROUP
+
+    names = [n for n, f in _config_fields().items() if f.metadata["cli"].group == WANDB_GROUP]
+    add_config_arguments(p, [n for n in names if not (grid and n == "wandb_name")], _GRID_HELP if grid else None)
 
 
-def wandb_options(args: argparse.Namespace) -> dict:
-    """The TrainConfig fields of the W&B arguments."""
-    return {"wandb": args.wandb, "wandb_entity": args.wandb_entity, "wandb_name": getattr(args, "wandb_name", None),
-            "wandb_group": args.wandb_group, "wandb_mode": args.wandb_mode, "wandb_media_every": args.wandb_media_every,
-            "wandb_log_model": args.wandb_log_model}
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`eacfer.training.config.TrainConfig` for parsed ``eacfer train`` arguments.
 
+    Example:
+        >>> from eacfer.commands.cli import build_parser
+        >>> cfg = config_from_args(build_parser().parse_args(["train", "--data", "d", "--out", "o",
+        ...                                                   "--backbone", "resnet18", "--no-tensorboard"]))
+        >>> cfg.tensorboard, cfg.epochs, cfg.fast_settings
+        (False, 60, {})
+    """
+    from eacfer.training.config import TrainConfig
 
-class _Deferred:
-    """Help text computed when it is printed (``str()``), not when the parser is built."""
-
-    def __init__(self, make: Callable[[], str]):
-        self._make = make
-
-    def __str__(self) -> str:
-        try:
-            return self._make()
-        except ImportError:  # a runtime-only install (no torch): the backbones cannot be listed
-            return "see `eacfer train --backbone list` (training needs torch: pip install 'eacfer[train]')"
-
-
-def _pretrained_defaults() -> str:
-    try:
-        from eacfer.models import list_backbones
-        from eacfer.training.config import pretrained_default
-    except ImportError as e:  # a runtime-only install: `eacfer --help` must still work without torch
-        if not cli.needs_training_extra(e):
-            raise
-        return "listed once the training extra is installed (pip install 'eacfer[train]')"
-    return "; ".join(f"{b}: {pretrained_default(b)}" for b in list_backbones()) + "; timm:*: random initialisation"
-
-
-def config_from_args(args: argparse.Namespace):
-    """The :class:`eacfer.training.trainer.TrainConfig` for parsed arguments."""
-    from eacfer.training.fast.step import FastSettings
-    from eacfer.training.trainer import TrainConfig
-
-    return TrainConfig(
-        data=args.data, out=args.out, backbone=args.backbone, format=args.format, pretrained=args.pretrained,
-        recipe=args.recipe,
-        method=args.method, label_file=args.label_file, noise_rate=args.noise_rate, noise_seed=args.noise_seed,
-        val_fraction=args.val_fraction,
-        classes=args.classes, label_mode=args.label_mode, sampler=args.sampler, crop_cache=args.crop_cache,
-        epochs=args.epochs if args.epochs is not None else planned_epochs(args.out, args.resume),
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        gamma=args.gamma, lam=args.lam, image_size=args.image_size, flip_view=args.flip_view, workers=args.workers,
-        device=args.device, amp=args.amp, seed=args.seed, strict=args.strict, pipeline=args.pipeline,
-        compile=args.compile, views=args.views, sync_bn=args.sync_bn, cache_dir=args.cache_dir,
-        fast_settings=FastSettings.parse(args.fast_settings), resume=args.resume, force=args.force,
-        progress=not getattr(args, "quiet", False),
-        tensorboard=not args.no_tensorboard,
-        **wandb_options(args),
-    )
+    kw: dict[str, Any] = {}
+    for name, field in _config_fields().items():
+        opt, flag = field.metadata["cli"], _flag(field)
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if flag.startswith("--no-"):  # the switch turns the field off
+            value = not value
+        kw[name] = opt.parse(value) if opt.parse is not None else value
+    if kw["epochs"] is None:
+        kw["epochs"] = planned_epochs(args.out, args.resume)
+    return TrainConfig(**kw, progress=not getattr(args, "quiet", False))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,8 +26,6 @@ from eacfer.models.spec import BackboneSpec
 
 log = logging.getLogger(__name__)
 
-MSCELEB_FC_CLASSES = 8631  # VGGFace2 identities; the fc is dropped for FER
-
 
 class CaffeBottleneck(nn.Module):
     expansion = 4

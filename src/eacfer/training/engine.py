@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eacfer.constants import TRAINING_METHODS
 from eacfer.models.loss import ce_loss, eac_loss
 from eacfer.training.metrics import classification_metrics
 from eacfer.training.numerics import backward_and_step, exact_fp32
 
 log = logging.getLogger(__name__)
 
-METHODS = ("eac", "ce")
+METHODS = TRAINING_METHODS
 
 StepFn = Callable[..., dict[str, Any]]
 

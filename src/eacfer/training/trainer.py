@@ -14,18 +14,15 @@ run (on CPU, same seed).
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from eacfer.training import engine
 from eacfer.training.config import (  # noqa: F401  (re-exported: the trainer's public names)
     CONVERTED_ON_RESUME,
     LAST5,
@@ -40,10 +37,20 @@ from eacfer.training.config import (  # noqa: F401  (re-exported: the trainer's 
     TrainConfig,
     recipe_deviations,
 )
-from eacfer.training.run_data import TrainData, build_datasets, make_loaders, write_used_labels
+from eacfer.training.run_data import TrainData, build_datasets, write_used_labels
+from eacfer.training.sinks import (
+    EpochLog,
+    EpochSink,
+    LastCheckpoint,
+    RunFiles,
+    TensorBoard,
+    WandbRun,
+    ran_as,
+    summarize,
+)
 from eacfer.training.wandb_log import NullTracker, open_tracker
 from eacfer.utils.atomic import write_json, write_text
-from eacfer.utils.seed import capture_rng_state, restore_rng_state, seed_everything
+from eacfer.utils.seed import restore_rng_state, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +63,6 @@ def weights_arg(pretrained: str | None) -> str | None:
         (None, 'imagenet')
     """
     return None if pretrained in (None, NO_WEIGHTS) else pretrained
-
-
-def step_function(pipeline: str) -> engine.StepFn:
-    """The per-batch step of a pipeline (looked up at call time so it can be swapped or wrapped)."""
-    if pipeline == "reference":
-        return engine.train_step
-    raise ValueError(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
 
 
 # ---------------------------------------------------------------- run directory
@@ -113,52 +113,6 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path,
                     "uninterrupted run", "; ".join(converted))
 
 
-def _write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for row in history:
-        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})  # repr: round-trip exact
-    write_text(path, buf.getvalue())
-
-
-def summarize(history: list[dict[str, Any]], skipped: int, epochs: int, finished: bool) -> dict[str, Any]:
-    """The run summary from the per-epoch history.
-
-    Example:
-        >>> summarize([{"epoch": 1, "test_accuracy": 0.5, "test_mean_class_accuracy": 0.4, "seconds": 2.0}], 0, 1, True)["best_epoch"]
-        1
-    """
-    if not history:
-        return {"best_accuracy": None, "best_epoch": None, "last5_mean_accuracy": None, "last5_mean_epochs": 0,
-                "final_accuracy": None,
-                "final_mean_class_accuracy": None, "skipped_images": skipped, "epochs": 0,
-                "epochs_planned": epochs, "seconds": 0.0, "finished": finished}
-    accs = [float(r["test_accuracy"]) for r in history]
-    best = max(range(len(accs)), key=lambda i: (accs[i], -i))  # first epoch reaching the best accuracy
-    tail = accs[-LAST5:]
-    return {
-        "best_accuracy": accs[best],
-        "best_epoch": int(history[best]["epoch"]),
-        "last5_mean_accuracy": sum(tail) / len(tail),
-        "last5_mean_epochs": len(tail),  # < 5 when fewer epochs ran: the mean is over these last epochs
-        "final_accuracy": accs[-1],
-        "final_mean_class_accuracy": float(history[-1]["test_mean_class_accuracy"]),
-        "skipped_images": skipped,
-        "epochs": int(history[-1]["epoch"]),
-        "epochs_planned": epochs,
-        "seconds": float(sum(float(r["seconds"]) for r in history)),
-        "finished": finished,
-    }
-
-
-def ran_as(config: dict[str, Any]) -> dict[str, Any]:
-    """What ``summary.json`` says about how the run was made (recipe, pipeline, precision, weights)."""
-    return {"recipe": config.get("recipe"), "pipeline": config.get("pipeline"),
-            "amp_effective": config.get("amp_effective"), "eval_dtype": config.get("eval_dtype"),
-            "pretrained": config.get("pretrained")}
-
-
 def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp: bool) -> dict[str, Any]:
     """The full config as written to ``config.yaml`` (and stored in checkpoints)."""
     from eacfer import __version__
@@ -191,17 +145,6 @@ def resolved_config(cfg: TrainConfig, data: TrainData, device: torch.device, amp
         torch_version=str(torch.__version__),
     )
     return d
-
-
-def _tensorboard(run: Path, enabled: bool, purge_step: int) -> Any:
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard is an optional extra
-        log.info("tensorboard not installed: no TensorBoard events (pip install 'eacfer[tensorboard]')")
-        return None
-    return SummaryWriter(log_dir=str(run / "tb"), purge_step=purge_step)
 
 
 # ---------------------------------------------------------------- the run
@@ -304,161 +247,72 @@ def configure_cudnn(recipe: str, device: torch.device) -> None:
 
 def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
     """The run itself (see :func:`train`); ``dist_info`` is this process's place in a DDP job."""
-    import yaml
-
-    from eacfer.checkpoint import load_checkpoint, save_checkpoint, save_model
-    from eacfer.modelinfo import CheckpointError, ModelInfo
+    from eacfer.checkpoint import save_model
+    from eacfer.modelinfo import ModelInfo
     from eacfer.models import create_model, get_backbone_spec
-    from eacfer.training import numerics, runstate
+    from eacfer.training import runstate
     from eacfer.training.fast import distributed as fd
+    from eacfer.training.pipelines import make_pipeline
 
     main = dist_info.is_main
     run = prepare_run_dir(cfg, write=main)
     fd.barrier(dist_info)
     device = dist_info.device
-    # the fast pipeline's autocast follows the GPU generation (FastSettings); the reference uses --amp (fp16)
-    amp = bool(device.type == "cuda" and (cfg.amp or cfg.pipeline == "fast"))
-    if cfg.amp and not amp:
-        log.warning("--amp needs a CUDA device; training in float32 on %s", device)
-    if cfg.fast_settings and cfg.pipeline != "fast":
-        log.warning("--fast-settings only applies to --pipeline fast; ignored by the %s pipeline", cfg.pipeline)
+    _warn_unused_options(cfg, device, main)
     configure_cudnn(cfg.recipe, device)
-    if cfg.pretrained == NO_WEIGHTS and main:
-        log.warning("--pretrained none: %s trains from random initialisation, unlike the recipe%s", cfg.backbone,
-                    f" (which starts from {RECIPE_WEIGHTS[cfg.backbone]})" if cfg.backbone in RECIPE_WEIGHTS else "")
-
     seed_everything(cfg.seed)
     data = build_datasets(cfg)
     spec = get_backbone_spec(cfg.backbone)
     model = create_model(cfg.backbone, num_classes=len(data.class_names),
                          pretrained=weights_arg(cfg.pretrained)).to(device)
-    fast = None
-    if cfg.pipeline == "fast":
-        from eacfer.training.fast.runner import FastPipeline
-        from eacfer.training.fast.step import FastSettings
-
-        fast = FastPipeline(model, data.train, data.test, image_size=cfg.image_size, batch_size=cfg.batch_size,
-                            eval_batch_size=cfg.eval_batch_size, flip_view=data.flip_view, noise_p=cfg.noise_p,
-                            noise_var=cfg.noise_var, erasing_scale=cfg.erasing_scale, seed=cfg.seed,
-                            dist_info=dist_info, mean=spec.mean, std=spec.std, views=cfg.views,
-                            compile=cfg.compile, sync_bn=cfg.sync_bn, cache_dir=cfg.cache_dir,
-                            settings=FastSettings.for_device(device, **cfg.fast_settings))
-        optimizer = fast.make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)  # fused Adam on CUDA
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)  # the training order; its state is in last.pt
+    pipeline = make_pipeline(cfg, model, data, spec, dist_info, generator)
+    optimizer = pipeline.make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)  # fused Adam on CUDA (fast)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
-    if fast is not None:  # autocast as the device's policy (FastSettings) says; fp16 keeps a GradScaler
-        amp = fast.settings.amp
-    scaler = torch.amp.GradScaler("cuda", enabled=amp) if fast is None else fast.make_scaler()
-    generator = torch.Generator().manual_seed(cfg.seed)
-    if fast is None:
-        train_loader, test_loader = make_loaders(cfg, data, generator, pin_memory=device.type == "cuda",
-                                                 mean=spec.mean, std=spec.std)
-    config = resolved_config(cfg, data, device, amp)
+    scaler = pipeline.make_scaler()  # fp16 autocast keeps a GradScaler
+    config = resolved_config(cfg, data, device, pipeline.amp)
     config.update(world_size=dist_info.world_size)
-    config.update(numerics.precision_record(device, fast.settings if fast is not None else None,
-                                            fast is not None and fast.compiled, amp))
-    if fast is not None:  # what the fast path actually runs with (device defaults + --fast-settings)
-        config.update(fast_settings_effective=asdict(fast.settings))
+    config.update(pipeline.record())
     if main:
         log.info("precision: %s (%s)", {True: "fp16"}.get(config["amp_effective"], config["amp_effective"]) or "fp32",
                  config["precision_reason"])
     config["segments"] = runstate.new_segments(cfg.epochs)
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 1
-    last_path = run / "last.pt"
-    if cfg.resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location="cpu")
-        if not isinstance(state.get("config"), dict):
-            raise CheckpointError(f"{last_path}: not an eacfer training checkpoint (no run config); cannot resume")
-        _check_resumable(state["config"], config, last_path, cfg.force)
-        try:
-            model.load_state_dict(state["model"])
-            # converted to this run's optimizer (fused or not) and parameter layout (channels_last or not)
-            numerics.load_optimizer_state(optimizer, state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            history = [dict(r) for r in state["history"]]
-            start_epoch = int(state["epoch"]) + 1
-            restore_rng_state(state["rng"], {"train_loader": generator})
-        except (KeyError, RuntimeError, TypeError, AttributeError, IndexError, ValueError) as e:
-            # a damaged or foreign last.pt: one clear line naming the file, never a traceback
-            raise CheckpointError(f"{last_path}: cannot resume from it ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-        log.info("resuming %s after epoch %d", run, start_epoch - 1)
-        config = runstate.record_resume(state["config"], config, start_epoch)  # what really runs from here
-    elif cfg.resume:
-        log.info("--resume: no %s yet, starting a new run", last_path)
-
-    if main:  # under DDP only rank 0 writes files
-        write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-        write_used_labels(run / "train_labels_used.txt", data.used_labels())
+    history, start_epoch, config = _resume_state(cfg, run, config, model, optimizer, scheduler, scaler, generator)
     skipped = len(data.train.skipped) + len(data.test.skipped)
-    skipped_entries = len(data.problems)  # label lines / entries refused before any decoding
-    tb = _tensorboard(run, cfg.tensorboard and main, start_epoch)
-    tracker = open_tracker(cfg, run, config, class_names=data.class_names, test_ds=data.test, mean=spec.mean,
-                           std=spec.std, resume=cfg.resume) if main else NullTracker()  # W&B: rank 0 only
-    completed = False
-    step_fn = step_function(cfg.pipeline) if fast is None else None
+    sinks: list[EpochSink] = []  # under DDP only rank 0 writes files and logs epochs
+    checkpoint, tracker = None, NullTracker()
+    if main:
+        sinks, checkpoint, tracker = _open_sinks(cfg, run, config, data, spec, model, optimizer, scheduler, scaler,
+                                                 generator, pipeline.amp, skipped, start_epoch)
     log.info("training %s (%s) on %d images (%s, flip view %s), testing on %d, device %s, epochs %d..%d",
              cfg.backbone, cfg.method, len(data.train), data.format, data.flip_view, len(data.test), device,
              start_epoch, cfg.epochs)
-    epoch, saved = start_epoch, start_epoch - 1
+    epoch, completed = start_epoch, False
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             lr = float(optimizer.param_groups[0]["lr"])
-            if fast is not None:
-                tr = fast.train_epoch(optimizer, epoch=epoch, method=cfg.method, lam=cfg.lam, progress=cfg.progress,
+            tr = pipeline.train_epoch(optimizer, epoch=epoch, method=cfg.method, lam=cfg.lam, progress=cfg.progress,
                                       scaler=scaler)
-            else:
-                tr = engine.train_one_epoch(model, train_loader, optimizer, method=cfg.method, lam=cfg.lam,
-                                            device=device, epoch=epoch, scaler=scaler, amp=amp, step_fn=step_fn,
-                                            progress=cfg.progress)
             scheduler.step()  # ExponentialLR is stepped once per epoch, as in the paper
-            if fast is not None:
-                ev = fast.evaluate(data.class_names)  # global: every rank's shard
-            else:  # reported numbers are evaluated in fp32 on every pipeline (autocast only trains)
-                ev = engine.evaluate(model, test_loader, data.class_names, device=device, amp=False,
-                                     progress=cfg.progress)
+            ev = pipeline.evaluate(data.class_names)  # fp32; the fast pipeline's is global over every rank's shard
             row = {"epoch": epoch, **{k: tr[k] for k in ("train_loss", "train_ce", "train_consistency", "train_accuracy")},
                    "test_accuracy": ev["accuracy"], "test_mean_class_accuracy": ev["mean_class_accuracy"], "lr": lr,
                    "seconds": time.perf_counter() - t0}
             history.append(row)
-            if not main:  # every rank has the global figures; one line per epoch is enough
-                continue
-            log.info("epoch %d/%d  loss %.4f (ce %.4f, cons %.5f)  train acc %.4f  test acc %.4f  mean-class %.4f  "
-                     "%.0f img/s  %.1fs", epoch, cfg.epochs, row["train_loss"], row["train_ce"], row["train_consistency"],
-                     row["train_accuracy"], row["test_accuracy"], row["test_mean_class_accuracy"], tr["images_per_s"],
-                     row["seconds"])
-            _write_metrics_csv(run / "metrics.csv", history)
-            write_json(run / "summary.json", {**summarize(history, skipped, cfg.epochs, finished=False),
-                                              "skipped_entries": skipped_entries, **ran_as(config)})
-            # RNG states captured after evaluation: exactly the state the next epoch starts from.
-            save_checkpoint(last_path, {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if amp else {},
-                "rng": capture_rng_state({"train_loader": generator}), "history": history, "config": config,
-            })
-            saved = epoch
-            if tb is not None:
-                for k in METRIC_COLUMNS[1:]:
-                    tb.add_scalar(k.replace("_", "/", 1), float(row[k]), epoch)
-                tb.flush()
-            tracker.epoch(row, {"images_per_s": tr["images_per_s"]}, ev, model)
+            for sink in sinks:  # rank 0 only: log line, metrics.csv + summary.json, last.pt, TensorBoard, W&B
+                sink.epoch(row, history, tr, ev)
         completed = True
     except KeyboardInterrupt:  # say where it stopped and what can be resumed (the CLI prints it)
-        raise runstate.TrainingInterrupted(run, epoch, cfg.epochs, saved,
-                                           last_path if saved and last_path.exists() else None) from None
+        saved = checkpoint.saved if checkpoint is not None else start_epoch - 1
+        last = run / "last.pt"
+        raise runstate.TrainingInterrupted(run, epoch, cfg.epochs, saved, last if saved and last.exists() else None) from None
     finally:
-        if tb is not None:
-            tb.close()
-        if not completed:  # interrupted or failed: close the W&B run (--resume continues it)
-            tracker.finish(summarize(history, skipped, cfg.epochs, finished=False), None, ok=False)
+        for sink in sinks:
+            sink.close(history, completed)
 
     summary = summarize(history, skipped, cfg.epochs, finished=True)
-    summary.update(skipped_entries=skipped_entries, **ran_as(config))
+    summary.update(skipped_entries=len(data.problems), **ran_as(config))
     final = {k: summary[k] for k in ("final_accuracy", "final_mean_class_accuracy", "best_accuracy", "best_epoch",
                                      "last5_mean_accuracy", "last5_mean_epochs")}
     info = ModelInfo(backbone=cfg.backbone, class_names=list(data.class_names), input_size=cfg.image_size,
@@ -476,6 +330,70 @@ def _train(cfg: TrainConfig, dist_info: Any) -> dict[str, Any]:
              summary["final_accuracy"], summary["best_accuracy"], summary["best_epoch"], tail,
              summary["last5_mean_accuracy"], run / "model.pt")
     return summary
+
+
+def _warn_unused_options(cfg: TrainConfig, device: torch.device, main: bool) -> None:
+    if cfg.amp and device.type != "cuda":
+        log.warning("--amp needs a CUDA device; training in float32 on %s", device)
+    if cfg.fast_settings and cfg.pipeline != "fast":
+        log.warning("--fast-settings only applies to --pipeline fast; ignored by the %s pipeline", cfg.pipeline)
+    if cfg.pretrained == NO_WEIGHTS and main:
+        log.warning("--pretrained none: %s trains from random initialisation, unlike the recipe%s", cfg.backbone,
+                    f" (which starts from {RECIPE_WEIGHTS[cfg.backbone]})" if cfg.backbone in RECIPE_WEIGHTS else "")
+
+
+def _resume_state(cfg: TrainConfig, run: Path, config: dict[str, Any], model: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+                  generator: torch.Generator) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """With ``--resume`` and a ``last.pt``: load it into the model, optimizer, scheduler, scaler and RNGs;
+    returns the history so far, the first epoch to run and the config as it runs from here."""
+    from eacfer.checkpoint import CheckpointError, load_checkpoint
+    from eacfer.training import numerics, runstate
+
+    last_path = run / "last.pt"
+    if not (cfg.resume and last_path.exists()):
+        if cfg.resume:
+            log.info("--resume: no %s yet, starting a new run", last_path)
+        return [], 1, config
+    state = load_checkpoint(last_path, map_location="cpu")
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{last_path}: not an eacfer training checkpoint (no run config); cannot resume")
+    _check_resumable(state["config"], config, last_path, cfg.force)
+    try:
+        model.load_state_dict(state["model"])
+        # converted to this run's optimizer (fused or not) and parameter layout (channels_last or not)
+        numerics.load_optimizer_state(optimizer, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        history = [dict(r) for r in state["history"]]
+        start_epoch = int(state["epoch"]) + 1
+        restore_rng_state(state["rng"], {"train_loader": generator})
+    except (KeyError, RuntimeError, TypeError, AttributeError, IndexError, ValueError) as e:
+        # a damaged or foreign last.pt: one clear line naming the file, never a traceback
+        raise CheckpointError(f"{last_path}: cannot resume from it ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    log.info("resuming %s after epoch %d", run, start_epoch - 1)
+    return history, start_epoch, runstate.record_resume(state["config"], config, start_epoch)  # what really runs
+
+
+def _open_sinks(cfg: TrainConfig, run: Path, config: dict[str, Any], data: TrainData, spec: Any,
+                model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+                generator: torch.Generator, amp: bool, skipped: int,
+                start_epoch: int) -> tuple[list[EpochSink], LastCheckpoint, Any]:
+    """Rank 0: write ``config.yaml`` and the labels used, and open where the epochs go; also returns the
+    ``last.pt`` sink (the epoch it holds) and the W&B tracker (closed by the trainer once ``model.pt`` exists)."""
+    import yaml
+
+    write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_used_labels(run / "train_labels_used.txt", data.used_labels())
+    checkpoint = LastCheckpoint(run / "last.pt", start_epoch - 1, model=model, optimizer=optimizer,
+                                scheduler=scheduler, scaler=scaler, amp=amp, generator=generator, config=config)
+    tb = TensorBoard.open(run, start_epoch) if cfg.tensorboard else None
+    tracker = open_tracker(cfg, run, config, class_names=data.class_names, test_ds=data.test, mean=spec.mean,
+                           std=spec.std, resume=cfg.resume)
+    sinks: list[EpochSink] = [EpochLog(cfg.epochs, log), RunFiles(run, cfg.epochs, skipped, len(data.problems), config),
+                              checkpoint, *([tb] if tb is not None else []), WandbRun(tracker, model, skipped, cfg.epochs)]
+    return sinks, checkpoint, tracker
 
 
 def read_metrics_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:

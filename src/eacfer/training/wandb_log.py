@@ -36,7 +36,6 @@ from eacfer.utils.atomic import write_json
 log = logging.getLogger(__name__)
 
 ID_FILE = "wandb_run.json"
-MODES = ("online", "offline", "disabled")
 EXTRA_HINT = "W&B logging needs the optional extra: pip install 'eacfer[wandb]'"
 N_FACES = 8  # test faces in the CAM grid
 #: ``wandb.init`` arguments eacfer fills in itself, each with the W&B environment variable that sets the same
@@ -311,5 +310,5 @@ def open_tracker(cfg: Any, run_dir: Path, config: dict[str, Any], *, class_names
                         epochs=cfg.epochs)
 
 
-__all__ = ["MODES", "ID_FILE", "ENV_OVERRIDES", "NullTracker", "WandbTracker", "check_available", "open_tracker",
+__all__ = ["ID_FILE", "ENV_OVERRIDES", "NullTracker", "WandbTracker", "check_available", "open_tracker",
            "init_arguments", "epoch_metrics", "cam_grid"]

@@ -137,15 +137,6 @@ def all_gather_varlen(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes, strict=True)])
 
 
-def broadcast_object(obj: object, info: DistInfo) -> object:
-    """Rank 0's ``obj`` on every rank (e.g. the run directory chosen by rank 0)."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def wrap_ddp(model: torch.nn.Module, info: DistInfo, sync_bn: bool = False) -> torch.nn.Module:
     """Wrap ``model`` in DistributedDataParallel (identity in a single process).
 

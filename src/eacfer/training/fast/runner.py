@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from eacfer.training.fast.step import (
     fast_train_epoch,
     make_optimizer,
 )
-from eacfer.training.numerics import device_capability, precision_for
+from eacfer.training.numerics import device_capability, precision_for, precision_record
 
 log = logging.getLogger(__name__)
 
@@ -229,3 +230,9 @@ class FastPipeline:
         accuracy is computed at full precision as in the reference pipeline.
         """
         return fast_evaluate(self.model, self.test_loader, class_names, amp=False, dist_info=self.info)
+
+    def record(self) -> dict[str, Any]:
+        """What ``config.yaml`` records about the numerics (:func:`~eacfer.training.numerics.precision_record`)
+        and the settings the fast path really runs with (device defaults + ``--fast-settings``)."""
+        return {**precision_record(self.device, self.settings, self.compiled, self.amp),
+                "fast_settings_effective": asdict(self.settings)}
