@@ -31,7 +31,9 @@ def _actions(p: argparse.ArgumentParser) -> list[dict]:
     for a in p._actions:
         if isinstance(a, argparse._HelpAction):
             continue
-        text = a.help and a.help.replace(pretrained_defaults_text(), "{PRETRAINED_DEFAULTS}").replace(
+        # the help as argparse prints it (%(name)s filled from the action: computed texts are filled in then)
+        text = a.help and (a.help % {**vars(a), "prog": p.prog} if "%(" in a.help else a.help)
+        text = text and text.replace(pretrained_defaults_text(), "{PRETRAINED_DEFAULTS}").replace(
             eval_splits_text().replace("%", "%%"), "{TEST_SPLITS}")
         out.append({"option_strings": a.option_strings, "dest": a.dest, "default": a.default,
                     "choices": list(a.choices) if a.choices is not None else None, "help": text,
