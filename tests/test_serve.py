@@ -57,10 +57,10 @@ def test_api_key_is_required_and_checked(client):
 
 
 def test_model_card_describes_the_loaded_model(client):
-    from eacfer.infer.starter import starter_model_path
+    from eacfer.infer.starter import starter_runtime_path
 
     card = client.get("/v1/model", headers=H).json()
-    assert card["sha256"] == hashlib.sha256(starter_model_path().read_bytes()).hexdigest()
+    assert card["sha256"] == hashlib.sha256(starter_runtime_path().read_bytes()).hexdigest()
     assert card["classes"] == ["Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Neutral"]
     assert card["input_size"] == 64 and card["precision"] == "fp32" and card["backbone"] == "mini_xception"
     assert card["starter_model"] is True and "training" in card

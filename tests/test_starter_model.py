@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from eacfer.checkpoint import load_checkpoint, load_model
-from eacfer.infer.starter import is_starter, resolve_model, starter_model_path
+from eacfer.infer.starter import is_starter, resolve_model, starter_model_path, starter_runtime_path
 from eacfer.modelinfo import CheckpointError, info_from_payload
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -139,7 +139,7 @@ def test_bad_framing_metadata_is_refused(key, value) -> None:
 
 def test_default_model_rule() -> None:
     path, notice = resolve_model(None)
-    assert path == starter_model_path() and is_starter(path)
+    assert path == starter_runtime_path() and is_starter(path) and is_starter(starter_model_path())
     assert notice is not None and "\n" not in notice
     assert "FER2013" in notice and "66%" in notice and "arXiv:1710.07557" in notice
     assert "not an EAC model" in notice and "RAF-DB" in notice
@@ -193,3 +193,15 @@ def test_int8_check_on_real_faces() -> None:
     _, record = quantize_checked(export_onnx_bytes(net, info), "starter", cal, {"portrait": check})
     assert record["checks"]["portrait"]["n"] == len(check) >= 10
     assert record["checks"]["portrait"]["agreement"] >= 0.99
+
+
+def test_the_bundled_onnx_is_the_export_of_the_model_file(tmp_path) -> None:
+    """What runs by default is exactly the starter model: the bundled .onnx is byte for byte what
+    `eacfer export` writes for the bundled .pt today (the export is deterministic), so the two cannot drift."""
+    from eacfer.commands.cli import main
+
+    out = tmp_path / "starter.onnx"
+    assert main(["export", "--checkpoint", str(starter_model_path()), "--out", str(out), "-q"]) == 0
+    assert out.read_bytes() == starter_runtime_path().read_bytes(), (
+        "regenerate it: eacfer export --checkpoint src/eacfer/assets/starter/mini_xception_fer2013.pt "
+        "--out src/eacfer/assets/starter/mini_xception_fer2013.onnx")

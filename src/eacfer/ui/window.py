@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
-from eacfer.infer.starter import is_starter, starter_model_path, starter_notice
+from eacfer.infer.starter import is_starter, starter_notice, starter_runtime_path
 from eacfer.ui import actions
 from eacfer.ui.actions import NO_MODEL_HELP
 from eacfer.ui.controls import ControlsMixin
@@ -191,7 +191,7 @@ class MainWindow(PlaybackMixin, ControlsMixin, QMainWindow):
             self.camera_combo.addItem("Cameras: press ⟳ (F5)", None)
         checkpoint = self.options.checkpoint or str(s.value("model/path", "") or "")
         if not (checkpoint and (self.options.checkpoint or os.path.isfile(checkpoint))):
-            checkpoint = str(starter_model_path())  # no model of the user's own: the bundled starter model
+            checkpoint = str(starter_runtime_path())  # no model of the user's own: the bundled starter model (ONNX)
         self.load_model(checkpoint)
         source = self.options.source if self.options.source is not None else (s.value("source/last", "") or None)
         if source is not None and str(source) != "":
