@@ -46,6 +46,7 @@ MOVES: dict[str, str] = {
     "eacfer.infer.quantize": "eacfer.infer.runtime.quantize",
     "eacfer.infer.calibration": "eacfer.infer.runtime.calibration",
     "eacfer.infer.starter": "eacfer.infer.runtime.starter",
+    "eacfer.infer.torch_backend": "eacfer.infer.runtime.torch_backend",  # the .pt side, reached only lazily
     # infer/stream/: frames in order (sources, the threaded/sequential pipeline, label carry-over, tracking, live)
     "eacfer.infer.sources": "eacfer.infer.stream.sources",
     "eacfer.infer.pipeline": "eacfer.infer.stream.pipeline",
@@ -70,7 +71,8 @@ MOVES: dict[str, str] = {
 #: ``onnx_cache`` belongs in runtime/, but RetinaFace (detect/) reads its cache root: moved there, it would make
 #: a circle detect <-> runtime. Add ``"eacfer.infer.onnx_cache": "eacfer.infer.runtime.onnx_cache"`` to MOVES
 #: and replay once RetinaFace takes its folder from the shared cache module (#27 "one cache module").
-STAY_IN_INFER = {"__init__", "predictor", "results", "align", "labelling", "viz", "rgb", "cropcheck", "onnx_cache"}
+STAY_IN_INFER = {"__init__", "predictor", "results", "align", "labelling", "viz", "rgb", "cropcheck", "onnx_cache",
+                 "recipe", "protocols", "detection_stage"}
 
 #: One-line docstrings of the packages the moves create.
 NEW_PACKAGES: dict[str, str] = {
