@@ -1,0 +1,1 @@
+"""Jobs that write files: photo folders (ledger, worker pool, Ray) and videos."""

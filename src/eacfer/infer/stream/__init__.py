@@ -1,0 +1,1 @@
+"""Frames in order: sources, the threaded/sequential pipeline, label carry-over, tracking, live streams."""
