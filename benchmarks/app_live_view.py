@@ -79,7 +79,7 @@ def main() -> None:
 
     from eacfer.data.imageio import load_image
     from eacfer.demo import make_moving_face_clip
-    from eacfer.infer.sources import open_source
+    from eacfer.infer.stream.sources import open_source
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-app-live-"))
     face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]

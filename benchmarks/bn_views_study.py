@@ -28,7 +28,7 @@ from eacfer.constants import RAFDB_CLASSES  # noqa: E402
 from eacfer.data.labels import inject_symmetric_noise  # noqa: E402
 from eacfer.models.eac import EACNet  # noqa: E402
 from eacfer.training.fast.gpu_augment import GPUAugment  # noqa: E402
-from eacfer.training.fast.pipeline import FastLoader  # noqa: E402
+from eacfer.training.fast.loader import FastLoader  # noqa: E402
 from eacfer.training.fast.step import TwoViewEAC, fast_evaluate, fast_train_epoch, make_optimizer  # noqa: E402
 
 

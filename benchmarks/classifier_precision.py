@@ -92,7 +92,7 @@ def _time_session(sess, x: np.ndarray, iters: int) -> list[float]:
 def speed(models: dict[str, bytes], batches: tuple[int, ...], size: int, threads: int, rounds: int, iters: int,
           sweep: bool) -> dict[str, dict[int, tuple[float, float]]]:
     """(median, min) ms/face for each configuration and batch, configurations alternated round by round."""
-    from eacfer.infer.onnx_session import SESSION_SETTINGS, create_session
+    from eacfer.infer.runtime.onnx_session import SESSION_SETTINGS, create_session
 
     configs = {"fp32 legacy": (models["fp32"], "legacy", threads), "fp32": (models["fp32"], "default", threads),
                "int8": (models["int8"], "default", threads)}
@@ -115,8 +115,8 @@ def speed(models: dict[str, bytes], batches: tuple[int, ...], size: int, threads
 
 
 def agreement_figures(fp32: bytes, info, n_cal: int, n_check: int) -> dict:
-    from eacfer.infer.calibration import default_crop_sets
-    from eacfer.infer.quantize import quantize_checked
+    from eacfer.infer.runtime.calibration import default_crop_sets
+    from eacfer.infer.runtime.quantize import quantize_checked
 
     sets = default_crop_sets(info.input_size, info.face_size, n_cal, n_check)
     int8, rec = quantize_checked(fp32, "benchmark", sets.calibration, sets.checks, sets.description, min_agreement=0.0)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from eacfer.data.synth import generate_rafdb
-    from eacfer.infer.wild_eval import evaluate_through_detector
+    from eacfer.infer.jobs.wild_eval import evaluate_through_detector
     from eacfer.training.calibrate import calibrate_checkpoint
     from eacfer.training.evaluation import evaluate_checkpoint
     from eacfer.training.trainer import TrainConfig, train

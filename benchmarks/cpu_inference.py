@@ -108,8 +108,8 @@ def latency(tmp: Path, threads: int, runs: int) -> list[dict]:
     import torch
 
     from eacfer.checkpoint import load_model
-    from eacfer.infer.backends import OnnxClassifier, onnx_for_checkpoint
-    from eacfer.infer.torch_backend import TorchClassifier
+    from eacfer.infer.runtime.backends import OnnxClassifier, onnx_for_checkpoint
+    from eacfer.infer.runtime.torch_backend import TorchClassifier
 
     torch.set_num_threads(threads)
     rows = []
@@ -132,8 +132,8 @@ def latency(tmp: Path, threads: int, runs: int) -> list[dict]:
 
 def _child(args: argparse.Namespace) -> None:
     """One end-to-end run in this (fresh) process; prints a JSON line."""
+    from eacfer.infer.jobs.video import run_video
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.video import run_video
 
     os.environ.setdefault("EACFER_CACHE_DIR", str(Path(args.out) / "cache"))
     t0 = time.perf_counter()
@@ -191,7 +191,7 @@ def end_to_end(tmp: Path, threads: int, frames: int, long_factor: int, backends:
                                                    size=(640, 360), face_height=220)
     cores = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else []
     # export every model to ONNX once, here, so that no timed child pays for (or peaks on) the export
-    from eacfer.infer.backends import onnx_for_checkpoint
+    from eacfer.infer.runtime.backends import onnx_for_checkpoint
 
     os.environ["EACFER_CACHE_DIR"] = str(tmp / "cache")
     for backbone in BACKBONES:

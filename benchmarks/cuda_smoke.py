@@ -34,7 +34,7 @@ from eacfer.data.transforms import EACTrainTransform  # noqa: E402
 from eacfer.models import create_model  # noqa: E402
 from eacfer.training import engine  # noqa: E402
 from eacfer.training.fast.gpu_augment import GPUAugment  # noqa: E402
-from eacfer.training.fast.pipeline import FastLoader  # noqa: E402
+from eacfer.training.fast.loader import FastLoader  # noqa: E402
 from eacfer.training.fast.step import (  # noqa: E402
     FastSettings,
     TwoViewEAC,

@@ -172,7 +172,7 @@ def run_trackers(lines: list[str]) -> None:
         lines += ["## Trackers", "", f"skipped: {exc} (pip install --target DIR --no-deps trackers supervision "
                   "scipy pyDeprecate defusedxml, then PYTHONPATH=DIR)", ""]
         return
-    from eacfer.infer.tracking import iou as _iou  # noqa: F401 - same IoU as the tracker
+    from eacfer.infer.stream.tracking import iou as _iou  # noqa: F401 - same IoU as the tracker
 
     clips = [c for c in all_clips() if any(c.faces)] + [clip_gap(frames=60, gap=(20, 32), size=(640, 360))]
     clips[-1].name = "gap_of_12_frames"
@@ -188,7 +188,7 @@ def run_trackers(lines: list[str]) -> None:
                 out: dict[str, list[list[tuple[tuple[float, ...], int]]]] = {}
                 # eacfer IoUTracker (max_age 10 processed frames, IoU 0.3, as run_video uses it)
                 from eacfer.infer.results import FaceResult
-                from eacfer.infer.tracking import IoUTracker
+                from eacfer.infer.stream.tracking import IoUTracker
 
                 tr = IoUTracker()
                 names = ("a", "b")

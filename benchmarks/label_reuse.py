@@ -106,8 +106,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from eacfer.data.imageio import load_image
+    from eacfer.infer.jobs.video import run_video
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.video import run_video
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-label-reuse-"))
     face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]

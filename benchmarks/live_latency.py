@@ -33,9 +33,9 @@ def main() -> None:
 
     from eacfer.data.imageio import load_image
     from eacfer.demo import make_moving_face_clip
+    from eacfer.infer.jobs.video import run_video
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.sources import open_source
-    from eacfer.infer.video import run_video
+    from eacfer.infer.stream.sources import open_source
 
     tmp = Path(tempfile.mkdtemp(prefix="eacfer-live-"))
     os.environ.setdefault("EACFER_CACHE_DIR", str(tmp / "cache"))

@@ -6,7 +6,7 @@
 
 Same folder, same predictor, same process, in alternating rounds (A B C A B C …, the median per variant):
 
-* **baseline** — ``predict_paths`` exactly as it was before the job layer (``src/eacfer/infer/batch.py`` at
+* **baseline** — ``predict_paths`` exactly as it was before the job layer (``src/eacfer/infer/jobs/photos.py`` at
   ``--baseline-ref``, loaded from git), i.e. today's ``eacfer predict``;
 * **streamed** — the resumable job (ledger + CSV/JSON Lines flushed per file), one process (``--workers 0``);
 * **workers** — throughput mode: decode + detect + align in ``--workers`` processes, faces classified in
@@ -78,8 +78,8 @@ def _photos(folder: Path, n: int) -> Path:
 
 
 def _baseline(ref: str):
-    """``eacfer.infer.batch`` as it was at ``ref`` (today's predict), imported from git under another name."""
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:src/eacfer/infer/batch.py"], check=True,
+    """``eacfer.infer.jobs.photos`` as it was at ``ref`` (today's predict), imported from git under another name."""
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:src/eacfer/infer/jobs/photos.py"], check=True,
                          capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "batch_baseline.py"
     path.write_text(src)
@@ -103,7 +103,7 @@ def main() -> int:
     if args.quick:
         args.images, args.rounds = 12, 1
     sys.path.insert(0, str(ROOT / "src"))
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
     from eacfer.infer.predictor import Predictor
 
     load_start = os.getloadavg()[0]

@@ -64,7 +64,7 @@ Video(clip, outdir=out).analyze(FER(), display=False, save_frames=False, save_vi
 ORT_CHILD = r"""
 import json, sys, time
 import numpy as np
-from eacfer.infer.onnx_session import SESSION_SETTINGS, create_session
+from eacfer.infer.runtime.onnx_session import SESSION_SETTINGS, create_session
 model, arena, pattern = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
 settings = dict(SESSION_SETTINGS["default"], cpu_arena=arena, mem_pattern=pattern)
 sess = create_session(open(model, "rb").read(), settings=settings)
@@ -118,7 +118,7 @@ def make_clips(tmp: Path, frames: int) -> tuple[Path, Path]:
     import cv2
 
     from eacfer.data.imageio import load_image
-    from eacfer.infer.video import make_moving_face_clip
+    from eacfer.infer.jobs.video import make_moving_face_clip
 
     face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
     clip = make_moving_face_clip(tmp / "clip.mp4", face, frames=frames, size=(640, 360), face_height=220)

@@ -76,7 +76,7 @@ def run_fer(python: str, files: list[str]) -> dict[str, list[str]]:
 
 def run_eacfer(model: str | None, files: list[str]) -> tuple[dict[str, list[str]], str]:
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.starter import resolve_model
+    from eacfer.infer.runtime.starter import resolve_model
 
     path, _ = resolve_model(model)
     out = {}

@@ -20,7 +20,7 @@ def make_multi_face_clip(out: Path, face_rgb, n_faces: int = 5, frames: int = 60
     import cv2
     import numpy as np
 
-    from eacfer.infer.writers import VideoWriter
+    from eacfer.infer.jobs.writers import VideoWriter
 
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
@@ -84,9 +84,9 @@ class PacedCapture:
 
 def pipeline_child(args: argparse.Namespace) -> None:
     """Sequential vs threaded, alternating, in this process (one model load); prints RESULT lines."""
+    from eacfer.infer.jobs.video import run_video
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.sources import open_source
-    from eacfer.infer.video import run_video
+    from eacfer.infer.stream.sources import open_source
 
     os.environ.setdefault("EACFER_CACHE_DIR", str(Path(args.out) / "cache"))
     keys = ("fps", "frames", "faces", "frames_with_faces", "stage_ms", "stage_utilisation", "latency_ms",
@@ -123,7 +123,7 @@ def encoder_cost(clip: Path) -> list[dict]:
     import cv2
     import numpy as np
 
-    from eacfer.infer.writers import VideoWriter, pyav_available
+    from eacfer.infer.jobs.writers import VideoWriter, pyav_available
 
     cap = cv2.VideoCapture(str(clip))
     frames = []
@@ -165,7 +165,7 @@ def pipeline_compare(tmp: Path, threads: int, frames: int, rounds: int, script: 
 
     from eacfer.data.imageio import load_image
     from eacfer.demo import make_moving_face_clip
-    from eacfer.infer.backends import onnx_for_checkpoint
+    from eacfer.infer.runtime.backends import onnx_for_checkpoint
 
     face = load_image(root / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
     one = make_moving_face_clip(tmp / "one_face.mp4", face, frames=frames, size=(640, 360), face_height=220)

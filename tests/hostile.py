@@ -189,7 +189,7 @@ cases = json.loads(sys.stdin.read())
 OUTDIR = os.environ["EACFER_TEST_CLI_OUTDIR"]
 import eacfer.commands.cli  # noqa: F401  (pre-import the heavy modules once; each case forks from here)
 for mod in ("torch", "torchvision", "eacfer.training.trainer", "eacfer.checkpoint", "eacfer.models", "eacfer.data.datasets",
-            "eacfer.export", "eacfer.infer.backends", "eacfer.training.evaluation", "PIL.Image", "cv2"):
+            "eacfer.export", "eacfer.infer.runtime.backends", "eacfer.training.evaluation", "PIL.Image", "cv2"):
     try:
         __import__(mod)
     except Exception:

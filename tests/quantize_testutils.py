@@ -24,7 +24,7 @@ def train_tiny_model(path: Path, epochs: int = 6, seed: int = 0, n_train: int = 
     from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES
     from eacfer.data.imageio import load_image
     from eacfer.data.synth import generate_rafdb
-    from eacfer.infer.calibration import CALIBRATION_VARIANTS, portrait_crops
+    from eacfer.infer.runtime.calibration import CALIBRATION_VARIANTS, portrait_crops
     from eacfer.modelinfo import ModelInfo
 
     with tempfile.TemporaryDirectory(prefix="eacfer-tiny-") as tmp:
@@ -69,12 +69,17 @@ def small_crop_sets(seed: int = 1, model: Path | None = None, min_margin: float 
     lead of 0.15 cannot flip. The tests that need "a model that passes" use these crops; the refusal is
     tested with an impossible threshold.
     """
-    from eacfer.infer.calibration import CALIBRATION_VARIANTS, CropSets, portrait_crops, synthetic_crops
+    from eacfer.infer.runtime.calibration import (
+        CALIBRATION_VARIANTS,
+        CropSets,
+        portrait_crops,
+        synthetic_crops,
+    )
 
     train, test = synthetic_crops(SIZE, n_train=32, n_test=96 if model is not None else 56, seed=seed)
     what = f"{len(test)} synthetic faces"
     if model is not None:
-        from eacfer.infer.backends import load_classifier
+        from eacfer.infer.runtime.backends import load_classifier
 
         probs, _ = load_classifier(model, device="cpu", use_cache=False).classify(test)
         top2 = np.sort(probs, axis=1)[:, -2:]

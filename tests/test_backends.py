@@ -10,8 +10,8 @@ import torch
 
 from eacfer.checkpoint import load_model
 from eacfer.data.transforms import EvalTransform
-from eacfer.infer.backends import OnnxClassifier, cache_dir, load_classifier
-from eacfer.infer.torch_backend import TorchClassifier
+from eacfer.infer.runtime.backends import OnnxClassifier, cache_dir, load_classifier
+from eacfer.infer.runtime.torch_backend import TorchClassifier
 from eacfer.modelinfo import CheckpointError
 from inference_testutils import write_hostile_pt
 
@@ -156,7 +156,7 @@ def test_onnx_device_is_settled_by_onnxruntime_not_torch(exported_onnx, monkeypa
     `auto` falls back to the CPU without it, and a device that is neither is refused before any file is read."""
     import onnxruntime as ort
 
-    import eacfer.infer.backends as backends
+    import eacfer.infer.runtime.backends as backends
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(backends, "_may_have_cuda", lambda: True)  # as on a GPU machine

@@ -157,7 +157,7 @@ def test_real_sigint_keeps_batch_outputs_in_step(predictor, face_rgb, tmp_path, 
     inference drops it whole. Either way the CSV, the JSON and the summary count the same files."""
     import signal
 
-    from eacfer.infer import batch
+    from eacfer.infer.jobs import photos as batch
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(6):

@@ -121,7 +121,7 @@ def test_calibrate_without_a_validation_split_says_how_to_get_one(tmp_path, synt
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_every_runtime_applies_the_model_files_temperature(tmp_path, backend):
-    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.runtime.backends import load_classifier
 
     raw = _tiny_model(tmp_path / "raw.pt")
     cal = _tiny_model(tmp_path / "cal.pt", temperature=2.5)
@@ -136,7 +136,7 @@ def test_every_runtime_applies_the_model_files_temperature(tmp_path, backend):
 def test_temperature_travels_in_the_onnx_metadata(tmp_path):
     from eacfer.checkpoint import load_model
     from eacfer.export import export_onnx_bytes
-    from eacfer.infer.backends import OnnxClassifier
+    from eacfer.infer.runtime.backends import OnnxClassifier
 
     net, info = load_model(_tiny_model(tmp_path / "cal.pt", temperature=1.7))
     clf = OnnxClassifier(export_onnx_bytes(net, info, dynamic_batch=True), "cal.onnx")

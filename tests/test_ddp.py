@@ -83,7 +83,7 @@ def _worker(rank: int, launches: list[dict[str, str]], data: str, run: str, log_
 def test_torchrun_two_processes_train_and_resume(synth_rafdb, tmp_path):
     from eacfer.checkpoint import load_model
     from eacfer.training.fast.gpu_augment import GPUAugment
-    from eacfer.training.fast.pipeline import FastLoader
+    from eacfer.training.fast.loader import FastLoader
     from eacfer.training.fast.step import fast_evaluate
     from eacfer.training.trainer import read_metrics_csv
 

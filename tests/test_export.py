@@ -12,7 +12,7 @@ import torch
 from eacfer import export as export_mod
 from eacfer.checkpoint import load_model
 from eacfer.commands.cli import main
-from eacfer.infer.backends import OnnxClassifier
+from eacfer.infer.runtime.backends import OnnxClassifier
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, predictor, face_rgb, exported_onnx, …
 

@@ -13,7 +13,7 @@ import pytest
 from eacfer.checkpoint import load_checkpoint, save_checkpoint
 from eacfer.infer.align import DEFAULT_MARGIN, crop_transform, model_inputs, transform_points
 from eacfer.infer.detect import Detection
-from eacfer.infer.starter import starter_model_path
+from eacfer.infer.runtime.starter import starter_model_path
 
 
 def test_shift_moves_the_crop_centre_up_the_face() -> None:
@@ -78,7 +78,7 @@ def test_throughput_workers_crop_like_the_predictor(framed_model, tmp_path, monk
 
     from PIL import Image
 
-    from eacfer.infer import batch_pool
+    from eacfer.infer.jobs import pool as batch_pool
     from eacfer.infer.predictor import Predictor
 
     rgb, dets = _image_and_det()

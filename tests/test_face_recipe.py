@@ -86,7 +86,7 @@ def test_throughput_mode_places_cams_of_edge_faces_like_the_predictor(predictor,
     processes used to send back only the clipped box, so `predict --workers --cam` placed that CAM elsewhere."""
     from PIL import Image
 
-    from eacfer.infer.batch_pool import pooled
+    from eacfer.infer.jobs.pool import pooled
 
     photo = tmp_path / "edge.png"
     Image.fromarray(np.ascontiguousarray(face_rgb[:, 200:])).save(photo)  # the face's left part is cut off
@@ -107,7 +107,7 @@ def test_throughput_mode_places_cams_of_edge_faces_like_the_predictor(predictor,
 def test_calibration_crops_are_the_predictors(predictor):
     """int8 calibration crops of a face are the model inputs the predictor makes of it (one recipe)."""
     from eacfer.data.imageio import load_image
-    from eacfer.infer.calibration import PortraitVariants, portrait_crops
+    from eacfer.infer.runtime.calibration import PortraitVariants, portrait_crops
 
     crops = portrait_crops(predictor.input_size, variants=PortraitVariants(angles=(), scales=(1.0,)), image=FACE)
     rgb = load_image(FACE)

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from eacfer.training.fast.gpu_augment import GPUAugment
-from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.loader import FastLoader
 from eacfer.training.fast.step import (
     FastSettings,
     TwoViewEAC,

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from eacfer.training.fast import distributed as fd
 from eacfer.training.fast.gpu_augment import GPUAugment
-from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.loader import FastLoader
 from eacfer.training.fast.step import DeviceMeter, TwoViewEAC, fast_predict, fast_train_step, make_optimizer
 from fast_testutils import synthetic_faces, tiny_net, torchrun_rendezvous
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eacfer.training.fast.gpu_augment import GPUAugment
-from eacfer.training.fast.pipeline import FastLoader, shard_indices
+from eacfer.training.fast.loader import FastLoader, shard_indices
 
 
 def _data(n=23, size=20):

@@ -12,7 +12,7 @@ from eacfer.constants import RAFDB_CLASSES
 from eacfer.data.transforms import EACTrainTransform, EvalTransform
 from eacfer.training import engine
 from eacfer.training.fast.gpu_augment import GPUAugment
-from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.loader import FastLoader
 from eacfer.training.fast.step import (
     DeviceMeter,
     TwoViewEAC,

@@ -369,7 +369,7 @@ def test_run_video_uses_the_finder_and_reports_coverage(predictor, face_rgb, tmp
     import json
 
     from eacfer.demo import make_moving_face_clip
-    from eacfer.infer.video import run_video
+    from eacfer.infer.jobs.video import run_video
 
     clip = make_moving_face_clip(tmp_path / "two.mp4", face_rgb, frames=20, second_face_from=8)
     s = run_video(predictor, clip, tmp_path / "out", write_video=False, progress=False)
@@ -397,7 +397,7 @@ def test_predict_folder_with_closeup_and_group_finds_both_by_default(predictor, 
 
     from PIL import Image
 
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -418,7 +418,7 @@ def test_predict_folder_with_closeup_and_group_finds_both_by_default(predictor, 
 
 def test_iou_tracker_keeps_the_finders_ids_only_when_asked():
     from eacfer.infer.results import FaceResult
-    from eacfer.infer.tracking import IoUTracker
+    from eacfer.infer.stream.tracking import IoUTracker
 
     names = ("a", "b")
 
@@ -539,7 +539,7 @@ def test_predict_rows_and_summary_name_the_fallback(predictor, turned, scenes, t
 
     from PIL import Image
 
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     folder = tmp_path / "photos"
     folder.mkdir()

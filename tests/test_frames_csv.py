@@ -86,7 +86,7 @@ def test_csv_sink_writes_analysed_frames_and_only_finished_files(tmp_path):
     the file appears when closed, and not at all when the driver fails with an error it does not report."""
     import pytest
 
-    from eacfer.infer.video import CsvSink
+    from eacfer.infer.jobs.video import CsvSink
 
     path = tmp_path / "frames.csv"
     sink = CsvSink(path, list(NAMES))

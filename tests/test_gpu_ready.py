@@ -19,7 +19,7 @@ import yaml
 
 from eacfer.data.datasets import FERDataset
 from eacfer.training import engine
-from eacfer.training.fast import pipeline as fast_pipeline
+from eacfer.training.fast import loader as fast_pipeline
 from eacfer.training.fast import runner
 from eacfer.training.fast.cache import load_or_build
 from eacfer.training.fast.distributed import DistInfo

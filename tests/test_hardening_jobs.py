@@ -76,7 +76,7 @@ def test_safe_name_is_one_harmless_component():
 def test_hostile_video_names_never_leave_out(aligned_predictor, clip, tmp_path):
     """``...mp4`` gave the folder ``..`` (deleted the user's annotated.mp4 beside --out, overwrote its
     summary.json, created frames.csv there); ``..mp4`` gave ``.`` (overwrote the job's own summary)."""
-    from eacfer.infer.videojob import run_video_job
+    from eacfer.infer.jobs.videos import run_video_job
 
     vids = tmp_path / "vids"
     paths = [_copy(clip, vids, n) for n in hostile.hostile_file_names(".mp4")]
@@ -108,7 +108,7 @@ def test_hostile_video_names_never_leave_out(aligned_predictor, clip, tmp_path):
 
 
 def test_predict_annotated_names_stay_inside(aligned_predictor, tmp_path):
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     imgs = tmp_path / "imgs"
     files = [_copy(FACE, imgs, n) for n in hostile.hostile_file_names(".jpg")]
@@ -127,7 +127,7 @@ def test_predict_annotated_names_stay_inside(aligned_predictor, tmp_path):
 # --------------------------------------------------------------------------------------- --overwrite
 def test_overwrite_never_deletes_a_users_file(aligned_predictor, clip, tmp_path):
     """A user's file inside a video's folder survives another job's --overwrite (it was rmtree'd)."""
-    from eacfer.infer.videojob import run_video_job
+    from eacfer.infer.jobs.videos import run_video_job
 
     vids = tmp_path / "vids"
     _copy(clip, vids, b"clip.mp4")
@@ -148,7 +148,7 @@ def test_overwrite_never_deletes_a_users_file(aligned_predictor, clip, tmp_path)
 
 
 def test_overwrite_keeps_a_users_file_in_annotated(aligned_predictor, tmp_path):
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     imgs = tmp_path / "imgs"
     _copy(FACE, imgs, b"a.jpg")
@@ -168,7 +168,7 @@ def test_overwrite_keeps_a_users_file_in_annotated(aligned_predictor, tmp_path):
 # ------------------------------------------------------------------------------------------- the lock
 def test_second_predict_job_refused_while_the_first_runs(aligned_predictor, tmp_path, monkeypatch):
     """Two predict jobs into one --out corrupted each other; the second is now refused at once."""
-    from eacfer.infer import batch
+    from eacfer.infer.jobs import photos as batch
 
     imgs = tmp_path / "imgs"
     for i in range(4):
@@ -198,7 +198,8 @@ def test_second_predict_job_refused_while_the_first_runs(aligned_predictor, tmp_
 
 @pytest.mark.parametrize("many", [False, True])
 def test_second_video_job_refused_while_the_first_runs(aligned_predictor, clip, tmp_path, monkeypatch, many):
-    from eacfer.infer import video, videojob
+    from eacfer.infer.jobs import video
+    from eacfer.infer.jobs import videos as videojob
 
     vids = tmp_path / "vids"
     src = [_copy(clip, vids, b"a.mp4")] + ([_copy(clip, vids, b"b.mp4")] if many else [])
@@ -238,8 +239,8 @@ def test_cli_refuses_a_locked_out_in_one_line(model_pt, clip, tmp_path, capsys, 
 
 # ----------------------------------------------------------------------------------- inputs and edges
 def test_same_file_twice_is_one_input(aligned_predictor, clip, tmp_path):
-    from eacfer.infer.batch import predict_paths
-    from eacfer.infer.videojob import expand_sources
+    from eacfer.infer.jobs.photos import predict_paths
+    from eacfer.infer.jobs.videos import expand_sources
 
     imgs = tmp_path / "d"
     for i in range(3):
@@ -259,7 +260,7 @@ def test_same_file_twice_is_one_input(aligned_predictor, clip, tmp_path):
 
 def test_names_that_are_not_utf8_are_written_losslessly(aligned_predictor, tmp_path):
     """A name with bytes 0xff 0xfe stopped every run (predictions.csv was never produced)."""
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     imgs = tmp_path / "imgs"
     bad = _copy(FACE, imgs, b"bad\xff\xfebytes.jpg")
@@ -307,14 +308,14 @@ def test_text_file_that_is_not_a_list_is_refused_writing_nothing(aligned_predict
     # a good list next to it still works: existing files (relative to the list), URLs, camera indices
     shutil.copy(clip, tmp_path / "c.mp4")
     (tmp_path / "ok.txt").write_text("# clips\nc.mp4\n\n")
-    from eacfer.infer.videojob import expand_sources
+    from eacfer.infer.jobs.videos import expand_sources
 
     assert expand_sources([tmp_path / "ok.txt"]) == ([str(tmp_path / "c.mp4")], True)
 
 
 def test_stale_temporaries_are_removed(aligned_predictor, tmp_path):
     """``.predictions.json.*.tmp`` survived a resume; any of the tool's temporaries go when a job starts."""
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     imgs = tmp_path / "imgs"
     _copy(FACE, imgs, b"a.jpg")
@@ -334,8 +335,8 @@ def test_failed_video_leaves_no_temporary(aligned_predictor, clip, tmp_path, mon
     """A disk-full error while writing annotated.mp4 left ``.annotated.*.tmp.mp4`` behind."""
     import errno
 
-    from eacfer.infer import writers
-    from eacfer.infer.videojob import run_video_job
+    from eacfer.infer.jobs import writers
+    from eacfer.infer.jobs.videos import run_video_job
 
     def disk_full(self, *a, **k):  # the disk fills up while the MP4 is finalised
         raise OSError(errno.ENOSPC, "No space left on device")

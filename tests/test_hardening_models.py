@@ -206,7 +206,7 @@ def test_onnx_metadata_and_shape_checked_by_cli(files, onnx_file, tmp_path):
     lying.write_bytes(m.SerializeToString())
     for path, words in ((bare, "without eacfer metadata"), (lying, "does not match")):
         with pytest.raises(CheckpointError, match=words):
-            from eacfer.infer.backends import load_classifier
+            from eacfer.infer.runtime.backends import load_classifier
 
             load_classifier(path, device="cpu")
         rc = main(["predict", str(hostile.FACE), "--checkpoint", str(path), "--out", str(tmp_path / "o"),
@@ -244,7 +244,7 @@ def test_hostile_metadata_refused(run_dir, tmp_path, name):
 def test_hostile_onnx_metadata_refused(onnx_file, tmp_path):
     import onnx
 
-    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.runtime.backends import load_classifier
 
     m = onnx.load(str(onnx_file))
     for p in m.metadata_props:
@@ -337,9 +337,9 @@ def test_kill_during_save_leaves_a_complete_previous_version(tmp_path):
 NOT_OUTPUTS = {
     # the prediction job's streamed rows: hidden `.partial` files appended and flushed per finished file, renamed
     # into place at the end; a kill keeps every complete row and resume rebuilds them from the ledger (issue #17)
-    "infer/batch_ledger.py": ('open(self._p(name), "a"', "streamed .partial files"),
+    "infer/jobs/ledger.py": ('open(self._p(name), "a"', "streamed .partial files"),
     # the int8 converter's scratch copy of the fp32 graph, inside a private TemporaryDirectory
-    "infer/quantize.py": ("raw.write_bytes(fp32)", "scratch file in a TemporaryDirectory"),
+    "infer/runtime/quantize.py": ("raw.write_bytes(fp32)", "scratch file in a TemporaryDirectory"),
 }
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import hostile
-from eacfer.infer.sources import open_source
-from eacfer.infer.video import run_video
+from eacfer.infer.jobs.video import run_video
+from eacfer.infer.stream.sources import open_source
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""``eacfer.infer.live.LiveSession`` (the WebSocket stream of ``eacfer serve``): frames pushed one at a time get
+"""``eacfer.infer.stream.live.LiveSession`` (the WebSocket stream of ``eacfer serve``): frames pushed one at a time get
 the live face finder's tracks, ``--classify-every`` label carry-over and the IoU tracker's smoothing, as
 ``eacfer video`` on a camera (issue #26)."""
 
@@ -13,7 +13,7 @@ from serve_testutils import face_rgb
 @pytest.fixture(scope="module")
 def predictor():
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.starter import starter_model_path
+    from eacfer.infer.runtime.starter import starter_model_path
 
     with Predictor.from_checkpoint(starter_model_path()) as p:
         yield p
@@ -34,7 +34,7 @@ def _frames(n: int) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("every", [1, 2, 3])
 def test_labels_are_carried_over_between_classifications(predictor, every):
-    from eacfer.infer.live import LiveSession
+    from eacfer.infer.stream.live import LiveSession
 
     with LiveSession(predictor, classify_every=every) as s:
         results = [s.process(f) for f in _frames(7)]
@@ -58,7 +58,7 @@ def test_labels_are_carried_over_between_classifications(predictor, every):
 
 
 def test_sessions_keep_their_own_tracks_and_max_faces(predictor):
-    from eacfer.infer.live import LiveSession
+    from eacfer.infer.stream.live import LiveSession
 
     frames = _frames(3)
     a, b = LiveSession(predictor, classify_every=1), LiveSession(predictor, classify_every=1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eacfer.infer import sources
+from eacfer.infer.stream import sources
 
 
 def _touch(p: Path, data: bytes = b"x") -> Path:
@@ -19,7 +19,7 @@ def _touch(p: Path, data: bytes = b"x") -> Path:
 def test_app_lists_the_photos_eacfer_predict_reads(tmp_path):
     """The desktop app and ``eacfer predict`` see the same photos of a folder: no ``._x.jpg`` AppleDouble files
     (the app's own list kept them), and the same extensions in any case."""
-    from eacfer.infer.batch import collect_inputs
+    from eacfer.infer.jobs.photos import collect_inputs
     from eacfer.ui.media import list_images, parse_source
 
     for name in ("a.jpg", "._a.jpg", "B.PNG", "c.webp", "d.tiff", ".hidden.jpg", "notes.txt", "clip.mp4"):
@@ -65,8 +65,8 @@ def test_app_and_video_command_agree_on_cameras_and_urls(text):
 def test_video_jobs_and_predict_agree_on_video_files(tmp_path):
     """What counts as a video: the same files for ``eacfer predict`` (videos it points to ``eacfer video``) and
     a ``video`` job over the folder."""
-    from eacfer.infer.batch import count_videos
-    from eacfer.infer.videojob import expand_sources
+    from eacfer.infer.jobs.photos import count_videos
+    from eacfer.infer.jobs.videos import expand_sources
 
     for name in ("a.mp4", "b.MKV", "c.M4V", "._a.mp4", "d.jpg", "e.mts.txt", "sub/f.webm"):
         _touch(tmp_path / name)
@@ -79,8 +79,9 @@ def test_one_iou():
     """The tracker and the wild evaluation use the face finder's IoU (one definition)."""
     import inspect
 
-    from eacfer.infer import tracking, wild_eval
     from eacfer.infer.detect.base import box_iou
+    from eacfer.infer.jobs import wild_eval
+    from eacfer.infer.stream import tracking
 
     assert tracking.box_iou is box_iou
     assert not hasattr(tracking, "iou")
@@ -151,7 +152,7 @@ def test_retinaface_export_is_in_the_size_capped_cache(monkeypatch, tmp_path):
 def test_video_and_predict_record_the_model_alike(monkeypatch):
     """``batch.model_record`` (job identities, summaries) repeats the backbone, classes, sizes and backend of
     ``Predictor.model_record`` at its top level: the values come from that one builder."""
-    from eacfer.infer.batch import model_record
+    from eacfer.infer.jobs.photos import model_record
 
     class P:
         detector_name, detector_mode, score_threshold, max_faces, backend = "mediapipe", "auto", 0.5, 4, "onnx"
@@ -170,7 +171,8 @@ def test_video_and_predict_record_the_model_alike(monkeypatch):
 def test_ray_and_local_jobs_share_the_annotated_writer():
     import inspect
 
-    from eacfer.infer import batch, batch_ray
+    from eacfer.infer.jobs import photos as batch
+    from eacfer.infer.jobs import ray_jobs as batch_ray
 
     assert batch_ray.save_annotated is batch.save_annotated
     assert "def save_annotated" not in inspect.getsource(batch_ray)
@@ -185,7 +187,7 @@ def test_no_second_copy_of_the_rules():
         rel = p.relative_to(root).as_posix()
         if rel != "data/imageio.py" and ("IMAGE_EXTENSIONS = " in text or "IMAGE_EXTENSIONS: " in text):
             offenders.append(rel)
-        if rel != "infer/sources.py" and "VIDEO_EXTENSIONS = " in text:
+        if rel != "infer/stream/sources.py" and "VIDEO_EXTENSIONS = " in text:
             offenders.append(rel)
         if rel != "utils/cache.py" and ('environ.get("EACFER_CACHE_DIR")' in text or "XDG_CACHE_HOME\")" in text):
             offenders.append(rel)

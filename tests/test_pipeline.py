@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from eacfer.infer.detect import Detection
-from eacfer.infer.pipeline import LatencyStats, SequentialFrames, ThreadedFrames, open_frames
-from eacfer.infer.sources import open_source
-from eacfer.infer.video import frames_csv_header, run_video
-from eacfer.infer.writers import VideoWriter, pyav_available, resolve_codec
+from eacfer.infer.jobs.video import frames_csv_header, run_video
+from eacfer.infer.jobs.writers import VideoWriter, pyav_available, resolve_codec
+from eacfer.infer.stream.pipeline import LatencyStats, SequentialFrames, ThreadedFrames, open_frames
+from eacfer.infer.stream.sources import open_source
 from inference_testutils import count_frames, head_crop, make_clip
 
 pytest_plugins = ["inference_fixtures"]
@@ -239,7 +239,7 @@ def test_queues_are_bounded(fast_predictor, clip):
 
 
 def test_background_writer_is_bounded_and_complete(tmp_path):
-    from eacfer.infer.writers import BackgroundWriter
+    from eacfer.infer.jobs.writers import BackgroundWriter
 
     def slow(bgr):
         time.sleep(0.005)
@@ -399,7 +399,7 @@ def test_browser_codec_chosen_when_pyav_present(predictor, clip, tmp_path, monke
 
 
 def test_fallback_codec_without_pyav(predictor, clip, tmp_path, monkeypatch):
-    import eacfer.infer.writers as writers
+    import eacfer.infer.jobs.writers as writers
 
     monkeypatch.setattr(writers, "pyav_available", lambda: False)
     assert resolve_codec("auto") == "mp4v"

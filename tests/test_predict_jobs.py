@@ -109,7 +109,7 @@ def test_sigkill_half_way_then_resume_gives_the_clean_rows(model_pt, inference_c
 
 
 def test_modified_file_redone_removed_file_dropped(aligned_predictor, tmp_path):
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     photos = tmp_path / "photos"
     files = _noise_photos(photos, 5)
@@ -134,7 +134,7 @@ def test_modified_file_redone_removed_file_dropped(aligned_predictor, tmp_path):
 
 
 def test_broken_file_reported_once_not_retried_unless_asked(aligned_predictor, tmp_path):
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     photos = tmp_path / "photos"
     _noise_photos(photos, 2)
@@ -156,7 +156,7 @@ def test_broken_file_reported_once_not_retried_unless_asked(aligned_predictor, t
 
 def test_ctrl_c_keeps_complete_rows_and_the_rerun_finishes(aligned_predictor, tmp_path, monkeypatch):
     """A real SIGINT while file 3's rows are written: 3 complete files; the rerun adds exactly the rest."""
-    from eacfer.infer import batch
+    from eacfer.infer.jobs import photos as batch
 
     photos = tmp_path / "photos"
     files = _noise_photos(photos, 7)
@@ -184,7 +184,7 @@ def test_ctrl_c_keeps_complete_rows_and_the_rerun_finishes(aligned_predictor, tm
 
 def test_throughput_mode_gives_the_same_rows(predictor, face_rgb, tmp_path):
     """Worker processes + batched classification: the rows of the one-process path (MediaPipe faces)."""
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
     from inference_testutils import compose_faces
 
     photos = tmp_path / "photos"

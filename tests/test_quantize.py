@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eacfer.infer import onnx_cache
-from eacfer.infer.quantize import QuantizationError, agreement, quantize_checked, read_quantization
+from eacfer.infer.runtime.quantize import QuantizationError, agreement, quantize_checked, read_quantization
 from quantize_testutils import SIZE, small_crop_sets, train_tiny_model
 
 pytest_plugins = ["inference_fixtures"]
@@ -69,7 +69,7 @@ def fp32_onnx(tiny_pt) -> bytes:
 @pytest.fixture(scope="module")
 def int8_onnx(tiny_pt, crop_sets, tmp_path_factory) -> Path:
     """The tiny model exported through `eacfer export --precision int8`'s function (check at 99 %)."""
-    from eacfer.infer.torch_backend import export_int8
+    from eacfer.infer.runtime.torch_backend import export_int8
 
     out = tmp_path_factory.mktemp("int8") / "model-int8.onnx"
     export_int8(tiny_pt, out, dynamic_batch=True, with_cams=True, crop_sets=crop_sets)
@@ -85,7 +85,7 @@ def test_refused_when_agreement_falls_short(fp32_onnx, crop_sets):
 
 
 def test_export_int8_writes_nothing_when_refused(tiny_pt, crop_sets, tmp_path):
-    from eacfer.infer.torch_backend import export_int8
+    from eacfer.infer.runtime.torch_backend import export_int8
 
     out = tmp_path / "m.onnx"
     with pytest.raises(QuantizationError, match="int8 refused"):
@@ -96,7 +96,7 @@ def test_export_int8_writes_nothing_when_refused(tiny_pt, crop_sets, tmp_path):
 def test_check_result_recorded_in_metadata_and_read_back(int8_onnx, crop_sets):
     import onnx
 
-    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.runtime.backends import load_classifier
 
     meta = {p.key: p.value for p in onnx.load(str(int8_onnx)).metadata_props}
     rec = read_quantization(meta)
@@ -112,7 +112,7 @@ def test_check_result_recorded_in_metadata_and_read_back(int8_onnx, crop_sets):
 
 
 def test_int8_keeps_cams(int8_onnx, fp32_onnx, crop_sets):
-    from eacfer.infer.backends import OnnxClassifier
+    from eacfer.infer.runtime.backends import OnnxClassifier
 
     q = OnnxClassifier.from_file(int8_onnx)
     f = OnnxClassifier(fp32_onnx, "fp32")
@@ -135,7 +135,7 @@ def test_predictor_int8_gives_fp32_top1_on_the_portrait(tiny_pt, int8_onnx, face
 
 
 def test_load_classifier_int8_is_cached_and_refusal_remembered(tiny_pt, crop_sets, monkeypatch, tmp_path):
-    from eacfer.infer import backends, calibration
+    from eacfer.infer.runtime import backends, calibration
 
     monkeypatch.setenv("EACFER_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(calibration, "default_crop_sets", lambda *a, **k: crop_sets)
@@ -157,7 +157,7 @@ def test_load_classifier_int8_is_cached_and_refusal_remembered(tiny_pt, crop_set
 
 
 def test_int8_needs_onnxruntime(model_pt):
-    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.runtime.backends import load_classifier
 
     with pytest.raises(ValueError, match="onnxruntime only"):
         load_classifier(model_pt, device="cpu", backend="torch", precision="int8")
@@ -219,7 +219,7 @@ def test_precision_option_on_every_command(argv):
 
 def test_rewriting_a_model_file_keeps_one_cached_export(tmp_path, monkeypatch):
     """Issue #19: each rewrite of model.pt (e.g. by `train --resume`) used to leave another export behind."""
-    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.runtime.backends import load_classifier
     from inference_testutils import save_random_model
 
     monkeypatch.setenv("EACFER_CACHE_DIR", str(tmp_path / "cache"))

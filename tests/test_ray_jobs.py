@@ -65,8 +65,8 @@ def photos(face_rgb, tmp_path_factory):
 
 
 def test_ray_predict_matches_the_local_path_and_resumes(local_ray, model_pt, photos, tmp_path):
-    from eacfer.infer.batch import predict_paths
-    from eacfer.infer.batch_ray import predict_paths_ray
+    from eacfer.infer.jobs.photos import predict_paths
+    from eacfer.infer.jobs.ray_jobs import predict_paths_ray
     from eacfer.infer.predictor import Predictor
 
     with Predictor.from_checkpoint(model_pt, device="cpu") as p:
@@ -95,7 +95,7 @@ def test_ray_predict_matches_the_local_path_and_resumes(local_ray, model_pt, pho
 
 
 def test_ray_videos_one_folder_each(local_ray, model_pt, face_rgb, tmp_path):
-    from eacfer.infer.batch_ray import run_videos_ray
+    from eacfer.infer.jobs.ray_jobs import run_videos_ray
 
     a = make_clip(tmp_path / "a.mp4", face_rgb, frames=5, size=(160, 120))
     b = make_clip(tmp_path / "b.mp4", face_rgb, frames=4, size=(160, 120))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eacfer.infer.sources import _not_a_video
+from eacfer.infer.stream.sources import _not_a_video
 
 
 def test_local_playlist_is_not_refused_as_text(tmp_path: Path) -> None:

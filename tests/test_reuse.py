@@ -1,6 +1,6 @@
 """Label reuse (``--classify-every N``): each tracked face classified every N-th analysed frame, labels carried.
 
-Written from the rule in eacfer/infer/reuse.py: a new track is classified at once; a track's labels are never
+Written from the rule in eacfer/infer/stream/reuse.py: a new track is classified at once; a track's labels are never
 older than N-1 analysed frames; tracks are staggered so the classifier's work is spread over frames; faces
 without a track id are always classified; a carried face keeps this frame's box and gets the earlier
 probabilities and ``label_frame``.
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from eacfer.infer.detect import Detection
+from eacfer.infer.jobs.video import run_video
 from eacfer.infer.results import FaceResult
-from eacfer.infer.reuse import LabelReuse, resolve_classify_every
-from eacfer.infer.video import run_video
+from eacfer.infer.stream.reuse import LabelReuse, resolve_classify_every
 from inference_testutils import make_clip
 
 pytest_plugins = ["inference_fixtures"]
@@ -196,7 +196,7 @@ def test_app_session_carries_labels_for_video_not_for_photos(model_pt, face_rgb,
     classified."""
     import cv2
 
-    from eacfer.infer.sources import open_source
+    from eacfer.infer.stream.sources import open_source
     from eacfer.ui.session import ModelSession
     from eacfer.ui.worker import FramePacket
 

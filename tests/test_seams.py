@@ -24,7 +24,12 @@ def test_predictor_is_a_face_analyser(predictor):
 
 def test_no_untyped_predictor_parameters():
     """No ``predictor: Any`` left where the seam is used (issue 27 counted 22)."""
-    from eacfer.infer import batch, batch_pool, labelling, live, pipeline, reuse, video, videojob
+    from eacfer.infer import labelling
+    from eacfer.infer.jobs import photos as batch
+    from eacfer.infer.jobs import pool as batch_pool
+    from eacfer.infer.jobs import video
+    from eacfer.infer.jobs import videos as videojob
+    from eacfer.infer.stream import live, pipeline, reuse
 
     for mod in (batch, batch_pool, labelling, live, pipeline, reuse, video, videojob):
         assert "predictor: Any" not in inspect.getsource(mod), mod.__name__
@@ -32,7 +37,7 @@ def test_no_untyped_predictor_parameters():
 
 def test_the_pipeline_does_not_import_the_predictor_side():
     """The pipeline sees the analyser only through the protocol; the predictor's stage is not the pipeline's."""
-    from eacfer.infer import pipeline
+    from eacfer.infer.stream import pipeline
 
     src = inspect.getsource(pipeline)
     assert "class DetectionStage" not in src and "from eacfer.infer.predictor" not in src
@@ -51,7 +56,7 @@ class _NoCalls:
     ({"pipeline": "parallel"}, "unknown pipeline 'parallel'"),
 ])
 def test_run_video_checks_settings_before_opening_anything(tmp_path, kw, message):
-    from eacfer.infer.video import run_video
+    from eacfer.infer.jobs.video import run_video
 
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=message):
@@ -65,7 +70,7 @@ def test_run_video_checks_settings_before_opening_anything(tmp_path, kw, message
     ({"pipeline": "parallel"}, "unknown pipeline 'parallel'"),
 ])
 def test_video_job_checks_settings_before_touching_out(tmp_path, kw, message):
-    from eacfer.infer.videojob import run_video_job
+    from eacfer.infer.jobs.videos import run_video_job
 
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=message):
@@ -74,7 +79,7 @@ def test_video_job_checks_settings_before_touching_out(tmp_path, kw, message):
 
 
 def test_open_frames_checks_the_pipeline_name():
-    from eacfer.infer.pipeline import open_frames
+    from eacfer.infer.stream.pipeline import open_frames
 
     with pytest.raises(ValueError, match="unknown pipeline 'fast'"):
         open_frames(_NoCalls(), object(), "fast")

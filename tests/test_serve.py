@@ -57,7 +57,7 @@ def test_api_key_is_required_and_checked(client):
 
 
 def test_model_card_describes_the_loaded_model(client):
-    from eacfer.infer.starter import starter_runtime_path
+    from eacfer.infer.runtime.starter import starter_runtime_path
 
     card = client.get("/v1/model", headers=H).json()
     assert card["sha256"] == hashlib.sha256(starter_runtime_path().read_bytes()).hexdigest()

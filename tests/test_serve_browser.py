@@ -71,7 +71,7 @@ def test_page_streams_the_camera_and_labels_the_face(tmp_path):
                 browser.close()
     finally:
         assert server.stop() == 0
-    from eacfer.infer.starter import starter_model_path  # noqa: F401 - the classes of the model served
+    from eacfer.infer.runtime.starter import starter_model_path  # noqa: F401 - the classes of the model served
 
     classes = {"Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Neutral"}
     assert labels and set(labels.split(",")) <= classes, labels

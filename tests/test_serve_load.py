@@ -17,7 +17,7 @@ from serve_testutils import Server, face_rgb, png_bytes, two_faces_rgb, wait_for
 @pytest.fixture(scope="module")
 def starter_predictor():
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.starter import starter_model_path
+    from eacfer.infer.runtime.starter import starter_model_path
 
     with Predictor.from_checkpoint(starter_model_path()) as p:
         yield p

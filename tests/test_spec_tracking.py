@@ -1,4 +1,4 @@
-"""IoU tracker (infer/tracking.py) against its documented behaviour, independent of how it is implemented.
+"""IoU tracker (infer/stream/tracking.py) against its documented behaviour, independent of how it is implemented.
 
 Documented: faces are matched to open tracks greedily, highest IoU first; a pair matches only when its IoU
 reaches ``iou_threshold`` (the *minimum* IoU to continue a track); a track survives ``max_age`` processed
@@ -14,7 +14,7 @@ import pytest
 
 from eacfer.infer.detect.base import box_iou as iou
 from eacfer.infer.results import FaceResult
-from eacfer.infer.tracking import IoUTracker
+from eacfer.infer.stream.tracking import IoUTracker
 
 NAMES = ("a", "b", "c")
 SIDE = 50.0
@@ -218,7 +218,7 @@ def test_summary_shares_are_rounded_to_4_digits_and_dominant_is_the_most_frequen
 
 def test_a_face_that_does_not_overlap_never_continues_a_track_even_at_threshold_zero():
     # IoU 0 means the boxes share no pixel: a different place, so a different face, whatever the threshold
-    from eacfer.infer.tracking import IoUTracker
+    from eacfer.infer.stream.tracking import IoUTracker
 
     t = IoUTracker(iou_threshold=0.0, max_age=5)
     first = t.update([face(0.0, 0.0, w=10, h=10)], 0)[0].track_id

@@ -39,7 +39,7 @@ def _peak_rss_mb(args: list[str], log_dir) -> float:
 @pytest.mark.skipif(not hasattr(os, "wait4"), reason="os.wait4 (per-child peak RSS) is POSIX-only")
 @pytest.mark.parametrize("model_fixture", ["model_pt", "exported_onnx_b1"])
 def test_peak_memory_does_not_grow_with_clip_length(model_fixture, request, face_rgb, tmp_path, inference_cache):
-    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.runtime.backends import load_classifier
 
     model = request.getfixturevalue(model_fixture)
     load_classifier(model, device="cpu")  # fills the ONNX export cache: neither run pays for the export

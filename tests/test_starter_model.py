@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from eacfer.checkpoint import load_checkpoint, load_model
-from eacfer.infer.starter import is_starter, resolve_model, starter_model_path, starter_runtime_path
+from eacfer.infer.runtime.starter import is_starter, resolve_model, starter_model_path, starter_runtime_path
 from eacfer.modelinfo import CheckpointError, info_from_payload
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -183,8 +183,8 @@ def test_int8_check_on_real_faces() -> None:
     """The int8 agreement check (docs/PRECISION.md) on the starter model with the real-face (portrait) sets:
     int8 must pick the same label as fp32 on >= 99% of them."""
     from eacfer.export import export_onnx_bytes
-    from eacfer.infer.calibration import CALIBRATION_VARIANTS, CHECK_VARIANTS, portrait_crops
-    from eacfer.infer.quantize import quantize_checked
+    from eacfer.infer.runtime.calibration import CALIBRATION_VARIANTS, CHECK_VARIANTS, portrait_crops
+    from eacfer.infer.runtime.quantize import quantize_checked
 
     net, info = load_model(starter_model_path())
     kw = dict(margin=info.face_margin, shift=info.face_shift)

@@ -49,8 +49,8 @@ def test_generated_originals_use_rafdb_formats_and_keep_the_aligned_images(origi
 
 def test_through_detector_finds_every_placed_face_and_pairs_it_with_its_label(originals, model, tmp_path):
     from eacfer.data.datasets import load_split
+    from eacfer.infer.jobs.wild_eval import evaluate_through_detector
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.wild_eval import evaluate_through_detector
 
     r = evaluate_through_detector(model, originals, out_dir=tmp_path / "w", backend="torch", progress=False)
     assert r["originals"] == r["photos"] == 14 and r["faces_found"] == 14 and r["problems"] == 0
@@ -78,7 +78,7 @@ def test_through_detector_finds_every_placed_face_and_pairs_it_with_its_label(or
 
 
 def test_through_detector_with_landmark_alignment(originals, model, tmp_path):
-    from eacfer.infer.wild_eval import evaluate_through_detector
+    from eacfer.infer.jobs.wild_eval import evaluate_through_detector
 
     r = evaluate_through_detector(model, originals, out_dir=tmp_path / "w", backend="torch", progress=False,
                                   align="landmarks")
@@ -87,7 +87,7 @@ def test_through_detector_with_landmark_alignment(originals, model, tmp_path):
 
 
 def test_a_face_away_from_its_annotated_box_is_not_found(originals, model, tmp_path):
-    from eacfer.infer.wild_eval import evaluate_through_detector
+    from eacfer.infer.jobs.wild_eval import evaluate_through_detector
 
     data = tmp_path / "RAF"
     shutil.copytree(originals, data)
@@ -103,7 +103,7 @@ def test_a_face_away_from_its_annotated_box_is_not_found(originals, model, tmp_p
 
 def test_a_folder_tree_of_uncropped_photos(originals, model, tmp_path):
     from eacfer.data.datasets import load_split
-    from eacfer.infer.wild_eval import evaluate_through_detector
+    from eacfer.infer.jobs.wild_eval import evaluate_through_detector
 
     test = load_split(originals, "test")
     for split in ("train", "test"):

@@ -130,7 +130,7 @@ def test_python_api_and_app_session_onnx_without_torch(exported_onnx, tmp_path):
 def test_pt_model_needs_torch_only_on_a_cache_miss(model_pt, inference_cache, tmp_path):
     """A ``.pt`` whose ONNX export is cached (keyed by its content) runs without torch; an uncached one
     says in one line that it needs torch."""
-    from eacfer.infer.backends import load_classifier
+    from eacfer.infer.runtime.backends import load_classifier
 
     load_classifier(model_pt, device="cpu")  # fills the cache (this process has torch)
     body = textwrap.dedent(f"""
@@ -139,7 +139,7 @@ def test_pt_model_needs_torch_only_on_a_cache_miss(model_pt, inference_cache, tm
             assert p.backend == "onnxruntime"
             assert len(p.predict({str(FACE)!r}).faces) == 1
         # as on a GPU machine without torch: `auto` cannot ask torch about CUDA, so the export runs on the CPU
-        import eacfer.infer.backends as backends
+        import eacfer.infer.runtime.backends as backends
         backends._may_have_cuda = lambda: True
         with Predictor.from_checkpoint({str(model_pt)!r}, device="auto", detector="none") as p:
             assert p.backend == "onnxruntime" and p.classifier.device == "cpu"
@@ -158,8 +158,8 @@ def test_pt_model_needs_torch_only_on_a_cache_miss(model_pt, inference_cache, tm
     assert _loaded(proc) == []
 
 
-@pytest.mark.parametrize("module", ["eacfer.infer.predictor", "eacfer.infer.video", "eacfer.infer.batch",
-                                    "eacfer.modelinfo", "eacfer.infer.backends"])
+@pytest.mark.parametrize("module", ["eacfer.infer.predictor", "eacfer.infer.jobs.video", "eacfer.infer.jobs.photos",
+                                    "eacfer.modelinfo", "eacfer.infer.runtime.backends"])
 def test_runtime_modules_import_without_torch(module, tmp_path):
     proc = _run_without_torch(f"import {module}\nprint('IMPORTED')\n", tmp_path)
     assert "IMPORTED" in proc.stdout, proc.stderr

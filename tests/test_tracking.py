@@ -7,7 +7,7 @@ import pytest
 
 from eacfer.infer.detect.base import box_iou as iou
 from eacfer.infer.results import FaceResult
-from eacfer.infer.tracking import IoUTracker
+from eacfer.infer.stream.tracking import IoUTracker
 from inference_testutils import make_clip
 
 NAMES = ("a", "b", "c")

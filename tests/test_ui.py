@@ -334,7 +334,7 @@ def test_model_switching_onnx_and_broken_file(make_window, model_file, clip, tmp
 def test_no_model_of_ones_own_uses_the_starter_model_and_says_what_it_is(make_window, clip, cache_dir) -> None:
     """Issue 31: with no model given or remembered, the app runs the bundled starter model and its banner says
     it is the FER2013 mini-Xception, not an EAC/RAF-DB model."""
-    from eacfer.infer.starter import starter_runtime_path
+    from eacfer.infer.runtime.starter import starter_runtime_path
 
     win = make_window(source=str(clip))
     wait_until(lambda: win.session is not None and playing_with_faces(win), what="frames from the starter model")

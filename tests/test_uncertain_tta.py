@@ -77,7 +77,7 @@ def test_flip_tta_averages_a_face_and_its_mirror(tiny_pt):
 def test_predict_summary_counts_uncertain_faces_only_when_asked(tmp_path):
     from PIL import Image
 
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -97,7 +97,7 @@ def test_predict_summary_counts_uncertain_faces_only_when_asked(tmp_path):
 
 def test_video_summary_counts_uncertain_faces_only_when_asked(tmp_path):
     from eacfer.demo import make_moving_face_clip
-    from eacfer.infer.video import run_video
+    from eacfer.infer.jobs.video import run_video
 
     clip = make_moving_face_clip(tmp_path / "c.mp4", np.full((40, 40, 3), 120, np.uint8), frames=6, size=(96, 64),
                                  face_height=40)

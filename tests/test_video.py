@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from eacfer.infer.sources import open_source, parse_source
-from eacfer.infer.video import VideoWriter, frames_csv_header, run_video
+from eacfer.infer.jobs.video import VideoWriter, frames_csv_header, run_video
+from eacfer.infer.stream.sources import open_source, parse_source
 from inference_testutils import count_frames, make_clip
 from sigint_support import needs_sigint
 

@@ -52,7 +52,7 @@ def _csv_frames(path: Path) -> list[str]:
 
 
 def test_folder_and_list_make_one_folder_per_video_and_an_index(aligned_predictor, clips, tmp_path):
-    from eacfer.infer.videojob import run_video_job
+    from eacfer.infer.jobs.videos import run_video_job
 
     listing = tmp_path / "more.txt"
     broken = tmp_path / "broken.mp4"
@@ -88,7 +88,8 @@ def test_folder_and_list_make_one_folder_per_video_and_an_index(aligned_predicto
 def test_interrupted_video_restarts_cleanly(aligned_predictor, clips, tmp_path, monkeypatch):
     """A real SIGINT during the second video stops the job; the rerun skips the first and redoes the second
     from frame 0 (no rows appended to the partial ones)."""
-    from eacfer.infer import video, videojob
+    from eacfer.infer.jobs import video
+    from eacfer.infer.jobs import videos as videojob
 
     real = video.run_video
     calls = []

@@ -119,7 +119,7 @@ def test_face_index_of_the_csv_is_drawn_on_each_box(monkeypatch):
 
     monkeypatch.setattr(cv2, "putText", spy)
     annotate(_scene((480, 640), ROW), ROW, bars=False)
-    # eacfer.infer.batch writes the i-th face of r.faces with face = i: the same index is drawn
+    # eacfer.infer.jobs.photos writes the i-th face of r.faces with face = i: the same index is drawn
     assert texts == [f"{i}: {RAFDB_CLASSES[i]} 0.70" for i in range(len(ROW))]
 
 

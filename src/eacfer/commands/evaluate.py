@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_through_detector(args: argparse.Namespace) -> int:
-    from eacfer.infer.wild_eval import evaluate_through_detector
+    from eacfer.infer.jobs.wild_eval import evaluate_through_detector
 
     r = evaluate_through_detector(args.checkpoint, args.data, split=args.split, out_dir=args.out, format=args.format,
                                   detector=args.detector, device=args.device, min_iou=args.min_iou,

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_int8(args: argparse.Namespace) -> int:
-    from eacfer.infer.torch_backend import export_int8
+    from eacfer.infer.runtime.torch_backend import export_int8
 
     if not 7 <= int(args.opset) <= 23:
         raise ValueError(f"opset {args.opset} out of the supported range 7..23")

@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from eacfer.infer.batch import predict_paths
+    from eacfer.infer.jobs.photos import predict_paths
 
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     opts = dict(save_images=args.save_images, cam=args.cam, progress=not args.quiet,
                 resume=True if args.resume else None, overwrite=args.overwrite, retry_errors=args.retry_errors)
     if args.ray is not None:
-        from eacfer.infer.batch_ray import predict_paths_ray
+        from eacfer.infer.jobs.ray_jobs import predict_paths_ray
 
         s = predict_paths_ray(args.checkpoint, args.paths, args.out, **opts, **ray_options(args))
     else:

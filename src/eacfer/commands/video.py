@@ -73,12 +73,12 @@ def run(args: argparse.Namespace) -> int:
     kw = dict(classify_every=args.classify_every, every=args.every, max_frames=args.max_frames, write_video=not args.no_video, smoothing=args.smooth,
               iou_threshold=args.iou, max_age=args.max_age, cam=args.cam, pipeline=args.pipeline, codec=args.codec)
     if args.ray is not None:
-        from eacfer.infer.batch_ray import run_videos_ray
+        from eacfer.infer.jobs.ray_jobs import run_videos_ray
 
         s = run_videos_ray(args.checkpoint, args.sources, args.out, overwrite=args.overwrite,
                            retry_errors=args.retry_errors, progress=not args.quiet, video_kw=kw, **ray_options(args))
         return _report_many(s)
-    from eacfer.infer.videojob import run_video_job
+    from eacfer.infer.jobs.videos import run_video_job
 
     with open_predictor(args, cam=args.cam) as predictor:
         s = run_video_job(predictor, args.sources, args.out, overwrite=args.overwrite,

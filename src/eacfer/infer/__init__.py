@@ -1,7 +1,7 @@
 """Inference: face detectors (:mod:`.detect`), RAF-DB-like crops (:mod:`.align`), torch/onnxruntime
-classifiers (:mod:`.backends`), the streaming :class:`~eacfer.infer.predictor.Predictor` and its typed
-results (:mod:`.results`), frame sources (:mod:`.sources`), tracking (:mod:`.tracking`), video and batch
-jobs (:mod:`.video`, :mod:`.batch`) and drawing (:mod:`.viz`).
+classifiers (:mod:`.runtime.backends`), the streaming :class:`~eacfer.infer.predictor.Predictor` and its typed
+results (:mod:`.results`), frame sources (:mod:`.stream.sources`), tracking (:mod:`.stream.tracking`), video and batch
+jobs (:mod:`.jobs.video`, :mod:`.jobs.photos`) and drawing (:mod:`.viz`).
 
 Nothing is imported here, so that ``import eacfer.infer.results`` stays free of cv2 and onnxruntime.
 

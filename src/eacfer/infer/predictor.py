@@ -9,13 +9,13 @@ the desktop app all use it.
 * ``stream(source)`` yields a :class:`FrameResult` per frame read, with ``image`` set to the RGB frame.
   With ``every=N`` only every N-th frame is analysed; the others are yielded with ``processed=False`` and
   no faces, so a writer can still output every frame. Track ids are not assigned here: the caller owns an
-  :class:`eacfer.infer.tracking.IoUTracker` (``eacfer video`` and the UI each keep their own).
+  :class:`eacfer.infer.stream.tracking.IoUTracker` (``eacfer video`` and the UI each keep their own).
 * ``detector_mode="auto"`` runs both BlazeFace models on photos, faces merged (close-ups and small faces
   alike), and for videos and cameras a :class:`eacfer.infer.detect.finder.VideoFaceFinder`: short-range
   BlazeFace around each tracked face, full-frame scans on a schedule and when a face may have entered,
   faces carrying the finder's ``track_id``. ``detector_mode="short"``/``"full"``/``"both"`` scans every
   frame with that model instead.
-  By default the stages run as a threaded pipeline (:mod:`eacfer.infer.pipeline`): decode, detect and
+  By default the stages run as a threaded pipeline (:mod:`eacfer.infer.stream.pipeline`): decode, detect and
   classify overlap, frame order is kept, live sources drop frames rather than fall behind;
   ``pipeline="sequential"`` runs them one after another. ``frame_detector`` is the pluggable detection stage.
 * ``detector="none"`` treats the whole image as one already-aligned face (e.g. RAF-DB aligned crops).
@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.infer.backends import Classifier, load_classifier
 from eacfer.infer.detect.policy import DetectorPolicy
 from eacfer.infer.labelling import TTA_MODES, UNCERTAIN, labelling_options, top_label, tta_probabilities
 from eacfer.infer.recipe import FaceRecipe, face_results
 from eacfer.infer.results import FaceResult, FrameResult
 from eacfer.infer.rgb import COLORS, _pil_to_rgb, to_rgb_array
+from eacfer.infer.runtime.backends import Classifier, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Predictor:
         tta: str = "none",
         align: str = "box",
     ) -> Predictor:
-        """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.backends.load_classifier`) and a detector.
+        """Open a ``.pt`` or ``.onnx`` model (see :func:`eacfer.infer.runtime.backends.load_classifier`) and a detector.
 
         ``precision="int8"`` runs a checked int8 model (see ``docs/PRECISION.md``); fp32 is the default.
         ``min_confidence``: faces whose top probability is below it are labelled ``"uncertain"``;
@@ -269,7 +269,7 @@ class Predictor:
 
     def carry_labels(self, det: Any, earlier: FaceResult, cam: bool, width: int, height: int) -> FaceResult:
         """``det`` (this frame's box of a tracked face) with the labels and CAM of an ``earlier`` classification
-        of the same track: what :class:`eacfer.infer.reuse.LabelReuse` returns between classifications.
+        of the same track: what :class:`eacfer.infer.stream.reuse.LabelReuse` returns between classifications.
 
         Example:
             >>> face = predictor.carry_labels(det, last_face, cam=False, width=640, height=360)  # doctest: +SKIP
@@ -383,7 +383,7 @@ class Predictor:
         """Yield a :class:`FrameResult` for every frame of a video file, camera index or URL, in order.
 
         Args:
-            source: path, camera index, URL, or an already opened :class:`eacfer.infer.sources.FrameSource`
+            source: path, camera index, URL, or an already opened :class:`eacfer.infer.stream.sources.FrameSource`
                 (which is then closed when the generator finishes).
             every: analyse every N-th frame; the frames in between come with ``processed=False``.
             max_frames: stop after this many frames read.
@@ -391,15 +391,15 @@ class Predictor:
                 drop frames they cannot keep up with) or ``"sequential"`` (one stage after another).
 
         The source's ``stop_reason`` (end of file, truncated file, lost camera) is on the generator's
-        :class:`~eacfer.infer.sources.FrameSource`; pass an opened source to read it afterwards.
+        :class:`~eacfer.infer.stream.sources.FrameSource`; pass an opened source to read it afterwards.
         :meth:`frames` gives the pipeline object itself (dropped frames, latency percentiles).
 
         Example:
             >>> for r in predictor.stream("clip.mp4", every=2):  # doctest: +SKIP
             ...     print(r.index, [f.emotion for f in r.faces], r.latency_ms)
         """
-        from eacfer.infer.pipeline import check_stream_args
-        from eacfer.infer.sources import FrameSource, open_source
+        from eacfer.infer.stream.pipeline import check_stream_args
+        from eacfer.infer.stream.sources import FrameSource, open_source
 
         check_stream_args(every, max_frames, pipeline)
         src = source if isinstance(source, FrameSource) else open_source(source)
@@ -427,7 +427,7 @@ class Predictor:
 
     def frames(self, src: Any, every: int = 1, max_frames: int | None = None, cam: bool | None = None,
                pipeline: str = "threaded", **kw: Any) -> Any:
-        """The frame pipeline over an opened source (see :mod:`eacfer.infer.pipeline`); iterate it for results.
+        """The frame pipeline over an opened source (see :mod:`eacfer.infer.stream.pipeline`); iterate it for results.
 
         Example:
             >>> with predictor.frames(open_source(0)) as fr:   # doctest: +SKIP
@@ -435,7 +435,7 @@ class Predictor:
             >>> fr.stats()["dropped_frames"]                    # doctest: +SKIP
             3
         """
-        from eacfer.infer.pipeline import check_stream_args, open_frames
+        from eacfer.infer.stream.pipeline import check_stream_args, open_frames
 
         check_stream_args(every, max_frames, pipeline)
         cam = self.cam if cam is None else bool(cam)

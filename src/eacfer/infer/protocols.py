@@ -1,9 +1,9 @@
 """The seams of the inference package, typed: what the stream, job and app code needs of a face analyser.
 
 :class:`~eacfer.infer.predictor.Predictor` is the one implementation in the package; tests pass small stand-ins
-with only the members a function uses. The frame pipeline (:mod:`eacfer.infer.pipeline`), label carry-over
-(:mod:`eacfer.infer.reuse`), photo and video jobs (:mod:`eacfer.infer.batch`, :mod:`eacfer.infer.videojob`),
-:func:`eacfer.infer.video.run_video` and the desktop app take a :class:`FaceAnalyser`, so ``mypy`` checks every
+with only the members a function uses. The frame pipeline (:mod:`eacfer.infer.stream.pipeline`), label carry-over
+(:mod:`eacfer.infer.stream.reuse`), photo and video jobs (:mod:`eacfer.infer.jobs.photos`, :mod:`eacfer.infer.jobs.videos`),
+:func:`eacfer.infer.jobs.video.run_video` and the desktop app take a :class:`FaceAnalyser`, so ``mypy`` checks every
 call they make on it against one declaration. This module imports only :mod:`eacfer.infer.results`: any module
 may depend on it without a cycle.
 """
@@ -62,7 +62,7 @@ class FaceAnalyser(Protocol):
     """
 
     # settings read by the jobs (identities, summaries) and the label rules (labelling.py)
-    classifier: Any  # the backend (eacfer.infer.backends); ``.info`` is the model file's ModelInfo
+    classifier: Any  # the backend (eacfer.infer.runtime.backends); ``.info`` is the model file's ModelInfo
     detector_name: str
     detector_mode: str
     score_threshold: float
@@ -138,7 +138,7 @@ class FaceAnalyser(Protocol):
 
     def frames(self, src: Any, every: int = 1, max_frames: int | None = None, cam: bool | None = None,
                pipeline: str = "threaded", **kw: Any) -> Any:
-        """The frame pipeline over an opened source (:mod:`eacfer.infer.pipeline`)."""
+        """The frame pipeline over an opened source (:mod:`eacfer.infer.stream.pipeline`)."""
         ...
 
     def model_record(self, model_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The face recipe: how an image and its detections become model inputs, and model outputs become faces.
 
 One recipe for every caller — :class:`~eacfer.infer.predictor.Predictor` (photos, videos, the app, the
-server), the worker processes of ``eacfer predict --workers`` (:mod:`eacfer.infer.batch_pool`) and the int8
-calibration crops (:mod:`eacfer.infer.calibration`) — so a face is cropped, resized and labelled the same
+server), the worker processes of ``eacfer predict --workers`` (:mod:`eacfer.infer.jobs.pool`) and the int8
+calibration crops (:mod:`eacfer.infer.runtime.calibration`) — so a face is cropped, resized and labelled the same
 way everywhere, as the model was trained (a crop that differs between them is an accuracy bug).
 
 * :meth:`FaceRecipe.inputs`: image + detections → N×S×S×3 uint8 model inputs (align, crop at the model's

@@ -21,9 +21,9 @@ class FaceResult:
         probabilities: K class probabilities (float32, same order as ``class_names``).
         cam: attention map of the predicted class in crop space (h×w feature grid, raw values) or ``None``.
         crop_affine: 2×3 affine mapping image pixels to crop pixels (``crop_size`` wide), to warp CAMs back.
-        track_id / smoothed: filled by :class:`eacfer.infer.tracking.IoUTracker` for streams (``None`` otherwise).
+        track_id / smoothed: filled by :class:`eacfer.infer.stream.tracking.IoUTracker` for streams (``None`` otherwise).
         label_frame: streams: the frame whose face crop gave ``probabilities`` (this frame's index, or an
-            earlier one when :class:`eacfer.infer.reuse.LabelReuse` carried a track's labels over).
+            earlier one when :class:`eacfer.infer.stream.reuse.LabelReuse` carried a track's labels over).
 
     Example:
         >>> face.emotion, round(face.probability, 2)  # doctest: +SKIP

@@ -121,7 +121,7 @@ class MiniXception(nn.Module):
 def _build(pretrained: str | None) -> tuple[nn.Module, int]:
     if pretrained is not None:
         raise ValueError("mini_xception has no separate backbone weights; the starter model file carries them "
-                         "(eacfer.infer.starter.starter_model_path())")
+                         "(eacfer.infer.runtime.starter.starter_model_path())")
     return MiniXception(), 7
 
 

@@ -47,7 +47,7 @@ _BATCH_BODY = {"requestBody": {"required": True, "content": {
 
 def model_card(pool: InferencePool) -> dict[str, Any]:
     """``GET /v1/model``: backbone, classes in order, input size, precision, backend, SHA-256, training summary."""
-    from eacfer.infer.starter import is_starter
+    from eacfer.infer.runtime.starter import is_starter
 
     p = pool.predictor
     info = p.classifier.info

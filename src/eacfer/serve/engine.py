@@ -11,7 +11,7 @@ Why a bounded queue: a request that would wait behind more than ``queue_size`` o
 (:meth:`eacfer.infer.predictor.Predictor.classify_many`). ``max_batch=1`` switches it off. Nothing waits
 for a batch to fill: a lone request is served at once.
 
-WebSocket frames are jobs too (``session`` set): they run :meth:`eacfer.infer.live.LiveSession.process`
+WebSocket frames are jobs too (``session`` set): they run :meth:`eacfer.infer.stream.live.LiveSession.process`
 (tracking and label carry-over), one at a time per session.
 
 Example:

@@ -1,6 +1,6 @@
 """``WS /v1/stream``: JPEG (or PNG) frames in as binary messages, one JSON result per analysed frame out.
 
-Each connection has its own :class:`eacfer.infer.live.LiveSession` (tracking and label carry-over as
+Each connection has its own :class:`eacfer.infer.stream.live.LiveSession` (tracking and label carry-over as
 ``eacfer video`` on a camera). At most **one** frame of a connection is being analysed and at most **one**
 waits: a frame that arrives while another waits replaces it, and the replaced one is dropped and counted
 (``dropped`` in every reply), so a client that sends faster than the server classifies never builds a
@@ -37,7 +37,7 @@ async def run_stream(ws: Any, pool: InferencePool, config: ServeConfig, metrics:
     from starlette.concurrency import run_in_threadpool
     from starlette.websockets import WebSocketDisconnect
 
-    from eacfer.infer.live import LiveSession
+    from eacfer.infer.stream.live import LiveSession
     from eacfer.serve.responses import result_json
 
     given = ws.query_params.get("api_key") or key_from_headers(ws.headers)

@@ -10,7 +10,7 @@ The calibration split is never the test split (:func:`calibration_split` refuses
   with a warning.
 
 Once stored, the temperature travels in ``model.pt`` and in every ONNX export's metadata, and every runtime
-applies it (:func:`eacfer.infer.onnx_session.softmax`).
+applies it (:func:`eacfer.infer.runtime.onnx_session.softmax`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
+from eacfer.infer.stream.reuse import DEFAULT_CLASSIFY_EVERY
 from eacfer.ui.qtenv import guard_pyside_none_bug, require_pyside, sanitize_qt_environment
 from eacfer.ui.recorder import shareable
 from eacfer.utils.atomic import atomic_path

@@ -17,7 +17,7 @@ import numpy as np
 
 from eacfer.data.imageio import IMAGE_EXTENSIONS, is_image_name
 from eacfer.data.imageio import list_images as _list_images
-from eacfer.infer.sources import source_kind
+from eacfer.infer.stream.sources import source_kind
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def parse_source(text: str | int | list[str]) -> SourceSpec:
             raise SourceError(f"{missing[0]}: file not found")
         return SourceSpec("photos", paths[0], tuple(paths))
     s = str(text).strip()
-    kind = source_kind(s)  # the rule every command uses (eacfer.infer.sources)
+    kind = source_kind(s)  # the rule every command uses (eacfer.infer.stream.sources)
     if kind == "camera":
         return SourceSpec("camera", s)
     if kind == "url":
@@ -142,13 +142,13 @@ def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 class CaptureReader:
-    """A camera, video file or stream, opened with :func:`eacfer.infer.sources.open_source`, plus seeking.
+    """A camera, video file or stream, opened with :func:`eacfer.infer.stream.sources.open_source`, plus seeking.
 
     ``live`` sources (cameras, URLs) cannot seek; files report ``frame_count`` and ``fps``.
     """
 
     def __init__(self, spec: SourceSpec, live: bool | None = None):
-        from eacfer.infer.sources import open_source
+        from eacfer.infer.stream.sources import open_source
 
         self.spec = spec
         target: Any = int(spec.target) if spec.kind == "camera" else spec.target

@@ -103,7 +103,7 @@ class Recorder:
 
     def __init__(self, out_dir: str | os.PathLike[str], class_names: tuple[str, ...], fps: float,
                  size: tuple[int, int]):
-        from eacfer.infer.video import VideoWriter
+        from eacfer.infer.jobs.video import VideoWriter
 
         out = Path(out_dir)
         stem = timestamp_name("recording")

@@ -1,5 +1,5 @@
 """The model side of the app, as thin as possible: a loaded :class:`eacfer.infer.predictor.Predictor` plus
-an :class:`eacfer.infer.tracking.IoUTracker`, turned into per-frame :class:`Analysis` objects.
+an :class:`eacfer.infer.stream.tracking.IoUTracker`, turned into per-frame :class:`Analysis` objects.
 
 All detection, classification, CAMs and smoothing come from the predictor and the tracker; this
 module only wires them to frames from the capture thread and records what the side panel shows.
@@ -88,7 +88,7 @@ class ModelSession:
     """
 
     def __init__(self, predictor: FaceAnalyser, path: str, detector: str, classify_every: int | str = 1):
-        from eacfer.infer.reuse import LabelReuse, resolve_classify_every
+        from eacfer.infer.stream.reuse import LabelReuse, resolve_classify_every
 
         self.predictor = predictor
         # videos and cameras: each tracked face classified every N-th frame, labels carried over in between;
@@ -117,7 +117,7 @@ class ModelSession:
 
     @staticmethod
     def _new_tracker() -> Any:
-        from eacfer.infer.tracking import IoUTracker
+        from eacfer.infer.stream.tracking import IoUTracker
 
         return IoUTracker(keep_given_ids=True)  # the finder's ids when it gives them
 

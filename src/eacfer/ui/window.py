@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from eacfer.infer.reuse import DEFAULT_CLASSIFY_EVERY
-from eacfer.infer.starter import is_starter, starter_notice, starter_runtime_path
+from eacfer.infer.runtime.starter import is_starter, starter_notice, starter_runtime_path
+from eacfer.infer.stream.reuse import DEFAULT_CLASSIFY_EVERY
 from eacfer.ui import actions
 from eacfer.ui.actions import NO_MODEL_HELP
 from eacfer.ui.controls import ControlsMixin
@@ -63,7 +63,7 @@ class WindowOptions:
     backend: str | None = None
     precision: str = "fp32"
     min_confidence: float = 0.0  # faces below it are labelled "uncertain" (Predictor.min_confidence)
-    classify_every: int | str = DEFAULT_CLASSIFY_EVERY  # videos and cameras (eacfer.infer.reuse)
+    classify_every: int | str = DEFAULT_CLASSIFY_EVERY  # videos and cameras (eacfer.infer.stream.reuse)
     output_dir: str | None = None
     history_s: float = 10.0
     probe_cameras: bool = True

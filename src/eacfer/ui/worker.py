@@ -1,7 +1,7 @@
 """Background threads: a capture thread paced like the source, an inference pipeline of two threads
 (detection, then classification + tracking), and one-slot queues between them that always keep the
 newest frame (stale frames are dropped and counted), so the view never falls behind the camera and the
-two stages overlap on two cores (the same design as ``eacfer video``'s pipeline, :mod:`eacfer.infer.pipeline`).
+two stages overlap on two cores (the same design as ``eacfer video``'s pipeline, :mod:`eacfer.infer.stream.pipeline`).
 
 No Qt here: results are handed over through callbacks; the window turns them into queued Qt
 signals. Each result carries the very frame it was computed on, so the picture on screen and its

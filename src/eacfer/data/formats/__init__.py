@@ -36,11 +36,11 @@ from pathlib import Path
 
 from eacfer.data.formats.affectnet import AFFECTNET_CLASSES, AFFECTNET_SPLITS, load_affectnet
 from eacfer.data.formats.common import LABEL_MODES, LAYOUTS_HELP, Sample, SplitData, _Problems
-from eacfer.data.formats.detect import detect_format
 from eacfer.data.formats.fer2013 import FER2013_CLASSES, _load_fer2013
 from eacfer.data.formats.ferplus import FERPLUS_CLASSES, FERPLUS_SPLITS, load_ferplus, load_ferplus_folders
 from eacfer.data.formats.folder import _load_folder, folder_class_names
 from eacfer.data.formats.rafdb import RAFDB_LABEL_FILE, _load_kaggle, _load_rafdb
+from eacfer.data.formats.sniff import detect_format
 
 __all__ = [
     "AFFECTNET_CLASSES",

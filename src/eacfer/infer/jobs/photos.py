@@ -4,13 +4,13 @@ One row per face: ``file, face, x, y, w, h, score, emotion, p_<class>…, error`
 face gives one row with empty face fields; an unreadable file gives one row whose ``error`` names the
 problem, and the run goes on.
 
-The job streams: every finished file's rows are appended and flushed (see :mod:`eacfer.infer.batch_ledger`),
+The job streams: every finished file's rows are appended and flushed (see :mod:`eacfer.infer.jobs.ledger`),
 so a kill loses at most the files in flight, and memory stays flat over any number of images. Rerunning the
 same job into the same ``--out`` resumes it: files already done (same path, size and modification time) are
 skipped, a changed file is redone, files gone from the inputs are dropped, a broken file stays reported (not
 retried, unless ``retry_errors``). A different job into a non-empty ``--out`` is refused unless
 ``overwrite`` (see :mod:`eacfer.utils.outdir`). ``workers > 0`` decodes and detects in worker processes
-and classifies faces of several images in one batch (:mod:`eacfer.infer.batch_pool`).
+and classifies faces of several images in one batch (:mod:`eacfer.infer.jobs.pool`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eacfer.infer.batch_ledger import (
+from eacfer.infer.jobs.ledger import (
     CSV_NAME,
     JSON_NAME,
     JSONL_NAME,
@@ -35,7 +35,7 @@ from eacfer.infer.batch_ledger import (
     error_text,
 )
 from eacfer.infer.protocols import FaceAnalyser
-from eacfer.infer.sources import is_video_file
+from eacfer.infer.stream.sources import is_video_file
 from eacfer.utils.atomic import atomic_path, write_json
 from eacfer.utils.interrupt import HoldCtrlC
 from eacfer.utils.outdir import claim_output_dir, safe_name, write_manifest
@@ -258,7 +258,7 @@ def predict_paths(
     with job:
         try:
             if workers > 0:
-                from eacfer.infer.batch_pool import pooled
+                from eacfer.infer.jobs.pool import pooled
 
                 results = pooled(predictor, job.todo, workers=workers, batch_size=batch_size, cam=cam,
                                  keep_images=save_images)

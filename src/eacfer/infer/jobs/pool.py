@@ -52,7 +52,7 @@ def _init_worker(policy: Any, recipe: Any) -> None:
 def _detect_one(item: tuple[str, bool]) -> dict[str, Any]:
     """Decode, detect and crop one file (in a worker)."""
     from eacfer.data.imageio import load_image
-    from eacfer.infer.batch_ledger import error_text
+    from eacfer.infer.jobs.ledger import error_text
 
     path, keep = item
     w = _WORKER

@@ -4,7 +4,7 @@ The files still to do become a Ray Data dataset of blocks (``block_files`` files
 holding one :class:`~eacfer.infer.predictor.Predictor` (the model is loaded once per actor; CPUs and GPUs per
 actor are configurable), turns each block into rows with exactly the code of the one-machine path. The
 driver receives the blocks in order and writes them through the same job object as ``eacfer predict``
-(:class:`eacfer.infer.batch.PredictJob`), so the columns, the streamed ledger, resuming, the output-folder
+(:class:`eacfer.infer.jobs.photos.PredictJob`), so the columns, the streamed ledger, resuming, the output-folder
 rule and ``summary.json`` are the same; each block's rows are also kept as ``shards/part-<run>-<n>.csv``
 (as received; ``predictions.csv`` is the merged file). Inputs must be readable at the same path from every
 node (a shared filesystem); outputs are written by the driver (annotated copies by the actors, into
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.infer.batch import ANNOTATED_DIR, PredictJob, rows_for, save_annotated
+from eacfer.infer.jobs.photos import ANNOTATED_DIR, PredictJob, rows_for, save_annotated
 from eacfer.utils.atomic import write_text
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def predict_paths_ray(
     predictor_options: dict[str, Any] | None = None,
     ray_init: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """:func:`eacfer.infer.batch.predict_paths` on Ray: same outputs, same resume rules.
+    """:func:`eacfer.infer.jobs.photos.predict_paths` on Ray: same outputs, same resume rules.
 
     Args:
         address: the cluster's address (``"auto"``, ``"ray://head:10001"``); ``None`` starts a local instance
@@ -209,14 +209,14 @@ def run_videos_ray(
     """``eacfer video`` over many sources on Ray: one video per task, each actor running :func:`run_video`.
 
     The job layer (index.csv, one folder per video, skip finished ones, restart interrupted ones) is the one
-    of :func:`eacfer.infer.videojob.run_video_job`; ``--out`` must be on a filesystem every node shares.
+    of :func:`eacfer.infer.jobs.videos.run_video_job`; ``--out`` must be on a filesystem every node shares.
 
     Example:
         >>> run_videos_ray("model.pt", ["/shared/talks"], "/shared/out/talks", address="auto")  # doctest: +SKIP
     """
     ray = import_ray()
+    from eacfer.infer.jobs.videos import run_video_job
     from eacfer.infer.predictor import Predictor
-    from eacfer.infer.videojob import run_video_job
 
     opts = dict(predictor_options or {})
     vkw = dict(video_kw or {})
@@ -249,7 +249,7 @@ class VideoActor:
         self.p = Predictor.from_checkpoint(model_file, cam=cam, **predictor_options)
 
     def run(self, source: str, folder: str, video_kw: dict[str, Any]) -> tuple[str, Any]:
-        from eacfer.infer.video import run_video
+        from eacfer.infer.jobs.video import run_video
 
         try:
             return source, run_video(self.p, source, folder, progress=False, **video_kw)

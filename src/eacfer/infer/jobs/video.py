@@ -4,7 +4,7 @@
 
 * ``annotated.mp4`` — every input frame at the source's frame rate, with boxes, track ids, smoothed labels
   and probability bars (frames skipped by ``every=N`` show the latest analysed faces); H.264 when PyAV is
-  installed (plays in web browsers), else OpenCV's MPEG-4 (see :mod:`eacfer.infer.writers`);
+  installed (plays in web browsers), else OpenCV's MPEG-4 (see :mod:`eacfer.infer.jobs.writers`);
 * ``frames.csv`` — ``frame, time_s, track, x, y, w, h, score, emotion, p_<class>…, smoothed_emotion,
   s_<class>…, label_frame``, one row per face of every analysed frame (``score`` = detector confidence,
   ``s_<class>`` = the track's smoothed probabilities whose arg-max is ``smoothed_emotion``, ``label_frame``
@@ -16,7 +16,7 @@
   SHA-256, backbone, classes), detector settings, the video codec, emotion shares per track, and why the
   stream stopped.
 
-By default the stages run as a pipeline (:mod:`eacfer.infer.pipeline`): decode, detect and classify on
+By default the stages run as a pipeline (:mod:`eacfer.infer.stream.pipeline`): decode, detect and classify on
 three threads, drawing and encoding on a fourth; results are consumed in frame order on the calling
 thread, which tracks faces and writes the CSV. ``pipeline="sequential"`` is the one-thread baseline.
 
@@ -39,11 +39,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from eacfer.infer.jobs.writers import VideoWriter, write_frame
 from eacfer.infer.protocols import FaceAnalyser
 from eacfer.infer.results import FaceResult, FrameResult
 from eacfer.infer.results import frames_csv_columns as frames_csv_header
-from eacfer.infer.sources import FrameSource, open_source
-from eacfer.infer.writers import VideoWriter, write_frame
+from eacfer.infer.stream.sources import FrameSource, open_source
 from eacfer.utils.atomic import atomic_open, write_json
 from eacfer.utils.interrupt import HoldCtrlC
 
@@ -157,7 +157,7 @@ class AnnotatedVideoSink:
     threaded pipeline)."""
 
     def __init__(self, path: Path, src: FrameSource, codec: str, pipeline: str, queue_size: int, cam: bool):
-        from eacfer.infer.writers import BackgroundWriter
+        from eacfer.infer.jobs.writers import BackgroundWriter
 
         self.writer = VideoWriter(path, src.fps, src.size, codec=codec)
         self.encoder: Any = (BackgroundWriter(self.writer, _render, maxsize=queue_size, timestamp=_stamp)
@@ -230,12 +230,12 @@ def run_video(
 
     Args:
         predictor: an :class:`eacfer.infer.predictor.Predictor` (any :class:`~eacfer.infer.protocols.FaceAnalyser`).
-        source: path, camera index, URL or an opened :class:`~eacfer.infer.sources.FrameSource`.
+        source: path, camera index, URL or an opened :class:`~eacfer.infer.stream.sources.FrameSource`.
         every: analyse every N-th frame (all frames are still written to the video).
         max_frames: stop after this many frames.
         write_video: ``False`` skips ``annotated.mp4`` (faster).
         smoothing: EMA weight of the newest frame for each track's probabilities (1 = none).
-        iou_threshold, max_age: tracker settings (see :class:`eacfer.infer.tracking.IoUTracker`).
+        iou_threshold, max_age: tracker settings (see :class:`eacfer.infer.stream.tracking.IoUTracker`).
         on_frame: called with each :class:`FrameResult` once its rows are written and its frame is queued
             for the video (UI previews, tests); the frame may still be being drawn on another thread.
         pipeline: ``"threaded"`` (default; stages overlap on threads, live sources drop frames they cannot
@@ -243,7 +243,7 @@ def run_video(
         codec: ``"auto"`` (H.264 through PyAV when installed, else OpenCV's MPEG-4), ``"h264"`` or ``"mp4v"``.
         queue_size: frames each queue of the threaded pipeline holds (files; live sources use 1).
         classify_every: classify each tracked face every N-th analysed frame and carry its labels over in
-            between (:mod:`eacfer.infer.reuse`; 1 = every face on every analysed frame; ``"auto"`` = 2, or 3
+            between (:mod:`eacfer.infer.stream.reuse`; 1 = every face on every analysed frame; ``"auto"`` = 2, or 3
             for ResNet-50 backbones).
 
     Returns:
@@ -255,10 +255,10 @@ def run_video(
         >>> s["frames"], s["tracks"], s["latency_ms"]["p50"]                                # doctest: +SKIP
         (250, 1, 41.3)
     """
+    from eacfer.infer.jobs.writers import resolve_codec
     from eacfer.infer.labelling import UNCERTAIN
-    from eacfer.infer.pipeline import check_stream_args
-    from eacfer.infer.tracking import IoUTracker
-    from eacfer.infer.writers import resolve_codec
+    from eacfer.infer.stream.pipeline import check_stream_args
+    from eacfer.infer.stream.tracking import IoUTracker
 
     check_stream_args(every, max_frames, pipeline)
     out = Path(out_dir)

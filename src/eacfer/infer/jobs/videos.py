@@ -1,6 +1,6 @@
 """``eacfer video`` as a job: one video, or many (files, folders of videos, text files listing them).
 
-A job layer around :func:`eacfer.infer.video.run_video`, which it calls unchanged for each video.
+A job layer around :func:`eacfer.infer.jobs.video.run_video`, which it calls unchanged for each video.
 
 * **One source** (a file, camera or URL): the outputs go straight into ``--out`` (``annotated.mp4``,
   ``frames.csv``, ``summary.json``) plus ``job.json``. Rerunning the same job on an unchanged file says it is
@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eacfer.infer.batch import model_record
-from eacfer.infer.batch_ledger import FileKey
+from eacfer.infer.jobs.ledger import FileKey
+from eacfer.infer.jobs.photos import model_record
 from eacfer.infer.protocols import FaceAnalyser
-from eacfer.infer.sources import VIDEO_EXTENSIONS, is_path_source, is_video_file, source_kind
+from eacfer.infer.stream.sources import VIDEO_EXTENSIONS, is_path_source, is_video_file, source_kind
 from eacfer.utils.atomic import write_json, write_text
 from eacfer.utils.outdir import (
     MANIFEST,
@@ -166,7 +166,7 @@ def run_video_job(
         >>> s["done"], s["failed"]                                          # doctest: +SKIP
         (12, 0)
     """
-    from eacfer.infer.pipeline import check_stream_args
+    from eacfer.infer.stream.pipeline import check_stream_args
 
     # refused before a source is expanded or --out touched (run_video checks again: it is an entry point too)
     check_stream_args(video_kw.get("every", 1), video_kw.get("max_frames"), video_kw.get("pipeline", "threaded"))
@@ -195,7 +195,7 @@ def run_video_job(
 
 def _single(predictor: FaceAnalyser, source: str, out: Path, identity: dict[str, Any], overwrite: bool, progress: bool,
             video_kw: dict[str, Any]) -> dict[str, Any]:
-    from eacfer.infer.video import run_video
+    from eacfer.infer.jobs.video import run_video
 
     key = FileKey.of(source) if is_path_source(source) else None
     keep = ("frames.csv", "summary.json") + (("annotated.mp4",) if video_kw.get("write_video", True) else ())
@@ -279,7 +279,7 @@ def _write_index(path: Path, rows: dict[str, dict[str, Any]]) -> None:
 def _frame_count(source: str) -> int:
     import cv2
 
-    from eacfer.infer.sources import open_file_capture
+    from eacfer.infer.stream.sources import open_file_capture
 
     if not is_path_source(source):
         return 0
@@ -293,7 +293,7 @@ def _frame_count(source: str) -> int:
 def _many(predictor: FaceAnalyser, videos: list[str], out: Path, identity: dict[str, Any], overwrite: bool,
           retry_errors: bool, progress: bool, video_kw: dict[str, Any],
           executor: Callable[[list[tuple[str, str]]], Iterable[tuple[str, Any]]] | None = None) -> dict[str, Any]:
-    from eacfer.infer.video import run_video
+    from eacfer.infer.jobs.video import run_video
 
     claim = claim_output_dir(out, "video", identity, (INDEX, "summary.json"), overwrite=overwrite)
     old = _read_index(out / INDEX) if claim.mode == "resume" else {}

@@ -9,13 +9,13 @@ Backend choice (``backend=None``): onnxruntime on CPU, torch on CUDA. A ``.pt`` 
 exported to ONNX once (with CAMs and a dynamic batch) and cached under ``$EACFER_CACHE_DIR`` (default
 ``~/.cache/eacfer/onnx``), keyed by the SHA-256 of the ``.pt`` content and the torch version, size-bounded
 with least-recently-used eviction (:mod:`eacfer.infer.onnx_cache`); when the cache is not writable the
-export stays in memory. ``precision="int8"`` derives a checked int8 model (:mod:`eacfer.infer.quantize`,
+export stays in memory. ``precision="int8"`` derives a checked int8 model (:mod:`eacfer.infer.runtime.quantize`,
 ``docs/PRECISION.md``) and caches it beside the fp32 export. onnxruntime is several times faster than eager torch
 on a CPU (numbers in ``benchmarks/RESULTS.md``, from ``benchmarks/cpu_inference.py``).
 
 This module imports no torch: an ``.onnx`` model, and a ``.pt`` whose export is cached, run without it (and
 ``--device auto`` is settled without asking torch where no NVIDIA device exists). The eager torch classifier and
-the ``.pt`` → ONNX export live in :mod:`eacfer.infer.torch_backend`, reached only through :func:`torch_backend`.
+the ``.pt`` → ONNX export live in :mod:`eacfer.infer.runtime.torch_backend`, reached only through :func:`torch_backend`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import numpy as np
 
 from eacfer.infer.align import check_crops
 from eacfer.infer.onnx_cache import cache_dir, content_key
-from eacfer.infer.onnx_session import softmax
-from eacfer.infer.quantize import PRECISIONS
+from eacfer.infer.runtime.onnx_session import softmax
+from eacfer.infer.runtime.quantize import PRECISIONS
 from eacfer.modelinfo import CheckpointError, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class OnnxClassifier:
     """onnxruntime backend (CPU by default; CUDA provider when installed and asked for).
 
     ``precision`` is ``"int8"`` for a quantised model (its metadata then holds the int8-vs-fp32 check in
-    ``quantization``), else ``"fp32"``. Session settings: :mod:`eacfer.infer.onnx_session`.
+    ``quantization``), else ``"fp32"``. Session settings: :mod:`eacfer.infer.runtime.onnx_session`.
 
     Example:
         >>> clf = OnnxClassifier.from_file("model.onnx")  # doctest: +SKIP
@@ -70,8 +70,8 @@ class OnnxClassifier:
 
     def __init__(self, model: bytes | str | os.PathLike[str], source: str, threads: int | None = None,
                  device: str = "cpu"):
-        from eacfer.infer.onnx_session import create_session, normaliser
-        from eacfer.infer.quantize import read_quantization
+        from eacfer.infer.runtime.onnx_session import create_session, normaliser
+        from eacfer.infer.runtime.quantize import read_quantization
         from eacfer.modelinfo import INPUT_NAME, read_onnx_metadata
 
         try:
@@ -122,7 +122,7 @@ class OnnxClassifier:
             raise CheckpointError(f"{path}: not a model file: {kind}") from None
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:
-        from eacfer.infer.onnx_session import preprocess
+        from eacfer.infer.runtime.onnx_session import preprocess
 
         return preprocess(crops, self._scale, self._shift)
 
@@ -153,7 +153,7 @@ def _check_file(path: Path) -> None:
 
 
 def torch_backend(path: str | os.PathLike[str]) -> Any:
-    """The torch side of inference (:mod:`eacfer.infer.torch_backend`), imported only now that ``path``
+    """The torch side of inference (:mod:`eacfer.infer.runtime.torch_backend`), imported only now that ``path``
     (a ``.pt``) needs it; without torch installed, a one-line :class:`CheckpointError` says what to do.
 
     Why this seam: with an ``.onnx`` model, or a ``.pt`` whose export is cached, inference never imports
@@ -164,7 +164,7 @@ def torch_backend(path: str | os.PathLike[str]) -> Any:
         >>> torch_backend("model.pt").load_torch_classifier("model.pt", "cpu")  # doctest: +SKIP
     """
     try:
-        from eacfer.infer import torch_backend as tb
+        from eacfer.infer.runtime import torch_backend as tb
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in ("torch", "torchvision"):
             raise
@@ -177,7 +177,7 @@ def onnx_for_checkpoint(path: str | os.PathLike[str], use_cache: bool = True) ->
     """Return an ONNX export (with CAMs, dynamic batch) of a ``.pt`` model: a cached file or bytes.
 
     A cache hit (same ``.pt`` content) needs no torch; a miss loads the ``.pt`` and exports it with torch
-    (:func:`eacfer.infer.torch_backend.export_to_cache`).
+    (:func:`eacfer.infer.runtime.torch_backend.export_to_cache`).
 
     Example:
         >>> clf = OnnxClassifier(onnx_for_checkpoint("model.pt"), "model.pt")  # doctest: +SKIP
@@ -197,7 +197,7 @@ def int8_for_model(path: str | os.PathLike[str], use_cache: bool = True, min_agr
                    threads: int | None = None) -> bytes | Path:
     """An int8 model derived from a ``.pt`` or fp32 ``.onnx`` (calibrated, checked against fp32), cached.
 
-    Raises :class:`~eacfer.infer.quantize.QuantizationError` (one line) when the check fails; a failed
+    Raises :class:`~eacfer.infer.runtime.quantize.QuantizationError` (one line) when the check fails; a failed
     check is remembered in the cache, so it is not rerun on every start.
 
     Example:
@@ -205,9 +205,9 @@ def int8_for_model(path: str | os.PathLike[str], use_cache: bool = True, min_agr
     """
     import json
 
-    from eacfer.infer.calibration import default_crop_sets
     from eacfer.infer.onnx_cache import lookup, read_refusal, store
-    from eacfer.infer.quantize import MIN_AGREEMENT, QuantizationError, quantize_checked
+    from eacfer.infer.runtime.calibration import default_crop_sets
+    from eacfer.infer.runtime.quantize import MIN_AGREEMENT, QuantizationError, quantize_checked
     from eacfer.modelinfo import read_onnx_metadata
 
     path = Path(path)

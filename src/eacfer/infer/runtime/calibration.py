@@ -21,7 +21,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: the bundled public-domain portrait (NASA astronaut Eileen Collins)
-PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+PORTRAIT = Path(__file__).resolve().parents[2] / "assets" / "astronaut.jpg"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """onnxruntime sessions for the face classifier: session settings and input preprocessing.
 
-Shared by the classifier backend (:mod:`eacfer.infer.backends`), the int8 path
-(:mod:`eacfer.infer.quantize`) and ``benchmarks/classifier_precision.py``, so that all three run the model
+Shared by the classifier backend (:mod:`eacfer.infer.runtime.backends`), the int8 path
+(:mod:`eacfer.infer.runtime.quantize`) and ``benchmarks/classifier_precision.py``, so that all three run the model
 the same way.
 
 Session settings (``SESSION_SETTINGS["default"]``), each alternative measured with

@@ -3,7 +3,7 @@
 :func:`quantize_onnx` quantises an exported fp32 ONNX model with ``onnxruntime.quantization``
 (static, QDQ format, per-channel int8 weights, uint8 activations, MinMax ranges calibrated on face
 crops). :func:`quantize_checked` then runs fp32 and int8 side by side on other face crops (see
-:mod:`eacfer.infer.calibration`) and keeps the int8 model only when the top-1 class agrees on at least
+:mod:`eacfer.infer.runtime.calibration`) and keeps the int8 model only when the top-1 class agrees on at least
 ``min_agreement`` (99 %) of the crops of *every* check set; otherwise it raises
 :class:`QuantizationError` with a one-line reason. The check's result (agreement, largest probability
 difference, calibration set, date) is stored in the int8 model's metadata under ``"quantization"``.
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from eacfer.infer.onnx_session import create_session, normaliser, preprocess, softmax
+from eacfer.infer.runtime.onnx_session import create_session, normaliser, preprocess, softmax
 
 log = logging.getLogger(__name__)
 

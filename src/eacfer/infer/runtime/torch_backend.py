@@ -2,13 +2,13 @@
 
 Why a module of its own: an exported ``.onnx`` model — and a ``.pt`` whose ONNX export is already cached —
 runs without torch (issue #25: a runtime-only install, a third of the memory). The torch-free modules reach
-this one only through :func:`eacfer.infer.backends.torch_backend`, which imports it when a ``.pt`` must be
+this one only through :func:`eacfer.infer.runtime.backends.torch_backend`, which imports it when a ``.pt`` must be
 read (an ONNX-cache miss, ``--backend torch``, a CUDA device, ``eacfer export --precision int8``) and turns
 a missing torch into a one-line error. The import-linter contract "The inference runtime never imports
 torch" (pyproject.toml) lists that one import as the only way from the runtime to torch.
 
 Example:
-    >>> from eacfer.infer.backends import torch_backend   # doctest: +SKIP
+    >>> from eacfer.infer.runtime.backends import torch_backend   # doctest: +SKIP
     >>> clf = torch_backend("model.pt").load_torch_classifier("model.pt", "cpu")  # doctest: +SKIP
 """
 
@@ -27,8 +27,8 @@ import torch  # noqa: E402,I001
 
 from eacfer.infer.align import check_crops
 from eacfer.infer.onnx_cache import cache_dir, content_key
-from eacfer.infer.onnx_session import normaliser, softmax
-from eacfer.infer.quantize import MIN_AGREEMENT, quantize_checked
+from eacfer.infer.runtime.onnx_session import normaliser, softmax
+from eacfer.infer.runtime.quantize import MIN_AGREEMENT, quantize_checked
 from eacfer.modelinfo import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def load_torch_classifier(path: str | os.PathLike[str], device: str, threads: in
 
 def export_to_cache(path: str | os.PathLike[str], use_cache: bool = True) -> bytes | Path:
     """Export a ``.pt`` model to ONNX (with CAMs, dynamic batch) and cache it; the cache file, or the bytes
-    when the cache cannot be written (the ONNX-cache miss of :func:`eacfer.infer.backends.onnx_for_checkpoint`).
+    when the cache cannot be written (the ONNX-cache miss of :func:`eacfer.infer.runtime.backends.onnx_for_checkpoint`).
 
     Example:
         >>> export_to_cache("model.pt")  # doctest: +SKIP
@@ -128,7 +128,7 @@ def export_int8(checkpoint: str | Path, out: str | Path, opset: int | None = Non
     """``eacfer export --precision int8``: export fp32 (parity-checked against torch), quantise, check, write.
 
     Nothing is written when the fp32 parity check or the int8 agreement check fails. ``crop_sets`` (a
-    :class:`~eacfer.infer.calibration.CropSets`) replaces the default calibration/check crops.
+    :class:`~eacfer.infer.runtime.calibration.CropSets`) replaces the default calibration/check crops.
 
     Example:
         >>> r = export_int8("runs/demo/run/model.pt", "model-int8.onnx", with_cams=True)  # doctest: +SKIP
@@ -144,7 +144,7 @@ def export_int8(checkpoint: str | Path, out: str | Path, opset: int | None = Non
         export_onnx_bytes,
         parity_ok,
     )
-    from eacfer.infer.calibration import default_crop_sets
+    from eacfer.infer.runtime.calibration import default_crop_sets
     from eacfer.utils.atomic import atomic_path
 
     out = check_onnx_out(out)

@@ -1,15 +1,15 @@
 """One live stream whose frames are pushed one at a time (``eacfer serve``'s WebSocket, any frame-by-frame
 caller): the same detection, tracking and label carry-over as ``eacfer video`` on a camera.
 
-``eacfer video`` pulls frames from a source through :mod:`eacfer.infer.pipeline`; a web client pushes them
+``eacfer video`` pulls frames from a source through :mod:`eacfer.infer.stream.pipeline`; a web client pushes them
 instead, so :class:`LiveSession` runs the same three parts on each pushed frame:
 
 * detection with the tracking video face finder for live sources (:func:`eacfer.infer.detect.finder.make_video_finder`
   with ``live=True``; one per session, since it keeps tracks) — or, for other detector settings, the
   predictor's detector for ``"stream"``;
-* :class:`eacfer.infer.reuse.LabelReuse` (classify each tracked face every N-th frame, carry labels between;
+* :class:`eacfer.infer.stream.reuse.LabelReuse` (classify each tracked face every N-th frame, carry labels between;
   synchronous here, so a result never depends on a helper thread's timing);
-* :class:`eacfer.infer.tracking.IoUTracker` with the finder's ids kept and the probabilities smoothed.
+* :class:`eacfer.infer.stream.tracking.IoUTracker` with the finder's ids kept and the probabilities smoothed.
 
 Many sessions may share one predictor as long as each session's frames are processed one after another
 (the classifier is shared; each session's finder and tracks are its own).
@@ -43,8 +43,8 @@ class LiveSession:
 
     def __init__(self, predictor: FaceAnalyser, classify_every: int | str = "auto", cam: bool = False,
                  smoothing: float = 0.5) -> None:
-        from eacfer.infer.reuse import LabelReuse, resolve_classify_every
-        from eacfer.infer.tracking import IoUTracker
+        from eacfer.infer.stream.reuse import LabelReuse, resolve_classify_every
+        from eacfer.infer.stream.tracking import IoUTracker
 
         self.predictor = predictor
         self.cam = bool(cam)

@@ -2,7 +2,7 @@
 
 ``ThreadedFrames`` runs **decode → detect → classify** on three threads joined by bounded queues; the
 caller (``eacfer video``) consumes results in frame order and hands drawing and encoding to a fourth
-thread (:class:`eacfer.infer.writers.BackgroundWriter`). OpenCV, MediaPipe and onnxruntime release the
+thread (:class:`eacfer.infer.jobs.writers.BackgroundWriter`). OpenCV, MediaPipe and onnxruntime release the
 GIL in their native code, so the stages really overlap on two cores. Every stage is one thread and every
 queue is FIFO, so frame order is preserved by construction; threads block on their queues (no polling
 loops that burn CPU; the 0.1 s timeouts only notice a stop request).
@@ -18,7 +18,7 @@ loops that burn CPU; the 0.1 s timeouts only notice a stop request).
   sequential``; the benchmark's baseline).
 
 ``classify_every=N`` classifies each tracked face every N-th analysed frame and carries its labels over
-in between (:class:`eacfer.infer.reuse.LabelReuse`); for live sources the faces that already have labels
+in between (:class:`eacfer.infer.stream.reuse.LabelReuse`); for live sources the faces that already have labels
 are classified on a helper thread, so the frames behind them do not wait.
 
 The detection stage is one object with a per-frame call (:class:`FrameDetector`); ``Predictor.frame_detector``
@@ -136,7 +136,7 @@ class _Frames:
 
     def __init__(self, predictor: FaceAnalyser, src: Any, every: int = 1, max_frames: int | None = None,
                  cam: bool = False, detector: FrameDetector | None = None, classify_every: int | str = 1):
-        from eacfer.infer.reuse import LabelReuse, resolve_classify_every
+        from eacfer.infer.stream.reuse import LabelReuse, resolve_classify_every
 
         check_stream_args(every, max_frames, self.name)
         self.predictor, self.src, self.every, self.max_frames, self.cam = predictor, src, every, max_frames, cam

@@ -50,7 +50,7 @@ def source_kind(source: str | int | os.PathLike[str]) -> str:
     ``scheme://…``, streams and ``file://`` alike), ``folder`` (an existing directory), ``list`` (an existing
     ``.txt`` file naming one source a line) or ``file`` (anything else: a path, existing or not).
 
-    Used by :func:`open_source`, the video jobs (:mod:`eacfer.infer.videojob`) and the desktop app's
+    Used by :func:`open_source`, the video jobs (:mod:`eacfer.infer.jobs.videos`) and the desktop app's
     ``--source`` (:mod:`eacfer.ui.media`).
 
     Example:

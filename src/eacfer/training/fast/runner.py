@@ -25,7 +25,7 @@ from torch import nn
 from eacfer.training.fast import distributed as fd
 from eacfer.training.fast.cache import content_key, default_cache_dir, load_or_build, memory_budget
 from eacfer.training.fast.gpu_augment import GPUAugment
-from eacfer.training.fast.pipeline import FastLoader
+from eacfer.training.fast.loader import FastLoader
 from eacfer.training.fast.step import (
     FastSettings,
     TwoViewEAC,

@@ -283,7 +283,7 @@ def fast_train_epoch(
     amp_dtype: str = "bfloat16",
     scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
-    """Train one epoch on a :class:`~eacfer.training.fast.pipeline.FastLoader`; same keys as the reference loop.
+    """Train one epoch on a :class:`~eacfer.training.fast.loader.FastLoader`; same keys as the reference loop.
 
     Metrics are reduced over DDP ranks (global figures on every rank); ``images_per_s`` counts all ranks.
     """
