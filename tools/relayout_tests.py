@@ -107,6 +107,11 @@ _U = {  # unit tests, mirroring src/eacfer
     "test_bench_efficiency": "bench/test_efficiency",
     "test_bench_noisy": "bench/test_noisy",
     "test_bench_report": "bench/test_report",
+    "test_face_recipe": "infer/test_recipe",
+    "test_frames_csv": "infer/test_results",
+    "test_seams": "infer/test_protocols",
+    "test_training_seams": "training/test_pipelines",
+    "test_spec_runtime_no_torch": "e2e/test_runtime_no_torch_spec",
 }
 _E = [  # end-to-end behaviour: through the CLI, the docs, the demo, whole runs, benchmark scripts
     "test_cli_help", "test_cli_predict", "test_cli_train", "test_cli_video", "test_demo", "test_doctests",
@@ -115,6 +120,7 @@ _E = [  # end-to-end behaviour: through the CLI, the docs, the demo, whole runs,
     "test_serve_browser", "test_serve_load", "test_hardening_cli", "test_hardening_dataset_links",
     "test_hardening_datasets", "test_hardening_fuzz", "test_hardening_inputs", "test_hardening_jobs",
     "test_hardening_kill", "test_hardening_models", "test_hardening_video",
+    "test_cli_train_parser", "test_one_rule", "test_runtime_fixture", "test_torch_free_runtime",
 ]
 TEST_MOVES: dict[str, str] = {f"tests/{k}.py": f"tests/{v}.py" for k, v in _U.items()}
 TEST_MOVES.update({f"tests/{k}.py": f"tests/e2e/{k}.py" for k in _E})
