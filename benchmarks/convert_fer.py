@@ -12,7 +12,7 @@ credit and the published accuracy. Re-run it with:
         --out src/eacfer/assets/starter/mini_xception_fer2013.pt
 
 h5py is needed only here: run time reads the converted ``.pt`` with ``torch.load(weights_only=True)``.
-The parity with the original Keras model is checked by tests/test_starter_model.py against
+The parity with the original Keras model is checked by tests/infer/runtime/test_starter.py against
 tests/fixtures/starter/fer_keras_parity.npz (made once by benchmarks/fer_parity_fixture.py in a TensorFlow venv).
 """
 

@@ -14,7 +14,7 @@ On a GPU (≈ 2–4 minutes on a T4, less on an H100)::
 
     PYTHONPATH=src python3 benchmarks/gpu_probe.py --json-out gpu_probe.json
 
-CPU dry run (tiny sizes; the CUDA settings emulated where a CPU has them; tested by tests/test_gpu_probe.py)::
+CPU dry run (tiny sizes; the CUDA settings emulated where a CPU has them; tested by tests/e2e/test_gpu_probe.py)::
 
     PYTHONPATH=src python3 benchmarks/gpu_probe.py --device cpu --quick
 """

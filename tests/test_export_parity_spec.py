@@ -20,6 +20,8 @@ from torch import nn
 from eacfer.export import PARITY_TOLERANCE, check_parity, parity_ok
 from eacfer.models.eac import EACNet
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 SIZE = 16
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.test_noisy import _fake_summary  # tests/ is on sys.path (rootdir-relative imports)
 from eacfer.bench.efficiency_tables import COLUMNS, write_efficiency_outputs
 from eacfer.bench.noisy import plan_grid, read_run, write_noisy_outputs
 from eacfer.bench.provenance import META_NAME
 from eacfer.bench.published import load_published, validate
 from eacfer.bench.report import MEASURED_HEADING, PUBLISHED_HEADING, build_report
 from eacfer.commands.cli import main
-from test_bench_noisy import _fake_summary  # tests/ is on sys.path (rootdir-relative imports)
 
 META = {"kind": "x", "command": "eacfer bench noisy --data D --out O", "commit": "abc123def456",
         "machine": {"cpu": "Test CPU 9000", "cores": 2, "torch": "2.x", "onnxruntime": "1.x"},
@@ -57,7 +57,7 @@ def test_published_table_has_the_issue_numbers_each_with_a_source() -> None:
 
 
 def test_published_validation_refuses_an_uncited_number() -> None:
-    raw = json.loads((Path(__file__).parents[1] / "src/eacfer/bench/published.json").read_text(encoding="utf-8"))
+    raw = json.loads((Path(__file__).parents[2] / "src/eacfer/bench/published.json").read_text(encoding="utf-8"))
     bad = copy.deepcopy(raw)
     bad["sota"][0]["source"] = "nowhere"
     with pytest.raises(ValueError, match="unknown source 'nowhere'"):

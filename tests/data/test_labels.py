@@ -18,8 +18,8 @@ from eacfer.data.labels import (
     write_label_file,
 )
 
-EXCERPT = Path(__file__).parent / "fixtures" / "rafdb_labels" / "list_patition_label_excerpt.txt"
-NOISE_EXCERPT = Path(__file__).parent / "fixtures" / "rafdb_labels" / "noise01_excerpt.txt"
+EXCERPT = Path(__file__).parents[1] / "fixtures" / "rafdb_labels" / "list_patition_label_excerpt.txt"
+NOISE_EXCERPT = Path(__file__).parents[1] / "fixtures" / "rafdb_labels" / "noise01_excerpt.txt"
 
 
 def _write(tmp_path: Path, data: bytes | str, name: str = "labels.txt") -> Path:

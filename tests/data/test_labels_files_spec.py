@@ -16,6 +16,8 @@ from eacfer.data.labels import (
     write_label_file,
 )
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 
 def _write(tmp_path: Path, data: bytes, name: str = "labels.txt") -> Path:
     p = tmp_path / name

@@ -11,6 +11,8 @@ import pytest
 
 from eacfer.data.labels import inject_symmetric_noise
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 
 @pytest.mark.parametrize(("n", "rate"), [(19, 0.3), (7, 0.5), (13, 0.1), (33, 0.2), (3, 0.5)])
 def test_flip_count_is_round_not_int(n, rate):

@@ -19,6 +19,8 @@ import torch
 from eacfer.constants import IMAGENET_MEAN, IMAGENET_STD
 from eacfer.data.transforms import EACTrainTransform, EvalTransform, add_gaussian_noise
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 SIZE = 32
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SNAPSHOT = json.loads((Path(__file__).parent / "fixtures" / "cli" / "train_parser_snapshot.json").read_text(encoding="utf-8"))
+SNAPSHOT = json.loads((Path(__file__).parents[1] / "fixtures" / "cli" / "train_parser_snapshot.json").read_text(encoding="utf-8"))
 
 
 def _subparser(*names: str) -> argparse.ArgumentParser:

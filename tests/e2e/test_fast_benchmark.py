@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 
 
 @pytest.mark.parametrize("emulate", [False, True], ids=["cpu-settings", "emulated-cuda-settings"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PROBE = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_probe.py"
+PROBE = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_probe.py"
 
 
 @pytest.mark.slow

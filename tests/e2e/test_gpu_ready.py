@@ -406,7 +406,7 @@ def _null():
 
 
 # ------------------------------------------------------------------ 9. DDP without deprecated arguments
-# (rank 0 alone logging the epoch lines: tests/test_ddp.py, which runs two processes)
+# (rank 0 alone logging the epoch lines: tests/e2e/test_ddp.py, which runs two processes)
 
 
 def test_ddp_wrap_without_deprecated_broadcast_buffers(tmp_path):

@@ -348,7 +348,7 @@ def test_every_output_writer_is_atomic():
     writes a file writes to a temporary path from eacfer.utils.atomic (or is the atomic module itself)."""
     import ast
 
-    src = Path(__file__).resolve().parent.parent / "src" / "eacfer"
+    src = Path(__file__).resolve().parents[2] / "src" / "eacfer"
     writer_attrs = {"imwrite", "savefig", "write_bytes", "write_text", "copy", "copy2", "copyfile", "tofile"}
     offenders = []
     for f in sorted(src.rglob("*.py")):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "train_eac.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train_eac.ipynb"
 
 
 def test_committed_notebook_is_stripped_and_parameterised() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-RUNTIME = Path(__file__).resolve().parent / "fixtures" / "runtime"
+RUNTIME = Path(__file__).resolve().parents[1] / "fixtures" / "runtime"
 FIXTURE = RUNTIME / "tiny_fer.onnx"
-FACES = Path(__file__).resolve().parent / "fixtures" / "faces"
+FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 
 
 @pytest.fixture(scope="module")

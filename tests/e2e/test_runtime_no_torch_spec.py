@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 # what a runtime-only install looks like to Python: torch and torchvision cannot be imported
 NO_TORCH = """
 import sys

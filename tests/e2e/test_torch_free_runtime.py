@@ -106,7 +106,7 @@ def test_predict_with_the_default_model_without_torch(tmp_path):
     assert _loaded(proc) == []
     assert "starter model" in proc.stdout + proc.stderr
     rows = (out / "predictions.csv").read_text().splitlines()
-    assert len(rows) >= 2 and "Happiness" in rows[1]  # Eileen Collins smiles (tests/test_starter_model.py)
+    assert len(rows) >= 2 and "Happiness" in rows[1]  # Eileen Collins smiles (tests/infer/runtime/test_starter.py)
 
 
 def test_python_api_and_app_session_onnx_without_torch(exported_onnx, tmp_path):

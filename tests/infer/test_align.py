@@ -21,7 +21,7 @@ from eacfer.infer.align import (
 )
 from eacfer.infer.detect import Detection, create_detector
 
-FIXTURE = Path(__file__).parent / "fixtures" / "faces" / "astronaut.jpg"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "faces" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from eacfer.commands.cli import main
 
-PORTRAIT = Path(__file__).parents[1] / "src" / "eacfer" / "assets" / "astronaut.jpg"
+PORTRAIT = Path(__file__).parents[2] / "src" / "eacfer" / "assets" / "astronaut.jpg"
 
 
 def _portrait() -> np.ndarray:

@@ -32,6 +32,8 @@ from eacfer.models.resnet_caffe import (
     load_numpy_pickle,
 )
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 
 class _Encode:
     """Pickles as a call of ``_codecs.encode(*args)`` (what protocol-2 pickles of bytes contain)."""

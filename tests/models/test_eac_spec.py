@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from eacfer.models.eac import EACNet
+
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
 
 
 def test_defaults_are_rafdbs_seven_classes_and_no_name():

@@ -3,9 +3,12 @@ L = CE + λ·consistency with λ = 5 for RAF-DB; the CE baseline has the same ke
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from eacfer.models.loss import ce_loss, eac_loss
+
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
 
 
 def _batch(dtype=torch.float32, device="cpu"):

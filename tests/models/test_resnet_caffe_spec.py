@@ -15,6 +15,8 @@ from torch import nn
 from caffe_reference import STAGES, caffe_resnet50_stages, random_caffe_state
 from eacfer.models.resnet_caffe import CaffeResNet50
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 
 def _stages_of(net: CaffeResNet50, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The same stage outputs from eacfer's module (hooks, so its own forward runs)."""

@@ -6,6 +6,8 @@ import pytest
 
 from eacfer.training.sinks import summarize
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 ACCS = [0.10, 0.20, 0.90, 0.30, 0.40, 0.50, 0.60, 0.70]  # 8 epochs, best in epoch 3, not at the end
 
 

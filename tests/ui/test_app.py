@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("PySide6", reason="the desktop app needs the 'ui' extra (PySide6)")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ASTRONAUT = ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg"
 
 

@@ -15,7 +15,7 @@ from eacfer.ui.qtenv import sanitize_qt_environment
 from eacfer.ui.stats import RateMeter, TrackHistory
 from eacfer.ui.worker import CaptureThread, FramePacket, InferenceThread, LatestSlot, merge_packets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ASTRONAUT = ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg"
 
 

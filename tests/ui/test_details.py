@@ -18,7 +18,16 @@ import pytest
 pytest.importorskip("PySide6", reason="the desktop app needs the 'ui' extra (PySide6)")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from test_ui import ASTRONAUT, cache_dir, clip, make_window, model_file, playing_with_faces, qapp, wait_until  # noqa: E402,F401
+from ui.test_app import (  # noqa: E402,F401
+    ASTRONAUT,
+    cache_dir,
+    clip,
+    make_window,
+    model_file,
+    playing_with_faces,
+    qapp,
+    wait_until,
+)
 
 
 def test_photo_mode_shows_file_name_and_position(make_window, model_file, tmp_path: Path) -> None:

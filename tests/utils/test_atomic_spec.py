@@ -13,6 +13,8 @@ import pytest
 
 from eacfer.utils.atomic import atomic_open, atomic_path, write_json, write_text
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 
 @pytest.fixture
 def umask():

@@ -10,7 +10,7 @@ from PIL import Image
 
 from eacfer.infer.detect import Detection, FaceDetector, blazeface, create_detector, list_detectors
 
-FIXTURE = Path(__file__).parent / "fixtures" / "faces" / "astronaut.jpg"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "faces" / "astronaut.jpg"
 # Face region of the 512×512 portrait (checked by eye): forehead to chin, cheek to cheek.
 FACE_CENTER = (224.0, 120.0)
 

@@ -25,7 +25,7 @@ from eacfer.infer.detect.mediapipe_backend import (  # noqa: E402
     MediaPipeShortRange,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "faces" / "astronaut.jpg"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "faces" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ import pytest
 
 from inference_testutils import make_clip
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, face_rgb, inference_cache, …
 
 SHORT, LONG = 36, 360

@@ -19,7 +19,7 @@ from eacfer.checkpoint import load_checkpoint, load_model
 from eacfer.infer.runtime.starter import is_starter, resolve_model, starter_model_path, starter_runtime_path
 from eacfer.modelinfo import CheckpointError, info_from_payload
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
 PARITY = FIXTURES / "starter" / "fer_keras_parity.npz"
 ASTRONAUT = FIXTURES / "faces" / "astronaut.jpg"
 HOPPER = FIXTURES / "faces" / "grace_hopper.jpg"
@@ -112,7 +112,7 @@ def test_metadata_says_what_it_is(starter) -> None:
     assert "Justin Shenk" in p["credit"] and "Arriaga" in p["credit"]
     assert "not an EAC model" in p["not"] and "RAF-DB" in p["not"]
     assert p["published_accuracy"]["accuracy"] == 0.66 and "1710.07557" in p["published_accuracy"]["source"]
-    credits = (Path(__file__).parents[1] / "docs" / "CREDITS.md").read_text()
+    credits = (Path(__file__).parents[3] / "docs" / "CREDITS.md").read_text()
     assert starter_model_path().name in credits and "Justin Shenk" in credits and "Arriaga" in credits
 
 

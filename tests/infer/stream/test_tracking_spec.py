@@ -16,6 +16,8 @@ from eacfer.infer.detect.base import box_iou as iou
 from eacfer.infer.results import FaceResult
 from eacfer.infer.stream.tracking import IoUTracker
 
+pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
+
 NAMES = ("a", "b", "c")
 SIDE = 50.0
 
