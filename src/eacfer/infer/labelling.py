@@ -16,8 +16,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from eacfer.infer.protocols import FaceAnalyser
-
 #: the label of a face whose top probability is below ``min_confidence`` (its probabilities are still reported)
 UNCERTAIN = "uncertain"
 #: test-time augmentations: ``flip`` averages the probabilities of a face crop and its mirror image
@@ -65,7 +63,16 @@ def top_label(probs: np.ndarray, class_names: tuple[str, ...] | list[str],
     return k, (UNCERTAIN if float(probs[k]) < min_confidence else class_names[k])
 
 
-def labelling_options(predictor: FaceAnalyser) -> dict[str, Any]:
+class _LabelSettings(Protocol):
+    """The labelling settings of an analyser (:class:`eacfer.infer.protocols.FaceAnalyser` has them); declared
+    here so that labelling, which the face recipe uses, does not depend on the analyser's whole seam."""
+
+    min_confidence: float
+    tta: str
+    align: str
+
+
+def labelling_options(predictor: _LabelSettings) -> dict[str, Any]:
     """``min_confidence``, ``tta`` and ``align`` of a predictor, only those set (so default runs record what they
     always did).
 
