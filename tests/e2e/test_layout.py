@@ -31,7 +31,7 @@ def test_import_eacfer_installs_no_import_hook() -> None:
 def test_no_loose_modules_at_the_top() -> None:
     top = sorted(p.name for p in (ROOT / "src" / "eacfer").glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "checkpoint.py", "constants.py", "demo.py",
-                   "export.py"]
+                   "export.py", "modelinfo.py"]
     assert (ROOT / "src" / "eacfer" / "official" / "__init__.py").is_file()  # the import of EAC checkpoints
 
 

