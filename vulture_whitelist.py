@@ -121,8 +121,6 @@ _.forward  # unused method (tests/test_weights_import.py:100)
 
 # To review (issue 27, left for the infer/ regrouping; delete the line with the code):
 iter_clip_frames  # unused function (src/eacfer/infer/detect/scenes.py), a test-fixture helper nothing calls
-draw_face  # unused function (src/eacfer/infer/viz.py)
-mx  # unused variable (src/eacfer/infer/detect/plausible.py): the mouth's offset along the eyes is never checked
 # unused in tests: METRICS (test_bench_noisy.py), offset_log (test_finder.py), top_name (test_serve.py),
 # DISGUST (test_synth.py), LAST (wandb_testutils.py)
 METRICS

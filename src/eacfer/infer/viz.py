@@ -156,24 +156,6 @@ def layout_panels(shape: tuple[int, ...], faces: Sequence[FaceResult], labels: S
     return out
 
 
-def draw_face(
-    image: np.ndarray,
-    face: FaceResult,
-    bars: bool = True,
-    color_order: str = "rgb",
-    smoothed: bool = True,
-    index: int | None = None,
-) -> np.ndarray:
-    """Draw one face's box, label (track id or face index, emotion, probability) and probability bars, in
-    place. With several faces use :func:`annotate`, which keeps each panel off the other faces."""
-    label = face_label(face, index, smoothed)
-    panel = layout_panels(image.shape, [face], [label])[0] if bars else None
-    if panel is not None:
-        _draw_bars(image, face.class_names, _probs(face, smoothed), panel, color_order)
-    _draw_box_and_label(image, face, label, color_order, smoothed)
-    return image
-
-
 def _draw_box_and_label(image: np.ndarray, face: FaceResult, label: str, color_order: str, smoothed: bool) -> None:
     import cv2
 

@@ -65,7 +65,7 @@ def implausible_reason(det: Detection, max_tilt: float = 50.0) -> str | None:
         return float(c * d[0] + s * d[1]), float(-s * d[0] + c * d[1])  # along the eyes, below them
 
     nx, ny = local(kp[2])
-    mx, my = local(_mouth(kp))
+    my = local(_mouth(kp))[1]  # only the mouth's height is part of the rule (module docstring)
     if not -0.05 * h <= ny <= 0.7 * h:
         return f"nose {ny / h:.2f} box heights below the eyes"
     if abs(nx) > max(eye_dist, 0.1 * w):
