@@ -119,8 +119,9 @@ _.forward  # unused method (tests/test_weights_import.py:67)
 _.forward  # unused method (tests/test_weights_import.py:84)
 _.forward  # unused method (tests/test_weights_import.py:100)
 
-# To review (issue 27, left for the infer/ regrouping; delete the line with the code):
-iter_clip_frames  # unused function (src/eacfer/infer/detect/scenes.py), a test-fixture helper nothing calls
+_.deferred_help  # read by argparse (help text "%(deferred_help)s", src/eacfer/commands/train.py)
+
+# To review (delete the line with the code):
 # unused in tests: METRICS (test_bench_noisy.py), offset_log (test_finder.py), top_name (test_serve.py),
 # DISGUST (test_synth.py), LAST (wandb_testutils.py)
 METRICS

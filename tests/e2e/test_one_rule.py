@@ -40,6 +40,7 @@ def test_app_lists_the_photos_eacfer_predict_reads(tmp_path):
 ])
 def test_source_kind(text, kind):
     assert sources.source_kind(text) == kind
+    assert kind in sources.SOURCE_KINDS  # the documented list of kinds names every kind source_kind returns
 
 
 def test_source_kind_folder_and_list(tmp_path):
