@@ -172,7 +172,6 @@ def run_trackers(lines: list[str]) -> None:
         lines += ["## Trackers", "", f"skipped: {exc} (pip install --target DIR --no-deps trackers supervision "
                   "scipy pyDeprecate defusedxml, then PYTHONPATH=DIR)", ""]
         return
-    from eacfer.infer.stream.tracking import iou as _iou  # noqa: F401 - same IoU as the tracker
 
     clips = [c for c in all_clips() if any(c.faces)] + [clip_gap(frames=60, gap=(20, 32), size=(640, 360))]
     clips[-1].name = "gap_of_12_frames"

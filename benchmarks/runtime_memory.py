@@ -118,7 +118,7 @@ def make_clips(tmp: Path, frames: int) -> tuple[Path, Path]:
     import cv2
 
     from eacfer.data.imageio import load_image
-    from eacfer.infer.jobs.video import make_moving_face_clip
+    from eacfer.demo import make_moving_face_clip
 
     face = load_image(ROOT / "src" / "eacfer" / "assets" / "astronaut.jpg")[10:270, 110:350]
     clip = make_moving_face_clip(tmp / "clip.mp4", face, frames=frames, size=(640, 360), face_height=220)
