@@ -37,7 +37,7 @@ PAPER_RECIPE: dict[str, float | int | str] = {
 
 #: ``eacfer train --workers`` default. Chosen by measurement (docs/TRAINING.md, benchmarks/train_workers.py): one
 #: epoch with 2 workers beat 0 workers in both alternating rounds even on a 2-core machine, because the workers'
-#: augmentation overlaps the training step; the worker count does not change the results (tests/test_trainer.py).
+#: augmentation overlaps the training step; the worker count does not change the results (tests/training/test_trainer.py).
 TRAIN_WORKERS: int = 2
 
 #: ``eacfer train --method``: EAC (the paper) or the cross-entropy baseline it is compared with.

@@ -88,7 +88,7 @@ def create_app(config: ServeConfig, pool: InferencePool) -> Any:
 
     # FastAPI's own /docs loads Swagger UI from a CDN, so on an offline kiosk, robot or LAN the page is blank;
     # FastAPIOffline is a FastAPI whose /docs uses the copy in its wheel. No /redoc: even bundled, ReDoc's page
-    # fetches its logo from cdn.redoc.ly (seen in tests/test_serve_docs.py), and /docs already shows everything
+    # fetches its logo from cdn.redoc.ly (seen in tests/serve/test_docs.py), and /docs already shows everything
     app = FastAPIOffline(title="eacfer", version=__version__, lifespan=lifespan, static_url=DOCS_STATIC,
                          redoc_url=None,
                          description="Facial emotion recognition: faces, boxes, emotions and probabilities of "

@@ -5,7 +5,7 @@ image-conversion overhead, and the full-range path (through ``ImageEmbedder``) h
 floats back as Python lists. Measured here (``benchmarks/detectors.py``, whole ``detect`` calls on a
 640×360 frame): short-range 2.4 vs 3.7 ms, full-range 5.7 vs 9.5 ms. The video finder makes one
 short-range call per tracked face per frame, so this is the detection stage's main cost. LiteRT is Google's maintained successor of
-``tflite-runtime``; its raw outputs equal MediaPipe's to 1e-4 (``tests/test_detect_litert.py``).
+``tflite-runtime``; its raw outputs equal MediaPipe's to 1e-4 (``tests/infer/detect/test_litert_backend.py``).
 
 The input is the letterboxed square scaled to [-1, 1] (what MediaPipe's graphs feed BlazeFace). One
 interpreter thread: the detector shares the machine with the classifier's threads in the video pipeline,
