@@ -164,3 +164,28 @@ def test_runtime_modules_import_without_torch(module, tmp_path):
     proc = _run_without_torch(f"import {module}\nprint('IMPORTED')\n", tmp_path)
     assert "IMPORTED" in proc.stdout, proc.stderr
     assert _loaded(proc) == []
+
+
+def test_serve_with_the_default_model_without_torch(tmp_path):
+    """`eacfer serve` given no model (the bundled starter, run from its ONNX export) answers predictions with
+    attention maps where torch is not installed: the HTTP API is part of the lean runtime too."""
+    body = textwrap.dedent(f"""
+        from fastapi.testclient import TestClient
+        from eacfer.infer.runtime.starter import resolve_model
+        from eacfer.serve.app import create_app
+        from eacfer.serve.limits import ServeConfig
+        from eacfer.serve.server import open_pool
+
+        cfg = ServeConfig(checkpoint=str(resolve_model(None)[0]))
+        pool = open_pool(cfg)
+        try:
+            with TestClient(create_app(cfg, pool)) as c:
+                r = c.post("/v1/predict?cam=true", content=open({str(FACE)!r}, "rb").read())
+                face = r.json()["faces"][0]
+                print("SERVED=" + str(r.status_code) + " " + face["emotion"] + " " + str("cam_png" in face))
+        finally:
+            pool.close()
+    """)
+    proc = _run_without_torch(body, tmp_path, env={"EACFER_CACHE_DIR": str(tmp_path / "cache")})
+    assert "SERVED=200 Happiness True" in proc.stdout, proc.stderr[-3000:]
+    assert _loaded(proc) == []
