@@ -23,7 +23,7 @@ import numpy as np
 
 # At the top, unlike elsewhere in eacfer: this module *is* the torch side, imported only when torch is needed,
 # and infer.backends.torch_backend() turns a missing torch into one line at this import.
-import torch  # noqa: E402,I001
+import torch
 
 from eacfer.infer.align import check_crops
 from eacfer.infer.onnx_cache import cache_dir, content_key
