@@ -14,17 +14,12 @@ import sys
 
 import pytest
 
+from no_torch import BLOCK_TORCH
+
 pytestmark = pytest.mark.spec  # written from the paper or a specification (`pytest -m spec`)
 
-# what a runtime-only install looks like to Python: torch and torchvision cannot be imported
-NO_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, _NoTorch())
+# the CLI in a child that cannot import torch or torchvision (tests/no_torch.py)
+NO_TORCH = BLOCK_TORCH + """
 from eacfer.commands.cli import main
 sys.exit(main(sys.argv[1:]))
 """

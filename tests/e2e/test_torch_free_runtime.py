@@ -19,21 +19,9 @@ from pathlib import Path
 import pytest
 
 from inference_testutils import FACE, make_clip
+from no_torch import BLOCK_TORCH
 
 pytest_plugins = ["inference_fixtures"]  # shared fixtures: model_pt, face_rgb, exported_onnx, inference_cache
-
-#: run in the child before anything else: torch and torchvision cannot be imported, as if not installed
-_BLOCK_TORCH = textwrap.dedent("""
-    import importlib.abc, sys
-
-    class _NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "torchvision"):
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
-            return None
-
-    sys.meta_path.insert(0, _NoTorch())
-""")
 
 _REPORT = textwrap.dedent("""
     import json, sys
@@ -44,7 +32,7 @@ _REPORT = textwrap.dedent("""
 def _run_without_torch(body: str, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``body`` in a fresh interpreter that cannot import torch; it reports the torch modules loaded."""
     script = tmp_path / "child.py"
-    script.write_text(_BLOCK_TORCH + "\ntry:\n" + textwrap.indent(body, "    ") + "\nfinally:\n"
+    script.write_text(BLOCK_TORCH + "\ntry:\n" + textwrap.indent(body, "    ") + "\nfinally:\n"
                       + textwrap.indent(_REPORT, "    "))
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})}, cwd=tmp_path)
